@@ -1,0 +1,41 @@
+# bucketq — see README.md. `make test` is the one command CI runs.
+GO        ?= go
+BIN       ?= bin/bucketq
+FUZZTIME  ?= 5s
+PKGS      ?= ./...
+
+.PHONY: build test unit run bench fuzz lint s3-up s3-down clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/bucketq
+
+# test: every test, against a real S3-compatible server started for the run.
+test:
+	./scripts/with-s3.sh $(GO) test -count=1 -timeout 15m $(PKGS)
+
+# unit: the tests without starting the S3 server (S3 tests skip unless CI=true).
+unit:
+	$(GO) test -count=1 $(PKGS)
+
+run: build
+	$(BIN) run
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# fuzz: each fuzz target for FUZZTIME (CI uses 15s).
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+s3-up:
+	./scripts/s3.sh up
+
+s3-down:
+	./scripts/s3.sh down
+
+clean:
+	rm -rf bin .cache/s3-data

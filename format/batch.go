@@ -1,0 +1,266 @@
+// Package format encodes and decodes bucketq batch files and the 4-byte
+// entry metadata header. It is the byte layout of RFC 0001 and RFC 0003 and
+// nothing else: no I/O, no queue logic, and no imports from the rest of bucketq.
+package format
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression is the code in the first byte of a batch footer.
+type Compression uint8
+
+const (
+	// CompressionNone stores the record block as is.
+	CompressionNone Compression = 0x00
+	// CompressionZstd stores the record block as one zstd frame (level 3, with checksum).
+	CompressionZstd Compression = 0x01
+)
+
+// String returns "none", "zstd" or "unknown(0xNN)".
+func (c Compression) String() string {
+	switch c {
+	case CompressionNone:
+		return "none"
+	case CompressionZstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("unknown(0x%02x)", uint8(c))
+}
+
+// ParseCompression maps "none", "" and "zstd" to their codes.
+func ParseCompression(s string) (Compression, error) {
+	switch s {
+	case "none", "":
+		return CompressionNone, nil
+	case "zstd":
+		return CompressionZstd, nil
+	}
+	return 0, fmt.Errorf("unknown compression %q (want none or zstd)", s)
+}
+
+const (
+	// BatchVersion is the only batch format version.
+	BatchVersion uint16 = 1
+	// FooterSize is the size of the uncompressed batch footer.
+	FooterSize = 7
+	// recordHeaderSize is the u32 length prefix of each record.
+	recordHeaderSize = 4
+)
+
+// Sentinel errors, matched with errors.Is; every decode error wraps one of
+// these inside a *DecodeError that says where and what.
+var (
+	ErrTooShort           = errors.New("batch shorter than its footer")
+	ErrUnknownCompression = errors.New("unknown compression")
+	ErrUnknownVersion     = errors.New("unsupported batch version")
+	ErrRecordOverrun      = errors.New("record length runs past the record block")
+	ErrRecordCount        = errors.New("record count does not match footer")
+	ErrTrailingBytes      = errors.New("trailing bytes after the last record")
+	ErrCorruptZstd        = errors.New("corrupt zstd record block")
+)
+
+// DecodeError describes why a batch could not be decoded.
+type DecodeError struct {
+	Err    error  // one of the sentinel errors above
+	Detail string // human-readable specifics (offsets, counts)
+}
+
+func (e *DecodeError) Error() string {
+	if e.Detail == "" {
+		return "batch: " + e.Err.Error()
+	}
+	return "batch: " + e.Err.Error() + ": " + e.Detail
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func decodeErr(err error, format string, args ...any) error {
+	return &DecodeError{Err: err, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Footer is the 7-byte trailer of every batch file.
+type Footer struct {
+	Compression Compression
+	RecordCount uint32
+	Version     uint16
+}
+
+// AppendFooter appends the encoded footer to dst.
+func AppendFooter(dst []byte, f Footer) []byte {
+	dst = append(dst, byte(f.Compression))
+	dst = binary.LittleEndian.AppendUint32(dst, f.RecordCount)
+	return binary.LittleEndian.AppendUint16(dst, f.Version)
+}
+
+// ReadFooter parses the footer at the end of a batch file without touching
+// the record block. It checks length, version and compression code.
+func ReadFooter(b []byte) (Footer, error) {
+	if len(b) < FooterSize {
+		return Footer{}, decodeErr(ErrTooShort, "%d bytes, footer needs %d", len(b), FooterSize)
+	}
+	t := b[len(b)-FooterSize:]
+	f := Footer{
+		Compression: Compression(t[0]),
+		RecordCount: binary.LittleEndian.Uint32(t[1:5]),
+		Version:     binary.LittleEndian.Uint16(t[5:7]),
+	}
+	if f.Version != BatchVersion {
+		return f, decodeErr(ErrUnknownVersion, "version %d, want %d", f.Version, BatchVersion)
+	}
+	if f.Compression != CompressionNone && f.Compression != CompressionZstd {
+		return f, decodeErr(ErrUnknownCompression, "code 0x%02x", uint8(f.Compression))
+	}
+	return f, nil
+}
+
+// zstd encoders and decoders are expensive to build and safe for concurrent
+// EncodeAll/DecodeAll, so one of each serves the process.
+var (
+	zstdOnce sync.Once
+	zstdEnc  *zstd.Encoder
+	zstdDec  *zstd.Decoder
+	zstdErr  error
+)
+
+func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
+	zstdOnce.Do(func() {
+		zstdEnc, zstdErr = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderCRC(true),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true))
+		if zstdErr != nil {
+			return
+		}
+		zstdDec, zstdErr = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.IgnoreChecksum(false),
+			zstd.WithDecoderMaxMemory(1<<30))
+	})
+	return zstdEnc, zstdDec, zstdErr
+}
+
+// Encoder builds one batch file. Append records one at a time, watch Size for
+// the flush threshold, then Finish. An Encoder may be Reset and reused.
+type Encoder struct {
+	compression Compression
+	block       []byte // uncompressed record block
+	count       uint32
+}
+
+// NewEncoder returns an encoder for the given compression.
+func NewEncoder(c Compression) *Encoder {
+	return &Encoder{compression: c}
+}
+
+// Append adds one record. The bytes are copied.
+func (e *Encoder) Append(rec []byte) {
+	e.block = binary.LittleEndian.AppendUint32(e.block, uint32(len(rec)))
+	e.block = append(e.block, rec...)
+	e.count++
+}
+
+// Count is the number of records appended so far.
+func (e *Encoder) Count() int { return int(e.count) }
+
+// Size is the uncompressed size of the batch so far, footer included: an
+// upper bound for the compressed file, cheap enough to check on every append.
+func (e *Encoder) Size() int { return len(e.block) + FooterSize }
+
+// Reset empties the encoder, keeping its buffer.
+func (e *Encoder) Reset() {
+	e.block = e.block[:0]
+	e.count = 0
+}
+
+// Finish returns the encoded batch file. The result does not alias the
+// encoder's buffer, so the encoder may be reset and reused at once.
+func (e *Encoder) Finish() ([]byte, error) {
+	f := Footer{Compression: e.compression, RecordCount: e.count, Version: BatchVersion}
+	switch e.compression {
+	case CompressionNone:
+		out := make([]byte, 0, len(e.block)+FooterSize)
+		out = append(out, e.block...)
+		return AppendFooter(out, f), nil
+	case CompressionZstd:
+		enc, _, err := zstdCodecs()
+		if err != nil {
+			return nil, err
+		}
+		out := enc.EncodeAll(e.block, make([]byte, 0, len(e.block)/2+FooterSize))
+		return AppendFooter(out, f), nil
+	}
+	return nil, fmt.Errorf("batch: cannot encode with %s", e.compression)
+}
+
+// EncodeBatch is a convenience wrapper: encode records in one call.
+func EncodeBatch(c Compression, records [][]byte) ([]byte, error) {
+	e := NewEncoder(c)
+	for _, r := range records {
+		e.Append(r)
+	}
+	return e.Finish()
+}
+
+// Batch is a decoded batch file. Records alias one decoded block: either the
+// input slice (no compression) or one freshly decompressed buffer.
+type Batch struct {
+	Footer  Footer
+	Records [][]byte
+}
+
+// DecodeBatch decodes a whole batch file. It never panics on bad input; every
+// failure is a *DecodeError wrapping one of the sentinel errors.
+func DecodeBatch(b []byte) (*Batch, error) {
+	f, err := ReadFooter(b)
+	if err != nil {
+		return nil, err
+	}
+	block := b[:len(b)-FooterSize]
+	if f.Compression == CompressionZstd {
+		_, dec, err := zstdCodecs()
+		if err != nil {
+			return nil, err
+		}
+		// A zero-length block is a valid empty batch even for zstd: the
+		// encoder writes an empty frame, but tolerate a bare footer too.
+		if len(block) > 0 {
+			block, err = dec.DecodeAll(block, nil)
+			if err != nil {
+				return nil, decodeErr(ErrCorruptZstd, "%v", err)
+			}
+		}
+	}
+	// Each record needs at least its 4-byte prefix: reject absurd counts
+	// before allocating for them.
+	if uint64(f.RecordCount)*recordHeaderSize > uint64(len(block)) {
+		return nil, decodeErr(ErrRecordCount, "footer says %d records, block has %d bytes", f.RecordCount, len(block))
+	}
+	recs := make([][]byte, 0, f.RecordCount)
+	off := 0
+	for off < len(block) {
+		if len(block)-off < recordHeaderSize {
+			return nil, decodeErr(ErrTrailingBytes, "%d bytes at offset %d after record %d", len(block)-off, off, len(recs))
+		}
+		if uint32(len(recs)) == f.RecordCount {
+			return nil, decodeErr(ErrRecordCount, "more records than the footer's %d (offset %d)", f.RecordCount, off)
+		}
+		n := binary.LittleEndian.Uint32(block[off:])
+		off += recordHeaderSize
+		if uint64(n) > uint64(len(block)-off) {
+			return nil, decodeErr(ErrRecordOverrun, "record %d at offset %d has length %d, %d bytes left", len(recs), off-recordHeaderSize, n, len(block)-off)
+		}
+		recs = append(recs, block[off:off+int(n):off+int(n)])
+		off += int(n)
+	}
+	if uint32(len(recs)) != f.RecordCount {
+		return nil, decodeErr(ErrRecordCount, "found %d records, footer says %d", len(recs), f.RecordCount)
+	}
+	return &Batch{Footer: f, Records: recs}, nil
+}

@@ -1,0 +1,126 @@
+// Package metrics defines every Prometheus metric bucketq exports, in one
+// place, so names stay exactly those of the design docs and each process
+// registers them once.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds all bucketq collectors. A nil *Metrics is not valid; use New
+// (with prometheus.NewRegistry() in tests).
+type Metrics struct {
+	// Consumer side (names from the opendata buffer consumer).
+	BatchesCollected    prometheus.Counter
+	EntriesCollected    prometheus.Counter
+	BytesCollected      prometheus.Counter
+	Acks                prometheus.Counter
+	ConsumerLagSeconds  prometheus.Gauge
+	QueueLength         prometheus.Gauge
+	FetchDuration       prometheus.Histogram
+	GCFilesDeleted      prometheus.Counter
+	GCFilesFailed       prometheus.Counter
+	GCDuration          prometheus.Histogram
+	EntriesSkipped      *prometheus.CounterVec // label reason
+	BatchesCorrupt      *prometheus.CounterVec // label reason (missing, corrupt)
+	ManifestWrites      *prometheus.CounterVec // label role (producer, consumer)
+	ManifestConflicts   *prometheus.CounterVec // label role
+	DeadLetterWrites    prometheus.Counter
+	DeadLetterFailures  prometheus.Counter
+	EventsConverted     *prometheus.CounterVec // label signal
+	ConsumerEpoch       prometheus.Gauge
+	ConsumerLastDequeue prometheus.Gauge
+
+	// Producer side.
+	BatchCreated       prometheus.Counter // batches sealed for upload
+	BatchSent          prometheus.Counter // batches uploaded and committed
+	BatchBytes         prometheus.Histogram
+	BatchRecords       prometheus.Histogram
+	UploadFailures     prometheus.Counter
+	CommitFailures     prometheus.Counter
+	Reuploads          prometheus.Counter
+	AppendDuration     prometheus.Histogram // append call until durable ack
+	Backpressure       prometheus.Counter
+	BufferedBytes      prometheus.Gauge
+	CommitGroupEntries prometheus.Histogram
+
+	// Sink.
+	SinkEvents   *prometheus.CounterVec // label result: sent, retried, dead_lettered
+	SinkRequests *prometheus.CounterVec // label status: HTTP code, or "error"
+	SinkDuration prometheus.Histogram
+
+	// Ingest front doors.
+	IngestRequests *prometheus.CounterVec // labels front (http-events, otlp-http, otlp-grpc), code
+	IngestEvents   *prometheus.CounterVec // label front
+}
+
+// New creates the collectors and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	h := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	}
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	lat := prometheus.ExponentialBuckets(0.001, 2, 16) // 1ms .. ~33s
+	m := &Metrics{
+		BatchesCollected:    c("buffer_batches_collected", "Batches fetched from object store."),
+		EntriesCollected:    c("buffer_entries_collected", "Entries (records) across collected batches."),
+		BytesCollected:      c("buffer_bytes_collected", "Bytes read from object store."),
+		Acks:                c("buffer_acks", "Batch acks (dequeues) processed."),
+		ConsumerLagSeconds:  g("buffer_consumer_lag_seconds", "Wall clock minus the ingestion time of the oldest undelivered batch."),
+		QueueLength:         g("buffer_queue_length", "Entries currently in the manifest queue."),
+		FetchDuration:       h("buffer_fetch_duration_seconds", "Per-batch fetch latency from object store.", lat),
+		GCFilesDeleted:      c("buffer_gc_files_deleted", "Batch files cleaned by GC."),
+		GCFilesFailed:       c("buffer_gc_files_failed", "Failed GC file deletions."),
+		GCDuration:          h("buffer_gc_duration_seconds", "GC cycle wall time.", lat),
+		EntriesSkipped:      cv("buffer_entries_skipped", "Records not delivered but dead-lettered, by reason.", "reason"),
+		BatchesCorrupt:      cv("buffer_batches_unreadable", "Referenced batches that were missing or corrupt, by reason.", "reason"),
+		ManifestWrites:      cv("buffer_manifest_writes", "Manifest write attempts.", "role"),
+		ManifestConflicts:   cv("buffer_manifest_conflicts", "Manifest CAS conflicts.", "role"),
+		DeadLetterWrites:    c("buffer_dead_letter_writes", "Dead-letter objects written."),
+		DeadLetterFailures:  c("buffer_dead_letter_failures", "Failed dead-letter writes (retried)."),
+		EventsConverted:     cv("buffer_events_converted", "CloudEvents produced by conversion or pass-through, by signal.", "signal"),
+		ConsumerEpoch:       g("buffer_consumer_epoch", "Epoch held by this consumer."),
+		ConsumerLastDequeue: g("buffer_consumer_last_dequeued_sequence", "Highest sequence dequeued by this consumer."),
+
+		BatchCreated:       c("batch_created", "Batches sealed for upload by the producer."),
+		BatchSent:          c("batch_sent", "Batches uploaded and committed to the manifest."),
+		BatchBytes:         h("producer_batch_bytes", "Size of uploaded batch objects.", prometheus.ExponentialBuckets(1024, 4, 10)),
+		BatchRecords:       h("producer_batch_records", "Records per uploaded batch.", prometheus.ExponentialBuckets(1, 4, 10)),
+		UploadFailures:     c("producer_upload_failures", "Failed batch uploads (retried)."),
+		CommitFailures:     c("producer_commit_failures", "Failed manifest commits (retried)."),
+		Reuploads:          c("producer_reuploads", "Batches re-uploaded under a new name because their upload was older than half the GC grace period."),
+		AppendDuration:     h("producer_append_duration_seconds", "Time from append until the batch is durable and committed.", lat),
+		Backpressure:       c("producer_backpressure", "Appends refused because the memory bound was reached."),
+		BufferedBytes:      g("producer_buffered_bytes", "Bytes accepted but not yet committed."),
+		CommitGroupEntries: h("producer_commit_group_entries", "Batches committed per manifest write (group commit).", prometheus.ExponentialBuckets(1, 2, 8)),
+
+		SinkEvents:   cv("sink_events", "Events handled by the sink, by result (sent, retried, dead_lettered).", "result"),
+		SinkRequests: cv("sink_requests", "Sink requests by HTTP status (or error).", "status"),
+		SinkDuration: h("sink_request_duration_seconds", "Sink request latency.", lat),
+
+		IngestRequests: cv("ingest_requests", "Ingest requests by front door and response code.", "front", "code"),
+		IngestEvents:   cv("ingest_events", "Events or OTLP records accepted, by front door.", "front"),
+	}
+	reg.MustRegister(
+		m.BatchesCollected, m.EntriesCollected, m.BytesCollected, m.Acks, m.ConsumerLagSeconds,
+		m.QueueLength, m.FetchDuration, m.GCFilesDeleted, m.GCFilesFailed, m.GCDuration,
+		m.EntriesSkipped, m.BatchesCorrupt, m.ManifestWrites, m.ManifestConflicts,
+		m.DeadLetterWrites, m.DeadLetterFailures, m.EventsConverted, m.ConsumerEpoch, m.ConsumerLastDequeue,
+		m.BatchCreated, m.BatchSent, m.BatchBytes, m.BatchRecords, m.UploadFailures, m.CommitFailures,
+		m.Reuploads, m.AppendDuration, m.Backpressure, m.BufferedBytes, m.CommitGroupEntries,
+		m.SinkEvents, m.SinkRequests, m.SinkDuration, m.IngestRequests, m.IngestEvents,
+	)
+	return m
+}
+
+// NewUnregistered returns metrics registered with a throwaway registry, for
+// tests and library users who do not export metrics.
+func NewUnregistered() *Metrics { return New(prometheus.NewRegistry()) }

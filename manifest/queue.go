@@ -1,0 +1,287 @@
+package manifest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/bucketq/bucketq/manifest/cas"
+)
+
+// ErrFenced is returned to a consumer whose epoch is no longer the
+// manifest's: a newer consumer has opened the queue.
+var ErrFenced = errors.New("manifest: consumer fenced by a newer epoch")
+
+// Options tune the retry loop of every queue operation. Zero fields take
+// their defaults.
+type Options struct {
+	// MinBackoff and MaxBackoff bound the jittered exponential backoff
+	// between attempts after a conflict or error. Defaults 5ms and 1s.
+	MinBackoff, MaxBackoff time.Duration
+	// RetryTimeout bounds one operation when the caller's context has no
+	// earlier deadline. Default 30s.
+	RetryTimeout time.Duration
+	// OnWrite and OnConflict, if set, are called for every write attempt
+	// and every conflict (metrics hooks).
+	OnWrite, OnConflict func()
+}
+
+func (o *Options) defaults() {
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 5 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Second
+	}
+	if o.RetryTimeout <= 0 {
+		o.RetryTimeout = 30 * time.Second
+	}
+}
+
+// Queue is the queue protocol on one manifest object. It holds no state
+// besides its configuration and is safe for concurrent use.
+type Queue struct {
+	store cas.Store
+	path  string
+	opts  Options
+}
+
+// NewQueue returns the queue on the manifest object at path.
+func NewQueue(store cas.Store, path string, opts Options) *Queue {
+	opts.defaults()
+	return &Queue{store: store, path: path, opts: opts}
+}
+
+// Path is the manifest object's name.
+func (q *Queue) Path() string { return q.path }
+
+// read returns the raw manifest and its version; a missing object is the
+// empty manifest with the empty version.
+func (q *Queue) read(ctx context.Context) ([]byte, cas.Version, error) {
+	b, v, err := q.store.Read(ctx, q.path)
+	if errors.Is(err, cas.ErrNotExist) {
+		return nil, "", nil
+	}
+	return b, v, err
+}
+
+// Read returns the decoded manifest.
+func (q *Queue) Read(ctx context.Context) (*Manifest, error) {
+	b, _, err := q.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", q.path, err)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", q.path, err)
+	}
+	return m, nil
+}
+
+// retry runs attempt until it reports done, backing off with jitter between
+// attempts, until ctx or the retry timeout ends. A *CorruptError or ErrFenced
+// from attempt ends the loop at once: retrying cannot mend either.
+func (q *Queue) retry(ctx context.Context, op string, attempt func(ctx context.Context, n int) (done bool, err error)) error {
+	ctx, cancel := context.WithTimeout(ctx, q.opts.RetryTimeout)
+	defer cancel()
+	backoff := q.opts.MinBackoff
+	var last error
+	for n := 0; ; n++ {
+		done, err := attempt(ctx, n)
+		if done {
+			return err
+		}
+		var ce *CorruptError
+		if errors.As(err, &ce) || errors.Is(err, ErrFenced) {
+			return err
+		}
+		if err != nil {
+			last = err
+		}
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, q.opts.MaxBackoff)
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s on %s gave up after %d attempts: %w (last error: %v)", op, q.path, n+1, ctx.Err(), last)
+		case <-t.C:
+		}
+	}
+}
+
+// write is one conditional write, counted for metrics.
+func (q *Queue) write(ctx context.Context, b []byte, v cas.Version) error {
+	if q.opts.OnWrite != nil {
+		q.opts.OnWrite()
+	}
+	_, err := q.store.WriteIf(ctx, q.path, b, v)
+	if errors.Is(err, cas.ErrConflict) && q.opts.OnConflict != nil {
+		q.opts.OnConflict()
+	}
+	return err
+}
+
+// Append adds entries to the end of the queue in one conditional write
+// (group commit) and returns their sequences, in order. On a conflict it
+// re-reads and retries. After any failed write whose outcome is unknown it
+// first checks whether the entries are already in the manifest (a write that
+// landed although its response was lost or a client retry saw 412), so an
+// entry is never appended twice while it is still queued. Producers never
+// change the epoch.
+func (q *Queue) Append(ctx context.Context, entries ...NewEntry) ([]uint64, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	var seqs []uint64
+	uncertain := false
+	err := q.retry(ctx, "append", func(ctx context.Context, _ int) (bool, error) {
+		b, v, err := q.read(ctx)
+		if err != nil {
+			return false, err
+		}
+		if uncertain {
+			if found, err := findLocations(b, entries); err != nil {
+				return false, err
+			} else if found != nil {
+				seqs = found
+				return true, nil
+			}
+		}
+		out, s, err := AppendEntries(b, entries)
+		if err != nil {
+			return true, err
+		}
+		if err := q.write(ctx, out, v); err != nil {
+			uncertain = true
+			return false, err
+		}
+		seqs = s
+		return true, nil
+	})
+	return seqs, err
+}
+
+// findLocations returns the sequences of entries if all of them are in the
+// manifest, nil if none is, and an error if only some are (which the
+// protocol cannot produce).
+func findLocations(b []byte, entries []NewEntry) ([]uint64, error) {
+	m, err := Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	bySeq := make(map[string]uint64, len(m.Entries))
+	for _, e := range m.Entries {
+		bySeq[e.Location] = e.Sequence
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		if s, ok := bySeq[e.Location]; ok {
+			seqs = append(seqs, s)
+		}
+	}
+	switch len(seqs) {
+	case 0:
+		return nil, nil
+	case len(entries):
+		return seqs, nil
+	}
+	return nil, corrupt(ErrEntryMalformed, "%d of %d appended locations found", len(seqs), len(entries))
+}
+
+// Lease is a consumer's hold on the queue, valid while the manifest's epoch
+// is the lease's.
+type Lease struct {
+	q     *Queue
+	epoch uint64
+}
+
+// Epoch is the epoch this lease wrote.
+func (l *Lease) Epoch() uint64 { return l.epoch }
+
+// Fence opens the queue for a consumer: it writes epoch+1, which makes every
+// older consumer's next dequeue fail with ErrFenced. If a write's outcome is
+// unknown the next attempt simply fences again with a higher epoch.
+func (q *Queue) Fence(ctx context.Context) (*Lease, error) {
+	var epoch uint64
+	err := q.retry(ctx, "fence", func(ctx context.Context, _ int) (bool, error) {
+		b, v, err := q.read(ctx)
+		if err != nil {
+			return false, err
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return false, err
+		}
+		m.Epoch++
+		if err := q.write(ctx, m.Encode(), v); err != nil {
+			return false, err
+		}
+		epoch = m.Epoch
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lease{q: q, epoch: epoch}, nil
+}
+
+// Read returns the manifest, or ErrFenced if the lease is no longer current.
+func (l *Lease) Read(ctx context.Context) (*Manifest, error) {
+	m, err := l.q.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if m.Epoch != l.epoch {
+		return nil, fmt.Errorf("%w: manifest epoch %d, ours %d", ErrFenced, m.Epoch, l.epoch)
+	}
+	return m, nil
+}
+
+// Dequeue removes every entry with a sequence up to and including through,
+// in one conditional write, and returns the removed entries (for the journal
+// and for garbage collection). It fails with ErrFenced when the manifest's
+// epoch is not the lease's; nothing is removed then.
+func (l *Lease) Dequeue(ctx context.Context, through uint64) ([]Entry, error) {
+	var removed []Entry
+	first := true
+	err := l.q.retry(ctx, "dequeue", func(ctx context.Context, _ int) (bool, error) {
+		b, v, err := l.q.read(ctx)
+		if err != nil {
+			return false, err
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return false, err
+		}
+		if m.Epoch != l.epoch {
+			return false, fmt.Errorf("%w: manifest epoch %d, ours %d", ErrFenced, m.Epoch, l.epoch)
+		}
+		keep := m.From(through + 1)
+		if through == ^uint64(0) {
+			keep = nil
+		}
+		gone := m.Entries[:len(m.Entries)-len(keep)]
+		if first {
+			// Only this lease dequeues, so what is gone on a later
+			// attempt was removed by an earlier attempt of ours whose
+			// response was lost: it still counts as removed here.
+			removed = append([]Entry(nil), gone...)
+			first = false
+		}
+		if len(gone) == 0 {
+			return true, nil
+		}
+		m.Entries = keep
+		if err := l.q.write(ctx, m.Encode(), v); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
+}
