@@ -11,9 +11,9 @@ build:
 
 # test: every test, against a real S3-compatible server started for the run.
 test:
-	./scripts/with-s3.sh $(GO) test -count=1 -timeout 15m $(PKGS)
+	./scripts/with-services.sh $(GO) test -count=1 -timeout 15m $(PKGS)
 
-# unit: the tests without starting the S3 server (S3 tests skip unless CI=true).
+# unit: the tests without starting the S3 server (service-backed tests skip unless CI=true).
 unit:
 	$(GO) test -count=1 $(PKGS)
 
@@ -32,10 +32,10 @@ lint:
 	$(GO) vet ./...
 
 s3-up:
-	./scripts/s3.sh up
+	./scripts/services/s3.sh up
 
 s3-down:
-	./scripts/s3.sh down
+	./scripts/services/s3.sh down
 
 clean:
 	rm -rf bin .cache/s3-data
