@@ -4,6 +4,7 @@
 package convert
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,8 +71,9 @@ type PassThrough struct{}
 
 // Convert implements Converter.
 func (PassThrough) Convert(rec Record) ([]json.RawMessage, error) {
-	if !json.Valid(rec.Data) || len(rec.Data) == 0 || rec.Data[0] != '{' {
+	data := bytes.TrimSpace(rec.Data)
+	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
 		return nil, fmt.Errorf("record %d of %s is not a JSON object", rec.Index, rec.Location)
 	}
-	return []json.RawMessage{json.RawMessage(append([]byte(nil), rec.Data...))}, nil
+	return []json.RawMessage{json.RawMessage(append([]byte(nil), data...))}, nil
 }
