@@ -132,11 +132,21 @@ func (q *Queue) write(ctx context.Context, b []byte, v cas.Version) error {
 // entry is never appended twice while it is still queued. Producers never
 // change the epoch.
 func (q *Queue) Append(ctx context.Context, entries ...NewEntry) ([]uint64, error) {
+	return q.appendEntries(ctx, false, entries)
+}
+
+// Recommit is Append for a caller retrying an earlier Append of the same
+// entries that failed with an unknown outcome: it first checks whether that
+// earlier write landed, and only appends the entries if it did not.
+func (q *Queue) Recommit(ctx context.Context, entries ...NewEntry) ([]uint64, error) {
+	return q.appendEntries(ctx, true, entries)
+}
+
+func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []NewEntry) ([]uint64, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
 	var seqs []uint64
-	uncertain := false
 	err := q.retry(ctx, "append", func(ctx context.Context, _ int) (bool, error) {
 		b, v, err := q.read(ctx)
 		if err != nil {
