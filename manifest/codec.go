@@ -262,6 +262,9 @@ func AppendEntries(b []byte, entries []NewEntry) ([]byte, []uint64, error) {
 	if uint64(f.EntryCount)+uint64(len(entries)) > math.MaxUint32 {
 		return nil, nil, fmt.Errorf("manifest: %d entries already, cannot add %d", f.EntryCount, len(entries))
 	}
+	if f.NextSequence > math.MaxUint64-uint64(len(entries)) {
+		return nil, nil, fmt.Errorf("manifest: next_sequence %d leaves no room for %d more sequences", f.NextSequence, len(entries))
+	}
 	prefix := 0
 	if len(b) > 0 {
 		prefix = len(b) - FooterSize
