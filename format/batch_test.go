@@ -1,0 +1,503 @@
+package format_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/bucketq/bucketq/format"
+)
+
+var compressions = []format.Compression{format.CompressionNone, format.CompressionZstd}
+
+// recordsOf builds n records of varying size, some empty.
+func recordsOf(n int) [][]byte {
+	recs := make([][]byte, n)
+	for i := range recs {
+		if i%7 == 3 {
+			recs[i] = []byte{}
+			continue
+		}
+		recs[i] = []byte(fmt.Sprintf(`{"id":"%d","subject":"customer-%d","data":{"tokens":%d}}`, i, i%13, i*31))
+	}
+	return recs
+}
+
+func largeRecord(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func TestRoundTrip(t *testing.T) {
+	cases := []struct {
+		name    string
+		records [][]byte
+	}{
+		{"zero records", nil},
+		{"one record", [][]byte{[]byte(`{"id":"1"}`)}},
+		{"one empty record", [][]byte{{}}},
+		{"empty records around one", [][]byte{{}, []byte("x"), {}}},
+		{"many records", recordsOf(1000)},
+		{"one large record", [][]byte{largeRecord(3 << 20)}},
+		{"large and small records", [][]byte{[]byte("a"), largeRecord(300_000), {}, []byte("b")}},
+		{"binary record with length-like bytes", [][]byte{{0xff, 0xff, 0xff, 0xff}, {0, 0, 0, 0}, {7, 0, 0, 0, 1}}},
+	}
+	for _, c := range compressions {
+		for _, tc := range cases {
+			t.Run(c.String()+"/"+tc.name, func(t *testing.T) {
+				b, err := format.EncodeBatch(c, tc.records)
+				if err != nil {
+					t.Fatalf("EncodeBatch: %v", err)
+				}
+				f, err := format.ReadFooter(b)
+				if err != nil {
+					t.Fatalf("ReadFooter: %v", err)
+				}
+				want := format.Footer{Compression: c, RecordCount: uint32(len(tc.records)), Version: format.BatchVersion}
+				if f != want {
+					t.Fatalf("footer = %+v, want %+v", f, want)
+				}
+				got, err := format.DecodeBatch(b)
+				if err != nil {
+					t.Fatalf("DecodeBatch: %v", err)
+				}
+				if got.Footer != want {
+					t.Fatalf("decoded footer = %+v, want %+v", got.Footer, want)
+				}
+				assertRecords(t, got.Records, tc.records)
+				if c == format.CompressionNone {
+					// Uncompressed size is exactly predictable.
+					wantLen := format.FooterSize
+					for _, r := range tc.records {
+						wantLen += 4 + len(r)
+					}
+					if len(b) != wantLen {
+						t.Fatalf("encoded length %d, want %d", len(b), wantLen)
+					}
+				}
+			})
+		}
+	}
+}
+
+func assertRecords(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("record %d = %.60q (len %d), want %.60q (len %d)", i, got[i], len(got[i]), want[i], len(want[i]))
+		}
+	}
+}
+
+func TestEmptyBatchIsFooterOnly(t *testing.T) {
+	b, err := format.EncodeBatch(format.CompressionNone, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0x00, 0, 0, 0, 0, 0x01, 0x00}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("empty batch = % x, want % x", b, want)
+	}
+	// A zstd empty batch written as a bare footer (no frame) is accepted too.
+	bare := []byte{0x01, 0, 0, 0, 0, 0x01, 0x00}
+	got, err := format.DecodeBatch(bare)
+	if err != nil {
+		t.Fatalf("bare zstd footer: %v", err)
+	}
+	if len(got.Records) != 0 || got.Footer.Compression != format.CompressionZstd {
+		t.Fatalf("bare zstd footer decoded to %+v", got)
+	}
+}
+
+func TestEncoderSizeCountAndReset(t *testing.T) {
+	for _, c := range compressions {
+		t.Run(c.String(), func(t *testing.T) {
+			e := format.NewEncoder(c)
+			if e.Size() != format.FooterSize || e.Count() != 0 {
+				t.Fatalf("new encoder: Size %d Count %d, want %d 0", e.Size(), e.Count(), format.FooterSize)
+			}
+			recs := [][]byte{[]byte("hello"), {}, largeRecord(1000), []byte("x")}
+			want := format.FooterSize
+			for i, r := range recs {
+				e.Append(r)
+				want += 4 + len(r)
+				if e.Size() != want {
+					t.Fatalf("after record %d: Size %d, want %d", i, e.Size(), want)
+				}
+				if e.Count() != i+1 {
+					t.Fatalf("after record %d: Count %d, want %d", i, e.Count(), i+1)
+				}
+			}
+			first, err := e.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == format.CompressionNone && len(first) != e.Size() {
+				t.Fatalf("uncompressed batch is %d bytes, Size said %d", len(first), e.Size())
+			}
+			if c == format.CompressionZstd && len(first) > e.Size()+64 {
+				t.Fatalf("zstd batch %d bytes, far above Size %d", len(first), e.Size())
+			}
+
+			e.Reset()
+			if e.Size() != format.FooterSize || e.Count() != 0 {
+				t.Fatalf("after Reset: Size %d Count %d", e.Size(), e.Count())
+			}
+			second := [][]byte{[]byte("after reset")}
+			e.Append(second[0])
+			b, err := e.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := format.DecodeBatch(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertRecords(t, got.Records, second)
+			// The first result is untouched by Reset and reuse.
+			dec, err := format.DecodeBatch(first)
+			if err != nil {
+				t.Fatalf("first batch after encoder reuse: %v", err)
+			}
+			assertRecords(t, dec.Records, recs)
+		})
+	}
+}
+
+func TestAppendCopiesRecord(t *testing.T) {
+	e := format.NewEncoder(format.CompressionNone)
+	rec := []byte("original")
+	e.Append(rec)
+	copy(rec, "CHANGED!")
+	b, err := e.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := format.DecodeBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRecords(t, got.Records, [][]byte{[]byte("original")})
+}
+
+func TestFinishDoesNotAliasEncoder(t *testing.T) {
+	for _, c := range compressions {
+		t.Run(c.String(), func(t *testing.T) {
+			e := format.NewEncoder(c)
+			e.Append([]byte("aaaaaaaaaaaaaaaa"))
+			e.Append([]byte("bbbbbbbbbbbbbbbb"))
+			out1, err := e.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep := bytes.Clone(out1)
+			// Scribble over the result: the encoder must not see it.
+			for i := range out1 {
+				out1[i] = 0xEE
+			}
+			out2, err := e.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out2, keep) {
+				t.Fatalf("second Finish differs after writing to the first result:\n% x\n% x", out2, keep)
+			}
+			// Reuse the encoder with same-length records: the buffer is
+			// overwritten in place, the earlier result must not change.
+			e.Reset()
+			e.Append([]byte("cccccccccccccccc"))
+			e.Append([]byte("dddddddddddddddd"))
+			if _, err := e.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out2, keep) {
+				t.Fatalf("Finish result changed after Reset and reuse")
+			}
+			// Appending after Finish must not write into the earlier result either.
+			e.Append([]byte("eeee"))
+			if !bytes.Equal(out2, keep) {
+				t.Fatalf("Finish result changed by a later Append")
+			}
+		})
+	}
+}
+
+func TestFinishUnknownCompression(t *testing.T) {
+	e := format.NewEncoder(format.Compression(9))
+	e.Append([]byte("x"))
+	_, err := e.Finish()
+	if err == nil || !strings.Contains(err.Error(), "unknown(0x09)") {
+		t.Fatalf("Finish with compression 9: err = %v, want one naming unknown(0x09)", err)
+	}
+}
+
+func TestCompressionNames(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    format.Compression
+		wantErr bool
+	}{
+		{"none", format.CompressionNone, false},
+		{"", format.CompressionNone, false},
+		{"zstd", format.CompressionZstd, false},
+		{"gzip", 0, true},
+		{"ZSTD", 0, true},
+	} {
+		got, err := format.ParseCompression(tc.in)
+		if (err != nil) != tc.wantErr || (!tc.wantErr && got != tc.want) {
+			t.Errorf("ParseCompression(%q) = %v, %v; want %v, err=%v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if tc.wantErr && err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.in)) {
+			t.Errorf("ParseCompression(%q) error %q does not name the input", tc.in, err)
+		}
+	}
+	for c, want := range map[format.Compression]string{0: "none", 1: "zstd", 2: "unknown(0x02)", 0xff: "unknown(0xff)"} {
+		if c.String() != want {
+			t.Errorf("Compression(%d).String() = %q, want %q", c, c.String(), want)
+		}
+	}
+}
+
+// rawBatch assembles a batch by hand: a record block and a footer.
+func rawBatch(block []byte, c byte, count uint32, version uint16) []byte {
+	b := bytes.Clone(block)
+	b = append(b, c)
+	b = binary.LittleEndian.AppendUint32(b, count)
+	return binary.LittleEndian.AppendUint16(b, version)
+}
+
+// block builds a record block from records.
+func block(recs ...string) []byte {
+	var b []byte
+	for _, r := range recs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(r)))
+		b = append(b, r...)
+	}
+	return b
+}
+
+func rawZstd(t testing.TB, b []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil)
+}
+
+func TestDecodeErrors(t *testing.T) {
+	goodZstd, err := format.EncodeBatch(format.CompressionZstd, [][]byte{[]byte("one"), []byte("two"), []byte("three")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frameLen := len(goodZstd) - format.FooterSize
+	flip := func(pos int) []byte {
+		b := bytes.Clone(goodZstd)
+		b[pos] ^= 0x40
+		return b
+	}
+	type tc struct {
+		name    string
+		in      []byte
+		want    error
+		wantMsg []string // substrings the message must contain
+	}
+	cases := []tc{
+		{"unknown compression 0x02", rawBatch(block("a"), 0x02, 1, 1), format.ErrUnknownCompression, []string{"unknown compression", "code 0x02"}},
+		{"unknown compression 0xff", rawBatch(nil, 0xff, 0, 1), format.ErrUnknownCompression, []string{"code 0xff"}},
+		{"version 0", rawBatch(block("a"), 0, 1, 0), format.ErrUnknownVersion, []string{"version 0, want 1"}},
+		{"version 2", rawBatch(block("a"), 0, 1, 2), format.ErrUnknownVersion, []string{"version 2, want 1"}},
+		{"version 0x0100 (big endian 1)", rawBatch(nil, 0, 0, 0x0100), format.ErrUnknownVersion, []string{"version 256, want 1"}},
+		{"first record runs past block", rawBatch(append(binary.LittleEndian.AppendUint32(nil, 10), "abc"...), 0, 1, 1),
+			format.ErrRecordOverrun, []string{"record 0 at offset 0", "length 10", "3 bytes left"}},
+		{"second record runs past block", rawBatch(append(block("ab"), append(binary.LittleEndian.AppendUint32(nil, 5), "xy"...)...), 0, 2, 1),
+			format.ErrRecordOverrun, []string{"record 1 at offset 6", "length 5", "2 bytes left"}},
+		{"record length 0xffffffff", rawBatch(append(binary.LittleEndian.AppendUint32(nil, 0xffffffff), "abcd"...), 0, 1, 1),
+			format.ErrRecordOverrun, []string{"length 4294967295"}},
+		{"fewer records than count", rawBatch(block("abcdef", "ghijkl"), 0, 3, 1), format.ErrRecordCount, []string{"found 2 records, footer says 3"}},
+		{"count with no block", rawBatch(nil, 0, 1, 1), format.ErrRecordCount, []string{"footer says 1 records", "0 bytes"}},
+		{"absurd count", rawBatch(block("a", "b"), 0, 1<<31, 1), format.ErrRecordCount, []string{"2147483648"}},
+		{"more records than count", rawBatch(block("a", "b", "c"), 0, 2, 1), format.ErrRecordCount, []string{"more records than the footer's 2", "offset 10"}},
+		{"records but count 0", rawBatch(block("a"), 0, 0, 1), format.ErrRecordCount, []string{"footer's 0"}},
+		{"zstd block decodes to an overrunning record", rawBatch(rawZstd(t, append(binary.LittleEndian.AppendUint32(nil, 99), "short"...)), 1, 1, 1),
+			format.ErrRecordOverrun, []string{"record 0", "length 99"}},
+		{"zstd block with fewer records", rawBatch(rawZstd(t, block("aaaa", "bbbb")), 1, 3, 1), format.ErrRecordCount, []string{"found 2 records, footer says 3"}},
+		{"not zstd at all", rawBatch([]byte("this is not a zstd frame"), 1, 1, 1), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+		{"zstd checksum byte flipped", flip(frameLen - 1), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+		{"zstd payload byte flipped", flip(frameLen / 2), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+		{"zstd magic flipped", flip(0), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+		{"zstd frame truncated", append(bytes.Clone(goodZstd[:frameLen-3]), goodZstd[frameLen:]...), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+	}
+	for n := 0; n < format.FooterSize; n++ {
+		cases = append(cases, tc{fmt.Sprintf("%d bytes", n), make([]byte, n), format.ErrTooShort, []string{fmt.Sprintf("%d bytes, footer needs 7", n)}})
+	}
+	for n := 1; n <= 3; n++ {
+		stray := bytes.Repeat([]byte{0xAB}, n)
+		cases = append(cases,
+			tc{fmt.Sprintf("%d trailing bytes", n), rawBatch(append(block("one", "two"), stray...), 0, 2, 1),
+				format.ErrTrailingBytes, []string{fmt.Sprintf("%d bytes at offset 14 after record 2", n)}},
+			tc{fmt.Sprintf("%d trailing bytes, count 0", n), rawBatch(stray, 0, 0, 1),
+				format.ErrTrailingBytes, []string{fmt.Sprintf("%d bytes at offset 0 after record 0", n)}},
+			tc{fmt.Sprintf("%d trailing bytes inside zstd block", n), rawBatch(rawZstd(t, append(block("one"), stray...)), 1, 1, 1),
+				format.ErrTrailingBytes, []string{fmt.Sprintf("%d bytes at offset 7 after record 1", n)}},
+		)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := format.DecodeBatch(tc.in)
+			if err == nil {
+				t.Fatalf("DecodeBatch succeeded with %d records, want %v", len(got.Records), tc.want)
+			}
+			if got != nil {
+				t.Errorf("DecodeBatch returned a batch with its error")
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want errors.Is %v", err, tc.want)
+			}
+			var de *format.DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("err %T is not a *format.DecodeError", err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "batch: "+tc.want.Error()) {
+				t.Errorf("message %q does not start with %q", msg, "batch: "+tc.want.Error())
+			}
+			for _, s := range tc.wantMsg {
+				if !strings.Contains(msg, s) {
+					t.Errorf("message %q does not contain %q", msg, s)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeZstdBitFlips flips bits in every byte of a zstd frame: no
+// corruption may decode to different records (the frame checksum is on).
+func TestDecodeZstdBitFlips(t *testing.T) {
+	recs := recordsOf(50)
+	good, err := format.EncodeBatch(format.CompressionZstd, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frameLen := len(good) - format.FooterSize
+	benign := 0
+	defer func() {
+		t.Logf("%d of %d single-bit flips decoded to the original records", benign, 2*frameLen)
+		if benign > frameLen/20 {
+			t.Errorf("%d of %d flips went unnoticed: is the frame checksum off?", benign, 2*frameLen)
+		}
+	}()
+	for pos := 0; pos < frameLen; pos++ {
+		for _, mask := range []byte{0x01, 0x80} {
+			b := bytes.Clone(good)
+			b[pos] ^= mask
+			got, err := format.DecodeBatch(b)
+			if err == nil {
+				// A few bits of a zstd frame do not change the output (for
+				// example unused table bits); the content checksum guarantees
+				// that whatever decodes is the original data.
+				for i := range recs {
+					if !bytes.Equal(got.Records[i], recs[i]) {
+						t.Errorf("flip 0x%02x at byte %d of %d: decoded without error to different record %d", mask, pos, frameLen, i)
+						break
+					}
+				}
+				benign++
+				continue
+			}
+			var de *format.DecodeError
+			if !errors.As(err, &de) {
+				t.Errorf("flip at %d: error %T %v is not a *DecodeError", pos, err, err)
+			}
+		}
+	}
+}
+
+func TestReadFooter(t *testing.T) {
+	b := rawBatch(block("x"), 1, 0x01020304, 1)
+	f, err := format.ReadFooter(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := format.Footer{Compression: format.CompressionZstd, RecordCount: 0x01020304, Version: 1}
+	if f != want {
+		t.Fatalf("ReadFooter = %+v, want %+v", f, want)
+	}
+	if got := format.AppendFooter([]byte("pre"), want); !bytes.Equal(got, []byte{'p', 'r', 'e', 0x01, 0x04, 0x03, 0x02, 0x01, 0x01, 0x00}) {
+		t.Fatalf("AppendFooter = % x", got)
+	}
+}
+
+// addr is the address of a record's first byte, without unsafe.
+func addr(b []byte) uintptr { return reflect.ValueOf(b).Pointer() }
+
+// TestDecodeDoesNotCopyRecords checks that records are sub-slices of one
+// block: the input itself for CompressionNone, one decompressed buffer for
+// zstd, and that decoding allocates a constant number of times whatever
+// the record count.
+func TestDecodeDoesNotCopyRecords(t *testing.T) {
+	recs := recordsOf(500)
+	for _, c := range compressions {
+		t.Run(c.String(), func(t *testing.T) {
+			in, err := format.EncodeBatch(c, recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := format.DecodeBatch(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Offsets of every record within the uncompressed block.
+			off := 0
+			var base uintptr
+			if c == format.CompressionNone {
+				base = addr(in)
+			}
+			for i, r := range got.Records {
+				off += 4
+				if len(r) > 0 {
+					if base == 0 { // zstd: anchor on the first non-empty record
+						base = addr(r) - uintptr(off)
+					}
+					if addr(r) != base+uintptr(off) {
+						t.Fatalf("record %d is not at offset %d of the block: copied?", i, off)
+					}
+				}
+				if cap(r) != len(r) {
+					t.Fatalf("record %d has cap %d > len %d: appending to it would overwrite the next record", i, cap(r), len(r))
+				}
+				off += len(r)
+			}
+			if c == format.CompressionNone {
+				// Writing through the input shows in the record: they share memory.
+				in[4] ^= 0xff
+				if got.Records[0][0] != in[4] {
+					t.Fatalf("record 0 does not alias the input")
+				}
+				in[4] ^= 0xff
+			}
+			small, _ := format.EncodeBatch(c, recs[:100])
+			allocsSmall := testing.AllocsPerRun(20, func() { format.DecodeBatch(small) })
+			allocsLarge := testing.AllocsPerRun(20, func() { format.DecodeBatch(in) })
+			if allocsLarge != allocsSmall {
+				t.Fatalf("DecodeBatch allocates %v times for 100 records, %v for %d: per-record allocation", allocsSmall, allocsLarge, len(recs))
+			}
+			if allocsLarge > 4 {
+				t.Fatalf("DecodeBatch allocates %v times, want at most 4", allocsLarge)
+			}
+		})
+	}
+}
