@@ -1,0 +1,459 @@
+// Package openmetertest is an in-process fake of the OpenMeter and Kong
+// Konnect event ingestion API, for tests: it enforces the documented rules of
+// POST /api/v1/events (OpenMeter, 204) or POST /v3/openmeter/events (Konnect,
+// 202), records what it accepted, counts duplicates by (id, source), and can
+// inject throttling, outages, latency and poison events.
+//
+// Rules enforced, from OpenMeter's API spec (api/spec/src/events.tsp):
+//   - POST only (405 otherwise), the configured path only (404 otherwise);
+//   - Authorization: Bearer <token> when Options.Token is set (401 otherwise);
+//   - Content-Type media type application/cloudevents+json (one event),
+//     application/cloudevents-batch+json (an array), or application/json
+//     (either; OpenMeter's ingestEventsJson operation) — anything else 415;
+//   - every event: non-empty id, source, type and subject; specversion "1.0";
+//     time, when present and not null, RFC 3339; datacontenttype, when
+//     present and not null, "application/json"; data an object or null;
+//   - one bad event (or one event matched by the poison predicate) rejects
+//     the WHOLE request with 400 application/problem+json; nothing of it is
+//     recorded.
+package openmetertest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Mode selects which API the server imitates.
+type Mode int
+
+const (
+	// OpenMeter serves POST /api/v1/events and answers 204.
+	OpenMeter Mode = iota
+	// Konnect serves POST /v3/openmeter/events and answers 202.
+	Konnect
+)
+
+// Path returns the ingestion path of the mode.
+func (m Mode) Path() string {
+	if m == Konnect {
+		return "/v3/openmeter/events"
+	}
+	return "/api/v1/events"
+}
+
+// Status returns the success status of the mode.
+func (m Mode) Status() int {
+	if m == Konnect {
+		return http.StatusAccepted
+	}
+	return http.StatusNoContent
+}
+
+// Event is one accepted CloudEvent.
+type Event struct {
+	ID          string          `json:"id"`
+	Source      string          `json:"source"`
+	Type        string          `json:"type"`
+	Subject     string          `json:"subject"`
+	SpecVersion string          `json:"specversion"`
+	Time        string          `json:"-"`
+	Data        json.RawMessage `json:"-"` // nil when absent or null
+	Raw         json.RawMessage `json:"-"` // the event as received
+}
+
+// Options configure a Server. The zero value is an OpenMeter server without
+// authentication, poison predicate or latency.
+type Options struct {
+	Mode  Mode
+	Token string // if set, requests need "Authorization: Bearer <Token>"
+	// Poison, if set, rejects a request with 400 when any of its events
+	// matches, exactly like an invalid event. See PoisonFlag.
+	Poison func(Event) bool
+	// Latency delays every response.
+	Latency time.Duration
+	// MaxBodyBytes bounds a request body (413 above it); default 16 MiB.
+	MaxBodyBytes int64
+}
+
+// PoisonFlag is a poison predicate: events whose data has "poison": true.
+func PoisonFlag(ev Event) bool {
+	var d struct {
+		Poison bool `json:"poison"`
+	}
+	if len(ev.Data) == 0 || json.Unmarshal(ev.Data, &d) != nil {
+		return false
+	}
+	return d.Poison
+}
+
+type fault struct {
+	status     int
+	retryAfter string
+	remaining  int // <0: until ClearFaults
+}
+
+type key struct{ id, source string }
+
+// Server is the fake API. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL (http://127.0.0.1:port).
+	URL string
+	// Endpoint is the full ingestion URL (URL + the mode's path).
+	Endpoint string
+
+	srv  *httptest.Server
+	opts Options
+
+	mu       sync.Mutex
+	events   []Event
+	seen     map[key]int
+	dups     int
+	statuses map[int]int
+	faults   []*fault
+	latency  time.Duration
+	poison   func(Event) bool
+	changed  chan struct{} // closed and replaced on every accepted request
+}
+
+// New starts a server on 127.0.0.1.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 16 << 20
+	}
+	s := &Server{
+		opts:     opts,
+		seen:     map[key]int{},
+		statuses: map[int]int{},
+		latency:  opts.Latency,
+		poison:   opts.Poison,
+		changed:  make(chan struct{}),
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
+	s.Endpoint = s.srv.URL + opts.Mode.Path()
+	return s
+}
+
+// Close shuts the server down.
+func (s *Server) Close() { s.srv.Close() }
+
+// Events returns every accepted event in arrival order, duplicates included.
+func (s *Server) Events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Event(nil), s.events...)
+}
+
+// Distinct is the number of distinct (id, source) pairs accepted.
+func (s *Server) Distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+// Duplicates is the number of accepted events whose (id, source) had been
+// accepted before.
+func (s *Server) Duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dups
+}
+
+// Requests returns how many requests were answered with status.
+func (s *Server) Requests(status int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statuses[status]
+}
+
+// RequestsByStatus returns a copy of the response counts by status.
+func (s *Server) RequestsByStatus() map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int]int, len(s.statuses))
+	for k, v := range s.statuses {
+		out[k] = v
+	}
+	return out
+}
+
+// FailNext makes the next n authenticated POSTs to the endpoint fail with
+// status (e.g. 429 or 503) and, if retryAfter is not empty, a Retry-After
+// header with that value (seconds or an HTTP date). n < 0 fails until
+// ClearFaults. Faults queue up in call order.
+func (s *Server) FailNext(n, status int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &fault{status: status, retryAfter: retryAfter, remaining: n})
+}
+
+// ClearFaults drops every pending injected failure.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// SetLatency changes the delay before every response.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// SetPoison changes the poison predicate (nil: none).
+func (s *Server) SetPoison(p func(Event) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.poison = p
+}
+
+// WaitEvents waits until at least n events were accepted or the timeout
+// passes, and reports whether n were reached.
+func (s *Server) WaitEvents(n int, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		got, ch := len(s.events), s.changed
+		s.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// Problem is the RFC 7807 body of an error response.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail"`
+	Instance string `json:"instance,omitempty"`
+}
+
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, format string, args ...any) {
+	s.count(status)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(Problem{
+		Type: "about:blank", Title: http.StatusText(status), Status: status,
+		Detail: fmt.Sprintf(format, args...), Instance: r.URL.Path,
+	})
+}
+
+func (s *Server) count(status int) {
+	s.mu.Lock()
+	s.statuses[status]++
+	s.mu.Unlock()
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	lat := s.latency
+	s.mu.Unlock()
+	if lat > 0 {
+		t := time.NewTimer(lat)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			s.count(499) // client went away
+			return
+		}
+	}
+	if r.URL.Path != s.opts.Mode.Path() {
+		s.problem(w, r, http.StatusNotFound, "no route %s", r.URL.Path)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.problem(w, r, http.StatusMethodNotAllowed, "method %s not allowed, use POST", r.Method)
+		return
+	}
+	if s.opts.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.opts.Token {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		s.problem(w, r, http.StatusUnauthorized, "missing or invalid bearer token")
+		return
+	}
+	if f := s.takeFault(); f != nil {
+		if f.retryAfter != "" {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		s.problem(w, r, f.status, "injected failure")
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		mt = ""
+	}
+	var wantBatch, wantSingle bool
+	switch mt {
+	case "application/cloudevents+json":
+		wantSingle = true
+	case "application/cloudevents-batch+json":
+		wantBatch = true
+	case "application/json":
+	default:
+		s.problem(w, r, http.StatusUnsupportedMediaType, "unsupported Content-Type %q", r.Header.Get("Content-Type"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "reading body: %v", err)
+		return
+	}
+	body = bytes.TrimSpace(body)
+	var raws []json.RawMessage
+	switch {
+	case len(body) > 0 && body[0] == '[':
+		if wantSingle {
+			s.problem(w, r, http.StatusBadRequest, "application/cloudevents+json takes one event, got an array")
+			return
+		}
+		if err := json.Unmarshal(body, &raws); err != nil {
+			s.problem(w, r, http.StatusBadRequest, "invalid JSON batch: %v", err)
+			return
+		}
+	default:
+		if wantBatch {
+			s.problem(w, r, http.StatusBadRequest, "application/cloudevents-batch+json takes an array of events")
+			return
+		}
+		if !json.Valid(body) {
+			s.problem(w, r, http.StatusBadRequest, "invalid JSON event")
+			return
+		}
+		raws = []json.RawMessage{body}
+	}
+	evs := make([]Event, 0, len(raws))
+	s.mu.Lock()
+	poison := s.poison
+	s.mu.Unlock()
+	for i, raw := range raws {
+		ev, err := Validate(raw)
+		if err != nil {
+			s.problem(w, r, http.StatusBadRequest, "event[%d]: %v", i, err)
+			return
+		}
+		if poison != nil && poison(ev) {
+			s.problem(w, r, http.StatusBadRequest, "event[%d] (id %q, source %q): rejected as poison", i, ev.ID, ev.Source)
+			return
+		}
+		evs = append(evs, ev)
+	}
+	s.mu.Lock()
+	for _, ev := range evs {
+		k := key{ev.ID, ev.Source}
+		if s.seen[k] > 0 {
+			s.dups++
+		}
+		s.seen[k]++
+		s.events = append(s.events, ev)
+	}
+	s.statuses[s.opts.Mode.Status()]++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	w.WriteHeader(s.opts.Mode.Status())
+}
+
+func (s *Server) takeFault() *fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.faults) > 0 {
+		f := s.faults[0]
+		if f.remaining == 0 {
+			s.faults = s.faults[1:]
+			continue
+		}
+		if f.remaining > 0 {
+			f.remaining--
+		}
+		return f
+	}
+	return nil
+}
+
+// Validate checks one event against OpenMeter's rules and decodes it.
+func Validate(raw json.RawMessage) (Event, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return Event{}, fmt.Errorf("not a JSON object")
+	}
+	ev := Event{Raw: append(json.RawMessage(nil), raw...)}
+	str := func(name string, dst *string, required bool) error {
+		v, ok := fields[name]
+		if !ok || string(v) == "null" {
+			if required {
+				return fmt.Errorf("%s is required", name)
+			}
+			return nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return fmt.Errorf("%s must be a string", name)
+		}
+		if required && *dst == "" {
+			return fmt.Errorf("%s must not be empty", name)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"id", &ev.ID}, {"source", &ev.Source}, {"type", &ev.Type}, {"subject", &ev.Subject}, {"specversion", &ev.SpecVersion}} {
+		if err := str(f.name, f.dst, true); err != nil {
+			return Event{}, err
+		}
+	}
+	if ev.SpecVersion != "1.0" {
+		return Event{}, fmt.Errorf("specversion %q, want \"1.0\"", ev.SpecVersion)
+	}
+	if err := str("time", &ev.Time, false); err != nil {
+		return Event{}, err
+	}
+	if ev.Time != "" {
+		if _, err := time.Parse(time.RFC3339Nano, ev.Time); err != nil {
+			return Event{}, fmt.Errorf("time %q is not RFC 3339", ev.Time)
+		}
+	}
+	var dct string
+	if err := str("datacontenttype", &dct, false); err != nil {
+		return Event{}, err
+	}
+	if _, ok := fields["datacontenttype"]; ok && string(fields["datacontenttype"]) != "null" && dct != "application/json" {
+		return Event{}, fmt.Errorf("datacontenttype %q, only application/json is allowed", dct)
+	}
+	if d, ok := fields["data"]; ok {
+		d = bytes.TrimSpace(d)
+		switch {
+		case string(d) == "null":
+		case len(d) > 0 && d[0] == '{':
+			ev.Data = append(json.RawMessage(nil), d...)
+		default:
+			return Event{}, fmt.Errorf("data must be a JSON object or null")
+		}
+	}
+	return ev, nil
+}
+
+// RetryAfterDate formats t as an HTTP date for FailNext.
+func RetryAfterDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
+
+// RetryAfterSeconds formats d as whole seconds for FailNext.
+func RetryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(int(d / time.Second))
+}
