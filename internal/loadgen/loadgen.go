@@ -1,0 +1,468 @@
+// Package loadgen drives a running bucketq producer over HTTP (CloudEvents or
+// OTLP/HTTP logs) with concurrent clients and reports what it accepted, how
+// fast, with what ack latency, and — from the producer's /metrics — what it
+// cost in objects and manifest writes. It is the engine of `bucketq bench`.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	common "go.opentelemetry.io/proto/otlp/common/v1"
+	logs "go.opentelemetry.io/proto/otlp/logs/v1"
+	resource "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Protocols Run can speak.
+const (
+	ProtocolEvents   = "events"    // POST {URL}/api/v1/events, application/cloudevents-batch+json
+	ProtocolOTLPHTTP = "otlp-http" // POST {URL}/v1/logs, application/x-protobuf
+)
+
+// Config says how to drive the producer.
+type Config struct {
+	URL        string        // producer base URL, e.g. http://127.0.0.1:8888 (or :4318 for OTLP)
+	MetricsURL string        // producer /metrics URL; empty = URL + "/metrics"; "-" = do not scrape
+	Protocol   string        // ProtocolEvents or ProtocolOTLPHTTP
+	Clients    int           // concurrent clients (default 8)
+	BatchSize  int           // events per request (default 500)
+	EventSize  int           // approximate bytes per event (default 250)
+	Rate       float64       // total events/s; 0 = as fast as possible
+	Duration   time.Duration // how long to send; 0 = until Count
+	Count      int64         // total events to send; 0 = until Duration
+	Token      string        // bearer token for the ingest endpoint
+	Timeout    time.Duration // per request (default 30s)
+
+	Progress         io.Writer     // live progress line (nil = none)
+	ProgressInterval time.Duration // default 1s
+}
+
+func (c *Config) validate() error {
+	if c.URL == "" {
+		return errors.New(`"url" is required`)
+	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolEvents
+	}
+	if c.Protocol != ProtocolEvents && c.Protocol != ProtocolOTLPHTTP {
+		return fmt.Errorf(`"protocol" must be %q or %q, not %q`, ProtocolEvents, ProtocolOTLPHTTP, c.Protocol)
+	}
+	if c.Clients <= 0 {
+		c.Clients = 8
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.EventSize <= 0 {
+		c.EventSize = 250
+	}
+	if c.Duration <= 0 && c.Count <= 0 {
+		return errors.New(`one of "duration" or "count" must be set`)
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf(`"rate" must not be negative: %v`, c.Rate)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = time.Second
+	}
+	c.URL = strings.TrimRight(c.URL, "/")
+	if c.MetricsURL == "" {
+		c.MetricsURL = c.URL + "/metrics"
+	}
+	return nil
+}
+
+// Report is what a run measured. JSON field names are stable (bench --json).
+type Report struct {
+	Protocol       string           `json:"protocol"`
+	Clients        int              `json:"clients"`
+	BatchSize      int              `json:"batch_size"`
+	EventSize      int              `json:"event_size_bytes"`
+	ElapsedSeconds float64          `json:"elapsed_seconds"`
+	Requests       int64            `json:"requests"`
+	EventsAccepted int64            `json:"events_accepted"`
+	BytesAccepted  int64            `json:"bytes_accepted"`
+	EventsPerSec   float64          `json:"events_per_second"`
+	MBPerSec       float64          `json:"mb_per_second"`
+	LatencyP50Ms   float64          `json:"ack_latency_p50_ms"`
+	LatencyP99Ms   float64          `json:"ack_latency_p99_ms"`
+	LatencyMaxMs   float64          `json:"ack_latency_max_ms"`
+	Errors         map[string]int64 `json:"errors"`
+
+	// From the producer's /metrics, difference over the run (absent when not scraped).
+	Cost *Cost `json:"cost,omitempty"`
+}
+
+// Cost is what the accepted events cost in the bucket.
+type Cost struct {
+	BatchesStored            float64 `json:"batches_stored"`
+	BytesStored              float64 `json:"bytes_stored"`
+	ManifestWrites           float64 `json:"manifest_writes"`
+	ManifestConflicts        float64 `json:"manifest_conflicts"`
+	BytesStoredPerEvent      float64 `json:"bytes_stored_per_event"`
+	ObjectPutsPerMillion     float64 `json:"object_puts_per_million_events"`
+	ManifestWritesPerMillion float64 `json:"manifest_cas_writes_per_million_events"`
+}
+
+type result struct {
+	events  int64
+	bytes   int64
+	latency []time.Duration
+	errors  map[string]int64
+}
+
+// Run sends load until Duration or Count is reached (or ctx ends) and
+// returns the report. It only fails for bad configuration or when the
+// producer cannot be reached at all.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	client := &http.Client{
+		Timeout:   cfg.Timeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients * 2},
+	}
+	var before map[string]float64
+	if cfg.MetricsURL != "-" {
+		var err error
+		if before, err = scrape(ctx, client, cfg.MetricsURL); err != nil {
+			return nil, fmt.Errorf("bench: scrape %s before the run: %w (use --metrics-url - to skip)", cfg.MetricsURL, err)
+		}
+	}
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+
+	var (
+		sent     atomic.Int64 // events handed to requests (for Count)
+		accepted atomic.Int64
+		wg       sync.WaitGroup
+		results  = make([]result, cfg.Clients)
+	)
+	start := time.Now()
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if cfg.Progress == nil {
+			<-stopProgress
+			return
+		}
+		t := time.NewTicker(cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				fmt.Fprintln(cfg.Progress)
+				return
+			case <-t.C:
+				el := time.Since(start).Seconds()
+				n := accepted.Load()
+				fmt.Fprintf(cfg.Progress, "\r%6.1fs  %10d events accepted  %10.0f events/s", el, n, float64(n)/el)
+			}
+		}
+	}()
+
+	perClientInterval := time.Duration(0)
+	if cfg.Rate > 0 {
+		perClientInterval = time.Duration(float64(time.Second) * float64(cfg.BatchSize) * float64(cfg.Clients) / cfg.Rate)
+	}
+	for i := 0; i < cfg.Clients; i++ {
+		wg.Add(1)
+		go func(id int) {
+			defer wg.Done()
+			r := &results[id]
+			r.errors = map[string]int64{}
+			gen := newGenerator(cfg, id)
+			next := time.Now()
+			for seq := 0; ; seq++ {
+				if ctx.Err() != nil {
+					return
+				}
+				n := int64(cfg.BatchSize)
+				if cfg.Count > 0 {
+					after := sent.Add(n)
+					if after-n >= cfg.Count {
+						return
+					}
+					if after > cfg.Count {
+						n -= after - cfg.Count
+					}
+				}
+				if perClientInterval > 0 {
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+					next = next.Add(perClientInterval)
+				}
+				body, ctype, path := gen.request(seq, int(n))
+				t0 := time.Now()
+				kind := send(ctx, client, cfg, path, ctype, body)
+				if kind == "" {
+					r.latency = append(r.latency, time.Since(t0))
+					r.events += n
+					r.bytes += int64(len(body))
+					accepted.Add(n)
+				} else if ctx.Err() == nil {
+					r.errors[kind]++
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stopProgress)
+	<-progressDone
+
+	rep := &Report{Protocol: cfg.Protocol, Clients: cfg.Clients, BatchSize: cfg.BatchSize, EventSize: cfg.EventSize,
+		ElapsedSeconds: elapsed.Seconds(), Errors: map[string]int64{}}
+	var lat []time.Duration
+	for _, r := range results {
+		rep.EventsAccepted += r.events
+		rep.BytesAccepted += r.bytes
+		rep.Requests += int64(len(r.latency))
+		lat = append(lat, r.latency...)
+		for k, v := range r.errors {
+			rep.Errors[k] += v
+			rep.Requests += v
+		}
+	}
+	rep.EventsPerSec = float64(rep.EventsAccepted) / elapsed.Seconds()
+	rep.MBPerSec = float64(rep.BytesAccepted) / 1e6 / elapsed.Seconds()
+	slices.Sort(lat)
+	rep.LatencyP50Ms = quantileMs(lat, 0.50)
+	rep.LatencyP99Ms = quantileMs(lat, 0.99)
+	rep.LatencyMaxMs = quantileMs(lat, 1)
+
+	if before != nil {
+		after, err := scrape(context.Background(), client, cfg.MetricsURL)
+		if err != nil {
+			rep.Errors["scrape_after"]++
+		} else {
+			rep.Cost = costOf(before, after, rep.EventsAccepted)
+		}
+	}
+	return rep, nil
+}
+
+func quantileMs(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return float64(sorted[i]) / float64(time.Millisecond)
+}
+
+// send posts one request and returns "" on a 2xx or the error kind.
+func send(ctx context.Context, client *http.Client, cfg Config, path, ctype string, body []byte) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return "request"
+	}
+	req.Header.Set("Content-Type", ctype)
+	if cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return "timeout"
+		default:
+			return "connection"
+		}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return ""
+	}
+	return "http_" + strconv.Itoa(resp.StatusCode)
+}
+
+// generator builds request bodies with unique, realistic events.
+type generator struct {
+	cfg    Config
+	client int
+	pad    string
+}
+
+func newGenerator(cfg Config, client int) *generator {
+	// A typical event without padding is about 200 bytes; pad to EventSize.
+	const base = 200
+	pad := ""
+	if cfg.EventSize > base {
+		pad = strings.Repeat("x", cfg.EventSize-base)
+	}
+	return &generator{cfg: cfg, client: client, pad: pad}
+}
+
+func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
+	now := time.Now().UTC()
+	if g.cfg.Protocol == ProtocolOTLPHTTP {
+		req := &collogs.ExportLogsServiceRequest{ResourceLogs: []*logs.ResourceLogs{{
+			Resource: &resource.Resource{Attributes: []*common.KeyValue{strAttr("service.name", "bucketq-bench")}},
+			ScopeLogs: []*logs.ScopeLogs{{LogRecords: make([]*logs.LogRecord, 0, n)}},
+		}}}
+		sl := req.ResourceLogs[0].ScopeLogs[0]
+		for i := 0; i < n; i++ {
+			sl.LogRecords = append(sl.LogRecords, &logs.LogRecord{
+				TimeUnixNano: uint64(now.UnixNano()),
+				Body:         &common.AnyValue{Value: &common.AnyValue_StringValue{StringValue: "GET /api/v1/things " + g.pad}},
+				Attributes: []*common.KeyValue{
+					strAttr("subject", fmt.Sprintf("customer-%d", (seq+i)%1000)),
+					strAttr("method", "GET"), strAttr("path", "/api/v1/things"),
+					{Key: "duration", Value: &common.AnyValue{Value: &common.AnyValue_IntValue{IntValue: int64(10 + i%90)}}},
+				},
+			})
+		}
+		b, _ := proto.Marshal(req)
+		return b, "application/x-protobuf", "/v1/logs"
+	}
+	var buf bytes.Buffer
+	buf.Grow(n * (g.cfg.EventSize + 16))
+	buf.WriteByte('[')
+	ts := now.Format(time.RFC3339Nano)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"specversion":"1.0","type":"api-calls","id":"bench-%d-%d-%d","source":"bucketq-bench","subject":"customer-%d","time":%q,"data":{"method":"GET","path":"/api/v1/things","duration_ms":%d,"pad":%q}}`,
+			g.client, seq, i, (seq+i)%1000, ts, 10+i%90, g.pad)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), "application/cloudevents-batch+json", "/api/v1/events"
+}
+
+func strAttr(k, v string) *common.KeyValue {
+	return &common.KeyValue{Key: k, Value: &common.AnyValue{Value: &common.AnyValue_StringValue{StringValue: v}}}
+}
+
+// scrape returns every counter and histogram sum/count on the page, keyed by
+// name plus sorted labels ("buffer_manifest_writes{role=producer}").
+func scrape(ctx context.Context, client *http.Client, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := name + labelKey(m.GetLabel())
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out, nil
+}
+
+func labelKey(ls []*dto.LabelPair) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(ls))
+	for _, l := range ls {
+		parts = append(parts, l.GetName()+"="+l.GetValue())
+	}
+	slices.Sort(parts)
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func costOf(before, after map[string]float64, events int64) *Cost {
+	d := func(k string) float64 { return after[k] - before[k] }
+	c := &Cost{
+		BatchesStored:     d("batch_sent"),
+		BytesStored:       d("producer_batch_bytes_sum"),
+		ManifestWrites:    d("buffer_manifest_writes{role=producer}"),
+		ManifestConflicts: d("buffer_manifest_conflicts{role=producer}"),
+	}
+	if events > 0 {
+		c.BytesStoredPerEvent = c.BytesStored / float64(events)
+		c.ObjectPutsPerMillion = c.BatchesStored * 1e6 / float64(events)
+		c.ManifestWritesPerMillion = c.ManifestWrites * 1e6 / float64(events)
+	}
+	return c
+}
+
+// WriteTable prints the report for people.
+func (r *Report) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "protocol            %s (%d clients, %d events/request, ~%d B/event)\n", r.Protocol, r.Clients, r.BatchSize, r.EventSize)
+	fmt.Fprintf(w, "elapsed             %.2fs\n", r.ElapsedSeconds)
+	fmt.Fprintf(w, "events accepted     %d (%.0f events/s, %.2f MB/s)\n", r.EventsAccepted, r.EventsPerSec, r.MBPerSec)
+	fmt.Fprintf(w, "requests            %d\n", r.Requests)
+	fmt.Fprintf(w, "ack latency         p50 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	if r.Cost != nil {
+		fmt.Fprintf(w, "bytes stored/event  %.1f\n", r.Cost.BytesStoredPerEvent)
+		fmt.Fprintf(w, "object PUTs/1M ev   %.1f\n", r.Cost.ObjectPutsPerMillion)
+		fmt.Fprintf(w, "manifest CAS/1M ev  %.1f (%.0f conflicts)\n", r.Cost.ManifestWritesPerMillion, r.Cost.ManifestConflicts)
+	}
+	if len(r.Errors) == 0 {
+		fmt.Fprintf(w, "errors              none\n")
+		return
+	}
+	keys := make([]string, 0, len(r.Errors))
+	for k := range r.Errors {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "errors              %s: %d\n", k, r.Errors[k])
+	}
+}
+
+// WriteJSON prints the report as one JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
