@@ -330,7 +330,7 @@ func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
 	now := time.Now().UTC()
 	if g.cfg.Protocol == ProtocolOTLPHTTP {
 		req := &collogs.ExportLogsServiceRequest{ResourceLogs: []*logs.ResourceLogs{{
-			Resource: &resource.Resource{Attributes: []*common.KeyValue{strAttr("service.name", "bucketq-bench")}},
+			Resource:  &resource.Resource{Attributes: []*common.KeyValue{strAttr("service.name", "bucketq-bench")}},
 			ScopeLogs: []*logs.ScopeLogs{{LogRecords: make([]*logs.LogRecord, 0, n)}},
 		}}}
 		sl := req.ResourceLogs[0].ScopeLogs[0]
