@@ -1,0 +1,261 @@
+// Package sink delivers batches of CloudEvents to their destination: an
+// OpenMeter (/api/v1/events) or Kong Konnect (/v3/openmeter/events) HTTP
+// endpoint, an NDJSON file, or stdout. A sink makes one attempt per Send and
+// reports what happened; retry policy belongs to the consumer.
+package sink
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sink delivers events. Send either delivers every event (nil) or reports
+// an error; it never delivers a part silently.
+type Sink interface {
+	Send(ctx context.Context, events []json.RawMessage) error
+	Close() error
+}
+
+// BatchContentType is the Content-Type of an HTTP sink request.
+const BatchContentType = "application/cloudevents-batch+json"
+
+// HTTPError is a non-2xx answer of an HTTP sink.
+type HTTPError struct {
+	Status     int
+	RetryAfter time.Duration // parsed Retry-After (seconds or HTTP date); 0 if absent
+	Body       string        // response body, truncated to maxErrorBody
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("sink: HTTP %d %s", e.Status, http.StatusText(e.Status))
+	if e.RetryAfter > 0 {
+		msg += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	if b := strings.TrimSpace(e.Body); b != "" {
+		msg += ": " + b
+	}
+	return msg
+}
+
+const maxErrorBody = 64 << 10
+
+// FromURL opens a sink from its target:
+//
+//	http(s)://host/path  the full ingestion endpoint (OpenMeter or Konnect)
+//	file:PATH            NDJSON, appended and fsynced on every Send
+//	stdout               NDJSON on standard output
+//
+// token, if set, is sent as "Authorization: Bearer <token>" (HTTP only).
+func FromURL(target, token string, log *slog.Logger) (Sink, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case target == "stdout" || target == "-":
+		return &ndjson{w: os.Stdout}, nil
+	case strings.HasPrefix(target, "file:"):
+		path := strings.TrimPrefix(target, "file:")
+		path = strings.TrimPrefix(path, "//")
+		if path == "" {
+			return nil, fmt.Errorf("sink %q: empty file path", target)
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: %w", target, err)
+		}
+		return &ndjson{w: f, f: f}, nil
+	case strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://"):
+		u, err := url.Parse(target)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("sink %q: not a valid endpoint URL", target)
+		}
+		if u.Path == "" || u.Path == "/" {
+			log.Warn("sink URL has no path; it must be the full ingestion endpoint, e.g. .../api/v1/events or .../v3/openmeter/events", "url", target)
+		}
+		return NewHTTP(target, token, HTTPOptions{}), nil
+	}
+	return nil, fmt.Errorf("sink %q: want http(s)://... endpoint, file:PATH or stdout", target)
+}
+
+// HTTPOptions tune an HTTP sink.
+type HTTPOptions struct {
+	Timeout   time.Duration // per request; default 30s
+	Client    *http.Client  // default: a client with Timeout
+	UserAgent string        // default "bucketq"
+}
+
+// HTTP posts each Send as one JSON array of events.
+type HTTP struct {
+	url    string
+	token  string
+	client *http.Client
+	ua     string
+}
+
+// NewHTTP returns an HTTP sink for the full endpoint URL.
+func NewHTTP(endpoint, token string, opts HTTPOptions) *HTTP {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: opts.Timeout}
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "bucketq"
+	}
+	return &HTTP{url: endpoint, token: token, client: opts.Client, ua: opts.UserAgent}
+}
+
+// Send implements Sink: 2xx is delivered, any other status is an
+// *HTTPError, a transport failure is a wrapped error.
+func (h *HTTP) Send(ctx context.Context, events []json.RawMessage) error {
+	if len(events) == 0 {
+		return nil
+	}
+	body, err := encodeArray(events)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("sink: build request for %s: %w", h.url, err)
+	}
+	req.Header.Set("Content-Type", BatchContentType)
+	req.Header.Set("User-Agent", h.ua)
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("sink: POST %s: %w", h.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return &HTTPError{
+		Status:     resp.StatusCode,
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		Body:       string(b),
+	}
+}
+
+// Close implements Sink.
+func (h *HTTP) Close() error {
+	h.client.CloseIdleConnections()
+	return nil
+}
+
+// ParseRetryAfter parses a Retry-After value, delay-seconds or HTTP date
+// (relative to now). Absent, invalid or past values are 0.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(24*time.Hour/time.Second) {
+			n = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func encodeArray(events []json.RawMessage) ([]byte, error) {
+	n := 2
+	for _, e := range events {
+		n += len(e) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, e := range events {
+		if !json.Valid(e) {
+			return nil, fmt.Errorf("sink: event %d of %d is not valid JSON", i, len(events))
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, e...)
+	}
+	return append(out, ']'), nil
+}
+
+// ndjson writes one compact JSON event per line.
+type ndjson struct {
+	mu sync.Mutex
+	w  io.Writer
+	f  *os.File // nil for stdout: not fsynced
+}
+
+func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	for i, e := range events {
+		if err := json.Compact(&buf, e); err != nil {
+			return fmt.Errorf("sink: event %d of %d is not valid JSON: %w", i, len(events), err)
+		}
+		buf.WriteByte('\n')
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bw := bufio.NewWriter(s.w)
+	if _, err := bw.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("sink: write: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("sink: write: %w", err)
+	}
+	if s.f != nil {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("sink: fsync %s: %w", s.f.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (s *ndjson) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// IsHTTPStatus reports whether err is an *HTTPError with one of statuses.
+func IsHTTPStatus(err error, statuses ...int) bool {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return false
+	}
+	for _, s := range statuses {
+		if he.Status == s {
+			return true
+		}
+	}
+	return false
+}
