@@ -1,0 +1,245 @@
+// Package fsstore is a cas.Store on a plain local directory, safe for
+// concurrent writers in several processes on one machine.
+//
+// An object name maps to the file at that slash-separated path under the
+// root. The version of an object is the hex SHA-256 of its content, so the
+// store keeps no side state: a directory copied elsewhere, or a manifest put
+// there by hand, is read as is and can be updated with compare-and-swap.
+//
+// Content-hash versions are safe for the bucketq manifest because:
+//
+//   - The manifest's content never repeats: every write either appends
+//     entries (next_sequence grows), fences (epoch grows) or dequeues
+//     (entries shrink while next_sequence and epoch stay). No sequence of
+//     writes returns to an earlier (next_sequence, epoch, entries), so a
+//     hash seen once identifies one point in the manifest's history.
+//   - Even where content does repeat (an ABA on some other object), a CAS
+//     whose version matches the current hash was computed from content
+//     byte-for-byte equal to the current content, so applying it has exactly
+//     the effect it would have had on the content it read: a "stale" CAS
+//     over equal content is harmless.
+//
+// Writing the same content twice returns the same version.
+//
+// Conditional writes serialise on an exclusive flock(2) of "<path>.lock",
+// created on demand next to the object. The lock file holds no state and may
+// be deleted when no writer runs; object names ending in ".lock" are
+// rejected so they cannot collide with it. Updates write a temporary file in
+// the same directory, fsync it, rename it over the object and fsync the
+// directory, so a reader sees the old or the new content, never a mix, and a
+// crash after WriteIf returns cannot lose the write. Create-only links the
+// temporary file to the name, which fails if the name exists.
+//
+// flock is advisory and per machine: several machines sharing the directory
+// over NFS or similar are not supported.
+package fsstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/bucketq/bucketq/manifest/cas"
+)
+
+// LockSuffix is appended to an object's path to name its lock file.
+const LockSuffix = ".lock"
+
+// tmpPrefix starts the base name of temporary files; names whose last
+// element starts with it are rejected.
+const tmpPrefix = ".bucketq-tmp-"
+
+// Store is a cas.Store on a directory. It is safe for concurrent use.
+type Store struct {
+	root string
+}
+
+// New returns a store rooted at dir, creating dir if needed.
+func New(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("fsstore: empty directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fsstore: directory %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("fsstore: create directory %q: %w", abs, err)
+	}
+	return &Store{root: abs}, nil
+}
+
+// Root is the store's absolute directory.
+func (s *Store) Root() string { return s.root }
+
+// VersionOf returns the version the store gives to content b.
+func VersionOf(b []byte) cas.Version {
+	sum := sha256.Sum256(b)
+	return cas.Version(hex.EncodeToString(sum[:]))
+}
+
+// file maps an object name to its file path, rejecting names that could
+// escape the root or collide with lock and temporary files.
+func (s *Store) file(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("fsstore: empty object name")
+	}
+	if strings.HasPrefix(name, "/") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("fsstore: object name %q: must be a relative slash-separated path", name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." {
+			return "", fmt.Errorf("fsstore: object name %q: empty, \".\" or \"..\" path element", name)
+		}
+	}
+	base := path.Base(name)
+	if strings.HasSuffix(base, LockSuffix) || strings.HasPrefix(base, tmpPrefix) {
+		return "", fmt.Errorf("fsstore: object name %q: names ending in %q or starting with %q are reserved", name, LockSuffix, tmpPrefix)
+	}
+	return filepath.Join(s.root, filepath.FromSlash(name)), nil
+}
+
+// Read implements cas.Store.
+func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	p, err := s.file(name)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := readFile(p)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, VersionOf(b), nil
+}
+
+// readFile reads p; a missing file (or a missing parent) is cas.ErrNotExist.
+func readFile(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	// A directory is a prefix of other objects, not an object, as in a bucket.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
+		return nil, fmt.Errorf("%w: %s", cas.ErrNotExist, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fsstore: read %s: %w", p, err)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, nil
+}
+
+// WriteIf implements cas.Store.
+func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Version) (cas.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	p, err := s.file(name)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("fsstore: create directory for %q: %w", name, err)
+	}
+	unlock, err := lockFile(ctx, p+LockSuffix)
+	if err != nil {
+		return "", fmt.Errorf("fsstore: lock %q: %w", name, err)
+	}
+	defer unlock()
+
+	if v != "" {
+		cur, err := readFile(p)
+		if errors.Is(err, cas.ErrNotExist) {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				return "", isDirError(name)
+			}
+			return "", fmt.Errorf("%w: %s does not exist (expected version %s)", cas.ErrConflict, name, v)
+		}
+		if err != nil {
+			return "", err
+		}
+		if cv := VersionOf(cur); cv != v {
+			return "", fmt.Errorf("%w: %s is at version %s, not %s", cas.ErrConflict, name, cv, v)
+		}
+	} else if fi, err := os.Lstat(p); err == nil {
+		if fi.IsDir() {
+			return "", isDirError(name)
+		}
+		return "", fmt.Errorf("%w: %s exists", cas.ErrConflict, name)
+	}
+
+	tmp, err := writeTemp(dir, data)
+	if err != nil {
+		return "", fmt.Errorf("fsstore: write %q: %w", name, err)
+	}
+	if v == "" {
+		err = os.Link(tmp, p)
+		_ = os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("%w: %s exists", cas.ErrConflict, name)
+		}
+		if err != nil {
+			return "", fmt.Errorf("fsstore: create %q: %w", name, err)
+		}
+	} else if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("fsstore: replace %q: %w", name, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("fsstore: sync directory of %q: %w", name, err)
+	}
+	return VersionOf(data), nil
+}
+
+// isDirError is the (non-conflict) error for writing an object whose path
+// is a directory holding other objects: a directory cannot be both.
+func isDirError(name string) error {
+	return fmt.Errorf("fsstore: cannot write object %q: its path is a directory of other objects", name)
+}
+
+// writeTemp writes data to a new temporary file in dir and fsyncs it.
+func writeTemp(dir string, data []byte) (string, error) {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, tmpPrefix+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
