@@ -1,0 +1,631 @@
+// Package config turns the bucketq command line into one validated Config:
+// built-in defaults, then the --config YAML file (with ${ENV} expansion),
+// then the environment (BUCKETQ_SINK_TOKEN), then flags. Every option is
+// declared once in Options, which drives the flags, the YAML keys, the help
+// text and the error messages, so they cannot drift apart.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bucketq/bucketq/format"
+)
+
+// Role says which subcommands an option applies to.
+type Role uint8
+
+const (
+	// Produce options configure the ingest side (produce, run).
+	Produce Role = 1 << iota
+	// Consume options configure the delivery side (consume, run).
+	Consume
+	// Inspect options locate the bucket and manifest (inspect).
+	Inspect
+)
+
+// Roles of the subcommands.
+const (
+	RolesProduce = Produce
+	RolesConsume = Consume
+	RolesRun     = Produce | Consume
+	RolesInspect = Inspect
+)
+
+// SinkTokenEnv is the environment variable that sets sink_token.
+const SinkTokenEnv = "BUCKETQ_SINK_TOKEN"
+
+// Config is the merged, validated configuration of one bucketq process.
+type Config struct {
+	// ObjectStore is the objstore YAML (type + config) from the
+	// object_store key, or nil when the bucket is the directory BucketDir.
+	ObjectStore []byte
+	BucketDir   string
+
+	ManifestPath     string
+	DataPrefix       string
+	DeadLetterPrefix string
+
+	Listen       string
+	OTLPGRPC     string
+	OTLPHTTP     string
+	Tokens       []string
+	MaxBodyBytes int64
+
+	FlushInterval    time.Duration
+	FlushSizeBytes   int
+	Compression      format.Compression
+	MaxBufferedBytes int64
+
+	Sink          string
+	SinkToken     string
+	SinkBatchSize int
+	Prefetch      int
+	PollInterval  time.Duration
+	GCInterval    time.Duration
+	GCGracePeriod time.Duration
+
+	// Conversion is the YAML of the conversion mapping (otlpconv.Config),
+	// nil for the defaults.
+	Conversion []byte
+
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+	LogFormat       string // text or json
+}
+
+// Kind is the value syntax of an option.
+type Kind uint8
+
+const (
+	String Kind = iota
+	Duration
+	Int
+	Bytes
+	List // repeatable flag, YAML sequence
+	Tree // YAML mapping, config file only
+)
+
+// Option is one setting: its YAML key, its flag (empty for config-only
+// keys), default, help, the subcommands it applies to, and how to store it.
+type Option struct {
+	Key     string
+	Flag    string
+	Kind    Kind
+	Default string // as it would be written in a flag; "" = none
+	Arg     string // placeholder in help (DIR, URL, ...)
+	Usage   string
+	Roles   Role
+	set     func(c *Config, v string) error // String, Duration, Int, Bytes
+	setList func(c *Config, v []string)     // List
+	setTree func(c *Config, n *yaml.Node) error
+}
+
+// Options is every setting bucketq knows, in help order.
+var Options = []*Option{
+	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect,
+		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
+		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
+	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect,
+		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...}); config file only",
+		setTree: setObjectStore},
+	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
+		Usage: "object name of the manifest (the queue)",
+		set:   func(c *Config, v string) error { c.ManifestPath = v; return objectName(v) }},
+	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume,
+		Usage: "object name prefix of batch files",
+		set:   func(c *Config, v string) error { c.DataPrefix = v; return objectName(v) }},
+	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume,
+		Usage: "object name prefix for records the sink or converter rejected",
+		set:   func(c *Config, v string) error { c.DeadLetterPrefix = v; return objectName(v) }},
+	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
+		Usage: "HTTP address for POST /api/v1/events (produce, run), GET /metrics, /healthz, /readyz; empty disables",
+		set:   func(c *Config, v string) error { c.Listen = v; return hostPort(v) }},
+	{Key: "otlp_grpc", Flag: "otlp-grpc", Arg: "HOST:PORT", Default: "127.0.0.1:4317", Roles: Produce,
+		Usage: "OTLP/gRPC listen address; empty disables",
+		set:   func(c *Config, v string) error { c.OTLPGRPC = v; return hostPort(v) }},
+	{Key: "otlp_http", Flag: "otlp-http", Arg: "HOST:PORT", Default: "127.0.0.1:4318", Roles: Produce,
+		Usage: "OTLP/HTTP listen address (/v1/logs, /v1/metrics, /v1/traces); empty disables",
+		set:   func(c *Config, v string) error { c.OTLPHTTP = v; return hostPort(v) }},
+	{Key: "tokens", Flag: "token", Kind: List, Arg: "TOKEN", Roles: Produce,
+		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication",
+		setList: func(c *Config, v []string) { c.Tokens = v }},
+	{Key: "max_body_bytes", Flag: "max-body-bytes", Kind: Bytes, Arg: "N", Default: "8388608", Roles: Produce,
+		Usage: "largest accepted request body (bytes; KiB/MiB/GiB suffixes allowed)",
+		set:   func(c *Config, v string) (err error) { c.MaxBodyBytes, err = parseBytes(v); return }},
+	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
+		Usage: "seal and upload the open batch after this long",
+		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
+	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: "4194304", Roles: Produce,
+		Usage: "seal and upload the open batch once it holds this many bytes",
+		set: func(c *Config, v string) error {
+			n, err := parseBytes(v)
+			c.FlushSizeBytes = int(n)
+			return err
+		}},
+	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: "zstd", Roles: Produce,
+		Usage: "batch file compression",
+		set:   setCompression},
+	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "268435456", Roles: Produce,
+		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
+		set:   func(c *Config, v string) (err error) { c.MaxBufferedBytes, err = parseBytes(v); return }},
+	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume,
+		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
+		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},
+	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume,
+		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + ")",
+		set:   func(c *Config, v string) error { c.SinkToken = v; return nil }},
+	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume,
+		Usage: "events per sink request",
+		set: func(c *Config, v string) error {
+			n, err := parsePositive(v)
+			c.SinkBatchSize = int(n)
+			return err
+		}},
+	{Key: "prefetch", Flag: "prefetch", Kind: Int, Arg: "N", Default: "4", Roles: Consume,
+		Usage: "batches fetched ahead of delivery",
+		set: func(c *Config, v string) error {
+			n, err := parsePositive(v)
+			c.Prefetch = int(n)
+			return err
+		}},
+	{Key: "poll_interval", Flag: "poll-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
+		Usage: "how often an idle consumer re-reads the manifest",
+		set:   func(c *Config, v string) (err error) { c.PollInterval, err = parseDuration(v); return }},
+	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: "5m", Roles: Consume,
+		Usage: "how often the consumer deletes delivered batch files",
+		set:   func(c *Config, v string) (err error) { c.GCInterval, err = parseDuration(v); return }},
+	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: "10m", Roles: Produce | Consume,
+		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
+		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
+	{Key: "conversion", Kind: Tree, Roles: Consume,
+		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see ingest docs); config file only",
+		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtree(n); return }},
+	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
+		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
+		set:   func(c *Config, v string) (err error) { c.ShutdownTimeout, err = parseDuration(v); return }},
+	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect,
+		Usage: "debug, info, warn or error",
+		set:   setLogLevel},
+	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect,
+		Usage: "log line format on stderr",
+		set:   setLogFormat},
+}
+
+var byKey = func() map[string]*Option {
+	m := make(map[string]*Option, len(Options))
+	for _, o := range Options {
+		m[o.Key] = o
+	}
+	return m
+}()
+
+// Keys returns every config file key, sorted.
+func Keys() []string {
+	keys := make([]string, 0, len(Options))
+	for _, o := range Options {
+		keys = append(keys, o.Key)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Error is a configuration or usage error: the command exits with code 2.
+type Error struct{ Msg string }
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(format string, args ...any) error { return &Error{Msg: fmt.Sprintf(format, args...)} }
+
+// Flags is the flag set of one subcommand. Add subcommand-specific flags to
+// FlagSet before calling Parse.
+type Flags struct {
+	*flag.FlagSet
+	name    string
+	roles   Role
+	config  string
+	scalars map[string]string   // flag values by key, last one wins
+	lists   map[string][]string // repeatable flag values by key
+	order   []string            // keys in the order first given
+}
+
+// NewFlags returns the flag set of subcommand name with every option whose
+// roles intersect roles, plus --config. The flag package prints nothing:
+// Parse returns errors and the caller prints help.
+func NewFlags(name string, roles Role) *Flags {
+	f := &Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), name: name, roles: roles,
+		scalars: map[string]string{}, lists: map[string][]string{}}
+	f.SetOutput(io.Discard)
+	f.Usage = func() {}
+	f.StringVar(&f.config, "config", "", "YAML config file")
+	for _, o := range Options {
+		if o.Flag == "" || o.Roles&roles == 0 {
+			continue
+		}
+		o := o
+		f.Func(o.Flag, o.Usage, func(v string) error {
+			if _, seen := f.scalars[o.Key]; !seen && f.lists[o.Key] == nil {
+				f.order = append(f.order, o.Key)
+			}
+			if o.Kind == List {
+				f.lists[o.Key] = append(f.lists[o.Key], v)
+			} else {
+				f.scalars[o.Key] = v
+			}
+			return nil
+		})
+	}
+	return f
+}
+
+// Parse parses args, allowing flags after positional arguments, and
+// returns the positional arguments. flag.ErrHelp is returned as is.
+func (f *Flags) Parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.FlagSet.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errorf("%s: %v", f.name, err)
+		}
+		args = f.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// Env reads environment variables; os.Getenv in production.
+type Env func(string) string
+
+// Load builds the Config: defaults, then the --config file, then the
+// environment, then flags. Every error is an *Error naming the key or flag.
+func (f *Flags) Load(getenv Env) (*Config, error) {
+	c := &Config{}
+	for _, o := range Options {
+		if o.Default != "" && o.set != nil {
+			if err := o.set(c, o.Default); err != nil {
+				panic(fmt.Sprintf("config: default of %s: %v", o.Key, err)) // a bug in Options, caught by tests
+			}
+		}
+	}
+	fromFile := map[string]bool{}
+	if f.config != "" {
+		raw, err := os.ReadFile(f.config)
+		if err != nil {
+			return nil, errorf("config file: %v", err)
+		}
+		keys, err := Apply(c, raw, getenv)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			fromFile[k] = true
+		}
+	}
+	if tok := getenv(SinkTokenEnv); tok != "" && f.roles&Consume != 0 {
+		c.SinkToken = tok
+	}
+	for _, k := range f.order {
+		o := byKey[k]
+		if o.Kind == List {
+			o.setList(c, f.lists[k])
+			continue
+		}
+		v := f.scalars[k]
+		if err := o.set(c, v); err != nil {
+			return nil, errorf("flag --%s: %v", o.Flag, err)
+		}
+	}
+	// --bucket-dir overrides an object_store from the file; in the file
+	// the two are exclusive.
+	if _, ok := f.scalars["bucket_dir"]; ok {
+		c.ObjectStore = nil
+	} else if fromFile["bucket_dir"] && fromFile["object_store"] {
+		return nil, errorf(`config keys "bucket_dir" and "object_store" are exclusive: set one`)
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Apply merges the YAML config text raw into c, after expanding ${VAR} and
+// $VAR from getenv (unset variables expand to "", "$$" is a literal "$").
+// It returns the keys it set. Unknown keys are errors.
+func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
+	text := os.Expand(string(raw), func(name string) string {
+		if name == "$" {
+			return "$"
+		}
+		return getenv(name)
+	})
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return nil, errorf("config file: %v", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, errorf("config file: line %d: want a mapping of keys (key: value)", root.Line)
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		o := byKey[k.Value]
+		if o == nil {
+			return nil, errorf("config key %q (line %d): unknown key (known: %s)", k.Value, k.Line, strings.Join(Keys(), ", "))
+		}
+		if seen[k.Value] {
+			return nil, errorf("config key %q (line %d): given twice", k.Value, k.Line)
+		}
+		seen[k.Value] = true
+		keys = append(keys, k.Value)
+		if err := setNode(c, o, v); err != nil {
+			return nil, errorf("config key %q: %v", k.Value, err)
+		}
+	}
+	return keys, nil
+}
+
+func setNode(c *Config, o *Option, v *yaml.Node) error {
+	switch o.Kind {
+	case Tree:
+		return o.setTree(c, v)
+	case List:
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			o.setList(c, nil)
+			return nil
+		}
+		if v.Kind != yaml.SequenceNode {
+			return fmt.Errorf("want a list of strings (line %d)", v.Line)
+		}
+		var list []string
+		for _, item := range v.Content {
+			if item.Kind != yaml.ScalarNode {
+				return fmt.Errorf("want a list of strings, item at line %d is not a string", item.Line)
+			}
+			list = append(list, item.Value)
+		}
+		o.setList(c, list)
+		return nil
+	}
+	if v.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a single value (line %d)", v.Line)
+	}
+	s := v.Value
+	if v.Tag == "!!null" {
+		s = ""
+	}
+	return o.set(c, s)
+}
+
+func setObjectStore(c *Config, n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("want a mapping with type and config (line %d)", n.Line)
+	}
+	typ := ""
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "type" {
+			typ = n.Content[i+1].Value
+		}
+	}
+	if typ == "" {
+		return fmt.Errorf(`missing "type" (S3, GCS, AZURE, FILESYSTEM, ...) (line %d)`, n.Line)
+	}
+	b, err := subtree(n)
+	c.ObjectStore = b
+	return err
+}
+
+func subtree(n *yaml.Node) ([]byte, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("want a mapping (line %d)", n.Line)
+	}
+	return yaml.Marshal(n)
+}
+
+// DecodeStrict decodes YAML into v, failing on keys v does not have.
+func DecodeStrict(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+// check validates what no single value can: how the names relate.
+func (c *Config) check() error {
+	inside := func(name, prefix string) bool {
+		name, prefix = strings.TrimSuffix(name, "/"), strings.TrimSuffix(prefix, "/")
+		return name == prefix || strings.HasPrefix(name, prefix+"/")
+	}
+	if inside(c.ManifestPath, c.DataPrefix) {
+		return errorf(`config key "manifest_path": %q is inside data_prefix %q, where garbage collection deletes objects`, c.ManifestPath, c.DataPrefix)
+	}
+	if inside(c.DeadLetterPrefix, c.DataPrefix) || inside(c.DataPrefix, c.DeadLetterPrefix) {
+		return errorf(`config key "dead_letter_prefix": %q overlaps data_prefix %q, where garbage collection deletes objects`, c.DeadLetterPrefix, c.DataPrefix)
+	}
+	return nil
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func objectName(v string) error {
+	if strings.Trim(v, "/") == "" {
+		return fmt.Errorf("invalid object name %q: must not be empty", v)
+	}
+	if strings.HasPrefix(v, "/") {
+		return fmt.Errorf("invalid object name %q: must not start with /", v)
+	}
+	return nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 250ms, 5s, 10m)", v)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("invalid duration %q: must be positive", v)
+	}
+	return d, nil
+}
+
+func parsePositive(v string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("invalid number %q", v)
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("invalid number %q: must be positive", v)
+	}
+	return n, nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+func parseBytes(v string) (int64, error) {
+	s, mult := strings.TrimSpace(v), int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q (want bytes, e.g. 4194304 or 4MiB)", v)
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("invalid size %q: must be positive", v)
+	}
+	if n > (1<<31-1)/mult {
+		return 0, fmt.Errorf("invalid size %q: larger than 2GiB", v)
+	}
+	return n * mult, nil
+}
+
+func hostPort(v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("invalid address %q (want HOST:PORT, e.g. 127.0.0.1:8888, or empty to disable)", v)
+	}
+	return nil
+}
+
+func sinkURL(v string) error {
+	switch {
+	case v == "stdout":
+		return nil
+	case strings.HasPrefix(v, "file:"):
+		if strings.TrimPrefix(v, "file:") == "" {
+			return fmt.Errorf("invalid sink %q: file: needs a path, e.g. file:events.ndjson", v)
+		}
+		return nil
+	case strings.HasPrefix(v, "http://"), strings.HasPrefix(v, "https://"):
+		if rest := v[strings.Index(v, "//")+2:]; rest == "" || rest[0] == '/' {
+			return fmt.Errorf("invalid sink %q: no host", v)
+		}
+		return nil
+	}
+	return fmt.Errorf("invalid sink %q (want http(s)://HOST/api/v1/events, file:PATH or stdout)", v)
+}
+
+func setCompression(c *Config, v string) error {
+	if v != "zstd" && v != "none" {
+		return fmt.Errorf("invalid compression %q (want zstd or none)", v)
+	}
+	cm, err := format.ParseCompression(v)
+	c.Compression = cm
+	return err
+}
+
+func setLogLevel(c *Config, v string) error {
+	switch strings.ToLower(v) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		return fmt.Errorf("invalid log level %q (want debug, info, warn or error)", v)
+	}
+	return nil
+}
+
+func setLogFormat(c *Config, v string) error {
+	if v != "text" && v != "json" {
+		return fmt.Errorf("invalid log format %q (want text or json)", v)
+	}
+	c.LogFormat = v
+	return nil
+}
+
+// Logger returns the slog logger the config asks for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// FlagHelp writes one help line per flag of the roles, with its default
+// and config key.
+func FlagHelp(w io.Writer, roles Role) {
+	fmt.Fprintf(w, "  %-34s %s\n", "--config FILE", "YAML file with any of the keys below (flags override it)")
+	for _, o := range Options {
+		if o.Roles&roles == 0 {
+			continue
+		}
+		name := "(config file only)"
+		if o.Flag != "" {
+			name = "--" + o.Flag + " " + o.Arg
+		}
+		var extra []string
+		if o.Default != "" {
+			extra = append(extra, "default "+o.Default)
+		}
+		extra = append(extra, "key "+o.Key)
+		fmt.Fprintf(w, "  %-34s %s (%s)\n", name, o.Usage, strings.Join(extra, "; "))
+	}
+}

@@ -1,0 +1,301 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bucketq/bucketq/format"
+)
+
+func env(m map[string]string) Env { return func(k string) string { return m[k] } }
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bucketq.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func load(t *testing.T, roles Role, args []string, e map[string]string) (*Config, []string, error) {
+	t.Helper()
+	f := NewFlags("test", roles)
+	pos, err := f.Parse(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := f.Load(env(e))
+	return c, pos, err
+}
+
+func TestDefaults(t *testing.T) {
+	c, _, err := load(t, RolesRun, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter",
+		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
+		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, MaxBufferedBytes: 256 << 20,
+		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
+		ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// fullConfig sets every key to a non-default value.
+const fullConfig = `
+bucket_dir: /ignored-because-object-store-wins-only-without-it
+manifest_path: q/manifest
+data_prefix: q/data
+dead_letter_prefix: q/dead
+listen: 0.0.0.0:9000
+otlp_grpc: ""
+otlp_http: 127.0.0.1:14318
+tokens: [a, "${TOKEN_B}"]
+max_body_bytes: 1MiB
+flush_interval: 100ms
+flush_size_bytes: 1024
+compression: none
+max_buffered_bytes: 2048
+sink: https://openmeter.example/api/v1/events
+sink_token: ${SINK_TOKEN}
+sink_batch_size: 50
+prefetch: 2
+poll_interval: 2s
+gc_interval: 1m
+gc_grace_period: 20m
+conversion:
+  logs:
+    type: '"request"'
+shutdown_timeout: 5s
+log_level: debug
+log_format: json
+`
+
+func TestEveryKey(t *testing.T) {
+	p := writeConfig(t, fullConfig)
+	c, _, err := load(t, RolesRun, []string{"--config", p}, map[string]string{"TOKEN_B": "bee", "SINK_TOKEN": "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
+		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 20,
+		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048,
+		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second,
+		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
+	}
+	conv := c.Conversion
+	c.Conversion = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("every key\n got %+v\nwant %+v", c, want)
+	}
+	var m map[string]map[string]string
+	if err := yaml.Unmarshal(conv, &m); err != nil || m["logs"]["type"] != `"request"` {
+		t.Fatalf("conversion subtree = %q (%v)", conv, err)
+	}
+	// Every key of Options appears in the full config, so the test covers all.
+	var keys map[string]any
+	yaml.Unmarshal([]byte(fullConfig), &keys)
+	for _, k := range Keys() {
+		if _, ok := keys[k]; !ok && k != "object_store" {
+			t.Errorf("fullConfig does not set key %q", k)
+		}
+	}
+}
+
+func TestObjectStore(t *testing.T) {
+	p := writeConfig(t, `
+object_store:
+  type: S3
+  config:
+    bucket: b
+    endpoint: ${S3_HOST}:9000
+    access_key: $$literal
+`)
+	c, _, err := load(t, RolesRun, []string{"--config", p}, map[string]string{"S3_HOST": "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var os struct {
+		Type   string            `yaml:"type"`
+		Config map[string]string `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(c.ObjectStore, &os); err != nil {
+		t.Fatal(err)
+	}
+	if os.Type != "S3" || os.Config["endpoint"] != "127.0.0.1:9000" || os.Config["bucket"] != "b" || os.Config["access_key"] != "$literal" {
+		t.Fatalf("object_store = %+v", os)
+	}
+	// --bucket-dir overrides the file's object store.
+	c, _, err = load(t, RolesRun, []string{"--config", p, "--bucket-dir", "/tmp/b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ObjectStore != nil || c.BucketDir != "/tmp/b" {
+		t.Fatalf("flag did not override object_store: %q %q", c.ObjectStore, c.BucketDir)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"sink_token: ${T}", "tok"},
+		{"sink_token: $T", "tok"},
+		{"sink_token: pre-${T}-post", "pre-tok-post"},
+		{"sink_token: ${UNSET}", ""}, // unset expands to empty, like a shell
+		{"sink_token: a$$b", "a$b"},  // $$ is a literal $
+	} {
+		p := writeConfig(t, tc.text)
+		c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"T": "tok"})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if c.SinkToken != tc.want {
+			t.Errorf("%q: sink_token = %q, want %q", tc.text, c.SinkToken, tc.want)
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	p := writeConfig(t, "flush_interval: 1s\nsink_token: from-file\ntokens: [file]\nlisten: 127.0.0.1:1\n")
+	// file < env < flag, per key.
+	c, _, err := load(t, RolesRun, []string{"--config", p, "--flush-interval", "2s", "--token", "x", "--token", "y"},
+		map[string]string{SinkTokenEnv: "from-env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FlushInterval != 2*time.Second || c.SinkToken != "from-env" || !reflect.DeepEqual(c.Tokens, []string{"x", "y"}) || c.Listen != "127.0.0.1:1" {
+		t.Fatalf("precedence: %+v", c)
+	}
+	c, _, err = load(t, RolesRun, []string{"--config", p, "--sink-token", "from-flag"}, map[string]string{SinkTokenEnv: "from-env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SinkToken != "from-flag" {
+		t.Fatalf("flag should beat env: %q", c.SinkToken)
+	}
+	// The last of a repeated scalar flag wins; flags may follow positionals.
+	c, pos, err := load(t, RolesInspect, []string{"batch", "--bucket-dir", "a", "loc", "--bucket-dir=b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BucketDir != "b" || !reflect.DeepEqual(pos, []string{"batch", "loc"}) {
+		t.Fatalf("bucket_dir %q, positionals %q", c.BucketDir, pos)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"flush_interval: fast", `config key "flush_interval": invalid duration "fast"`},
+		{"flush_interval: -1s", `config key "flush_interval": invalid duration "-1s": must be positive`},
+		{"poll_interval: 1", `config key "poll_interval": invalid duration "1"`},
+		{"gc_interval: x", `config key "gc_interval": invalid duration`},
+		{"gc_grace_period: 0s", `config key "gc_grace_period": invalid duration "0s": must be positive`},
+		{"shutdown_timeout: soon", `config key "shutdown_timeout": invalid duration`},
+		{"flush_size_bytes: big", `config key "flush_size_bytes": invalid size "big"`},
+		{"flush_size_bytes: 0", `config key "flush_size_bytes": invalid size "0": must be positive`},
+		{"max_buffered_bytes: 3TB", `config key "max_buffered_bytes": invalid size`},
+		{"max_body_bytes: -5", `config key "max_body_bytes": invalid size`},
+		{"sink_batch_size: many", `config key "sink_batch_size": invalid number "many"`},
+		{"prefetch: 0", `config key "prefetch": invalid number "0": must be positive`},
+		{"compression: gzip", `config key "compression": invalid compression "gzip"`},
+		{"listen: localhost", `config key "listen": invalid address "localhost"`},
+		{"otlp_grpc: 4317", `config key "otlp_grpc": invalid address "4317"`},
+		{"otlp_http: [a]", `config key "otlp_http": want a single value`},
+		{"sink: kafka://x", `config key "sink": invalid sink "kafka://x"`},
+		{"sink: 'file:'", `config key "sink": invalid sink "file:"`},
+		{"sink_token: {a: b}", `config key "sink_token": want a single value`},
+		{"tokens: abc", `config key "tokens": want a list of strings`},
+		{"tokens: [[a]]", `config key "tokens": want a list of strings`},
+		{"bucket_dir: ''", `config key "bucket_dir": must not be empty`},
+		{"manifest_path: /abs", `config key "manifest_path": invalid object name "/abs"`},
+		{"data_prefix: ''", `config key "data_prefix": invalid object name ""`},
+		{"dead_letter_prefix: /", `config key "dead_letter_prefix": invalid object name "/"`},
+		{"log_level: loud", `config key "log_level": invalid log level "loud"`},
+		{"log_format: xml", `config key "log_format": invalid log format "xml"`},
+		{"object_store: s3", `config key "object_store": want a mapping`},
+		{"object_store: {config: {bucket: b}}", `config key "object_store": missing "type"`},
+		{"conversion: [1]", `config key "conversion": want a mapping`},
+		{"flush_intervall: 1s", `config key "flush_intervall" (line 1): unknown key`},
+		{"listen: a:1\nlisten: b:2", `config key "listen" (line 2): given twice`},
+		{"bucket_dir: d\nobject_store: {type: FILESYSTEM, config: {directory: d}}", `config keys "bucket_dir" and "object_store" are exclusive`},
+		{"manifest_path: ingest/data/manifest", `config key "manifest_path": "ingest/data/manifest" is inside data_prefix "ingest/data"`},
+		{"dead_letter_prefix: ingest/data", `config key "dead_letter_prefix": "ingest/data" overlaps data_prefix`},
+		{"- a\n- b", `config file: line 1: want a mapping`},
+		{"listen: [", `config file: yaml:`},
+	} {
+		p := writeConfig(t, tc.text)
+		_, _, err := load(t, RolesRun, []string{"--config", p}, nil)
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%q: err = %v, want a config error", tc.text, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q:\n got %q\nwant prefix %q on one line", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--flush-interval", "fast"}, `flag --flush-interval: invalid duration "fast"`},
+		{[]string{"--compression=lz4"}, `flag --compression: invalid compression "lz4"`},
+		{[]string{"--sink", "ftp://x"}, `flag --sink: invalid sink "ftp://x"`},
+		{[]string{"--listen", "nope"}, `flag --listen: invalid address "nope"`},
+		{[]string{"--prefetch", "-1"}, `flag --prefetch: invalid number "-1"`},
+		{[]string{"--nope"}, `test: flag provided but not defined: -nope`},
+		{[]string{"--sink"}, `test: flag needs an argument: -sink`},
+		{[]string{"--config", "/does/not/exist.yaml"}, `config file: open /does/not/exist.yaml`},
+	} {
+		_, _, err := load(t, RolesRun, tc.args, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want prefix %q", tc.args, err, tc.want)
+		}
+	}
+	// Options of other subcommands are not flags here, but are fine in the file.
+	if _, _, err := load(t, RolesProduce, []string{"--sink", "stdout"}, nil); err == nil || !strings.Contains(err.Error(), "not defined: -sink") {
+		t.Errorf("produce accepted --sink: %v", err)
+	}
+	p := writeConfig(t, "sink: stdout\nflush_interval: 1s\n")
+	if _, _, err := load(t, RolesProduce, []string{"--config", p}, nil); err != nil {
+		t.Errorf("shared config file rejected by produce: %v", err)
+	}
+	if _, _, err := load(t, RolesRun, []string{"-h"}, nil); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}
+
+func TestFlagHelpMentionsEveryFlag(t *testing.T) {
+	var buf bytes.Buffer
+	FlagHelp(&buf, RolesRun|RolesInspect)
+	for _, o := range Options {
+		want := "key " + o.Key
+		if o.Flag != "" {
+			want = "--" + o.Flag
+		}
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("flag help lacks %q", want)
+		}
+		if o.Default != "" && !strings.Contains(buf.String(), "default "+o.Default) {
+			t.Errorf("flag help lacks the default of %s", o.Key)
+		}
+	}
+}
