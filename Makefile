@@ -4,7 +4,7 @@ BIN       ?= bin/bucketq
 FUZZTIME  ?= 5s
 PKGS      ?= ./...
 
-.PHONY: build test unit run bench fuzz lint s3-up s3-down clean
+.PHONY: build test unit run bench fuzz lint chaos s3-up s3-down clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/bucketq
@@ -26,6 +26,12 @@ bench:
 # fuzz: each fuzz target for FUZZTIME (CI uses 15s).
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
+
+# chaos: the full-size chaos test (1M events) against the real S3 server;
+# `make test` runs it at 100k events.
+CHAOS_EVENTS ?= 1000000
+chaos:
+	./scripts/with-services.sh env BUCKETQ_CHAOS_EVENTS=$(CHAOS_EVENTS) $(GO) test -count=1 -timeout 90m -run TestChaos -v ./internal/chaos
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
