@@ -1,0 +1,244 @@
+package otlp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// Content types of OTLP/HTTP.
+const (
+	ContentTypeProtobuf = "application/x-protobuf"
+	ContentTypeJSON     = "application/json"
+)
+
+// DefaultMaxBodyBytes is the request body limit, applied before and after
+// decompression (the OTLP specification recommends 20 MiB).
+const DefaultMaxBodyBytes = 20 << 20
+
+// HTTPConfig configures the OTLP/HTTP handler.
+type HTTPConfig struct {
+	// MaxBodyBytes bounds the request body, compressed and decompressed;
+	// above it the request is answered 413. Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// NewHTTPHandler returns the OTLP/HTTP receiver: POST /v1/logs, /v1/metrics
+// and /v1/traces with Content-Type application/x-protobuf or
+// application/json (OTLP JSON: hex trace and span ids, integer enums,
+// unknown fields ignored), optionally Content-Encoding gzip. It matches the
+// exact request path, so mount it at the server root (or behind
+// http.StripPrefix). Responses use the request's content type.
+func NewHTTPHandler(app producer.Appender, cfg HTTPConfig, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return &httpHandler{r: newReceiver(app, m, log), cfg: cfg}
+}
+
+type httpHandler struct {
+	r   *receiver
+	cfg HTTPConfig
+}
+
+// httpError is a failed request: its status code, the google.rpc.Status
+// message for the body, and an optional Retry-After.
+type httpError struct {
+	code       int
+	msg        string
+	badRequest bool
+	retryAfter time.Duration
+}
+
+func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	ct := ContentTypeProtobuf // encoding of error bodies until the request's is known
+	code := http.StatusOK
+	if herr := h.serve(w, req, &ct); herr != nil {
+		code = herr.code
+		writeStatus(w, ct, herr)
+	}
+	h.r.m.IngestRequests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
+}
+
+func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string) *httpError {
+	var sig *signal
+	switch req.URL.Path {
+	case logsSignal.path:
+		sig = logsSignal
+	case metricsSignal.path:
+		sig = metricsSignal
+	case tracesSignal.path:
+		sig = tracesSignal
+	default:
+		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("unknown OTLP path %q (want /v1/logs, /v1/metrics or /v1/traces)", req.URL.Path)}
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return &httpError{code: http.StatusMethodNotAllowed, msg: fmt.Sprintf("method %s not allowed, OTLP/HTTP uses POST", req.Method)}
+	}
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || (mt != ContentTypeProtobuf && mt != ContentTypeJSON) {
+		return &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported Content-Type %q (want %s or %s)", req.Header.Get("Content-Type"), ContentTypeProtobuf, ContentTypeJSON)}
+	}
+	*ct = mt
+
+	body, herr := h.readBody(w, req)
+	if herr != nil {
+		return herr
+	}
+	msg := sig.newReq()
+	if mt == ContentTypeJSON {
+		err = unmarshalJSON(body, msg)
+	} else {
+		err = proto.Unmarshal(body, msg)
+	}
+	if err != nil {
+		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: fmt.Sprintf("cannot decode %s body as OTLP %s request: %v", mt, sig.name, err)}
+	}
+
+	_, out, err := h.r.store(req.Context(), FrontHTTP, sig, msg)
+	switch out {
+	case outcomeOK:
+	case outcomeBackpressure:
+		return &httpError{code: http.StatusTooManyRequests, msg: "bucketq producer memory bound reached, retry later", retryAfter: BackpressureRetryDelay}
+	default: // unavailable, or the client went away
+		return &httpError{code: http.StatusServiceUnavailable, msg: "bucketq producer could not store the request: " + err.Error(), retryAfter: UnavailableRetryDelay}
+	}
+
+	resp, err := marshal(mt, sig.newResp())
+	if err != nil { // an empty message always marshals
+		return &httpError{code: http.StatusInternalServerError, msg: err.Error()}
+	}
+	w.Header().Set("Content-Type", mt)
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp)
+	return nil
+}
+
+// readBody reads the (possibly gzip-encoded) body, bounded by MaxBodyBytes
+// both on the wire and decompressed.
+func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request) ([]byte, *httpError) {
+	max := h.cfg.MaxBodyBytes
+	var rd io.Reader = http.MaxBytesReader(w, req.Body, max)
+	gz := false
+	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			return nil, readError(err, max, true)
+		}
+		defer zr.Close()
+		rd, gz = zr, true
+	default:
+		return nil, &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported Content-Encoding %q (want gzip or none)", enc)}
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, max+1))
+	if err != nil {
+		return nil, readError(err, max, gz)
+	}
+	if int64(len(data)) > max {
+		return nil, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("decompressed body exceeds %d bytes", max)}
+	}
+	return data, nil
+}
+
+func readError(err error, max int64, gz bool) *httpError {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body exceeds %d bytes", max)}
+	}
+	if gz && (errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot decompress gzip body: " + err.Error()}
+	}
+	// The client stopped sending: nothing was stored, it may retry.
+	return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot read body: " + err.Error()}
+}
+
+func marshal(ct string, m proto.Message) ([]byte, error) {
+	if ct == ContentTypeJSON {
+		return protojson.Marshal(m)
+	}
+	return proto.Marshal(m)
+}
+
+// writeStatus writes a google.rpc.Status body in the request's content type
+// (the OTLP specification requires a Status for every 4xx and 5xx).
+func writeStatus(w http.ResponseWriter, ct string, e *httpError) {
+	st := &spb.Status{Message: e.msg, Code: int32(grpcCode(e.code))}
+	if e.badRequest {
+		if a, err := anypb.New(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "body", Description: e.msg}}}); err == nil {
+			st.Details = append(st.Details, a)
+		}
+	}
+	if e.retryAfter > 0 {
+		secs := int64(math.Ceil(e.retryAfter.Seconds()))
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	body, err := marshal(ct, st)
+	if err != nil {
+		body = nil
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.code)
+	_, _ = w.Write(body)
+}
+
+// grpcCode maps the HTTP status to the informative Status.code.
+func grpcCode(httpCode int) codes.Code {
+	switch httpCode {
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return codes.Unimplemented
+	case http.StatusRequestEntityTooLarge:
+		return codes.InvalidArgument
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	}
+	return codes.Internal
+}
+
+// unmarshalJSON decodes an OTLP/JSON body: protojson with unknown fields
+// ignored, after rewriting hex trace/span ids to the base64 protojson wants.
+func unmarshalJSON(body []byte, m proto.Message) error {
+	b, err := HexIDsToBase64(body)
+	if err != nil {
+		return err
+	}
+	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, m)
+}
+
+var idKeys = [][]byte{[]byte(`"traceId"`), []byte(`"spanId"`), []byte(`"parentSpanId"`), []byte(`"trace_id"`), []byte(`"span_id"`), []byte(`"parent_span_id"`)}
+
+func mentionsIDs(body []byte) bool {
+	for _, k := range idKeys {
+		if bytes.Contains(body, k) {
+			return true
+		}
+	}
+	return false
+}

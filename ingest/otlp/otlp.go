@@ -1,0 +1,197 @@
+// Package otlp is the OTLP front door of the producer: it receives OTLP
+// logs, metrics and traces over gRPC and HTTP (protobuf or JSON, optionally
+// gzip) and appends each Export request as ONE durable record, answering
+// success only once the producer has committed it.
+//
+// Each stored record is the Export*ServiceRequest re-marshalled as binary
+// OTLP protobuf (JSON bodies are re-encoded), under the metadata header
+// signal 1 metrics / 2 logs / 3 traces, encoding 1 (otlp-protobuf), exactly
+// as the opendata OTLP exporter writes them. Requests that carry no log
+// record, data point or span are answered with success and not stored
+// (the OTLP specification lets receivers ignore empty envelopes).
+//
+// Error mapping (OTLP specification, "Failures" and "Throttling"):
+//
+//	producer.ErrBackpressure      gRPC RESOURCE_EXHAUSTED + RetryInfo   HTTP 429 + Retry-After
+//	producer.ErrClosed, any other gRPC UNAVAILABLE + RetryInfo          HTTP 503 + Retry-After
+//	undecodable body              gRPC (codec error from grpc-go)       HTTP 400 + google.rpc.Status{BadRequest}
+//	body above the size limit     gRPC RESOURCE_EXHAUSTED (grpc-go)     HTTP 413
+//
+// Partial success is never used: a request is stored whole or not at all.
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// Front door names used as the "front" label of the ingest metrics.
+const (
+	FrontGRPC = "otlp-grpc"
+	FrontHTTP = "otlp-http"
+)
+
+// Retry delays suggested to clients (RetryInfo / Retry-After).
+const (
+	// BackpressureRetryDelay is suggested when the producer's memory bound
+	// is reached: the bound frees up as soon as the next batch commits.
+	BackpressureRetryDelay = 1 * time.Second
+	// UnavailableRetryDelay is suggested when the producer is shutting down
+	// or the object store / manifest write failed.
+	UnavailableRetryDelay = 5 * time.Second
+)
+
+// signal describes one OTLP signal: its HTTP path, the metadata header its
+// records are stored under, and how to make and count its messages.
+type signal struct {
+	name    string
+	path    string
+	header  format.Header
+	newReq  func() proto.Message
+	newResp func() proto.Message
+	count   func(proto.Message) int
+}
+
+var (
+	logsSignal = &signal{
+		name: "logs", path: "/v1/logs",
+		header:  format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf),
+		newReq:  func() proto.Message { return &collogspb.ExportLogsServiceRequest{} },
+		newResp: func() proto.Message { return &collogspb.ExportLogsServiceResponse{} },
+		count:   func(m proto.Message) int { return CountLogRecords(m.(*collogspb.ExportLogsServiceRequest)) },
+	}
+	metricsSignal = &signal{
+		name: "metrics", path: "/v1/metrics",
+		header:  format.NewHeader(format.SignalMetrics, format.EncodingOTLPProtobuf),
+		newReq:  func() proto.Message { return &colmetricspb.ExportMetricsServiceRequest{} },
+		newResp: func() proto.Message { return &colmetricspb.ExportMetricsServiceResponse{} },
+		count:   func(m proto.Message) int { return CountDataPoints(m.(*colmetricspb.ExportMetricsServiceRequest)) },
+	}
+	tracesSignal = &signal{
+		name: "traces", path: "/v1/traces",
+		header:  format.NewHeader(format.SignalTraces, format.EncodingOTLPProtobuf),
+		newReq:  func() proto.Message { return &coltracepb.ExportTraceServiceRequest{} },
+		newResp: func() proto.Message { return &coltracepb.ExportTraceServiceResponse{} },
+		count:   func(m proto.Message) int { return CountSpans(m.(*coltracepb.ExportTraceServiceRequest)) },
+	}
+)
+
+// CountLogRecords returns the number of log records in a request.
+func CountLogRecords(req *collogspb.ExportLogsServiceRequest) int {
+	n := 0
+	for _, rl := range req.GetResourceLogs() {
+		for _, sl := range rl.GetScopeLogs() {
+			n += len(sl.GetLogRecords())
+		}
+	}
+	return n
+}
+
+// CountSpans returns the number of spans in a request.
+func CountSpans(req *coltracepb.ExportTraceServiceRequest) int {
+	n := 0
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			n += len(ss.GetSpans())
+		}
+	}
+	return n
+}
+
+// CountDataPoints returns the number of data points in a request, over
+// every metric kind.
+func CountDataPoints(req *colmetricspb.ExportMetricsServiceRequest) int {
+	n := 0
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				n += dataPoints(m)
+			}
+		}
+	}
+	return n
+}
+
+func dataPoints(m *metricspb.Metric) int {
+	switch d := m.GetData().(type) {
+	case *metricspb.Metric_Gauge:
+		return len(d.Gauge.GetDataPoints())
+	case *metricspb.Metric_Sum:
+		return len(d.Sum.GetDataPoints())
+	case *metricspb.Metric_Histogram:
+		return len(d.Histogram.GetDataPoints())
+	case *metricspb.Metric_ExponentialHistogram:
+		return len(d.ExponentialHistogram.GetDataPoints())
+	case *metricspb.Metric_Summary:
+		return len(d.Summary.GetDataPoints())
+	}
+	return 0
+}
+
+// outcome classifies the result of storing one request.
+type outcome int
+
+const (
+	outcomeOK outcome = iota
+	outcomeBackpressure
+	outcomeUnavailable
+	outcomeCanceled
+)
+
+// receiver holds what both transports share.
+type receiver struct {
+	app producer.Appender
+	m   *metrics.Metrics
+	log *slog.Logger
+}
+
+func newReceiver(app producer.Appender, m *metrics.Metrics, log *slog.Logger) *receiver {
+	if m == nil {
+		m = metrics.NewUnregistered()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &receiver{app: app, m: m, log: log}
+}
+
+// store appends one decoded request as one record. It returns the number of
+// items (log records, data points, spans) it holds.
+func (r *receiver) store(ctx context.Context, front string, sig *signal, req proto.Message) (int, outcome, error) {
+	n := sig.count(req)
+	if n == 0 {
+		return 0, outcomeOK, nil
+	}
+	rec, err := proto.Marshal(req)
+	if err != nil {
+		// Cannot happen for a message that was just decoded; answer as
+		// retryable rather than dropping the client's data.
+		return n, outcomeUnavailable, fmt.Errorf("re-marshal %s request: %w", sig.name, err)
+	}
+	err = r.app.Append(ctx, sig.header, [][]byte{rec})
+	switch {
+	case err == nil:
+		r.m.IngestEvents.WithLabelValues(front).Add(float64(n))
+		return n, outcomeOK, nil
+	case errors.Is(err, producer.ErrBackpressure):
+		return n, outcomeBackpressure, err
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return n, outcomeCanceled, err
+	default:
+		r.log.Warn("otlp: append failed", "front", front, "signal", sig.name, "items", n, "bytes", len(rec), "err", err)
+		return n, outcomeUnavailable, err
+	}
+}
