@@ -610,8 +610,8 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 }
 
 // FlagHelp writes one help line per flag of the roles, with its default
-// and config key.
-func FlagHelp(w io.Writer, roles Role) {
+// and config key, and with withRoles the commands it applies to.
+func FlagHelp(w io.Writer, roles Role, withRoles bool) {
 	fmt.Fprintf(w, "  %-34s %s\n", "--config FILE", "YAML file with any of the keys below (flags override it)")
 	for _, o := range Options {
 		if o.Roles&roles == 0 {
@@ -626,6 +626,28 @@ func FlagHelp(w io.Writer, roles Role) {
 			extra = append(extra, "default "+o.Default)
 		}
 		extra = append(extra, "key "+o.Key)
-		fmt.Fprintf(w, "  %-34s %s (%s)\n", name, o.Usage, strings.Join(extra, "; "))
+		cmds := ""
+		if withRoles {
+			cmds = " [" + strings.Join(o.Commands(), ", ") + "]"
+		}
+		fmt.Fprintf(w, "  %-34s %s (%s)%s\n", name, o.Usage, strings.Join(extra, "; "), cmds)
 	}
+}
+
+// Commands names the subcommands the option applies to.
+func (o *Option) Commands() []string {
+	var out []string
+	if o.Roles&Produce != 0 {
+		out = append(out, "produce")
+	}
+	if o.Roles&Consume != 0 {
+		out = append(out, "consume")
+	}
+	if o.Roles&(Produce|Consume) != 0 {
+		out = append(out, "run")
+	}
+	if o.Roles&Inspect != 0 {
+		out = append(out, "inspect")
+	}
+	return out
 }

@@ -285,7 +285,7 @@ func TestBadFlags(t *testing.T) {
 
 func TestFlagHelpMentionsEveryFlag(t *testing.T) {
 	var buf bytes.Buffer
-	FlagHelp(&buf, RolesRun|RolesInspect)
+	FlagHelp(&buf, RolesRun|RolesInspect, true)
 	for _, o := range Options {
 		want := "key " + o.Key
 		if o.Flag != "" {
