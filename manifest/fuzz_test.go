@@ -134,4 +134,3 @@ func FuzzAppendEntries(f *testing.F) {
 		equalManifest(t, got, want)
 	})
 }
-

@@ -174,9 +174,12 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 	return seqs, err
 }
 
-// findLocations returns the sequences of entries if all of them are in the
-// manifest, nil if none is, and an error if only some are (which the
-// protocol cannot produce).
+// findLocations returns the sequences of entries if the write that
+// appended them landed, nil if none of them is in the manifest, and an error
+// if the manifest contradicts a single group write. One write appends the
+// whole group with consecutive sequences, and the consumer may since have
+// dequeued a head of it, so finding any suffix of the group proves the write
+// landed; the sequences of the dequeued head follow from those of the rest.
 func findLocations(b []byte, entries []NewEntry) ([]uint64, error) {
 	m, err := Decode(b)
 	if err != nil {
@@ -186,19 +189,32 @@ func findLocations(b []byte, entries []NewEntry) ([]uint64, error) {
 	for _, e := range m.Entries {
 		bySeq[e.Location] = e.Sequence
 	}
-	var seqs []uint64
-	for _, e := range entries {
-		if s, ok := bySeq[e.Location]; ok {
-			seqs = append(seqs, s)
+	first := -1
+	var base uint64
+	for i, e := range entries {
+		s, ok := bySeq[e.Location]
+		switch {
+		case !ok && first < 0:
+			continue
+		case !ok:
+			return nil, corrupt(ErrEntryMalformed, "appended location %s found but the later %s is missing", entries[first].Location, e.Location)
+		case first < 0:
+			if s < uint64(i) {
+				return nil, corrupt(ErrEntryMalformed, "appended location %s has sequence %d, too low for position %d of its group", e.Location, s, i)
+			}
+			first, base = i, s-uint64(i)
+		case s != base+uint64(i):
+			return nil, corrupt(ErrEntryMalformed, "appended location %s has sequence %d, want %d after %s", e.Location, s, base+uint64(i), entries[first].Location)
 		}
 	}
-	switch len(seqs) {
-	case 0:
+	if first < 0 {
 		return nil, nil
-	case len(entries):
-		return seqs, nil
 	}
-	return nil, corrupt(ErrEntryMalformed, "%d of %d appended locations found", len(seqs), len(entries))
+	seqs := make([]uint64, len(entries))
+	for i := range seqs {
+		seqs[i] = base + uint64(i)
+	}
+	return seqs, nil
 }
 
 // Lease is a consumer's hold on the queue, valid while the manifest's epoch
@@ -256,7 +272,6 @@ func (l *Lease) Read(ctx context.Context) (*Manifest, error) {
 // epoch is not the lease's; nothing is removed then.
 func (l *Lease) Dequeue(ctx context.Context, through uint64) ([]Entry, error) {
 	var removed []Entry
-	first := true
 	err := l.q.retry(ctx, "dequeue", func(ctx context.Context, _ int) (bool, error) {
 		b, v, err := l.q.read(ctx)
 		if err != nil {
@@ -274,12 +289,15 @@ func (l *Lease) Dequeue(ctx context.Context, through uint64) ([]Entry, error) {
 			keep = nil
 		}
 		gone := m.Entries[:len(m.Entries)-len(keep)]
-		if first {
-			// Only this lease dequeues, so what is gone on a later
-			// attempt was removed by an earlier attempt of ours whose
-			// response was lost: it still counts as removed here.
-			removed = append([]Entry(nil), gone...)
-			first = false
+		// Only this lease dequeues, so what an earlier attempt saw and is
+		// missing now was removed by an earlier attempt of ours whose
+		// response was lost: it stays in removed. What is gone now is
+		// added, including entries appended since an earlier attempt
+		// when through lies beyond what that attempt saw.
+		for _, e := range gone {
+			if len(removed) == 0 || e.Sequence > removed[len(removed)-1].Sequence {
+				removed = append(removed, e)
+			}
 		}
 		if len(gone) == 0 {
 			return true, nil
