@@ -119,19 +119,31 @@ func NewHTTP(endpoint, token string, opts HTTPOptions) *HTTP {
 	return &HTTP{url: endpoint, token: token, client: opts.Client, ua: opts.UserAgent}
 }
 
+// StatusSender is implemented by sinks that can say which HTTP status
+// delivered a batch (for metrics); status is 0 when there was no response.
+type StatusSender interface {
+	SendStatus(ctx context.Context, events []json.RawMessage) (status int, err error)
+}
+
 // Send implements Sink: 2xx is delivered, any other status is an
 // *HTTPError, a transport failure is a wrapped error.
 func (h *HTTP) Send(ctx context.Context, events []json.RawMessage) error {
+	_, err := h.SendStatus(ctx, events)
+	return err
+}
+
+// SendStatus implements StatusSender.
+func (h *HTTP) SendStatus(ctx context.Context, events []json.RawMessage) (int, error) {
 	if len(events) == 0 {
-		return nil
+		return 0, nil
 	}
 	body, err := encodeArray(events)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("sink: build request for %s: %w", h.url, err)
+		return 0, fmt.Errorf("sink: build request for %s: %w", h.url, err)
 	}
 	req.Header.Set("Content-Type", BatchContentType)
 	req.Header.Set("User-Agent", h.ua)
@@ -140,15 +152,15 @@ func (h *HTTP) Send(ctx context.Context, events []json.RawMessage) error {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("sink: POST %s: %w", h.url, err)
+		return 0, fmt.Errorf("sink: POST %s: %w", h.url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return nil
+		return resp.StatusCode, nil
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	return &HTTPError{
+	return resp.StatusCode, &HTTPError{
 		Status:     resp.StatusCode,
 		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Body:       string(b),

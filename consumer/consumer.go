@@ -1,0 +1,208 @@
+// Package consumer delivers the queue: the single (epoch-fenced) reader of a
+// manifest that fetches batches in sequence order, converts their records to
+// CloudEvents, forwards them to a sink at least once, dequeues what was
+// delivered, and garbage-collects batch files no longer referenced.
+//
+// # Delivery guarantee
+//
+// An entry is complete once every event converted from it was accepted by
+// the sink or written to the dead-letter prefix, and every record that could
+// not be converted was dead-lettered. Entries are dequeued (one manifest
+// write) through the highest sequence up to which all entries are complete,
+// after every sink flush and when idle. Nothing is dequeued before it is
+// complete, and no failure of the sink drops events: 429/503 honour
+// Retry-After, other 5xx, timeouts and connection errors back off
+// exponentially (with jitter, capped at MaxBackoff) forever, 401/403 and
+// other configuration errors retry every AuthRetryInterval with error logs,
+// and a 400 (413, 422) bisects the request until the rejected events are
+// isolated and dead-lettered with the server's answer.
+//
+// Bound on redelivery: after a crash, or a failed dequeue write, the next
+// consumer re-sends exactly the events of the entries that were delivered
+// since the last successful dequeue — at most the entries of one sink flush
+// plus those completed by it (SinkBatchSize events, or more when an entry
+// holds more) in the normal case, and everything delivered since the last
+// successful dequeue if dequeue writes were failing. Event ids are stable
+// (converters are deterministic), so the metering API deduplicates them.
+//
+// # Unreadable data
+//
+// A referenced batch that is missing or cannot be decoded, or whose
+// metadata is malformed, is counted (buffer_batches_unreadable), logged at
+// error level with its location, recorded in a dead-letter marker object
+// (with a copy of the batch bytes when there are any), and skipped: the queue
+// moves on. A record the converter rejects, or whose signal/encoding has no
+// converter, is dead-lettered likewise. Dead-letter writes are retried until
+// they succeed; only then does the entry count as complete.
+//
+// # Garbage collection
+//
+// A GC cycle lists DataPrefix first and reads the manifest second, then
+// deletes listed objects that the manifest does not reference and that are
+// older than GCGracePeriod. Listing first makes a batch committed during the
+// listing referenced; the grace period protects batches uploaded but not yet
+// committed (producers re-upload batches older than half of it).
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thanos-io/objstore"
+
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// Config tunes a consumer. Zero fields take their defaults.
+type Config struct {
+	DataPrefix       string        // default "ingest/data"
+	DeadLetterPrefix string        // default "ingest/dead-letter"
+	PollInterval     time.Duration // default 1s
+	Prefetch         int           // default 4 batches in flight
+	SinkBatchSize    int           // default 500 events
+	GCInterval       time.Duration // default 5m
+	GCGracePeriod    time.Duration // default 10m
+
+	// MinBackoff and MaxBackoff bound the jittered exponential backoff of
+	// sink, fetch and dead-letter retries. Defaults 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// AuthRetryInterval is the pause after a 401/403 (or another answer
+	// that only an operator can fix). Default 30s.
+	AuthRetryInterval time.Duration
+	// MaxRetryAfter caps an honoured Retry-After. Default 10m.
+	MaxRetryAfter time.Duration
+	// DisableGC turns off the periodic GC of Run (CollectGarbage still works).
+	DisableGC bool
+}
+
+func (c *Config) defaults() {
+	if c.DataPrefix == "" {
+		c.DataPrefix = "ingest/data"
+	}
+	if c.DeadLetterPrefix == "" {
+		c.DeadLetterPrefix = "ingest/dead-letter"
+	}
+	c.DataPrefix = strings.Trim(c.DataPrefix, "/")
+	c.DeadLetterPrefix = strings.Trim(c.DeadLetterPrefix, "/")
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = 4
+	}
+	if c.SinkBatchSize <= 0 {
+		c.SinkBatchSize = 500
+	}
+	if c.GCInterval <= 0 {
+		c.GCInterval = 5 * time.Minute
+	}
+	if c.GCGracePeriod <= 0 {
+		c.GCGracePeriod = 10 * time.Minute
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.AuthRetryInterval <= 0 {
+		c.AuthRetryInterval = 30 * time.Second
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = 10 * time.Minute
+	}
+}
+
+// within reports whether name is the prefix dir itself or below it.
+func within(name, dir string) bool {
+	return name == dir || strings.HasPrefix(name, dir+"/")
+}
+
+// Consumer is the single reader of one manifest.
+type Consumer struct {
+	bkt  objstore.Bucket
+	q    *manifest.Queue
+	conv convert.Converter
+	snk  sink.Sink
+	cfg  Config
+	m    *metrics.Metrics
+	log  *slog.Logger
+	now  func() time.Time
+
+	gcMu sync.Mutex // one GC cycle at a time
+}
+
+// New returns a consumer. It refuses prefixes that overlap, because GC
+// deletes every unreferenced object under DataPrefix.
+func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sink.Sink, cfg Config, m *metrics.Metrics, log *slog.Logger) (*Consumer, error) {
+	switch {
+	case bkt == nil:
+		return nil, errors.New("consumer: nil bucket")
+	case q == nil:
+		return nil, errors.New("consumer: nil queue")
+	case conv == nil:
+		return nil, errors.New("consumer: nil converter")
+	case snk == nil:
+		return nil, errors.New("consumer: nil sink")
+	}
+	cfg.defaults()
+	if within(cfg.DeadLetterPrefix, cfg.DataPrefix) || within(cfg.DataPrefix, cfg.DeadLetterPrefix) {
+		return nil, fmt.Errorf("consumer: DeadLetterPrefix %q and DataPrefix %q overlap; GC would delete dead letters", cfg.DeadLetterPrefix, cfg.DataPrefix)
+	}
+	if within(q.Path(), cfg.DataPrefix) {
+		return nil, fmt.Errorf("consumer: manifest %q is under DataPrefix %q; GC would delete it", q.Path(), cfg.DataPrefix)
+	}
+	if m == nil {
+		m = metrics.NewUnregistered()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Consumer{bkt: bkt, q: q, conv: conv, snk: snk, cfg: cfg, m: m, log: log, now: time.Now}, nil
+}
+
+// backoff is a jittered exponential backoff.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (c *Consumer) newBackoff() *backoff {
+	return &backoff{min: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
+}
+
+// next returns the next pause: between half and all of the current step.
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx ended.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,168 @@
+package consumer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// DeadLetter is the JSON body of a dead-letter object. Objects are named
+// deterministically (DeadLetterPrefix/<sequence>-<batch name>/<kind>...json),
+// so a redelivered entry overwrites its own dead letters instead of adding
+// copies.
+type DeadLetter struct {
+	// Reason: "poison_event" (the sink refused it), "unknown_signal",
+	// "batch_missing", "batch_corrupt", or the converter's error text.
+	Reason      string `json:"reason"`
+	Location    string `json:"location"`
+	Sequence    uint64 `json:"sequence"`
+	RecordIndex *int   `json:"record_index,omitempty"`
+	RecordCount int    `json:"record_count,omitempty"` // unknown_signal: records from RecordIndex on
+	EventIndex  *int   `json:"event_index,omitempty"`
+	Signal      string `json:"signal,omitempty"`
+	Encoding    string `json:"encoding,omitempty"`
+	Status      int    `json:"status,omitempty"`   // sink HTTP status
+	Response    string `json:"response,omitempty"` // sink response body
+	Error       string `json:"error,omitempty"`
+	// Event is the refused event (poison_event).
+	Event json.RawMessage `json:"event,omitempty"`
+	// Records are the raw records that could not be converted (base64).
+	Records [][]byte `json:"records,omitempty"`
+	// BatchCopy names the object holding the bytes of a corrupt batch.
+	BatchCopy    string    `json:"batch_copy,omitempty"`
+	Epoch        uint64    `json:"epoch"`
+	DeadLettered time.Time `json:"dead_lettered_at"`
+}
+
+// dlDir is the dead-letter folder of an entry.
+func (c *Consumer) dlDir(e manifest.Entry) string {
+	base := path.Base(e.Location)
+	base = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < 0x20 {
+			return '_'
+		}
+		return r
+	}, base)
+	return fmt.Sprintf("%s/%020d-%s", c.cfg.DeadLetterPrefix, e.Sequence, base)
+}
+
+// writeDL uploads one dead-letter object, retrying until it succeeds or ctx
+// ends: an entry is complete only once its dead letters are durable.
+func (r *run) writeDL(ctx context.Context, name string, body []byte) error {
+	c := r.c
+	b := c.newBackoff()
+	for {
+		err := c.bkt.Upload(ctx, name, bytes.NewReader(body))
+		if err == nil {
+			c.m.DeadLetterWrites.Inc()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.m.DeadLetterFailures.Inc()
+		wait := b.next()
+		c.log.Error("dead-letter write failed; retrying (the queue waits)", "object", name, "error", err, "wait", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *run) writeDLJSON(ctx context.Context, name string, dl DeadLetter) error {
+	dl.Epoch = r.lease.Epoch()
+	dl.DeadLettered = r.c.now().UTC()
+	if len(dl.Event) > 0 && !json.Valid(dl.Event) {
+		dl.Records = append(dl.Records, []byte(dl.Event))
+		dl.Event = nil
+	}
+	body, err := json.MarshalIndent(dl, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode dead letter %s: %w", name, err)
+	}
+	return r.writeDL(ctx, name, body)
+}
+
+// unreadable records a missing or corrupt batch and skips its entry.
+func (r *run) unreadable(ctx context.Context, e manifest.Entry, reason string, cause error, data []byte) error {
+	c := r.c
+	label := strings.TrimPrefix(reason, "batch_")
+	c.m.BatchesCorrupt.WithLabelValues(label).Inc()
+	c.log.Error("referenced batch is unreadable; dead-lettering its entry and moving on",
+		"reason", reason, "location", e.Location, "sequence", e.Sequence, "bytes", len(data), "error", cause)
+	dir := c.dlDir(e)
+	dl := DeadLetter{Reason: reason, Location: e.Location, Sequence: e.Sequence, Error: cause.Error()}
+	if len(data) > 0 {
+		dl.BatchCopy = dir + "/" + reason + ".batch"
+		if err := r.writeDL(ctx, dl.BatchCopy, data); err != nil {
+			return err
+		}
+	}
+	if err := r.writeDLJSON(ctx, dir+"/"+reason+".json", dl); err != nil {
+		return err
+	}
+	c.m.EntriesSkipped.WithLabelValues(reason).Inc()
+	return nil
+}
+
+// deadLetterRecord records one record the converter refused.
+func (r *run) deadLetterRecord(ctx context.Context, e manifest.Entry, h format.Header, idx int, rec []byte, cause error) error {
+	c := r.c
+	c.log.Error("record cannot be converted; dead-lettering it", "location", e.Location, "sequence", e.Sequence, "record", idx, "error", cause)
+	i := idx
+	dl := DeadLetter{
+		Reason: cause.Error(), Location: e.Location, Sequence: e.Sequence, RecordIndex: &i,
+		Signal: h.Signal.String(), Encoding: h.Encoding.String(), Error: cause.Error(),
+		Records: [][]byte{rec},
+	}
+	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/convert-r%06d.json", c.dlDir(e), idx), dl); err != nil {
+		return err
+	}
+	c.m.EntriesSkipped.WithLabelValues("convert_error").Inc()
+	return nil
+}
+
+// deadLetterRange records the records [from, rg.end) of a range whose
+// signal/encoding has no converter, in one object.
+func (r *run) deadLetterRange(ctx context.Context, e manifest.Entry, rg metadataRange, from int, recs [][]byte, cause error) error {
+	c := r.c
+	c.log.Error("no converter for the records' signal and encoding; dead-lettering them",
+		"location", e.Location, "sequence", e.Sequence, "header", rg.h.String(), "records", len(recs), "first_record", from)
+	i := from
+	dl := DeadLetter{
+		Reason: "unknown_signal", Location: e.Location, Sequence: e.Sequence, RecordIndex: &i, RecordCount: len(recs),
+		Signal: rg.h.Signal.String(), Encoding: rg.h.Encoding.String(), Error: cause.Error(), Records: recs,
+	}
+	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/unknown_signal-r%06d.json", c.dlDir(e), from), dl); err != nil {
+		return err
+	}
+	c.m.EntriesSkipped.WithLabelValues("unknown_signal").Add(float64(len(recs)))
+	return nil
+}
+
+// deadLetterPoison records one event the sink refused on its own.
+func (r *run) deadLetterPoison(ctx context.Context, p pendingEvent, he *sink.HTTPError) error {
+	c := r.c
+	e := p.st.e
+	c.log.Error("sink refused an event; dead-lettering it", "location", e.Location, "sequence", e.Sequence,
+		"record", p.rec, "event", p.idx, "status", he.Status, "response", he.Body)
+	ri, ei := p.rec, p.idx
+	dl := DeadLetter{
+		Reason: "poison_event", Location: e.Location, Sequence: e.Sequence, RecordIndex: &ri, EventIndex: &ei,
+		Status: he.Status, Response: he.Body, Event: p.ev,
+	}
+	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/poison-r%06d-e%04d.json", c.dlDir(e), ri, ei), dl); err != nil {
+		return err
+	}
+	c.m.SinkEvents.WithLabelValues("dead_lettered").Inc()
+	c.m.EntriesSkipped.WithLabelValues("poison").Inc()
+	return nil
+}

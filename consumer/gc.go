@@ -1,0 +1,109 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/thanos-io/objstore"
+)
+
+// CollectGarbage runs one GC cycle: it lists DataPrefix, THEN reads the
+// manifest, and deletes listed objects the manifest does not reference that
+// are older than GCGracePeriod — dequeued batches and orphans uploaded but
+// never committed alike. It decides by reference, never by name, and touches
+// nothing outside DataPrefix. Failed deletions are counted and returned;
+// the next cycle retries them.
+func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
+	c.gcMu.Lock()
+	defer c.gcMu.Unlock()
+	start := time.Now()
+	defer func() { c.m.GCDuration.Observe(time.Since(start).Seconds()) }()
+
+	dir := c.cfg.DataPrefix + "/"
+	var names []string
+	err := c.bkt.Iter(ctx, dir, func(name string) error {
+		if strings.HasSuffix(name, "/") || !strings.HasPrefix(name, dir) {
+			return nil
+		}
+		names = append(names, name)
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return 0, fmt.Errorf("gc: list %s: %w", dir, err)
+	}
+	// The manifest is read after the listing: a batch committed while we
+	// listed is then referenced, and one not yet committed is young.
+	man, err := c.q.Read(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("gc: %w", err)
+	}
+	refs := make(map[string]struct{}, len(man.Entries))
+	for _, e := range man.Entries {
+		refs[e.Location] = struct{}{}
+	}
+	cutoff := c.now().Add(-c.cfg.GCGracePeriod)
+	deleted := 0
+	var errs []error
+	fail := func(err error) {
+		c.m.GCFilesFailed.Inc()
+		errs = append(errs, err)
+	}
+	for _, name := range names {
+		if _, ok := refs[name]; ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		attrs, err := c.bkt.Attributes(ctx, name)
+		if err != nil {
+			if !c.bkt.IsObjNotFoundErr(err) {
+				fail(fmt.Errorf("gc: attributes of %s: %w", name, err))
+			}
+			continue
+		}
+		if attrs.LastModified.IsZero() {
+			c.log.Warn("gc: object has no modification time; keeping it", "object", name)
+			continue
+		}
+		if attrs.LastModified.After(cutoff) {
+			continue
+		}
+		if err := c.bkt.Delete(ctx, name); err != nil {
+			if !c.bkt.IsObjNotFoundErr(err) {
+				fail(fmt.Errorf("gc: delete %s: %w", name, err))
+			}
+			continue
+		}
+		deleted++
+		c.m.GCFilesDeleted.Inc()
+		c.log.Debug("gc: deleted unreferenced batch", "object", name, "modified", attrs.LastModified)
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// gcLoop runs a GC cycle at start and every GCInterval until ctx ends.
+func (c *Consumer) gcLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		n, err := c.CollectGarbage(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			c.log.Warn("gc cycle incomplete; retrying next cycle", "deleted", n, "error", err)
+		} else if n > 0 {
+			c.log.Info("gc cycle", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,508 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// entryState tracks one entry from its fetch until it is complete.
+type entryState struct {
+	e           manifest.Entry
+	outstanding int  // events handed to the sink buffer, not yet delivered
+	closed      bool // every record converted or dead-lettered
+}
+
+func (s *entryState) complete() bool { return s.closed && s.outstanding == 0 }
+
+// pendingEvent is one converted event waiting in the sink buffer.
+type pendingEvent struct {
+	ev  json.RawMessage
+	st  *entryState
+	rec int // record index in the batch
+	idx int // event index among the record's events
+}
+
+// run is the state of one Run: it lives in one goroutine.
+type run struct {
+	c     *Consumer
+	lease *manifest.Lease
+
+	next     uint64           // next sequence to start
+	inflight []*entryState    // started, not yet complete, in order
+	waiting  []manifest.Entry // read from the manifest, not yet started
+	buf      []pendingEvent
+
+	haveComplete, haveDequeued       bool
+	completeThrough, dequeuedThrough uint64
+}
+
+// Run fences older consumers and delivers the queue until ctx is done
+// (returning nil after a clean stop: the in-flight sink request is
+// abandoned and nothing undelivered is dequeued) or until a newer consumer
+// fences this one (returning an error wrapping manifest.ErrFenced).
+func (c *Consumer) Run(ctx context.Context) error {
+	lease, err := c.q.Fence(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consumer: fence %s: %w", c.q.Path(), err)
+	}
+	c.m.ConsumerEpoch.Set(float64(lease.Epoch()))
+	c.log.Info("consumer started", "manifest", c.q.Path(), "epoch", lease.Epoch())
+
+	var wg sync.WaitGroup
+	gcCtx, stopGC := context.WithCancel(ctx)
+	if !c.cfg.DisableGC {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.gcLoop(gcCtx) }()
+	}
+	defer func() { stopGC(); wg.Wait() }()
+
+	r := &run{c: c, lease: lease}
+	err = r.loop(ctx)
+	if errors.Is(err, manifest.ErrFenced) {
+		c.log.Error("consumer fenced by a newer consumer; stopping", "manifest", c.q.Path(), "epoch", lease.Epoch(), "error", err)
+		return fmt.Errorf("consumer: %w", err)
+	}
+	if ctx.Err() != nil {
+		// Dequeue what was delivered, to spare the next consumer the
+		// redelivery; best effort, bounded.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := r.dequeue(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			c.log.Warn("final dequeue failed; delivered entries will be redelivered", "error", err)
+		}
+		cancel()
+		c.log.Info("consumer stopped", "manifest", c.q.Path(), "epoch", lease.Epoch())
+		return nil
+	}
+	return err
+}
+
+// loop returns only ctx errors and ErrFenced; everything else is retried.
+func (r *run) loop(ctx context.Context) error {
+	c := r.c
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		man, err := r.lease.Read(ctx)
+		if err != nil {
+			if errors.Is(err, manifest.ErrFenced) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.log.Warn("reading manifest failed; retrying", "manifest", c.q.Path(), "error", err)
+			if err := sleep(ctx, c.cfg.PollInterval); err != nil {
+				return err
+			}
+			continue
+		}
+		c.m.QueueLength.Set(float64(len(man.Entries)))
+		r.waiting = man.From(r.next)
+		r.updateLag()
+		if len(r.waiting) == 0 {
+			if err := r.dequeue(ctx); err != nil {
+				return err
+			}
+			if err := sleep(ctx, c.cfg.PollInterval); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := r.process(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// process delivers r.waiting in order.
+func (r *run) process(ctx context.Context) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	order := r.c.prefetch(fctx, r.waiting)
+	for len(r.waiting) > 0 {
+		var res fetchResult
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ch := <-order:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case res = <-ch:
+			}
+		}
+		if res.err != nil && !res.missing {
+			return res.err // ctx ended
+		}
+		e := r.waiting[0]
+		r.waiting = r.waiting[1:]
+		st := &entryState{e: e}
+		r.inflight = append(r.inflight, st)
+		r.next = e.Sequence + 1
+		if err := r.handleEntry(ctx, st, res); err != nil {
+			return err
+		}
+		st.closed = true
+		r.advance()
+	}
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	return r.dequeue(ctx)
+}
+
+type fetchResult struct {
+	data    []byte
+	missing bool
+	err     error // the not-found error when missing, else ctx's error
+}
+
+// prefetch fetches entries in the background, at most Prefetch at a time,
+// and hands out their results in entry order.
+func (c *Consumer) prefetch(ctx context.Context, entries []manifest.Entry) <-chan chan fetchResult {
+	order := make(chan chan fetchResult, c.cfg.Prefetch-1)
+	go func() {
+		for _, e := range entries {
+			ch := make(chan fetchResult, 1)
+			select {
+			case order <- ch:
+			case <-ctx.Done():
+				return
+			}
+			go func() { ch <- c.fetch(ctx, e) }()
+		}
+	}()
+	return order
+}
+
+// fetch gets one batch, retrying transient errors until ctx ends. A batch
+// reported missing twice, MinBackoff apart, is missing.
+func (c *Consumer) fetch(ctx context.Context, e manifest.Entry) fetchResult {
+	b := c.newBackoff()
+	notFound := 0
+	for {
+		start := time.Now()
+		data, err := c.get(ctx, e.Location)
+		if err == nil {
+			c.m.FetchDuration.Observe(time.Since(start).Seconds())
+			c.m.BatchesCollected.Inc()
+			c.m.BytesCollected.Add(float64(len(data)))
+			return fetchResult{data: data}
+		}
+		if ctx.Err() != nil {
+			return fetchResult{err: ctx.Err()}
+		}
+		if c.bkt.IsObjNotFoundErr(err) {
+			notFound++
+			if notFound >= 2 {
+				return fetchResult{missing: true, err: err}
+			}
+		} else {
+			c.log.Warn("fetching batch failed; retrying", "location", e.Location, "sequence", e.Sequence, "error", err)
+		}
+		if err := sleep(ctx, b.next()); err != nil {
+			return fetchResult{err: err}
+		}
+	}
+}
+
+func (c *Consumer) get(ctx context.Context, name string) ([]byte, error) {
+	rc, err := c.bkt.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// metadataRange is the records [start, end) of one metadata item.
+type metadataRange struct {
+	h          format.Header
+	start, end int
+	ingestMs   int64
+}
+
+// ranges checks an entry's metadata against the batch's record count.
+func ranges(e manifest.Entry, n int) ([]metadataRange, error) {
+	if len(e.Metadata) == 0 {
+		if n == 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("entry has no metadata item for its %d records", n)
+	}
+	out := make([]metadataRange, 0, len(e.Metadata))
+	for i, md := range e.Metadata {
+		h, _, err := format.ParseHeader(md.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("metadata item %d: %w", i, err)
+		}
+		start, end := int(md.StartIndex), n
+		if i+1 < len(e.Metadata) {
+			end = int(e.Metadata[i+1].StartIndex)
+		}
+		if i == 0 && start != 0 {
+			return nil, fmt.Errorf("metadata item 0 starts at record %d: records before it have no header", start)
+		}
+		if start > end || end > n {
+			return nil, fmt.Errorf("metadata item %d covers records [%d, %d) of a batch of %d", i, start, end, n)
+		}
+		out = append(out, metadataRange{h: h, start: start, end: end, ingestMs: md.IngestionTimeMs})
+	}
+	return out, nil
+}
+
+// handleEntry converts one fetched entry into the sink buffer, flushing
+// as the buffer fills, and dead-letters what cannot be delivered.
+func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) error {
+	c := r.c
+	e := st.e
+	if res.missing {
+		return r.unreadable(ctx, e, "batch_missing", res.err, nil)
+	}
+	batch, err := format.DecodeBatch(res.data)
+	if err != nil {
+		return r.unreadable(ctx, e, "batch_corrupt", err, res.data)
+	}
+	rs, err := ranges(e, len(batch.Records))
+	if err != nil {
+		return r.unreadable(ctx, e, "batch_corrupt", err, res.data)
+	}
+	c.m.EntriesCollected.Add(float64(len(batch.Records)))
+	for _, rg := range rs {
+		for i := rg.start; i < rg.end; i++ {
+			evs, err := c.conv.Convert(convert.Record{
+				Location: e.Location, Sequence: e.Sequence, Index: i, Header: rg.h,
+				IngestionTimeMs: rg.ingestMs, Data: batch.Records[i],
+			})
+			if errors.Is(err, convert.ErrNoConverter) {
+				if err := r.deadLetterRange(ctx, e, rg, i, batch.Records[i:rg.end], err); err != nil {
+					return err
+				}
+				break
+			}
+			if err == nil {
+				err = checkEvents(evs)
+			}
+			if err != nil {
+				if err := r.deadLetterRecord(ctx, e, rg.h, i, batch.Records[i], err); err != nil {
+					return err
+				}
+				continue
+			}
+			c.m.EventsConverted.WithLabelValues(rg.h.Signal.String()).Add(float64(len(evs)))
+			for j, ev := range evs {
+				r.buf = append(r.buf, pendingEvent{ev: ev, st: st, rec: i, idx: j})
+				st.outstanding++
+				if len(r.buf) >= c.cfg.SinkBatchSize {
+					if err := r.flush(ctx); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkEvents refuses converter output that no sink could send, so one
+// bad converter result is dead-lettered instead of stalling the queue.
+func checkEvents(evs []json.RawMessage) error {
+	for j, ev := range evs {
+		if !json.Valid(ev) {
+			return fmt.Errorf("converter produced invalid JSON for event %d", j)
+		}
+	}
+	return nil
+}
+
+// flush delivers the sink buffer, then dequeues what became complete.
+func (r *run) flush(ctx context.Context) error {
+	if len(r.buf) == 0 {
+		return nil
+	}
+	batch := r.buf
+	r.buf = nil
+	if err := r.deliver(ctx, batch); err != nil {
+		return err
+	}
+	for _, p := range batch {
+		p.st.outstanding--
+	}
+	r.advance()
+	return r.dequeue(ctx)
+}
+
+// advance moves complete entries off the head of inflight.
+func (r *run) advance() {
+	for len(r.inflight) > 0 && r.inflight[0].complete() {
+		r.completeThrough = r.inflight[0].e.Sequence
+		r.haveComplete = true
+		r.inflight = r.inflight[1:]
+	}
+	r.updateLag()
+}
+
+// dequeue removes complete entries from the manifest. It returns only
+// ErrFenced and ctx errors; other failures are logged and retried at the
+// next flush or poll.
+func (r *run) dequeue(ctx context.Context) error {
+	if !r.haveComplete || (r.haveDequeued && r.completeThrough <= r.dequeuedThrough) {
+		return nil
+	}
+	c := r.c
+	through := r.completeThrough
+	removed, err := r.lease.Dequeue(ctx, through)
+	if err != nil {
+		if errors.Is(err, manifest.ErrFenced) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("dequeue failed; will retry", "manifest", c.q.Path(), "through", through, "error", err)
+		return nil
+	}
+	r.haveDequeued, r.dequeuedThrough = true, through
+	c.m.Acks.Add(float64(len(removed)))
+	c.m.ConsumerLastDequeue.Set(float64(through))
+	c.log.Debug("dequeued", "through", through, "entries", len(removed))
+	return nil
+}
+
+// updateLag sets the lag gauge from the oldest undelivered entry.
+func (r *run) updateLag() {
+	var oldest *manifest.Entry
+	switch {
+	case len(r.inflight) > 0:
+		oldest = &r.inflight[0].e
+	case len(r.waiting) > 0:
+		oldest = &r.waiting[0]
+	}
+	if oldest == nil {
+		r.c.m.ConsumerLagSeconds.Set(0)
+		return
+	}
+	var ms int64
+	for i, md := range oldest.Metadata {
+		if i == 0 || md.IngestionTimeMs < ms {
+			ms = md.IngestionTimeMs
+		}
+	}
+	if ms <= 0 {
+		return
+	}
+	lag := r.c.now().Sub(time.UnixMilli(ms)).Seconds()
+	r.c.m.ConsumerLagSeconds.Set(max(lag, 0))
+}
+
+// statusClass is how the consumer reacts to a sink answer.
+type statusClass int
+
+const (
+	classTransient statusClass = iota // back off exponentially
+	classThrottle                     // honour Retry-After
+	classOperator                     // retry slowly, loudly: only an operator can fix it
+	classReject                       // bisect: some events are refused
+)
+
+func classify(status int) statusClass {
+	switch {
+	case status == 400 || status == 413 || status == 422:
+		return classReject
+	case status == 429 || status == 503:
+		return classThrottle
+	case status == 408 || status == 425 || status == 409:
+		return classTransient
+	case status >= 400 && status < 500:
+		return classOperator
+	}
+	return classTransient
+}
+
+// deliver sends evs until they are delivered or dead-lettered as poison.
+// It returns only ctx's error.
+func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
+	c := r.c
+	raws := make([]json.RawMessage, len(evs))
+	for i, p := range evs {
+		raws[i] = p.ev
+	}
+	b := c.newBackoff()
+	for {
+		start := time.Now()
+		var status int
+		var err error
+		if ss, ok := c.snk.(sink.StatusSender); ok {
+			status, err = ss.SendStatus(ctx, raws)
+		} else {
+			err = c.snk.Send(ctx, raws)
+		}
+		c.m.SinkDuration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			label := "ok"
+			if status != 0 {
+				label = strconv.Itoa(status)
+			}
+			c.m.SinkRequests.WithLabelValues(label).Inc()
+			c.m.SinkEvents.WithLabelValues("sent").Add(float64(len(evs)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		first := evs[0]
+		logArgs := []any{"events", len(evs), "first_location", first.st.e.Location, "first_sequence", first.st.e.Sequence, "error", err}
+		var wait time.Duration
+		var he *sink.HTTPError
+		if errors.As(err, &he) {
+			c.m.SinkRequests.WithLabelValues(strconv.Itoa(he.Status)).Inc()
+			switch classify(he.Status) {
+			case classReject:
+				if len(evs) == 1 {
+					return r.deadLetterPoison(ctx, first, he)
+				}
+				half := len(evs) / 2
+				c.log.Warn("sink rejected a batch; bisecting to isolate the rejected events", append(logArgs, "status", he.Status)...)
+				if err := r.deliver(ctx, evs[:half]); err != nil {
+					return err
+				}
+				return r.deliver(ctx, evs[half:])
+			case classThrottle:
+				wait = min(he.RetryAfter, c.cfg.MaxRetryAfter)
+				if wait <= 0 {
+					wait = b.next()
+				}
+				c.log.Warn("sink throttled or unavailable; waiting", append(logArgs, "status", he.Status, "wait", wait)...)
+			case classOperator:
+				wait = c.cfg.AuthRetryInterval
+				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", append(logArgs, "status", he.Status, "wait", wait)...)
+			default:
+				wait = b.next()
+				c.log.Warn("sink failed; retrying", append(logArgs, "status", he.Status, "wait", wait)...)
+			}
+		} else {
+			c.m.SinkRequests.WithLabelValues("error").Inc()
+			wait = b.next()
+			c.log.Warn("sink request failed; retrying", append(logArgs, "wait", wait)...)
+		}
+		c.m.SinkEvents.WithLabelValues("retried").Add(float64(len(evs)))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
