@@ -107,7 +107,7 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 	}
 	msg := sig.newReq()
 	if mt == ContentTypeJSON {
-		err = unmarshalJSON(body, msg)
+		err = UnmarshalJSON(body, msg)
 	} else {
 		err = proto.Unmarshal(body, msg)
 	}
@@ -222,9 +222,10 @@ func grpcCode(httpCode int) codes.Code {
 	return codes.Internal
 }
 
-// unmarshalJSON decodes an OTLP/JSON body: protojson with unknown fields
-// ignored, after rewriting hex trace/span ids to the base64 protojson wants.
-func unmarshalJSON(body []byte, m proto.Message) error {
+// UnmarshalJSON decodes an OTLP/JSON body into m: protojson with unknown
+// fields ignored, after rewriting hex trace/span ids to the base64 protojson
+// wants.
+func UnmarshalJSON(body []byte, m proto.Message) error {
 	b, err := HexIDsToBase64(body)
 	if err != nil {
 		return err
