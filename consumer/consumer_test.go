@@ -660,3 +660,32 @@ func value(c prometheus.Collector) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+func TestFenceRetriedWhileStoreFails(t *testing.T) {
+	h := newHarness(t, openmetertest.Options{})
+	want := h.events(1, 2)
+	var fails atomic.Int32
+	fails.Store(12) // more than one Fence call retries within its 300ms RetryTimeout
+	h.store.BeforeWrite = func(string) error {
+		if fails.Add(-1) >= 0 {
+			return errors.New("injected: store unavailable")
+		}
+		return nil
+	}
+	h.store.BeforeRead = func(string) error {
+		if fails.Load() > 0 {
+			time.Sleep(30 * time.Millisecond)
+		}
+		return nil
+	}
+	r := start(h.consumer(h.config(nil), ""))
+	defer r.stop(t)
+	if !h.om.WaitEvents(len(want), 10*time.Second) {
+		t.Fatal("consumer did not start after the store recovered")
+	}
+	select {
+	case err := <-r.done:
+		t.Fatalf("Run returned %v", err)
+	default:
+	}
+}

@@ -52,12 +52,25 @@ type run struct {
 // abandoned and nothing undelivered is dequeued) or until a newer consumer
 // fences this one (returning an error wrapping manifest.ErrFenced).
 func (c *Consumer) Run(ctx context.Context) error {
-	lease, err := c.q.Fence(ctx)
-	if err != nil {
+	var lease *manifest.Lease
+	for b := c.newBackoff(); ; {
+		var err error
+		lease, err = c.q.Fence(ctx)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("consumer: fence %s: %w", c.q.Path(), err)
+		var ce *manifest.CorruptError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("consumer: fence %s: %w", c.q.Path(), err)
+		}
+		wait := b.next()
+		c.log.Warn("fencing the queue failed; retrying", "manifest", c.q.Path(), "error", err, "wait", wait)
+		if sleep(ctx, wait) != nil {
+			return nil
+		}
 	}
 	c.m.ConsumerEpoch.Set(float64(lease.Epoch()))
 	c.log.Info("consumer started", "manifest", c.q.Path(), "epoch", lease.Epoch())
@@ -71,7 +84,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer func() { stopGC(); wg.Wait() }()
 
 	r := &run{c: c, lease: lease}
-	err = r.loop(ctx)
+	err := r.loop(ctx)
 	if errors.Is(err, manifest.ErrFenced) {
 		c.log.Error("consumer fenced by a newer consumer; stopping", "manifest", c.q.Path(), "epoch", lease.Epoch(), "error", err)
 		return fmt.Errorf("consumer: %w", err)
@@ -105,7 +118,12 @@ func (r *run) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			c.log.Warn("reading manifest failed; retrying", "manifest", c.q.Path(), "error", err)
+			var ce *manifest.CorruptError
+			if errors.As(err, &ce) {
+				c.log.Error("MANIFEST IS CORRUPT: delivery is stalled until it is repaired", "manifest", c.q.Path(), "error", err)
+			} else {
+				c.log.Warn("reading manifest failed; retrying", "manifest", c.q.Path(), "error", err)
+			}
 			if err := sleep(ctx, c.cfg.PollInterval); err != nil {
 				return err
 			}
