@@ -689,3 +689,26 @@ func TestFenceRetriedWhileStoreFails(t *testing.T) {
 	default:
 	}
 }
+
+func TestFencedWhileSinkIsDownStops(t *testing.T) {
+	h := newHarness(t, openmetertest.Options{})
+	h.events(1, 1)
+	h.om.FailNext(-1, 503, "")
+	a := start(h.consumer(h.config(nil), ""))
+	waitFor(t, "first 503", 5*time.Second, func() bool { return h.om.Requests(503) > 0 })
+	if _, err := h.q.Fence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.done:
+		if !errors.Is(err, manifest.ErrFenced) {
+			t.Fatalf("Run returned %v, want ErrFenced", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("consumer kept retrying the sink after being fenced")
+	}
+	a.cancel()
+	if h.queueLen() != 1 {
+		t.Fatal("entry lost")
+	}
+}

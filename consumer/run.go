@@ -45,6 +45,7 @@ type run struct {
 
 	haveComplete, haveDequeued       bool
 	completeThrough, dequeuedThrough uint64
+	leaseChecked                     time.Time
 }
 
 // Run fences older consumers and delivers the queue until ctx is done
@@ -453,7 +454,8 @@ func classify(status int) statusClass {
 }
 
 // deliver sends evs until they are delivered or dead-lettered as poison.
-// It returns only ctx's error.
+// It returns only ctx's error, or ErrFenced when a newer consumer took over
+// while the sink was failing.
 func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 	c := r.c
 	raws := make([]json.RawMessage, len(evs))
@@ -521,6 +523,14 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		c.m.SinkEvents.WithLabelValues("retried").Add(float64(len(evs)))
 		if err := sleep(ctx, wait); err != nil {
 			return err
+		}
+		// A newer consumer may have taken over while the sink was down:
+		// stop instead of delivering alongside it.
+		if time.Since(r.leaseChecked) >= c.cfg.PollInterval {
+			r.leaseChecked = time.Now()
+			if _, err := r.lease.Read(ctx); errors.Is(err, manifest.ErrFenced) {
+				return err
+			}
 		}
 	}
 }
