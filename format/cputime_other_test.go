@@ -1,0 +1,12 @@
+//go:build !linux
+
+package format_test
+
+import "time"
+
+var cpuStart = time.Now()
+
+// threadCPU falls back to wall time where per-thread CPU time is not read.
+func threadCPU() time.Duration { return time.Since(cpuStart) }
+
+const haveThreadCPU = false
