@@ -119,7 +119,7 @@ var Options = []*Option{
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
 	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect,
-		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...}); config file only",
+		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
 		Usage: "object name of the manifest (the queue)",
@@ -191,7 +191,7 @@ var Options = []*Option{
 		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
 	{Key: "conversion", Kind: Tree, Roles: Consume,
-		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see ingest docs); config file only",
+		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtree(n); return }},
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
 		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
@@ -617,7 +617,7 @@ func FlagHelp(w io.Writer, roles Role, withRoles bool) {
 		if o.Roles&roles == 0 {
 			continue
 		}
-		name := "(config file only)"
+		name := o.Key + ": (file only)"
 		if o.Flag != "" {
 			name = "--" + o.Flag + " " + o.Arg
 		}
