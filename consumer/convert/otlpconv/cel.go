@@ -109,14 +109,14 @@ type program struct {
 func compile(env *cel.Env, field, expr string, w want) (*program, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("otlpconv: %s: expression %q: %v", field, expr, iss.Err())
+		return nil, fmt.Errorf("otlpconv: %s: expression `%s`: %v", field, expr, iss.Err())
 	}
 	if !outputFits(ast.OutputType(), w) {
-		return nil, fmt.Errorf("otlpconv: %s: expression %q has type %s, want %s", field, expr, ast.OutputType(), w)
+		return nil, fmt.Errorf("otlpconv: %s: expression `%s` has type %s, want %s", field, expr, ast.OutputType(), w)
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("otlpconv: %s: expression %q: %v", field, expr, err)
+		return nil, fmt.Errorf("otlpconv: %s: expression `%s`: %v", field, expr, err)
 	}
 	return &program{field: field, expr: expr, want: w, prg: prg}, nil
 }
@@ -158,7 +158,7 @@ func (p *program) eval(act any) (ref.Val, error) {
 		if strings.HasPrefix(err.Error(), "no such key") || strings.HasPrefix(err.Error(), "no such attribute") {
 			return nil, fmt.Errorf("%s: %w (%v)", p.field, errMissing, err)
 		}
-		return nil, fmt.Errorf("%s: expression %q: %v", p.field, p.expr, err)
+		return nil, fmt.Errorf("%s: expression `%s`: %v", p.field, p.expr, err)
 	}
 	if o, ok := v.(*types.Optional); ok {
 		if !o.HasValue() {
@@ -176,7 +176,7 @@ func (p *program) evalString(act any) (string, error) {
 	}
 	s, ok := v.(types.String)
 	if !ok {
-		return "", fmt.Errorf("%s: expression %q gave %s, want string", p.field, p.expr, v.Type().TypeName())
+		return "", fmt.Errorf("%s: expression `%s` gave %s, want string", p.field, p.expr, v.Type().TypeName())
 	}
 	return string(s), nil
 }
@@ -188,7 +188,7 @@ func (p *program) evalBool(act any) (bool, error) {
 	}
 	b, ok := v.(types.Bool)
 	if !ok {
-		return false, fmt.Errorf("%s: expression %q gave %s, want bool", p.field, p.expr, v.Type().TypeName())
+		return false, fmt.Errorf("%s: expression `%s` gave %s, want bool", p.field, p.expr, v.Type().TypeName())
 	}
 	return bool(b), nil
 }
@@ -204,11 +204,11 @@ func (p *program) evalTime(act any) (time.Time, error) {
 	case types.String:
 		ts, perr := time.Parse(time.RFC3339Nano, string(t))
 		if perr != nil {
-			return time.Time{}, fmt.Errorf("%s: expression %q gave %q, not an RFC 3339 time", p.field, p.expr, string(t))
+			return time.Time{}, fmt.Errorf("%s: expression `%s` gave %q, not an RFC 3339 time", p.field, p.expr, string(t))
 		}
 		return ts, nil
 	}
-	return time.Time{}, fmt.Errorf("%s: expression %q gave %s, want timestamp or RFC 3339 string", p.field, p.expr, v.Type().TypeName())
+	return time.Time{}, fmt.Errorf("%s: expression `%s` gave %s, want timestamp or RFC 3339 string", p.field, p.expr, v.Type().TypeName())
 }
 
 // toJSON turns a CEL value into a value encoding/json writes. path names

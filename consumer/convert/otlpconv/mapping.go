@@ -117,9 +117,9 @@ func compileMapping(env *cel.Env, field string, m Mapping) (compiledMapping, err
 // point or span.
 type item struct {
 	act         *activation
-	pos         string           // "resource 0 scope 1 log record 2", for errors
-	idName      string           // name of the derived UUIDv5
-	defaultTime time.Time        // used when time is the built-in variable
+	pos         string    // "resource 0 scope 1 log record 2", for errors
+	idName      string    // name of the derived UUIDv5
+	defaultTime time.Time // used when time is the built-in variable
 	defaultData func() (map[string]any, error)
 }
 
@@ -257,7 +257,7 @@ func nonEmpty(p *program, it *item) (string, error) {
 		return "", err
 	}
 	if s == "" {
-		return "", fmt.Errorf("%s: expression %q gave an empty string; a CloudEvent needs a %s", p.field, p.expr, p.field[lastDot(p.field)+1:])
+		return "", fmt.Errorf("%s: expression `%s` gave an empty string; a CloudEvent needs a %s", p.field, p.expr, p.field[lastDot(p.field)+1:])
 	}
 	return s, nil
 }
