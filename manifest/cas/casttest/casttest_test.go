@@ -1,7 +1,9 @@
 package casttest_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -21,6 +23,8 @@ func TestMemstore(t *testing.T) {
 var brokenStores = map[string]func() cas.Store{
 	// Ignores the version: last writer wins, lost updates.
 	"ignores-version": func() cas.Store { return &unconditional{memstore.New()} },
+	// Reports success on a conflict when the stored bytes equal its own.
+	"equal-bytes-is-success": func() cas.Store { return &equalIsSuccess{memstore.New()} },
 	// Create-only overwrites an existing object.
 	"create-overwrites": func() cas.Store { return &createOverwrites{memstore.New()} },
 }
@@ -32,6 +36,18 @@ func (u *unconditional) WriteIf(ctx context.Context, name string, data []byte, v
 		return u.Store.WriteIf(ctx, name, data, cur)
 	}
 	return u.Store.WriteIf(ctx, name, data, "")
+}
+
+type equalIsSuccess struct{ *memstore.Store }
+
+func (e *equalIsSuccess) WriteIf(ctx context.Context, name string, data []byte, v cas.Version) (cas.Version, error) {
+	nv, err := e.Store.WriteIf(ctx, name, data, v)
+	if errors.Is(err, cas.ErrConflict) {
+		if cur, cv, rerr := e.Store.Read(ctx, name); rerr == nil && bytes.Equal(cur, data) {
+			return cv, nil
+		}
+	}
+	return nv, err
 }
 
 type createOverwrites struct{ *memstore.Store }
