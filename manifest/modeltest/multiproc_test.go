@@ -61,7 +61,7 @@ func TestMultiProcessS3(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	cfg := s3store.TestConfigFromEnv(t)
-	runMultiProcess(t, "s3:"+base64.StdEncoding.EncodeToString(cfg.YAML()), 3, 30)
+	runMultiProcess(t, "s3:"+base64.StdEncoding.EncodeToString(cfg.YAML()), 3, 60)
 }
 
 // TestHelperProcess is the producer or consumer process body; it does
