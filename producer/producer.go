@@ -1,0 +1,622 @@
+// Package producer batches records in memory, writes each batch as one object
+// to the bucket and commits its location to the manifest queue, and answers
+// an Append only once the batch holding its records is durable and committed.
+package producer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/thanos-io/objstore"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// Config tunes a Producer. Zero fields take their defaults.
+type Config struct {
+	DataPrefix        string             // default "ingest/data"
+	FlushInterval     time.Duration      // default 250ms
+	FlushSizeBytes    int                // default 4 MiB
+	Compression       format.Compression // zero value = none; the CLI defaults to zstd
+	MaxBufferedBytes  int64              // memory bound; default 256 MiB
+	GCGracePeriod     time.Duration      // default 10m
+	UploadConcurrency int                // default 4
+	CommitTimeout     time.Duration      // default 2m
+}
+
+// Defaults of Config.
+const (
+	DefaultDataPrefix        = "ingest/data"
+	DefaultFlushInterval     = 250 * time.Millisecond
+	DefaultFlushSizeBytes    = 4 << 20
+	DefaultMaxBufferedBytes  = 256 << 20
+	DefaultGCGracePeriod     = 10 * time.Minute
+	DefaultUploadConcurrency = 4
+	DefaultCommitTimeout     = 2 * time.Minute
+)
+
+func (c *Config) defaults() {
+	if c.DataPrefix == "" {
+		c.DataPrefix = DefaultDataPrefix
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushSizeBytes <= 0 {
+		c.FlushSizeBytes = DefaultFlushSizeBytes
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.GCGracePeriod <= 0 {
+		c.GCGracePeriod = DefaultGCGracePeriod
+	}
+	if c.UploadConcurrency <= 0 {
+		c.UploadConcurrency = DefaultUploadConcurrency
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = DefaultCommitTimeout
+	}
+}
+
+// Retry backoff bounds for uploads and commits.
+const (
+	minBackoff = 20 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// recordOverhead is what the batch encoding adds to each record (its u32 length).
+const recordOverhead = 4
+
+// batch is one batch file in the making, then in flight.
+type batch struct {
+	enc        *format.Encoder
+	meta       []manifest.Metadata
+	lastHeader format.Header
+	bytes      int64 // accounted against MaxBufferedBytes
+	records    int
+	deadline   time.Time // real time: sealed + CommitTimeout
+	done       chan struct{}
+	err        error // valid once done is closed
+
+	// Set by the upload goroutine, read by the committer after uploaded.
+	state       batchState
+	data        []byte
+	name        string    // current object name
+	names       []string  // every name it was uploaded under
+	uploadStart time.Time // p.now() when the current upload attempt began
+}
+
+type batchState uint8
+
+const (
+	stateOpen batchState = iota
+	stateUploading
+	stateUploaded
+	stateFailed
+)
+
+// Producer implements Appender over a bucket and a manifest queue. It is
+// safe for concurrent use.
+type Producer struct {
+	bkt objstore.Bucket
+	q   *manifest.Queue
+	cfg Config
+	m   *metrics.Metrics
+	log *slog.Logger
+
+	// now is the clock for upload ages and ingestion times; tests replace it.
+	now func() time.Time
+
+	entropyMu sync.Mutex
+	entropy   *ulid.MonotonicEntropy
+
+	uploadSem chan struct{}
+	notify    chan struct{} // wakes the committer
+	stop      chan struct{} // ends the committer
+	ctx       context.Context
+	cancel    context.CancelFunc // aborts all background work (Close timed out)
+	inflight  sync.WaitGroup     // sealed, not yet completed batches
+	committer sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	cur      *batch
+	timer    *time.Timer
+	pending  []*batch // sealed, in seal order, not yet handed to a commit
+	buffered int64
+
+	closeOnce sync.Once
+}
+
+// New returns a running producer. Call Close to flush and stop it.
+func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics, log *slog.Logger) (*Producer, error) {
+	if bkt == nil {
+		return nil, errors.New("producer: nil bucket")
+	}
+	if q == nil {
+		return nil, errors.New("producer: nil manifest queue")
+	}
+	if m == nil {
+		return nil, errors.New("producer: nil metrics")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.defaults()
+	if cfg.Compression != format.CompressionNone && cfg.Compression != format.CompressionZstd {
+		return nil, fmt.Errorf("producer: unknown compression %s", cfg.Compression)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Producer{
+		bkt:       bkt,
+		q:         q,
+		cfg:       cfg,
+		m:         m,
+		log:       log.With("component", "producer", "manifest", q.Path()),
+		now:       time.Now,
+		entropy:   ulid.Monotonic(rand.Reader, 0),
+		uploadSem: make(chan struct{}, cfg.UploadConcurrency),
+		notify:    make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	p.committer.Add(1)
+	go p.commitLoop()
+	return p, nil
+}
+
+// Append implements Appender: it copies records into the open batch and
+// waits until that batch is uploaded and committed to the manifest.
+func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte) error {
+	if len(records) == 0 {
+		return nil
+	}
+	start := time.Now()
+	var size int64
+	for _, r := range records {
+		size += int64(len(r)) + recordOverhead
+	}
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if p.buffered+size > p.cfg.MaxBufferedBytes {
+		buffered := p.buffered
+		p.mu.Unlock()
+		p.m.Backpressure.Inc()
+		return fmt.Errorf("%w (%d bytes buffered, %d more asked, bound %d)", ErrBackpressure, buffered, size, p.cfg.MaxBufferedBytes)
+	}
+	p.buffered += size
+	p.m.BufferedBytes.Set(float64(p.buffered))
+	// One Append's records always go into one batch: seal the open batch
+	// first if they would push it over the size threshold.
+	if p.cur != nil && p.cur.records > 0 && int64(p.cur.enc.Size())+size > int64(p.cfg.FlushSizeBytes) {
+		p.sealLocked()
+	}
+	if p.cur == nil {
+		p.openLocked()
+	}
+	b := p.cur
+	nowMs := p.now().UnixMilli()
+	for _, r := range records {
+		if len(b.meta) == 0 || b.lastHeader != h {
+			b.meta = append(b.meta, manifest.Metadata{StartIndex: uint32(b.records), IngestionTimeMs: nowMs, Payload: h.Bytes()})
+			b.lastHeader = h
+		}
+		b.enc.Append(r)
+		b.records++
+	}
+	b.bytes += size
+	if b.enc.Size() >= p.cfg.FlushSizeBytes {
+		p.sealLocked()
+	}
+	p.mu.Unlock()
+
+	select {
+	case <-b.done:
+		if b.err != nil {
+			return b.err
+		}
+		p.m.AppendDuration.Observe(time.Since(start).Seconds())
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("producer: append gave up waiting for the commit (the records may still be committed): %w", context.Cause(ctx))
+	}
+}
+
+// openLocked starts a new open batch and its flush timer.
+func (p *Producer) openLocked() {
+	b := &batch{enc: format.NewEncoder(p.cfg.Compression), done: make(chan struct{})}
+	p.cur = b
+	p.timer = time.AfterFunc(p.cfg.FlushInterval, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.cur == b {
+			p.sealLocked()
+		}
+	})
+}
+
+// sealLocked closes the open batch to new records and starts its upload.
+func (p *Producer) sealLocked() {
+	b := p.cur
+	if b == nil {
+		return
+	}
+	p.cur = nil
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	if b.records == 0 {
+		return
+	}
+	b.state = stateUploading
+	b.deadline = time.Now().Add(p.cfg.CommitTimeout)
+	p.pending = append(p.pending, b)
+	p.inflight.Add(1)
+	p.m.BatchCreated.Inc()
+	go p.upload(b)
+}
+
+// newName returns a fresh object name for a batch.
+func (p *Producer) newName() string {
+	p.entropyMu.Lock()
+	id, err := ulid.New(ulid.Timestamp(p.now()), p.entropy)
+	if err != nil {
+		// Monotonic entropy overflowed within one millisecond: start over
+		// with fresh entropy.
+		p.entropy = ulid.Monotonic(rand.Reader, 0)
+		id = ulid.MustNew(ulid.Timestamp(p.now()), p.entropy)
+	}
+	p.entropyMu.Unlock()
+	return path.Join(p.cfg.DataPrefix, id.String()+".batch")
+}
+
+// upload encodes and uploads a sealed batch, retrying until it succeeds or
+// its deadline passes, then hands it to the committer.
+func (p *Producer) upload(b *batch) {
+	select {
+	case p.uploadSem <- struct{}{}:
+	case <-p.ctx.Done():
+		p.finishUpload(b, fmt.Errorf("producer: batch not uploaded: %w", context.Cause(p.ctx)))
+		return
+	}
+	defer func() { <-p.uploadSem }()
+
+	data, err := b.enc.Finish()
+	if err != nil {
+		p.finishUpload(b, fmt.Errorf("producer: encode batch: %w", err))
+		return
+	}
+	b.enc = nil
+	b.data = data
+	err = p.putObject(b, b.deadline)
+	p.finishUpload(b, err)
+}
+
+// putObject uploads b.data under a new name, retrying with jittered
+// exponential backoff until deadline. On success it records the name and
+// the time the successful attempt began.
+func (p *Producer) putObject(b *batch, deadline time.Time) error {
+	name := p.newName()
+	ctx, cancel := context.WithDeadline(p.ctx, deadline)
+	defer cancel()
+	backoff := minBackoff
+	for attempt := 1; ; attempt++ {
+		began := p.now()
+		err := p.bkt.Upload(ctx, name, bytes.NewReader(b.data))
+		if err == nil {
+			b.name = name
+			b.names = append(b.names, name)
+			b.uploadStart = began
+			return nil
+		}
+		p.m.UploadFailures.Inc()
+		p.log.Warn("batch upload failed, retrying", "location", name, "attempt", attempt, "bytes", len(b.data), "err", err)
+		if !sleep(ctx, jitter(backoff)) {
+			return fmt.Errorf("producer: upload %s failed after %d attempts: %w (last error: %v)", name, attempt, context.Cause(ctx), err)
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (p *Producer) finishUpload(b *batch, err error) {
+	p.mu.Lock()
+	if err != nil {
+		b.state = stateFailed
+		b.err = err
+		p.log.Error("batch upload abandoned", "records", b.records, "err", err)
+	} else {
+		b.state = stateUploaded
+	}
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// complete releases a batch's buffered bytes and wakes its waiters.
+func (p *Producer) complete(b *batch, err error) {
+	p.mu.Lock()
+	p.buffered -= b.bytes
+	p.m.BufferedBytes.Set(float64(p.buffered))
+	p.mu.Unlock()
+	b.err = err
+	b.data = nil
+	close(b.done)
+	p.inflight.Done()
+}
+
+// commitLoop commits uploaded batches in seal order, grouping every
+// consecutive uploaded batch at the head of the line into one manifest write.
+func (p *Producer) commitLoop() {
+	defer p.committer.Done()
+	for {
+		select {
+		case <-p.notify:
+		case <-p.stop:
+			return
+		}
+		for {
+			group := p.takeHead()
+			if len(group) == 0 {
+				break
+			}
+			p.commit(group)
+		}
+	}
+}
+
+// takeHead removes from the head of the line every batch whose upload has
+// ended: failed ones are completed with their error, uploaded ones are
+// returned for one group commit. It stops at the first batch still uploading.
+func (p *Producer) takeHead() []*batch {
+	var group, failed []*batch
+	p.mu.Lock()
+	n := 0
+	for ; n < len(p.pending); n++ {
+		b := p.pending[n]
+		if b.state == stateUploaded {
+			group = append(group, b)
+		} else if b.state == stateFailed {
+			failed = append(failed, b)
+		} else {
+			break
+		}
+	}
+	p.pending = p.pending[n:]
+	p.mu.Unlock()
+	for _, b := range failed {
+		p.complete(b, b.err)
+	}
+	return group
+}
+
+// commit appends the group's locations to the manifest in one write,
+// retrying until success or each batch's deadline. Before each attempt it
+// re-uploads any batch whose upload began more than half the GC grace period
+// ago, so the consumer's GC cannot have deleted (or delete) a file that the
+// manifest is about to reference.
+func (p *Producer) commit(group []*batch) {
+	backoff := minBackoff
+	var lastErr error
+	uncertain := false
+	for attempt := 1; ; attempt++ {
+		// Batches past their deadline fail now; the rest keep trying.
+		live := group[:0]
+		for _, b := range group {
+			if p.ctx.Err() != nil || !time.Now().Before(b.deadline) {
+				err := lastErr
+				if err == nil {
+					err = context.Cause(p.ctx)
+				}
+				if err == nil {
+					err = context.DeadlineExceeded
+				}
+				p.log.Error("batch commit abandoned; the uploaded file is left for GC", "location", b.name, "records", b.records, "err", err)
+				p.complete(b, fmt.Errorf("producer: batch %s not committed within %s: %w", b.name, p.cfg.CommitTimeout, err))
+				continue
+			}
+			live = append(live, b)
+		}
+		group = live
+		if len(group) == 0 {
+			return
+		}
+
+		// After a failed write whose outcome is unknown, see whether it
+		// landed before writing again.
+		if uncertain {
+			rest, err := p.dropCommitted(group)
+			if err != nil {
+				lastErr = err
+				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
+				p.backoff(&backoff)
+				continue
+			}
+			group = rest
+			if len(group) == 0 {
+				return
+			}
+		}
+
+		if err := p.refreshOld(group); err != nil {
+			lastErr = err
+			p.backoff(&backoff)
+			continue
+		}
+
+		entries := make([]manifest.NewEntry, len(group))
+		deadline := group[0].deadline
+		now := p.now()
+		for i, b := range group {
+			entries[i] = manifest.NewEntry{Location: b.name, Metadata: b.meta}
+			deadline = earliest(deadline, b.deadline)
+			// The write must land well before the GC could consider
+			// the file old: at most 3/4 of the grace period after the
+			// upload began.
+			deadline = earliest(deadline, time.Now().Add(b.uploadStart.Add(p.cfg.GCGracePeriod*3/4).Sub(now)))
+		}
+		ctx, cancel := context.WithDeadline(p.ctx, deadline)
+		_, err := p.q.Append(ctx, entries...)
+		cancel()
+		if err == nil {
+			p.m.CommitGroupEntries.Observe(float64(len(group)))
+			for _, b := range group {
+				p.m.BatchSent.Inc()
+				p.m.BatchBytes.Observe(float64(len(b.data)))
+				p.m.BatchRecords.Observe(float64(b.records))
+				p.complete(b, nil)
+			}
+			return
+		}
+		lastErr = err
+		uncertain = true
+		p.m.CommitFailures.Inc()
+		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
+		p.backoff(&backoff)
+	}
+}
+
+// dropCommitted completes the batches of group already in the manifest
+// (under any of their names) and returns the others.
+func (p *Producer) dropCommitted(group []*batch) ([]*batch, error) {
+	ctx, cancel := context.WithDeadline(p.ctx, group[0].deadline)
+	defer cancel()
+	m, err := p.q.Read(ctx)
+	if err != nil {
+		return group, err
+	}
+	in := make(map[string]bool, len(m.Entries))
+	for _, e := range m.Entries {
+		in[e.Location] = true
+	}
+	var rest []*batch
+	for _, b := range group {
+		committed := false
+		for _, n := range b.names {
+			if in[n] {
+				committed = true
+				b.name = n
+				break
+			}
+		}
+		if committed {
+			p.m.BatchSent.Inc()
+			p.m.BatchBytes.Observe(float64(len(b.data)))
+			p.m.BatchRecords.Observe(float64(b.records))
+			p.complete(b, nil)
+		} else {
+			rest = append(rest, b)
+		}
+	}
+	return rest, nil
+}
+
+// refreshOld re-uploads, under a new name, every batch of group whose upload
+// began more than half the GC grace period ago. The old file is left for GC.
+func (p *Producer) refreshOld(group []*batch) error {
+	for _, b := range group {
+		if p.now().Sub(b.uploadStart) <= p.cfg.GCGracePeriod/2 {
+			continue
+		}
+		old := b.name
+		p.m.Reuploads.Inc()
+		if err := p.putObject(b, b.deadline); err != nil {
+			return err
+		}
+		p.log.Info("batch re-uploaded before commit: its first upload was older than half the GC grace period", "old_location", old, "location", b.name)
+	}
+	return nil
+}
+
+// backoff sleeps for the jittered backoff and doubles it; false if the
+// producer was aborted.
+func (p *Producer) backoff(d *time.Duration) bool {
+	ok := sleep(p.ctx, jitter(*d))
+	*d = min(2**d, maxBackoff)
+	return ok
+}
+
+// Close stops accepting appends (they fail with ErrClosed), seals and
+// flushes the open batch, and waits for every upload and commit or for ctx.
+// If ctx ends first, background work is aborted, the waiting appends fail,
+// and Close returns ctx's error. Close is safe to call more than once.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	p.sealLocked()
+	p.mu.Unlock()
+
+	idle := make(chan struct{})
+	go func() {
+		p.inflight.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		p.closeOnce.Do(func() {
+			close(p.stop)
+			p.committer.Wait()
+			p.cancel()
+		})
+		return nil
+	case <-ctx.Done():
+		p.cancel()
+		// Wake the committer so it fails what is left, and stop it once
+		// every batch has been completed.
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+		go func() {
+			<-idle
+			p.closeOnce.Do(func() {
+				close(p.stop)
+				p.committer.Wait()
+			})
+		}()
+		return fmt.Errorf("producer: close gave up waiting for uploads and commits: %w", context.Cause(ctx))
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + mrand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends; false if ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
