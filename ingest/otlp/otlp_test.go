@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -515,6 +516,17 @@ func TestGRPCStoresEachSignalOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestGRPCAcceptsGzip(t *testing.T) {
+	rec := &recorder{}
+	cc := startGRPC(t, rec, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := collogspb.NewLogsServiceClient(cc).Export(ctx, logsReq(3), grpc.UseCompressor(grpcgzip.Name)); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, rec, format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf), logsReq(3))
 }
 
 func TestGRPCDurabilityErrors(t *testing.T) {
