@@ -1,0 +1,202 @@
+// Package bucket opens, from ONE objstore bucket YAML, both the objstore
+// bucket that holds batch data and the cas.Store that holds the manifest in
+// the same bucket, under the same prefix.
+//
+// The YAML is objstore's client config:
+//
+//	type: S3            # FILESYSTEM, S3, or a provider registered with RegisterCAS (GCS, AZURE)
+//	config: {...}       # the provider's objstore config
+//	prefix: some/prefix # optional; applies to data and manifest alike
+//
+// FILESYSTEM uses fsstore on the same directory, S3 uses s3store from the
+// same config; other providers need a CAS opener registered with
+// RegisterCAS (bucket/cloud.go registers GCS and AZURE).
+package bucket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/thanos-io/objstore"
+	"github.com/thanos-io/objstore/client"
+	"github.com/thanos-io/objstore/providers/filesystem"
+	"gopkg.in/yaml.v3"
+
+	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/manifest/cas/fsstore"
+	"github.com/bucketq/bucketq/manifest/cas/s3store"
+)
+
+// CASOpener opens the cas.Store of one provider. It receives the whole
+// objstore client YAML (type, config, prefix) and must IGNORE the prefix:
+// Open applies it to every store the same way objstore.PrefixedBucket does.
+type CASOpener func(ctx context.Context, confYAML []byte) (cas.Store, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]CASOpener{
+		string(objstore.FILESYSTEM): FilesystemCAS,
+		string(objstore.S3):         S3CAS,
+	}
+)
+
+// RegisterCAS registers (or replaces) the cas.Store opener for an objstore
+// provider type such as "GCS". Provider names are case-insensitive. See
+// CASOpener for what open receives.
+func RegisterCAS(provider string, open func(ctx context.Context, confYAML []byte) (cas.Store, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[strings.ToUpper(provider)] = open
+}
+
+func opener(provider string) (CASOpener, []string) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return registry[provider], names
+}
+
+// clientConfig is objstore's client.BucketConfig, parsed strictly so a
+// misspelt key is reported by name.
+type clientConfig struct {
+	Type   string    `yaml:"type"`
+	Config yaml.Node `yaml:"config"`
+	Prefix string    `yaml:"prefix"`
+}
+
+func parse(confYAML []byte) (clientConfig, error) {
+	var c clientConfig
+	if len(bytes.TrimSpace(confYAML)) == 0 {
+		return c, errors.New("bucket config: empty YAML; want type, config and optional prefix")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(confYAML))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("bucket config: %w (allowed top-level keys: type, config, prefix)", err)
+	}
+	if c.Type == "" {
+		return c, errors.New("bucket config: key \"type\" is missing or empty (FILESYSTEM, S3, GCS, AZURE, ...)")
+	}
+	return c, nil
+}
+
+// Open opens the data bucket and the manifest store described by one
+// objstore client YAML. logger may be nil.
+func Open(ctx context.Context, confYAML []byte, logger *slog.Logger) (objstore.Bucket, cas.Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c, err := parse(confYAML)
+	if err != nil {
+		return nil, nil, err
+	}
+	provider := strings.ToUpper(c.Type)
+	open, known := opener(provider)
+	if open == nil {
+		return nil, nil, fmt.Errorf("bucket config: type %q has no conditional-write (CAS) store for the manifest; supported types: %s", c.Type, strings.Join(known, ", "))
+	}
+	store, err := open(ctx, confYAML)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bucket config (type %s): manifest store: %w", provider, err)
+	}
+	bkt, err := client.NewBucket(kitLogger{logger}, confYAML, "bucketq", nil)
+	if err != nil {
+		closeStore(store)
+		return nil, nil, fmt.Errorf("bucket config (type %s): data bucket: %w", provider, err)
+	}
+	return bkt, withPrefix(store, c.Prefix), nil
+}
+
+// OpenDir opens a FILESYSTEM bucket and its fsstore on dir (--bucket-dir).
+func OpenDir(dir string) (objstore.Bucket, cas.Store, error) {
+	if dir == "" {
+		return nil, nil, errors.New("bucket directory is empty")
+	}
+	store, err := fsstore.New(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	bkt, err := filesystem.NewBucket(store.Root())
+	if err != nil {
+		return nil, nil, fmt.Errorf("bucket directory %q: %w", dir, err)
+	}
+	return bkt, store, nil
+}
+
+// FilesystemCAS is the built-in FILESYSTEM opener: fsstore on the config's
+// directory.
+func FilesystemCAS(_ context.Context, confYAML []byte) (cas.Store, error) {
+	c, err := parse(confYAML)
+	if err != nil {
+		return nil, err
+	}
+	var fc struct {
+		Directory string `yaml:"directory"`
+	}
+	if err := c.Config.Decode(&fc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if fc.Directory == "" {
+		return nil, errors.New("config: key \"directory\" is missing or empty")
+	}
+	return fsstore.New(filepath.Clean(fc.Directory))
+}
+
+// S3CAS is the built-in S3 opener: s3store from the same config.
+func S3CAS(_ context.Context, confYAML []byte) (cas.Store, error) {
+	cfg, err := s3store.ParseYAML(confYAML)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Prefix = "" // Open applies the prefix
+	return s3store.New(cfg)
+}
+
+func closeStore(s cas.Store) {
+	if c, ok := s.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// withPrefix maps names as objstore.NewPrefixedBucket does: a prefix of
+// only slashes is no prefix, otherwise names become prefix + "/" + name.
+func withPrefix(s cas.Store, prefix string) cas.Store {
+	prefix = strings.Trim(prefix, "/")
+	if prefix == "" {
+		return s
+	}
+	return &prefixed{s: s, prefix: prefix + "/"}
+}
+
+type prefixed struct {
+	s      cas.Store
+	prefix string
+}
+
+func (p *prefixed) Read(ctx context.Context, name string) ([]byte, cas.Version, error) {
+	return p.s.Read(ctx, p.prefix+name)
+}
+
+func (p *prefixed) WriteIf(ctx context.Context, name string, data []byte, v cas.Version) (cas.Version, error) {
+	return p.s.WriteIf(ctx, p.prefix+name, data, v)
+}
+
+// Close closes the underlying store if it has a Close method.
+func (p *prefixed) Close() error {
+	if c, ok := p.s.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
