@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+)
+
+type command struct {
+	name, short, usage, summary string
+	roles                       config.Role
+	examples                    []string
+	extra                       []string // help lines of flags not in config.Options
+}
+
+var commands = []command{
+	{name: "run", short: "produce and consume in one process (the quick start)", usage: "bucketq run [flags]", roles: config.RolesRun,
+		summary: "Produce and consume in one process: accept events, queue them in the bucket, deliver them.\n" +
+			"With no flags it uses the directory ./data as the bucket and prints delivered events on stdout.",
+		examples: []string{
+			"bucketq run",
+			"bucketq run --bucket-dir /var/lib/bucketq --sink https://openmeter.cloud/api/v1/events --sink-token \"$OPENMETER_TOKEN\"",
+		}},
+	{name: "produce", short: "accept events over HTTP and OTLP and queue them in the bucket", usage: "bucketq produce [flags]", roles: config.RolesProduce,
+		summary: "Accept CloudEvents on POST /api/v1/events (OpenMeter-compatible) and OTLP logs, metrics and traces,\n" +
+			"batch them, write each batch as one object and append it to the manifest. A request gets 2xx only\n" +
+			"once its events are durable and queued. Run one producer per zone, all on the same bucket.",
+		examples: []string{
+			"bucketq produce --config bucketq.yaml",
+			"bucketq produce --bucket-dir ./data --listen 0.0.0.0:8888 --token ingest-secret --otlp-grpc '' --otlp-http ''",
+		}},
+	{name: "consume", short: "deliver queued events to the metering API, then delete delivered batches", usage: "bucketq consume [flags]", roles: config.RolesConsume,
+		summary: "Deliver queued events, in order and at least once, to an OpenMeter-compatible API (or file:, stdout),\n" +
+			"dead-letter what the API rejects, dequeue what is done and delete delivered batch files.\n" +
+			"Run ONE consumer per manifest: a new one fences the old one out. --listen serves /metrics and health.",
+		examples: []string{
+			"bucketq consume --config bucketq.yaml",
+			"BUCKETQ_SINK_TOKEN=... bucketq consume --bucket-dir ./data --listen 127.0.0.1:8889 --sink https://openmeter.cloud/api/v1/events",
+		}},
+	{name: "inspect", short: "print the manifest or a batch file (table or JSON)", usage: "bucketq inspect manifest [--json] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]", roles: config.RolesInspect,
+		summary: "Print the manifest (footer and entries), or the footer (and records) of one batch file.\n" +
+			"LOCATION is the batch's object name as the manifest lists it. --json prints one line of JSON:\n" +
+			"  manifest: {\"version\":1,\"epoch\":E,\"next_sequence\":N,\"entries\":[{\"sequence\":S,\"location\":\"...\",\n" +
+			"             \"metadata\":[{\"start_index\":I,\"ingestion_time_ms\":T,\"payload\":\"<hex>\",\"signal\":\"events\",\"encoding\":\"cloudevents-json\"}]}]}\n" +
+			"  batch:    {\"compression\":\"zstd\",\"record_count\":N,\"version\":1,\"records\":[\"<base64>\",...]}  (records only with --records)\n" +
+			"Corrupt data is an error (exit code 1).",
+		examples: []string{
+			"bucketq inspect manifest --bucket-dir ./data",
+			"bucketq inspect manifest --config bucketq.yaml --json",
+			"bucketq inspect batch ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3 --records",
+		},
+		extra: []string{
+			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
+			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
+		}},
+	{name: "version", short: "print the version", usage: "bucketq version", summary: "Print the bucketq module version and the Go version.",
+		examples: []string{"bucketq version"}},
+	{name: "help", short: "print this help, or one command's help", usage: "bucketq help [COMMAND]", summary: "Print this help, or one command's help with all its flags (also: bucketq COMMAND --help).",
+		examples: []string{"bucketq help consume"}},
+}
+
+const configHelp = `Configuration:
+  Every flag is also a key in the --config YAML file (snake_case: --flush-interval is flush_interval,
+  --token is the list tokens). Precedence, lowest first: built-in default < config file <
+  environment (only BUCKETQ_SINK_TOKEN, for sink_token) < flags. The file may use ${VAR} or $VAR
+  (expanded from the environment; unset variables become empty; $$ is a literal $). Unknown keys
+  are errors. One file can serve every command: keys a command does not use are ignored.
+  The bucket is either --bucket-dir DIR (default ./data) or, in the file only, object_store: with
+  exactly the thanos objstore config, for example:
+
+    object_store:
+      type: S3
+      config:
+        bucket: metering
+        endpoint: s3.eu-west-1.amazonaws.com
+        region: eu-west-1
+    sink: https://openmeter.cloud/api/v1/events
+    sink_token: ${OPENMETER_TOKEN}
+
+  Bad flags or config exit with code 2 and a one-line error naming the key; runtime failures exit 1.
+  SIGINT/SIGTERM shut down gracefully: stop accepting, flush and commit, stop the consumer.
+`
+
+func writeHelp(w io.Writer) {
+	fmt.Fprint(w, `bucketq is a durable queue in an object-storage bucket for usage metering events.
+Producers accept events (OpenMeter-compatible HTTP, OTLP), store them as batch objects and list them
+in a manifest; one consumer delivers them to the metering API at least once.
+
+Usage:
+  bucketq COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.short)
+	}
+	for _, c := range commands {
+		fmt.Fprintln(w)
+		writeCommandSummary(w, c)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, configHelp)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Flags (the commands each applies to in brackets):")
+	config.FlagHelp(w, config.RolesRun|config.RolesInspect, true)
+	for _, c := range commands {
+		for _, line := range c.extra {
+			fmt.Fprintf(w, "%s [%s]\n", line, c.name)
+		}
+	}
+}
+
+func writeCommandSummary(w io.Writer, c command) {
+	fmt.Fprintf(w, "%s\n  %s\n", strings.ToUpper(c.name[:1])+c.name[1:]+":", c.usage)
+	for _, line := range strings.Split(c.summary, "\n") {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
+	fmt.Fprintln(w, "  Examples:")
+	for _, e := range c.examples {
+		fmt.Fprintf(w, "    %s\n", e)
+	}
+}
+
+// writeCommandHelp prints one command's help with its flags; false if there
+// is no such command.
+func writeCommandHelp(w io.Writer, name string) bool {
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		writeCommandSummary(w, c)
+		if c.roles != 0 {
+			fmt.Fprintln(w, "\nFlags:")
+			config.FlagHelp(w, c.roles, false)
+			for _, line := range c.extra {
+				fmt.Fprintln(w, line)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprint(w, configHelp)
+		}
+		return true
+	}
+	return false
+}
+
+func writeVersion(w io.Writer) {
+	version, rev := "(unknown)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(w, "bucketq %s\n", version)
+	if rev != "" {
+		fmt.Fprintf(w, "commit %s\n", rev)
+	}
+	fmt.Fprintf(w, "go %s %s/%s\n", strings.TrimPrefix(runtime.Version(), "go"), runtime.GOOS, runtime.GOARCH)
+}

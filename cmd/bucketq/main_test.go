@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+func run(t *testing.T, getenv config.Env, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	var o, e bytes.Buffer
+	code = runMain(context.Background(), args, &o, &e, getenv)
+	return code, o.String(), e.String()
+}
+
+func TestHelpMentionsEveryFlag(t *testing.T) {
+	code, out, _ := run(t, nil, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, o := range config.Options {
+		want := "key " + o.Key
+		if o.Flag != "" {
+			want = "--" + o.Flag
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("--help does not mention %s", want)
+		}
+	}
+	for _, s := range []string{"--config", "--json", "--records", "BUCKETQ_SINK_TOKEN", "Precedence", "object_store:"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("--help does not mention %s", s)
+		}
+	}
+	for _, c := range commands {
+		if !strings.Contains(out, c.usage) || !strings.Contains(out, c.examples[0]) {
+			t.Errorf("--help lacks usage or example of %s", c.name)
+		}
+	}
+	// Each command's own help lists exactly its flags.
+	for _, tc := range []struct {
+		args      []string
+		want, not []string
+	}{
+		{[]string{"produce", "--help"}, []string{"--flush-interval", "--token", "--otlp-grpc", "bucketq produce --config"}, []string{"--sink URL"}},
+		{[]string{"consume", "-h"}, []string{"--sink ", "--gc-interval", "--prefetch"}, []string{"--flush-interval DURATION"}},
+		{[]string{"help", "run"}, []string{"--sink ", "--flush-interval", "bucketq run"}, nil},
+		{[]string{"inspect", "--help"}, []string{"--json", "--records", "--bucket-dir", "--manifest-path"}, []string{"--sink URL"}},
+	} {
+		code, out, _ := run(t, nil, tc.args...)
+		if code != 0 {
+			t.Errorf("%q: exit %d", tc.args, code)
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(out, s) {
+				t.Errorf("%q: help lacks %q", tc.args, s)
+			}
+		}
+		for _, s := range tc.not {
+			if strings.Contains(out, s) {
+				t.Errorf("%q: help mentions %q, which the command does not take", tc.args, s)
+			}
+		}
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("flush_interval: fast\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage:"},
+		{[]string{"frobnicate"}, `bucketq: unknown command "frobnicate"`},
+		{[]string{"run", "--config", cfg}, `bucketq: config key "flush_interval": invalid duration "fast"`},
+		{[]string{"produce", "--flush-interval", "x"}, `bucketq: flag --flush-interval: invalid duration "x"`},
+		{[]string{"consume", "--bogus"}, `bucketq: consume: flag provided but not defined: -bogus`},
+		{[]string{"run", "extra"}, `bucketq: run: unexpected argument "extra"`},
+		{[]string{"inspect"}, `bucketq: inspect: want "manifest" or "batch LOCATION"`},
+		{[]string{"inspect", "batch"}, `bucketq: inspect batch: want exactly one LOCATION`},
+		{[]string{"inspect", "queue"}, `bucketq: inspect: unknown object "queue"`},
+		{[]string{"help", "nope"}, `bucketq: unknown command "nope"`},
+	} {
+		code, _, errOut := run(t, nil, tc.args...)
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2", tc.args, code)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, errOut, tc.want)
+		}
+		if tc.args != nil && strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("%q: error is not one line: %q", tc.args, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "bucketq ") || !strings.Contains(out, "\ngo 1.") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestInspectThroughTheCommand writes a manifest and batches into a
+// directory bucket with the format and manifest packages, and checks what
+// `bucketq inspect` prints for them.
+func TestInspectThroughTheCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, b []byte) {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &manifest.Manifest{Epoch: 4, NextSequence: 9, Entries: []manifest.Entry{{Sequence: 8, Location: "ingest/data/b1.batch",
+		Metadata: []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: 1735732800250, Payload: format.EventsHeader.Bytes()}}}}}
+	write("ingest/manifest", m.Encode())
+	batch, _ := format.EncodeBatch(format.CompressionZstd, [][]byte{[]byte(`{"id":"1"}`), []byte(`{"id":"2"}`)})
+	write("ingest/data/b1.batch", batch)
+	write("ingest/data/bad.batch", []byte("not a batch at all"))
+	write("other/manifest", []byte{1, 2, 3})
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // stdout for 0, stderr substring otherwise
+	}{
+		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir}, 0,
+			`{"version":1,"epoch":4,"next_sequence":9,"entries":[{"sequence":8,"location":"ingest/data/b1.batch","metadata":[{"start_index":0,"ingestion_time_ms":1735732800250,"payload":"01040200","signal":"events","encoding":"cloudevents-json"}]}]}` + "\n"},
+		{[]string{"inspect", "batch", "ingest/data/b1.batch", "--bucket-dir", dir, "--json"}, 0,
+			`{"compression":"zstd","record_count":2,"version":1}` + "\n"},
+		{[]string{"inspect", "batch", "--records", "--json", "ingest/data/b1.batch", "--bucket-dir", dir}, 0,
+			`{"compression":"zstd","record_count":2,"version":1,"records":["eyJpZCI6IjEifQ==","eyJpZCI6IjIifQ=="]}` + "\n"},
+		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 0,
+			`{"version":1,"epoch":0,"next_sequence":0,"entries":[]}` + "\n"},
+		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "other/manifest"}, 1,
+			"bucketq: manifest other/manifest: manifest: manifest shorter than its footer"},
+		{[]string{"inspect", "batch", "ingest/data/bad.batch", "--bucket-dir", dir}, 1,
+			"bucketq: batch ingest/data/bad.batch (18 bytes): batch:"},
+		{[]string{"inspect", "batch", "ingest/data/none.batch", "--bucket-dir", dir}, 1,
+			"bucketq: batch ingest/data/none.batch: no such object"},
+	} {
+		code, out, errOut := run(t, nil, tc.args...)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", tc.args, code, tc.code, errOut)
+			continue
+		}
+		if tc.code == 0 && out != tc.want {
+			t.Errorf("%q:\n got %s\nwant %s", tc.args, out, tc.want)
+		}
+		if tc.code != 0 && !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, errOut, tc.want)
+		}
+	}
+	code, out, _ := run(t, nil, "inspect", "batch", "ingest/data/b1.batch", "--records", "--bucket-dir", dir)
+	if code != 0 || !strings.Contains(out, "compression zstd, 2 records") || !strings.Contains(out, "1\t{\"id\":\"2\"}") {
+		t.Errorf("batch table: exit %d\n%s", code, out)
+	}
+}

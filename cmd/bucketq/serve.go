@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/thanos-io/objstore"
+	"google.golang.org/grpc"
+
+	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
+	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/ingest/httpevents"
+	"github.com/bucketq/bucketq/ingest/otlp"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// readyTimeout bounds one /readyz probe.
+const readyTimeout = 5 * time.Second
+
+// openBucket opens the configured bucket and its CAS store.
+func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objstore.Bucket, cas.Store, error) {
+	if cfg.ObjectStore != nil {
+		bkt, store, err := bucket.Open(ctx, cfg.ObjectStore, log)
+		if err != nil {
+			return nil, nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "object_store", err)}
+		}
+		return bkt, store, nil
+	}
+	bkt, store, err := bucket.OpenDir(cfg.BucketDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bucket directory %s: %w", cfg.BucketDir, err)
+	}
+	return bkt, store, nil
+}
+
+// newQueue returns a queue whose writes and conflicts count for role.
+func newQueue(store cas.Store, cfg *config.Config, m *metrics.Metrics, role string) *manifest.Queue {
+	writes, conflicts := m.ManifestWrites.WithLabelValues(role), m.ManifestConflicts.WithLabelValues(role)
+	return manifest.NewQueue(store, cfg.ManifestPath, manifest.Options{OnWrite: writes.Inc, OnConflict: conflicts.Inc})
+}
+
+// newConverter is the CloudEvents pass-through plus the OTLP converters
+// configured by the conversion key.
+func newConverter(cfg *config.Config) (convert.Converter, error) {
+	var oc otlpconv.Config
+	if err := config.DecodeStrict(cfg.Conversion, &oc); err != nil {
+		return nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
+	}
+	reg := convert.NewRegistry()
+	if err := otlpconv.Register(reg, oc); err != nil {
+		return nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
+	}
+	return reg, nil
+}
+
+// listener is one server bound to its address; start serves until stop.
+type listener struct {
+	name  string
+	ln    net.Listener
+	serve func(net.Listener) error
+	stop  func(ctx context.Context) error
+}
+
+// serveCommand runs produce, consume or run until ctx is done (signal) or a
+// part fails, then shuts down in order.
+func serveCommand(ctx context.Context, name string, roles config.Role, args []string, stderr io.Writer, getenv config.Env) error {
+	fl := config.NewFlags(name, roles)
+	if pos, err := fl.Parse(args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return &config.Error{Msg: fmt.Sprintf("%s: unexpected argument %q", name, pos[0])}
+	}
+	cfg, err := fl.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger(stderr)
+
+	// Everything that can be checked without I/O first, so a bad config
+	// never half-starts a process.
+	var (
+		conv convert.Converter
+		snk  sink.Sink
+	)
+	if roles&config.Consume != 0 {
+		if conv, err = newConverter(cfg); err != nil {
+			return err
+		}
+		if snk, err = sink.FromURL(cfg.Sink, cfg.SinkToken, log); err != nil {
+			return &config.Error{Msg: fmt.Sprintf("config key %q: %v", "sink", err)}
+		}
+		defer func() {
+			if err := snk.Close(); err != nil {
+				log.Error("closing sink", "err", err)
+			}
+		}()
+	}
+
+	bkt, store, err := openBucket(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer bkt.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+
+	var (
+		prod     *producer.Producer
+		cons     *consumer.Consumer
+		readyQ   *manifest.Queue
+		servers  []*listener
+		grpcSrv  *grpc.Server
+		serveErr = make(chan error, 4)
+	)
+	if roles&config.Produce != 0 {
+		q := newQueue(store, cfg, m, "producer")
+		readyQ = q
+		prod, err = producer.New(bkt, q, producer.Config{
+			DataPrefix:       cfg.DataPrefix,
+			FlushInterval:    cfg.FlushInterval,
+			FlushSizeBytes:   cfg.FlushSizeBytes,
+			Compression:      cfg.Compression,
+			MaxBufferedBytes: cfg.MaxBufferedBytes,
+			GCGracePeriod:    cfg.GCGracePeriod,
+		}, m, log.With("part", "producer"))
+		if err != nil {
+			return fmt.Errorf("starting producer: %w", err)
+		}
+		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens}, m, log.With("part", "http-events")))
+	}
+	if roles&config.Consume != 0 {
+		q := newQueue(store, cfg, m, "consumer")
+		if readyQ == nil {
+			readyQ = q
+		}
+		cons, err = consumer.New(bkt, q, conv, snk, consumer.Config{
+			DataPrefix:       cfg.DataPrefix,
+			DeadLetterPrefix: cfg.DeadLetterPrefix,
+			PollInterval:     cfg.PollInterval,
+			Prefetch:         cfg.Prefetch,
+			SinkBatchSize:    cfg.SinkBatchSize,
+			GCInterval:       cfg.GCInterval,
+			GCGracePeriod:    cfg.GCGracePeriod,
+		}, m, log.With("part", "consumer"))
+		if err != nil {
+			return fmt.Errorf("starting consumer: %w", err)
+		}
+	}
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context(), bkt, readyQ, cfg.ManifestPath); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+
+	// Bind every address before serving anything: a taken port is an
+	// immediate, clear failure.
+	closeAll := func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}
+	bind := func(name, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return ln, nil
+	}
+	if cfg.Listen != "" {
+		ln, err := bind("listen", cfg.Listen)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, &listener{name: "http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
+	}
+	if prod != nil && cfg.OTLPHTTP != "" {
+		ln, err := bind("otlp_http", cfg.OTLPHTTP)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
+	}
+	if prod != nil && cfg.OTLPGRPC != "" {
+		ln, err := bind("otlp_grpc", cfg.OTLPGRPC)
+		if err != nil {
+			return err
+		}
+		grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
+		otlp.RegisterGRPC(grpcSrv, prod, m, log.With("part", "otlp-grpc"))
+		servers = append(servers, &listener{name: "otlp-grpc", ln: ln, serve: grpcSrv.Serve, stop: func(ctx context.Context) error {
+			done := make(chan struct{})
+			go func() { grpcSrv.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				grpcSrv.Stop()
+				return ctx.Err()
+			}
+		}})
+	}
+	for _, s := range servers {
+		log.Info("listening", "server", s.name, "addr", s.ln.Addr().String())
+		go func() {
+			if err := s.serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				serveErr <- fmt.Errorf("%s server: %w", s.name, err)
+			}
+		}()
+	}
+
+	consCtx, stopConsumer := context.WithCancel(context.Background())
+	defer stopConsumer()
+	consDone := make(chan error, 1)
+	if cons != nil {
+		go func() { consDone <- cons.Run(consCtx) }()
+	}
+	where := cfg.BucketDir
+	if cfg.ObjectStore != nil {
+		where = "object_store"
+	}
+	log.Info("bucketq started", "command", name, "bucket", where, "manifest", cfg.ManifestPath, "sink", sinkForLog(roles, cfg.Sink))
+
+	// Wait for a signal or a failure.
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", "signal", "timeout", cfg.ShutdownTimeout)
+	case failure = <-serveErr:
+		log.Error("shutting down", "reason", "server failed", "err", failure)
+	case failure = <-consDone:
+		consDone <- failure // the shutdown below waits on it again
+		if failure == nil {
+			failure = errors.New("consumer stopped unexpectedly")
+		}
+		failure = fmt.Errorf("consumer: %w", failure)
+		log.Error("shutting down", "reason", "consumer stopped", "err", failure)
+	}
+	return shutdown(log, cfg.ShutdownTimeout, servers, prod, cons != nil, stopConsumer, consDone, failure)
+}
+
+// shutdown stops accepting, lets in-flight requests finish, flushes and
+// commits the producer, and stops the consumer, all within timeout. It
+// returns failure, or the first shutdown error.
+func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod *producer.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	// The consumer stops at once: what it has not dequeued is redelivered
+	// by the next one. It runs in parallel with the producer's drain.
+	stopConsumer()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.stop(ctx); err != nil {
+				errs[i] = fmt.Errorf("stopping %s server: %w", s.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	log.Info("stopped accepting requests", "elapsed", time.Since(start).Round(time.Millisecond))
+	if prod != nil {
+		if err := prod.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing producer: %w", err))
+			log.Error("producer did not flush everything: requests not answered 2xx will be retried by clients", "err", err)
+		} else {
+			log.Info("producer flushed and committed", "elapsed", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if hasConsumer {
+		select {
+		case err := <-consDone:
+			if err != nil && failure == nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("consumer: %w", err))
+			}
+			log.Info("consumer stopped", "elapsed", time.Since(start).Round(time.Millisecond))
+		case <-ctx.Done():
+			errs = append(errs, errors.New("consumer did not stop within the shutdown timeout"))
+		}
+	}
+	if failure != nil {
+		return failure
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	log.Info("shutdown complete", "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// ready checks that the bucket answers and the manifest is readable.
+func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, manifestPath string) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if _, err := bkt.Exists(ctx, manifestPath); err != nil {
+		return fmt.Errorf("bucket unreachable: %v", err)
+	}
+	if _, err := q.Read(ctx); err != nil {
+		return fmt.Errorf("manifest unreadable: %v", err)
+	}
+	return nil
+}
+
+func sinkForLog(roles config.Role, s string) string {
+	if roles&config.Consume == 0 {
+		return "-"
+	}
+	return s
+}
