@@ -1,0 +1,266 @@
+// Package httpevents is the OpenMeter-compatible CloudEvents front door
+// (POST /api/v1/events): it validates a request's events, hands them to a
+// producer as one Append, and answers 204 only once they are durable.
+package httpevents
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// Config tunes the handler. Zero fields take their defaults.
+type Config struct {
+	MaxBodyBytes int64            // default 8 MiB
+	Tokens       []string         // if non-empty, require "Authorization: Bearer <one of them>"
+	Now          func() time.Time // receive time for events without "time"; default time.Now
+}
+
+// DefaultMaxBodyBytes is the default request body limit.
+const DefaultMaxBodyBytes = 8 << 20
+
+// Front is the front door's label value in the ingest metrics.
+const Front = "http-events"
+
+// Media types accepted.
+const (
+	ctSingle = "application/cloudevents+json"
+	ctBatch  = "application/cloudevents-batch+json"
+	ctJSON   = "application/json"
+)
+
+type handler struct {
+	app    producer.Appender
+	cfg    Config
+	tokens [][sha256.Size]byte
+	m      *metrics.Metrics
+	log    *slog.Logger
+}
+
+// NewHandler returns the handler to mount at "/api/v1/events".
+func NewHandler(app producer.Appender, cfg Config, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if m == nil {
+		m = metrics.NewUnregistered()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &handler{app: app, cfg: cfg, m: m, log: log.With("component", "httpevents")}
+	for _, t := range cfg.Tokens {
+		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
+	}
+	return h
+}
+
+// problem is an RFC 9457 problem details body.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// reqState holds a request's pooled buffers.
+type reqState struct {
+	body    bytes.Buffer
+	events  [][]byte
+	records [][]byte
+	hasTime []bool
+	extra   []byte // events with an inserted time, one arena per request
+}
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code := h.serve(w, r)
+	h.m.IngestRequests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
+}
+
+func (h *handler) fail(w http.ResponseWriter, code int, detail string, headers ...string) int {
+	for i := 0; i+1 < len(headers); i += 2 {
+		w.Header().Set(headers[i], headers[i+1])
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(code)
+	b, _ := json.Marshal(problem{Type: "about:blank", Title: http.StatusText(code), Status: code, Detail: detail})
+	_, _ = w.Write(b)
+	return code
+}
+
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost {
+		return h.fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use POST", r.Method), "Allow", http.MethodPost)
+	}
+	if len(h.tokens) > 0 && !h.authorized(r.Header.Get("Authorization")) {
+		return h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token", "WWW-Authenticate", "Bearer")
+	}
+	mode, err := mediaMode(r.Header.Get("Content-Type"))
+	if err != nil {
+		return h.fail(w, http.StatusUnsupportedMediaType, err.Error())
+	}
+
+	st := statePool.Get().(*reqState)
+	defer func() {
+		if st.body.Cap() <= 4*DefaultMaxBodyBytes {
+			st.body.Reset()
+			clear(st.events)
+			clear(st.records)
+			st.events, st.records, st.extra, st.hasTime = st.events[:0], st.records[:0], st.extra[:0], st.hasTime[:0]
+			statePool.Put(st)
+		}
+	}()
+
+	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	if r.ContentLength > 0 && r.ContentLength <= h.cfg.MaxBodyBytes {
+		st.body.Grow(int(r.ContentLength))
+	}
+	if _, err := st.body.ReadFrom(body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+		}
+		return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+	}
+	b := bytes.TrimSpace(st.body.Bytes())
+	if len(b) == 0 {
+		return h.fail(w, http.StatusBadRequest, "request body is empty")
+	}
+	var isArray bool
+	st.events, isArray, err = parseBody(st.events, b)
+	switch {
+	case err != nil:
+		return h.fail(w, http.StatusBadRequest, err.Error())
+	case isArray && mode == modeSingle:
+		return h.fail(w, http.StatusBadRequest, "a JSON array needs Content-Type "+ctBatch)
+	case !isArray && mode == modeBatch:
+		return h.fail(w, http.StatusBadRequest, "Content-Type "+ctBatch+" needs a JSON array of events")
+	case len(st.events) == 0:
+		return h.fail(w, http.StatusBadRequest, "the event array is empty")
+	}
+
+	// Validate everything first: nothing of a rejected request is enqueued.
+	extra := 0
+	for i, ev := range st.events {
+		info, err := validateEvent(ev)
+		if err != nil {
+			return h.fail(w, http.StatusBadRequest, fmt.Sprintf("event[%d]: %v", i, err))
+		}
+		st.hasTime = append(st.hasTime, info.hasTime)
+		if !info.hasTime {
+			extra += len(ev)
+		}
+	}
+	var stamp []byte // `"time":"...",`
+	if extra > 0 {
+		stamp = fmt.Appendf(nil, `"time":%q,`, h.cfg.Now().UTC().Format(time.RFC3339Nano))
+		st.extra = slices.Grow(st.extra[:0], extra+len(stamp)*len(st.events))
+	}
+	for i, ev := range st.events {
+		if st.hasTime[i] {
+			st.records = append(st.records, ev)
+			continue
+		}
+		// Insert the receive time right after the opening brace so a
+		// replay of the stored event keeps it. st.extra has room for
+		// all of them, so earlier records never move.
+		start := len(st.extra)
+		st.extra = append(st.extra, '{')
+		st.extra = append(st.extra, stamp...)
+		st.extra = append(st.extra, ev[1:]...)
+		st.records = append(st.records, st.extra[start:len(st.extra):len(st.extra)])
+	}
+
+	if err := h.app.Append(r.Context(), format.EventsHeader, st.records); err != nil {
+		return h.appendFailed(w, r.Context(), err, len(st.records))
+	}
+	h.m.IngestEvents.WithLabelValues(Front).Add(float64(len(st.records)))
+	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent
+}
+
+func (h *handler) appendFailed(w http.ResponseWriter, ctx context.Context, err error, n int) int {
+	switch {
+	case errors.Is(err, producer.ErrBackpressure):
+		return h.fail(w, http.StatusTooManyRequests, "the ingest buffer is full; retry later", "Retry-After", "1")
+	case errors.Is(err, producer.ErrClosed):
+		return h.fail(w, http.StatusServiceUnavailable, "the server is shutting down; retry later", "Retry-After", "5")
+	}
+	if ctx.Err() != nil {
+		h.log.Info("client went away before its events were committed", "events", n, "err", err)
+	} else {
+		h.log.Warn("events not durably committed", "events", n, "err", err)
+	}
+	return h.fail(w, http.StatusServiceUnavailable, "the events could not be stored durably; retry the request", "Retry-After", "1")
+}
+
+// authorized checks an Authorization header against the configured tokens
+// in constant time (hashes of equal length; every token is compared).
+func (h *handler) authorized(header string) bool {
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	match := 0
+	for i := range h.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], h.tokens[i][:])
+	}
+	return match == 1
+}
+
+type mode uint8
+
+const (
+	modeSingle mode = iota
+	modeBatch
+	modeEither
+)
+
+// mediaMode maps a Content-Type to what the body may hold.
+func mediaMode(ct string) (mode, error) {
+	if ct == "" {
+		return 0, fmt.Errorf("missing Content-Type; use %s, %s or %s", ctSingle, ctBatch, ctJSON)
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return 0, fmt.Errorf("invalid Content-Type %q: %v", ct, err)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return 0, fmt.Errorf("unsupported charset %q; JSON must be UTF-8", cs)
+	}
+	switch mt {
+	case ctSingle:
+		return modeSingle, nil
+	case ctBatch:
+		return modeBatch, nil
+	case ctJSON:
+		return modeEither, nil
+	}
+	return 0, fmt.Errorf("unsupported Content-Type %q; use %s, %s or %s", mt, ctSingle, ctBatch, ctJSON)
+}

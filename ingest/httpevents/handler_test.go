@@ -1,0 +1,511 @@
+package httpevents
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas/memstore"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// recorder is an Appender that keeps copies of what it was given.
+type recorder struct {
+	mu      sync.Mutex
+	err     error
+	calls   int
+	header  format.Header
+	records [][]byte
+}
+
+func (r *recorder) Append(_ context.Context, h format.Header, recs [][]byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if r.err != nil {
+		return r.err
+	}
+	r.header = h
+	for _, rec := range recs {
+		r.records = append(r.records, bytes.Clone(rec))
+	}
+	return nil
+}
+
+var fixedNow = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("X", 3600))
+
+const fixedStamp = `"time":"2026-03-04T04:06:07.123456789Z",`
+
+func ev(id string, extra ...string) string {
+	fields := []string{`"id":"` + id + `"`, `"source":"src"`, `"type":"api-calls"`, `"subject":"cust-1"`, `"specversion":"1.0"`}
+	fields = append(fields, extra...)
+	return "{" + strings.Join(fields, ",") + "}"
+}
+
+// evWithout builds an event without the given attribute.
+func evWithout(field string) string {
+	all := map[string]string{"id": `"id":"e1"`, "source": `"source":"src"`, "type": `"type":"t"`, "subject": `"subject":"s"`, "specversion": `"specversion":"1.0"`}
+	var fs []string
+	for _, k := range []string{"id", "source", "type", "subject", "specversion"} {
+		if k != field {
+			fs = append(fs, all[k])
+		}
+	}
+	return "{" + strings.Join(fs, ",") + "}"
+}
+
+type testServer struct {
+	app *recorder
+	m   *metrics.Metrics
+	h   http.Handler
+}
+
+func newServer(cfg Config) *testServer {
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return fixedNow }
+	}
+	s := &testServer{app: &recorder{}, m: metrics.NewUnregistered()}
+	s.h = NewHandler(s.app, cfg, s.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return s
+}
+
+func (s *testServer) do(method, ct, body string, hdr ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "/api/v1/events", strings.NewReader(body))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, req)
+	return w
+}
+
+// checkProblem checks an RFC 9457 body and returns its detail.
+func checkProblem(t *testing.T, w *httptest.ResponseRecorder, code int) string {
+	t.Helper()
+	if w.Code != code {
+		t.Fatalf("status %d, want %d; body %s", w.Code, code, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Title  string `json:"title"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		t.Fatalf("problem body %q: %v", w.Body, err)
+	}
+	if p.Type == "" || p.Title != http.StatusText(code) || p.Status != code || p.Detail == "" {
+		t.Fatalf("problem %+v incomplete", p)
+	}
+	return p.Detail
+}
+
+const ctCE = ctSingle
+
+func TestAccepts(t *testing.T) {
+	one := ev("a", `"time":"2026-01-01T00:00:00Z"`, `"data":{"tokens":12}`)
+	two := ev("b", `"time":"2026-01-01T00:00:00.5+02:00"`, `"data":null`)
+	cases := []struct {
+		name string
+		ct   string
+		body string
+		want []string
+	}{
+		{"cloudevents single", ctCE, one, []string{one}},
+		{"cloudevents single with charset", ctCE + "; charset=utf-8", one, []string{one}},
+		{"batch", ctBatch, "[" + one + "," + two + "]", []string{one, two}},
+		{"batch with charset and case", "Application/CloudEvents-Batch+JSON; charset=UTF-8", "[" + one + "]", []string{one}},
+		{"json single", ctJSON, one, []string{one}},
+		{"json array", ctJSON, "[" + one + "," + two + "]", []string{one, two}},
+		{"whitespace around and inside kept as received", ctJSON, " \n[ \n" + strings.ReplaceAll(one, ",", " ,\n ") + " ,\t" + two + "\n]\n", []string{strings.ReplaceAll(one, ",", " ,\n ") + "", two}},
+		{"data absent", ctCE, ev("c", `"time":"2026-01-01T00:00:00Z"`), []string{ev("c", `"time":"2026-01-01T00:00:00Z"`)}},
+		{"unknown attributes and nested data kept", ctCE, ev("d", `"time":"2026-01-01T00:00:00Z"`, `"dataschema":"x"`, `"data":{"a":[1,{"b":"}]\"{"}],"c":null}`), []string{ev("d", `"time":"2026-01-01T00:00:00Z"`, `"dataschema":"x"`, `"data":{"a":[1,{"b":"}]\"{"}],"c":null}`)}},
+		{"escaped key counts as the attribute", ctCE, `{"\u0069d":"e","source":"s","type":"t","subject":"u","specversion":"1.0","time":"2026-01-01T00:00:00Z"}`, []string{`{"\u0069d":"e","source":"s","type":"t","subject":"u","specversion":"1.0","time":"2026-01-01T00:00:00Z"}`}},
+		{"escaped values", ctCE, ev(`e\"1`, `"time":"2026-01-01T00:00:00Z"`), []string{ev(`e\"1`, `"time":"2026-01-01T00:00:00Z"`)}},
+		{"time inserted when absent", ctCE, ev("t"), []string{"{" + fixedStamp + ev("t")[1:]}},
+		{"time inserted only where absent", ctBatch, "[" + ev("t1") + "," + one + "," + ev("t2", `"data":{}`) + "]",
+			[]string{"{" + fixedStamp + ev("t1")[1:], one, "{" + fixedStamp + ev("t2", `"data":{}`)[1:]}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(Config{})
+			w := s.do(http.MethodPost, tc.ct, tc.body)
+			if w.Code != http.StatusNoContent {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if w.Body.Len() != 0 {
+				t.Errorf("204 with body %q", w.Body)
+			}
+			if s.app.calls != 1 || s.app.header != format.EventsHeader {
+				t.Fatalf("calls %d header %v", s.app.calls, s.app.header)
+			}
+			if len(s.app.records) != len(tc.want) {
+				t.Fatalf("%d records, want %d", len(s.app.records), len(tc.want))
+			}
+			for i, want := range tc.want {
+				if got := string(s.app.records[i]); got != want {
+					t.Errorf("record %d\n got %s\nwant %s", i, got, want)
+				}
+				if !json.Valid(s.app.records[i]) {
+					t.Errorf("record %d is not valid JSON", i)
+				}
+			}
+			if n := val(s.m.IngestEvents.WithLabelValues(Front)); n != float64(len(tc.want)) {
+				t.Errorf("IngestEvents = %v", n)
+			}
+			if n := val(s.m.IngestRequests.WithLabelValues(Front, "204")); n != 1 {
+				t.Errorf("IngestRequests{204} = %v", n)
+			}
+		})
+	}
+}
+
+func TestRejects(t *testing.T) {
+	good := ev("g", `"time":"2026-01-01T00:00:00Z"`)
+	type tc struct {
+		name   string
+		method string
+		ct     string
+		body   string
+		code   int
+		detail string // substring of the problem detail
+	}
+	cases := []tc{
+		{"GET", http.MethodGet, ctCE, good, 405, "GET"},
+		{"PUT", http.MethodPut, ctCE, good, 405, "PUT"},
+		{"no content type", "", "", good, 415, "Content-Type"},
+		{"text/plain", "", "text/plain", good, 415, "text/plain"},
+		{"form", "", "application/x-www-form-urlencoded", good, 415, "x-www-form-urlencoded"},
+		{"bad media type syntax", "", "application/json; =x", good, 415, "Content-Type"},
+		{"non utf-8 charset", "", ctJSON + "; charset=latin1", good, 415, "latin1"},
+		{"empty body", "", ctJSON, "", 400, "empty"},
+		{"blank body", "", ctJSON, " \n ", 400, "empty"},
+		{"empty array", "", ctBatch, "[]", 400, "empty"},
+		{"empty array with spaces", "", ctJSON, "[ \n ]", 400, "empty"},
+		{"invalid JSON names the offset", "", ctJSON, `{"id":"a",,}`, 400, "offset 10"},
+		{"truncated JSON", "", ctJSON, `[{"id":"a"`, 400, "offset 10"},
+		{"trailing data", "", ctJSON, good + good, 400, "offset"},
+		{"array with single-event type", "", ctCE, "[" + good + "]", 400, ctBatch},
+		{"object with batch type", "", ctBatch, good, 400, "array"},
+		{"element not an object", "", ctBatch, "[" + good + ",42]", 400, "event[1]: not a JSON object"},
+		{"top-level string", "", ctJSON, `"x"`, 400, "event[0]: not a JSON object"},
+		{"empty id", "", ctCE, strings.Replace(good, `"id":"g"`, `"id":""`, 1), 400, `event[0]: "id" is required`},
+		{"numeric id", "", ctCE, strings.Replace(good, `"id":"g"`, `"id":7`, 1), 400, `event[0]: "id" must be a string`},
+		{"null subject", "", ctCE, strings.Replace(good, `"subject":"cust-1"`, `"subject":null`, 1), 400, `"subject" must be a string`},
+		{"specversion 0.3", "", ctCE, strings.Replace(good, `"1.0"`, `"0.3"`, 1), 400, `event[0]: "specversion" must be "1.0", got "0.3"`},
+		{"specversion number", "", ctCE, strings.Replace(good, `"1.0"`, `1.0`, 1), 400, `"specversion" must be a string`},
+		{"time not RFC 3339", "", ctCE, ev("x", `"time":"yesterday"`), 400, `event[0]: "time" is not RFC 3339: "yesterday"`},
+		{"time without zone", "", ctCE, ev("x", `"time":"2026-01-01T00:00:00"`), 400, `"time" is not RFC 3339`},
+		{"time as number", "", ctCE, ev("x", `"time":1700000000`), 400, `"time" must be a string`},
+		{"data string", "", ctCE, ev("x", `"data":"abc"`), 400, `"data" must be a JSON object or null`},
+		{"data array", "", ctCE, ev("x", `"data":[1]`), 400, `"data" must be a JSON object or null`},
+		{"data number", "", ctCE, ev("x", `"data":3`), 400, `"data" must be a JSON object or null`},
+		{"duplicate id", "", ctCE, ev("x", `"id":"y"`), 400, `"id" appears more than once`},
+		{"bad event deep in a batch", "", ctBatch, "[" + good + "," + good + "," + good + "," + evWithout("subject") + "]", 400, `event[3]: "subject" is required`},
+	}
+	for _, f := range []string{"id", "source", "type", "subject", "specversion"} {
+		cases = append(cases, tc{"missing " + f, "", ctJSON, "[" + evWithout(f) + "]", 400, fmt.Sprintf("event[0]: %q is required", f)})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newServer(Config{})
+			method := c.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			w := s.do(method, c.ct, c.body)
+			detail := checkProblem(t, w, c.code)
+			if !strings.Contains(detail, c.detail) {
+				t.Errorf("detail %q does not contain %q", detail, c.detail)
+			}
+			if c.code == 405 && w.Header().Get("Allow") != http.MethodPost {
+				t.Errorf("405 without Allow: POST")
+			}
+			if s.app.calls != 0 {
+				t.Errorf("rejected request reached the producer (%d calls)", s.app.calls)
+			}
+			if n := val(s.m.IngestRequests.WithLabelValues(Front, fmt.Sprint(c.code))); n != 1 {
+				t.Errorf("IngestRequests{%d} = %v", c.code, n)
+			}
+		})
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	body := "[" + ev("a", `"time":"2026-01-01T00:00:00Z"`) + "]"
+	cases := []struct {
+		limit int64
+		code  int
+	}{
+		{int64(len(body)), 204},
+		{int64(len(body)) - 1, 413},
+		{10, 413},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.limit), func(t *testing.T) {
+			s := newServer(Config{MaxBodyBytes: c.limit})
+			w := s.do(http.MethodPost, ctJSON, body)
+			if c.code == 413 {
+				checkProblem(t, w, 413)
+				if s.app.calls != 0 {
+					t.Error("oversized request reached the producer")
+				}
+			} else if w.Code != c.code {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		})
+	}
+	// The default is 8 MiB.
+	s := newServer(Config{})
+	big := `{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0","data":{"pad":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}}`
+	checkProblem(t, s.do(http.MethodPost, ctCE, big), 413)
+}
+
+func TestAppendErrors(t *testing.T) {
+	cases := []struct {
+		name       string
+		err        error
+		code       int
+		retryAfter string
+	}{
+		{"backpressure", fmt.Errorf("wrapped: %w", producer.ErrBackpressure), 429, "1"},
+		{"closed", producer.ErrClosed, 503, "5"},
+		{"durability failure", errors.New("batch not committed within 2m"), 503, "1"},
+		{"client gone", context.Canceled, 503, "1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newServer(Config{})
+			s.app.err = c.err
+			w := s.do(http.MethodPost, ctCE, ev("a"))
+			checkProblem(t, w, c.code)
+			if got := w.Header().Get("Retry-After"); got != c.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, c.retryAfter)
+			}
+			if s.app.calls != 1 {
+				t.Errorf("calls %d", s.app.calls)
+			}
+			if n := val(s.m.IngestEvents.WithLabelValues(Front)); n != 0 {
+				t.Errorf("IngestEvents = %v for a failed request", n)
+			}
+		})
+	}
+}
+
+func TestBearerTokens(t *testing.T) {
+	body := ev("a")
+	cases := []struct {
+		name   string
+		tokens []string
+		auth   string
+		ok     bool
+	}{
+		{"no tokens configured, no header", nil, "", true},
+		{"no tokens configured, any header", nil, "Bearer whatever", true},
+		{"missing header", []string{"s3cret"}, "", false},
+		{"wrong token", []string{"s3cret"}, "Bearer s3cre", false},
+		{"longer token", []string{"s3cret"}, "Bearer s3cret2", false},
+		{"wrong scheme", []string{"s3cret"}, "Basic s3cret", false},
+		{"scheme only", []string{"s3cret"}, "Bearer", false},
+		{"empty token", []string{"s3cret"}, "Bearer ", false},
+		{"right token", []string{"s3cret"}, "Bearer s3cret", true},
+		{"scheme is case-insensitive", []string{"s3cret"}, "bearer s3cret", true},
+		{"second of two tokens", []string{"one", "two"}, "Bearer two", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newServer(Config{Tokens: c.tokens})
+			var hdr []string
+			if c.auth != "" {
+				hdr = []string{"Authorization", c.auth}
+			}
+			w := s.do(http.MethodPost, ctCE, body, hdr...)
+			if c.ok {
+				if w.Code != 204 {
+					t.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+				return
+			}
+			checkProblem(t, w, 401)
+			if w.Header().Get("WWW-Authenticate") != "Bearer" {
+				t.Errorf("WWW-Authenticate %q", w.Header().Get("WWW-Authenticate"))
+			}
+			if s.app.calls != 0 {
+				t.Error("unauthorized request reached the producer")
+			}
+		})
+	}
+}
+
+// TestWithRealProducer sends events through the handler into a producer on
+// a filesystem bucket and an in-memory manifest, and checks that once the
+// handler said 204, the events are in a committed batch, byte for byte.
+func TestWithRealProducer(t *testing.T) {
+	dir := t.TempDir()
+	bkt, err := filesystem.NewBucket(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{})
+	m := metrics.NewUnregistered()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := producer.New(bkt, q, producer.Config{FlushInterval: 10 * time.Millisecond, Compression: format.CompressionZstd}, m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	srv := httptest.NewServer(NewHandler(p, Config{Tokens: []string{"tok"}, Now: func() time.Time { return fixedNow }}, m, log))
+	defer srv.Close()
+
+	withTime := ev("w1", `"time":"2026-01-01T00:00:00Z"`, `"data":{"n":1}`)
+	withSpaces := "{ \"id\" : \"w2\",\n \"source\":\"src\", \"type\":\"t\", \"subject\":\"s\", \"specversion\":\"1.0\", \"time\":\"2026-01-01T00:00:01Z\" }"
+	noTime := ev("w3", `"data":{"n":3}`)
+	body := "[" + withTime + ",\n  " + withSpaces + " , " + noTime + "]"
+	want := []string{withTime, withSpaces, "{" + fixedStamp + noTime[1:]}
+
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/events", strings.NewReader(body))
+	req.Header.Set("Content-Type", ctBatch)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// No waiting: 204 means committed.
+	man, err := q.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range man.Entries {
+		if len(e.Metadata) != 1 || !bytes.Equal(e.Metadata[0].Payload, format.EventsHeader.Bytes()) {
+			t.Errorf("entry %d metadata %+v, want one events item", e.Sequence, e.Metadata)
+		}
+		rc, err := bkt.Get(context.Background(), e.Location)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		b, err := format.DecodeBatch(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range b.Records {
+			got = append(got, string(r))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("committed %d events, want %d: %q", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
+
+	// A rejected request leaves nothing behind.
+	req, _ = http.NewRequest(http.MethodPost, srv.URL+"/api/v1/events", strings.NewReader("["+ev("x1")+","+evWithout("type")+"]"))
+	req.Header.Set("Content-Type", ctBatch)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err = srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	time.Sleep(50 * time.Millisecond) // longer than the flush interval
+	man2, _ := q.Read(context.Background())
+	if len(man2.Entries) != len(man.Entries) {
+		t.Errorf("rejected request added %d manifest entries", len(man2.Entries)-len(man.Entries))
+	}
+}
+
+func val(c prometheus.Metric) float64 {
+	var pb dto.Metric
+	if err := c.Write(&pb); err != nil {
+		panic(err)
+	}
+	if pb.Counter != nil {
+		return pb.GetCounter().GetValue()
+	}
+	return pb.GetGauge().GetValue()
+}
+
+type discard struct{}
+
+func (discard) Append(context.Context, format.Header, [][]byte) error { return nil }
+
+// BenchmarkHandler500 measures a request of 500 ~250-byte events, half of
+// them without "time", against an Appender that discards.
+func BenchmarkHandler500(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("[")
+	for i := range 500 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		tm := ""
+		if i%2 == 0 {
+			tm = `,"time":"2026-01-01T00:00:00.123Z"`
+		}
+		fmt.Fprintf(&sb, `{"specversion":"1.0","id":"5c10fade-1c9e-4d6c-8275-c52c36731d3d-%05d","source":"my-gateway","type":"api-request","subject":"customer-%d"%s,"data":{"method":"GET","route":"/v1/things/{id}","duration_ms":%d,"tokens":123}}`, i, i%97, tm, i*7)
+	}
+	sb.WriteString("]")
+	body := []byte(sb.String())
+	h := NewHandler(discard{}, Config{}, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &nopWriter{h: http.Header{}}
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/api/v1/events", bytes.NewReader(body))
+			req.Header.Set("Content-Type", ctBatch)
+			clear(w.h)
+			w.code = 0
+			h.ServeHTTP(w, req)
+			if w.code != http.StatusNoContent {
+				b.Fatalf("status %d", w.code)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)*500/b.Elapsed().Seconds(), "events/s")
+}
+
+type nopWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *nopWriter) WriteHeader(code int)        { w.code = code }

@@ -1,0 +1,504 @@
+package httpevents
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// parseBody validates b (no surrounding whitespace) as one JSON value with
+// a scanner of its own, and returns the events it holds, without
+// surrounding whitespace, appended to dst: the elements of a top-level
+// array, or b itself. It never builds maps and never copies an event.
+func parseBody(dst [][]byte, b []byte) (events [][]byte, isArray bool, err error) {
+	if b[0] != '[' {
+		end, err := validValue(b, 0, 0)
+		if err != nil {
+			return dst, false, err
+		}
+		if end != len(b) {
+			end = skipSpace(b, end)
+			return dst, false, synErr(end, "unexpected %s after the top-level value", describe(b, end))
+		}
+		return append(dst, b), false, nil
+	}
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		for {
+			end, err := validValue(b, i, 1)
+			if err != nil {
+				return dst, true, err
+			}
+			dst = append(dst, b[i:end])
+			i = skipSpace(b, end)
+			if i >= len(b) {
+				return dst, true, synErr(i, "unexpected end of input in the event array")
+			}
+			if b[i] == ']' {
+				i++
+				break
+			}
+			if b[i] != ',' {
+				return dst, true, synErr(i, "unexpected %s in the event array, want ',' or ']'", describe(b, i))
+			}
+			i = skipSpace(b, i+1)
+		}
+	}
+	if i != len(b) {
+		return dst, true, synErr(i, "unexpected %s after the top-level value", describe(b, i))
+	}
+	return dst, true, nil
+}
+
+// syntaxError is invalid JSON at a 0-based byte offset of the trimmed body.
+type syntaxError struct {
+	off int
+	msg string
+}
+
+func (e *syntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at offset %d: %s", e.off, e.msg)
+}
+
+func synErr(off int, format string, args ...any) error {
+	return &syntaxError{off: off, msg: fmt.Sprintf(format, args...)}
+}
+
+func describe(b []byte, i int) string {
+	if i >= len(b) {
+		return "end of input"
+	}
+	return "character " + strconv.QuoteRuneToASCII(rune(b[i]))
+}
+
+// maxDepth bounds nesting, as encoding/json does.
+const maxDepth = 10000
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// validValue checks the JSON value at b[i] and returns the index after it.
+func validValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, synErr(i, "unexpected end of input, want a value")
+	}
+	switch c := b[i]; c {
+	case '"':
+		return validString(b, i)
+	case '{':
+		if depth >= maxDepth {
+			return i, synErr(i, "nesting deeper than %d", maxDepth)
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return i, synErr(i, "unexpected %s, want an object key string", describe(b, i))
+			}
+			end, err := validString(b, i)
+			if err != nil {
+				return end, err
+			}
+			i = skipSpace(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return i, synErr(i, "unexpected %s after an object key, want ':'", describe(b, i))
+			}
+			i, err = validValue(b, skipSpace(b, i+1), depth+1)
+			if err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, synErr(i, "unexpected end of input in an object")
+			}
+			if b[i] == '}' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, synErr(i, "unexpected %s in an object, want ',' or '}'", describe(b, i))
+			}
+			i = skipSpace(b, i+1)
+		}
+	case '[':
+		if depth >= maxDepth {
+			return i, synErr(i, "nesting deeper than %d", maxDepth)
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			i, err = validValue(b, i, depth+1)
+			if err != nil {
+				return i, err
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return i, synErr(i, "unexpected end of input in an array")
+			}
+			if b[i] == ']' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, synErr(i, "unexpected %s in an array, want ',' or ']'", describe(b, i))
+			}
+			i = skipSpace(b, i+1)
+		}
+	case 't':
+		return literal(b, i, "true")
+	case 'f':
+		return literal(b, i, "false")
+	case 'n':
+		return literal(b, i, "null")
+	}
+	if b[i] == '-' || (b[i] >= '0' && b[i] <= '9') {
+		return validNumber(b, i)
+	}
+	return i, synErr(i, "unexpected %s, want a value", describe(b, i))
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	for k := 0; k < len(lit); k++ {
+		if i+k >= len(b) || b[i+k] != lit[k] {
+			return i + k, synErr(i+k, "unexpected %s in literal %s", describe(b, i+k), lit)
+		}
+	}
+	return i + len(lit), nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func validNumber(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && isDigit(b[i]):
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return i, synErr(i, "unexpected %s in a number", describe(b, i))
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, synErr(i, "unexpected %s after the decimal point", describe(b, i))
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, synErr(i, "unexpected %s in an exponent", describe(b, i))
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	return i, nil
+}
+
+// plainByte is true for bytes that may appear unescaped in a string and are
+// not its end: everything but '"', '\\' and control characters.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+func isHex(c byte) bool {
+	return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// validString checks the string that opens at b[i] == '"'.
+func validString(b []byte, i int) (int, error) {
+	j := i + 1
+	for {
+		for j < len(b) && plainByte[b[j]] {
+			j++
+		}
+		if j >= len(b) {
+			return j, synErr(j, "unexpected end of input in a string")
+		}
+		switch b[j] {
+		case '"':
+			return j + 1, nil
+		case '\\':
+			if j+1 >= len(b) {
+				return j + 1, synErr(j+1, "unexpected end of input in a string escape")
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				for k := 2; k < 6; k++ {
+					if j+k >= len(b) || !isHex(b[j+k]) {
+						return j + k, synErr(j+k, "unexpected %s in a \\u escape", describe(b, j+k))
+					}
+				}
+				j += 6
+			default:
+				return j + 1, synErr(j+1, "invalid escape %s in a string", describe(b, j+1))
+			}
+		default:
+			return j, synErr(j, "control character %s in a string", describe(b, j))
+		}
+	}
+}
+
+// skipString returns the index after the valid string that opens at b[i].
+func skipString(b []byte, i int) int {
+	j := i + 1
+	for j < len(b) {
+		if plainByte[b[j]] {
+			j++
+			continue
+		}
+		if b[j] == '\\' {
+			j += 2
+			continue
+		}
+		return j + 1
+	}
+	return j
+}
+
+// skipValue returns the index after the valid value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', ']', '}', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// eventInfo is what validation learns about one event.
+type eventInfo struct {
+	hasTime bool
+}
+
+// required are the CloudEvents context attributes that must be non-empty strings.
+var required = [...]string{"id", "source", "type", "subject", "specversion"}
+
+const (
+	fID = 1 << iota
+	fSource
+	fType
+	fSubject
+	fSpecversion
+	fTime
+	fData
+)
+
+// bitOf maps an attribute name to its bit (0 for other names).
+func bitOf(name []byte) int {
+	switch string(name) { // no allocation: the compiler compares in place
+	case "id":
+		return fID
+	case "source":
+		return fSource
+	case "type":
+		return fType
+	case "subject":
+		return fSubject
+	case "specversion":
+		return fSpecversion
+	case "time":
+		return fTime
+	case "data":
+		return fData
+	}
+	return 0
+}
+
+// rawString returns the contents of the valid JSON string v without its
+// quotes, undecoded; escaped is true if it holds escapes. ok is false if v is
+// not a string.
+func rawString(v []byte) (inner []byte, escaped, ok bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return nil, false, false
+	}
+	inner = v[1 : len(v)-1]
+	return inner, bytes.IndexByte(inner, '\\') >= 0, true
+}
+
+// stringValue decodes the JSON string value v (valid JSON); ok is false if v
+// is not a string.
+func stringValue(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	inner := v[1 : len(v)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner), true
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// keyBit returns the bit of the attribute named by the valid JSON string k.
+func keyBit(k []byte) int {
+	inner := k[1 : len(k)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return bitOf(inner)
+	}
+	s, _ := stringValue(k)
+	return bitOf([]byte(s))
+}
+
+// validateEvent checks one event (a value from valid JSON, no surrounding
+// whitespace) and returns what the handler needs to store it.
+func validateEvent(ev []byte) (eventInfo, error) {
+	var info eventInfo
+	if ev[0] != '{' {
+		return info, errors.New("not a JSON object")
+	}
+	seen := 0
+	i := skipSpace(ev, 1)
+	for i < len(ev) && ev[i] == '"' {
+		kend := skipString(ev, i)
+		bit := keyBit(ev[i:kend])
+		i = skipSpace(ev, kend)
+		i = skipSpace(ev, i+1) // ':'
+		vend := skipValue(ev, i)
+		val := ev[i:vend]
+		if bit != 0 {
+			name := fieldName(bit)
+			if seen&bit != 0 {
+				return info, fmt.Errorf("%q appears more than once", name)
+			}
+			seen |= bit
+			if err := checkField(bit, name, val); err != nil {
+				return info, err
+			}
+		}
+		i = skipSpace(ev, vend)
+		if i < len(ev) && ev[i] == ',' {
+			i = skipSpace(ev, i+1)
+		}
+	}
+	for _, name := range required {
+		if seen&bitOf([]byte(name)) == 0 {
+			return info, fmt.Errorf("%q is required", name)
+		}
+	}
+	info.hasTime = seen&fTime != 0
+	return info, nil
+}
+
+func fieldName(bit int) string {
+	switch bit {
+	case fID:
+		return "id"
+	case fSource:
+		return "source"
+	case fType:
+		return "type"
+	case fSubject:
+		return "subject"
+	case fSpecversion:
+		return "specversion"
+	case fTime:
+		return "time"
+	}
+	return "data"
+}
+
+func checkField(bit int, name string, val []byte) error {
+	switch bit {
+	case fData:
+		if val[0] == '{' || string(val) == "null" {
+			return nil
+		}
+		return fmt.Errorf("%q must be a JSON object or null, got %s", name, abbreviate(val))
+	case fTime:
+		s, ok := stringValue(val)
+		if !ok {
+			return fmt.Errorf("%q must be a string, got %s", name, abbreviate(val))
+		}
+		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+			return fmt.Errorf("%q is not RFC 3339: %s", name, strconv.Quote(abbreviateString(s)))
+		}
+		return nil
+	}
+	inner, escaped, ok := rawString(val)
+	if !ok {
+		return fmt.Errorf("%q must be a string, got %s", name, abbreviate(val))
+	}
+	if len(inner) == 0 {
+		return fmt.Errorf("%q is required (got an empty string)", name)
+	}
+	if bit == fSpecversion && (escaped || string(inner) != "1.0") {
+		if s, _ := stringValue(val); s != "1.0" {
+			return fmt.Errorf("%q must be \"1.0\", got %s", name, strconv.Quote(abbreviateString(s)))
+		}
+	}
+	return nil
+}
+
+const maxQuoted = 64
+
+func abbreviate(v []byte) string {
+	if len(v) > maxQuoted {
+		return string(v[:maxQuoted]) + "..."
+	}
+	return string(v)
+}
+
+func abbreviateString(s string) string {
+	if len(s) > maxQuoted {
+		return s[:maxQuoted] + "..."
+	}
+	return s
+}

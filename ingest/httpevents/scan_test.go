@@ -1,0 +1,151 @@
+package httpevents
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseBodySyntaxErrors(t *testing.T) {
+	cases := []struct {
+		body string
+		off  int
+	}{
+		{`{"id":"a",,}`, 10},
+		{`[{"id":"a"`, 10},
+		{`[{"id":"a"}`, 11},
+		{`[{"id":"a"} {}]`, 12},
+		{`{"a":tru}`, 8},
+		{`{"a":01}`, 6},
+		{`{"a":1.}`, 7},
+		{`{"a":-}`, 6},
+		{`{"a":1e}`, 7},
+		{`{"a":"\x"}`, 7},
+		{`{"a":"\u12g4"}`, 10},
+		{"{\"a\":\"\x01\"}", 6},
+		{`{"a":"abc`, 9},
+		{`{"a" 1}`, 5},
+		{`{a:1}`, 1},
+		{`{} x`, 3},
+		{`[1,]`, 3},
+		{`[1 2]`, 3},
+		{`}`, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.body, func(t *testing.T) {
+			if json.Valid([]byte(c.body)) {
+				t.Fatal("test case is valid JSON")
+			}
+			_, _, err := parseBody(nil, []byte(c.body))
+			se, ok := err.(*syntaxError)
+			if !ok {
+				t.Fatalf("err = %v, want a syntax error", err)
+			}
+			if se.off != c.off {
+				t.Errorf("offset %d, want %d (%v)", se.off, c.off, err)
+			}
+		})
+	}
+}
+
+func TestParseBodyDepthLimit(t *testing.T) {
+	deep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
+	if _, _, err := parseBody(nil, []byte(deep)); err == nil || !strings.Contains(err.Error(), "nesting") {
+		t.Fatalf("err = %v", err)
+	}
+	ok := strings.Repeat("[", 100) + strings.Repeat("]", 100)
+	if _, _, err := parseBody(nil, []byte(ok)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzParseAndValidate checks the hand-written scanner against
+// encoding/json: the same inputs are valid, arrays split into the same
+// elements, and an event that passes validation has, per encoding/json,
+// every required attribute as a non-empty string, specversion "1.0", an RFC
+// 3339 time if any, and object-or-null data.
+func FuzzParseAndValidate(f *testing.F) {
+	seeds := []string{
+		`[{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0"}]`,
+		`{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0","time":"2026-01-01T00:00:00Z","data":{"x":[1,2,{"y":null}]}}`,
+		`{"\u0069d":"a","source":"s","type":"t","subject":"u","specversion":"1.0","data":null}`,
+		`[ {"id":"a\"b","source":"s","type":"t","subject":"u","specversion":"1.0"} , 1, "x", [], {} ]`,
+		`{"id":"a","id":"b"}`,
+		`{"ID":"a","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`[1e5, -0.5E-3, true, false, null, "\ud83d\ude00"]`,
+		`{"a":"` + "\xff\xfe" + `"}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b := bytes.TrimSpace(in)
+		if len(b) == 0 {
+			return
+		}
+		events, isArray, err := parseBody(nil, b)
+		if (err == nil) != json.Valid(b) {
+			t.Fatalf("parseBody err %v, json.Valid %v", err, json.Valid(b))
+		}
+		if err != nil {
+			return
+		}
+		if isArray {
+			var raws []json.RawMessage
+			if err := json.Unmarshal(b, &raws); err != nil {
+				t.Fatal(err)
+			}
+			if len(raws) != len(events) {
+				t.Fatalf("%d elements, encoding/json %d", len(events), len(raws))
+			}
+			for i := range raws {
+				if !bytes.Equal(raws[i], events[i]) {
+					t.Fatalf("element %d %q, encoding/json %q", i, events[i], raws[i])
+				}
+			}
+		} else if len(events) != 1 || !bytes.Equal(events[0], b) {
+			t.Fatalf("single value split into %q", events)
+		}
+		for _, ev := range events {
+			_, verr := validateEvent(ev)
+			var ref map[string]json.RawMessage
+			refErr := json.Unmarshal(ev, &ref)
+			if refErr != nil {
+				if verr == nil {
+					t.Fatalf("%q passed validation but is not an object: %v", ev, refErr)
+				}
+				continue
+			}
+			refOK := true
+			for _, k := range required {
+				var s string
+				if json.Unmarshal(ref[k], &s) != nil || s == "" {
+					refOK = false
+				}
+			}
+			var sv string
+			if json.Unmarshal(ref["specversion"], &sv) != nil || sv != "1.0" {
+				refOK = false
+			}
+			if raw, ok := ref["time"]; ok {
+				var s string
+				if json.Unmarshal(raw, &s) != nil {
+					refOK = false
+				} else if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+					refOK = false
+				}
+			}
+			if raw, ok := ref["data"]; ok && raw[0] != '{' && string(raw) != "null" {
+				refOK = false
+			}
+			if verr == nil && !refOK {
+				t.Fatalf("%q passed validation, encoding/json disagrees", ev)
+			}
+			if verr != nil && refOK && !strings.Contains(verr.Error(), "more than once") {
+				t.Fatalf("%q rejected (%v), encoding/json finds it valid", ev, verr)
+			}
+		}
+	})
+}
