@@ -273,7 +273,7 @@ func TestModelMemstore(t *testing.T) {
 
 // TestModelMemstoreHeavyFaults runs fewer operations with far more faults.
 func TestModelMemstoreHeavyFaults(t *testing.T) {
-	cfg := modelConfig{producers: 4, consumers: 3, appends: 1000, crashProb: 0.3, transientProb: 0.25, spuriousConflict: 0.1, lostProb: 0.25, lostAsConflictProb: 0.1, readErrProb: 0.1}
+	cfg := modelConfig{producers: 4, consumers: 3, appends: 600, crashProb: 0.3, transientProb: 0.25, spuriousConflict: 0.1, lostProb: 0.25, lostAsConflictProb: 0.1, readErrProb: 0.1}
 	runModel(t, cfg, seed(t))
 }
 
