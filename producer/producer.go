@@ -25,14 +25,24 @@ import (
 
 // Config tunes a Producer. Zero fields take their defaults.
 type Config struct {
-	DataPrefix        string             // default "ingest/data"
-	FlushInterval     time.Duration      // default 250ms
-	FlushSizeBytes    int                // default 4 MiB
+	DataPrefix        string             // default "ingest/data"; batches are {DataPrefix}/{ULID}.batch
+	FlushInterval     time.Duration      // default 250ms; a batch is sealed this long after its first record
+	FlushSizeBytes    int                // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
 	Compression       format.Compression // zero value = none; the CLI defaults to zstd
-	MaxBufferedBytes  int64              // memory bound; default 256 MiB
-	GCGracePeriod     time.Duration      // default 10m
-	UploadConcurrency int                // default 4
-	CommitTimeout     time.Duration      // default 2m
+	MaxBufferedBytes  int64              // memory bound on accepted, uncommitted record bytes; default 256 MiB
+	GCGracePeriod     time.Duration      // the consumer's GC grace period (must match it); default 10m
+	UploadConcurrency int                // batches encoded and uploaded at once; default 4
+	CommitTimeout     time.Duration      // a sealed batch's time to be uploaded and committed, retries included; default 2m
+}
+
+// QueueOptions returns manifest queue options whose hooks count the
+// producer's manifest writes and conflicts (ManifestWrites and
+// ManifestConflicts with role "producer"). Pass them to manifest.NewQueue
+// for the queue given to New.
+func QueueOptions(m *metrics.Metrics) manifest.Options {
+	w := m.ManifestWrites.WithLabelValues("producer")
+	c := m.ManifestConflicts.WithLabelValues("producer")
+	return manifest.Options{OnWrite: w.Inc, OnConflict: c.Inc}
 }
 
 // Defaults of Config.

