@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/inspect"
@@ -40,6 +41,12 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	cfg, err := fl.Load(getenv)
 	if err != nil {
 		return err
+	}
+	if cfg.ObjectStore == nil {
+		// Inspecting must not create an empty bucket directory.
+		if _, err := os.Stat(cfg.BucketDir); err != nil {
+			return fmt.Errorf("bucket directory: %w", err)
+		}
 	}
 	log := cfg.Logger(stderr)
 	bkt, store, err := openBucket(ctx, cfg, log)

@@ -152,6 +152,8 @@ func TestInspectThroughTheCommand(t *testing.T) {
 			"bucketq: batch ingest/data/bad.batch (18 bytes): batch:"},
 		{[]string{"inspect", "batch", "ingest/data/none.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/none.batch: no such object"},
+		{[]string{"inspect", "manifest", "--bucket-dir", filepath.Join(dir, "nope")}, 1,
+			"bucketq: bucket directory: stat " + filepath.Join(dir, "nope") + ": no such file or directory"},
 	} {
 		code, out, errOut := run(t, nil, tc.args...)
 		if code != tc.code {

@@ -219,6 +219,7 @@ func TestEndToEnd(t *testing.T) {
 	tmp := t.TempDir()
 	bin := buildBinary(t, tmp)
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
 
 	sink := openmetertest.New(openmetertest.Options{Token: sinkToken, Poison: openmetertest.PoisonFlag})
 	defer sink.Close()
@@ -484,7 +485,7 @@ func TestEndToEnd(t *testing.T) {
 	if code := consumerP.stop(); code != 0 {
 		t.Errorf("consumer exited %d after SIGTERM\n%s", code, consumerP.tail())
 	}
-	t.Logf("e2e summary: acked=%d delivered_distinct=%d duplicates=%d dead_lettered=%d invalid_requests_rejected=%d client_retries=%d kills=consumer:2,producer:1 ingest=%v total=%v",
+	t.Logf("e2e summary: acked=%d delivered_distinct=%d duplicates=%d dead_lettered=%d invalid_requests_rejected=%d client_retries=%d kills=consumer:2,producer:1 ingest=%v total_after_build=%v",
 		len(acked)+len(poison), sink.Distinct(), sink.Duplicates(), len(dl), rejected, retries.Load(),
 		ingestDone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
