@@ -288,6 +288,14 @@ func block(recs ...string) []byte {
 	return b
 }
 
+// hugeFCSFrame is a 20-byte zstd frame header declaring fcs bytes of
+// content (single segment, 8-byte content size), followed by garbage.
+func hugeFCSFrame(fcs uint64) []byte {
+	b := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe4} // magic; FCS flag 3 (8 bytes), single segment, checksum
+	b = binary.LittleEndian.AppendUint64(b, fcs)
+	return append(b, 1, 2, 3, 4, 5, 6, 7)
+}
+
 func rawZstd(t testing.TB, b []byte) []byte {
 	t.Helper()
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1))
@@ -298,7 +306,16 @@ func rawZstd(t testing.TB, b []byte) []byte {
 	return enc.EncodeAll(b, nil)
 }
 
-func TestDecodeErrors(t *testing.T) {
+type decodeErrCase struct {
+	name    string
+	in      []byte
+	want    error
+	wantMsg []string // substrings the message must contain
+}
+
+// decodeErrorCases is one malformed batch for every decode error.
+func decodeErrorCases(t testing.TB) []decodeErrCase {
+	type tc = decodeErrCase
 	goodZstd, err := format.EncodeBatch(format.CompressionZstd, [][]byte{[]byte("one"), []byte("two"), []byte("three")})
 	if err != nil {
 		t.Fatal(err)
@@ -308,12 +325,6 @@ func TestDecodeErrors(t *testing.T) {
 		b := bytes.Clone(goodZstd)
 		b[pos] ^= 0x40
 		return b
-	}
-	type tc struct {
-		name    string
-		in      []byte
-		want    error
-		wantMsg []string // substrings the message must contain
 	}
 	cases := []tc{
 		{"unknown compression 0x02", rawBatch(block("a"), 0x02, 1, 1), format.ErrUnknownCompression, []string{"unknown compression", "code 0x02"}},
@@ -340,6 +351,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"zstd payload byte flipped", flip(frameLen / 2), format.ErrCorruptZstd, []string{"corrupt zstd"}},
 		{"zstd magic flipped", flip(0), format.ErrCorruptZstd, []string{"corrupt zstd"}},
 		{"zstd frame truncated", append(bytes.Clone(goodZstd[:frameLen-3]), goodZstd[frameLen:]...), format.ErrCorruptZstd, []string{"corrupt zstd"}},
+		{"zstd frame declaring 512 MiB in 20 bytes", rawBatch(hugeFCSFrame(1<<29), 1, 1, 1), format.ErrCorruptZstd,
+			[]string{"frame declares 536870912 bytes of content, impossible in 20 compressed bytes"}},
 	}
 	for n := 0; n < format.FooterSize; n++ {
 		cases = append(cases, tc{fmt.Sprintf("%d bytes", n), make([]byte, n), format.ErrTooShort, []string{fmt.Sprintf("%d bytes, footer needs 7", n)}})
@@ -355,6 +368,11 @@ func TestDecodeErrors(t *testing.T) {
 				format.ErrTrailingBytes, []string{fmt.Sprintf("%d bytes at offset 7 after record 1", n)}},
 		)
 	}
+	return cases
+}
+
+func TestDecodeErrors(t *testing.T) {
+	cases := decodeErrorCases(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := format.DecodeBatch(tc.in)
@@ -438,6 +456,29 @@ func TestReadFooter(t *testing.T) {
 	}
 	if got := format.AppendFooter([]byte("pre"), want); !bytes.Equal(got, []byte{'p', 'r', 'e', 0x01, 0x04, 0x03, 0x02, 0x01, 0x01, 0x00}) {
 		t.Fatalf("AppendFooter = % x", got)
+	}
+}
+
+// TestDecodeDensestZstdFrame: the guard against impossible declared sizes
+// must not reject the densest real frames (runs of zeros at the best level,
+// close to the 32768x bound).
+func TestDecodeDensestZstdFrame(t *testing.T) {
+	rec := make([]byte, 16<<20)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := enc.EncodeAll(block(string(rec)), nil)
+	ratio := float64(len(rec)+4) / float64(len(frame))
+	if ratio < 20000 {
+		t.Fatalf("test frame only %.0fx dense: not testing the bound", ratio)
+	}
+	got, err := format.DecodeBatch(rawBatch(frame, 1, 1, 1))
+	if err != nil {
+		t.Fatalf("%.0fx dense frame rejected: %v", ratio, err)
+	}
+	if len(got.Records) != 1 || len(got.Records[0]) != len(rec) {
+		t.Fatalf("decoded %d records", len(got.Records))
 	}
 }
 

@@ -24,19 +24,21 @@ func FuzzDecodeBatch(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{})
-	f.Add([]byte{0x01, 0, 0, 0, 0, 0x01, 0x00})                    // bare zstd footer
-	f.Add(rawBatch(block("a", "bc", ""), 0, 3, 1))                 // valid
-	f.Add(rawBatch(block("a", "bc"), 0, 3, 1))                     // too few records
-	f.Add(rawBatch(block("a", "bc", "d"), 0, 2, 1))                // too many
-	f.Add(rawBatch(append(block("a"), 0xff, 0xff), 0, 1, 1))       // trailing bytes
-	f.Add(rawBatch([]byte{0xff, 0xff, 0xff, 0xff, 'x'}, 0, 1, 1))  // overrun
-	f.Add(rawBatch(rawZstd(f, block("zz", "", "zzz")), 1, 3, 1))   // valid zstd
-	f.Add(rawBatch(rawZstd(f, block("zz", "", "zzz")), 1, 2, 1))   // zstd, wrong count
-	f.Add(rawBatch(rawZstd(f, nil), 1, 0, 1))                      // empty zstd frame
-	f.Add(rawBatch(block("a"), 2, 1, 1))                           // unknown compression
-	f.Add(rawBatch(block("a"), 0, 1, 2))                           // unknown version
-	f.Add(rawBatch(bytes.Repeat([]byte{0}, 64), 0, 16, 1))         // 16 empty records
-	f.Add(rawBatch(bytes.Repeat([]byte{0}, 64), 0, 0xffffffff, 1)) // absurd count
+	f.Add([]byte{0x01, 0, 0, 0, 0, 0x01, 0x00})                                         // bare zstd footer
+	f.Add(rawBatch(block("a", "bc", ""), 0, 3, 1))                                      // valid
+	f.Add(rawBatch(block("a", "bc"), 0, 3, 1))                                          // too few records
+	f.Add(rawBatch(block("a", "bc", "d"), 0, 2, 1))                                     // too many
+	f.Add(rawBatch(append(block("a"), 0xff, 0xff), 0, 1, 1))                            // trailing bytes
+	f.Add(rawBatch([]byte{0xff, 0xff, 0xff, 0xff, 'x'}, 0, 1, 1))                       // overrun
+	f.Add(rawBatch(rawZstd(f, block("zz", "", "zzz")), 1, 3, 1))                        // valid zstd
+	f.Add(rawBatch(rawZstd(f, block("zz", "", "zzz")), 1, 2, 1))                        // zstd, wrong count
+	f.Add(rawBatch(rawZstd(f, nil), 1, 0, 1))                                           // empty zstd frame
+	f.Add(rawBatch(block("a"), 2, 1, 1))                                                // unknown compression
+	f.Add(rawBatch(block("a"), 0, 1, 2))                                                // unknown version
+	f.Add(rawBatch(bytes.Repeat([]byte{0}, 64), 0, 16, 1))                              // 16 empty records
+	f.Add(rawBatch(bytes.Repeat([]byte{0}, 64), 0, 0xffffffff, 1))                      // absurd count
+	f.Add(rawBatch(hugeFCSFrame(1<<29), 1, 1, 1))                                       // impossible content size
+	f.Add(rawBatch(append(rawZstd(f, block("a")), rawZstd(f, block("b"))...), 1, 2, 1)) // two frames
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
