@@ -3,6 +3,9 @@ GO        ?= go
 BIN       ?= bin/bucketq
 FUZZTIME  ?= 5s
 PKGS      ?= ./...
+# Test servers and emulators are installed here once per machine, outside the
+# checkout, so every clone reuses them.
+export BUCKETQ_TOOLS_DIR ?= $(HOME)/.cache/bucketq-tools
 
 .PHONY: build test unit run bench fuzz lint chaos s3-up s3-down clean
 

@@ -33,14 +33,31 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 shopt -s nullglob
+# Services start in parallel: a cold machine installs each one first
+# (minutes each), and those installs overlap. Each `up` logs to its own file,
+# shown when it fails.
+pids=()
+names=()
 for s in scripts/services/*.sh; do
 	echo "with-services: starting $s" >&2
 	started+=("$s")
-	if ! "$s" up; then
-		echo "with-services: ERROR: $s up failed; not running: $*" >&2
-		exit 1
+	log="$BUCKETQ_SERVICE_STATE/$(basename "$s" .sh).up.log"
+	"$s" up >"$log" 2>&1 &
+	pids+=($!)
+	names+=("$s")
+done
+failed=0
+for i in "${!pids[@]}"; do
+	if ! wait "${pids[$i]}"; then
+		echo "with-services: ERROR: ${names[$i]} up failed:" >&2
+		cat "$BUCKETQ_SERVICE_STATE/$(basename "${names[$i]}" .sh).up.log" >&2
+		failed=1
 	fi
 done
+if [[ $failed -ne 0 ]]; then
+	echo "with-services: not running: $*" >&2
+	exit 1
+fi
 
 for f in .cache/env/*.env "$BUCKETQ_SERVICE_STATE"/env/*.env; do
 	# shellcheck disable=SC1090

@@ -19,7 +19,10 @@ set -euo pipefail
 AZURITE_VERSION="${AZURITE_VERSION:-3.35.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="$ROOT/.cache"
-PREFIX="$CACHE/azurite"
+# Installed tools live outside the checkout (BUCKETQ_TOOLS_DIR, set by the
+# Makefile) so a fresh clone on the same machine reuses them.
+TOOLS="${BUCKETQ_TOOLS_DIR:-$CACHE}"
+PREFIX="$TOOLS/azurite"
 BIN="$PREFIX/node_modules/.bin/azurite-blob"
 STATE="${BUCKETQ_SERVICE_STATE:-$CACHE}"
 DATA="$STATE/azurite-data"

@@ -17,8 +17,11 @@ set -euo pipefail
 FAKE_GCS_VERSION="${FAKE_GCS_VERSION:-v1.56.1}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="$ROOT/.cache"
-BIN="$CACHE/bin/fake-gcs-server"
-STAMP="$CACHE/bin/fake-gcs-server.version"
+# Installed tools live outside the checkout (BUCKETQ_TOOLS_DIR, set by the
+# Makefile) so a fresh clone on the same machine reuses them.
+TOOLS="${BUCKETQ_TOOLS_DIR:-$CACHE}"
+BIN="$TOOLS/bin/fake-gcs-server"
+STAMP="$TOOLS/bin/fake-gcs-server.version"
 STATE="${BUCKETQ_SERVICE_STATE:-$CACHE}"
 DATA="$STATE/gcs-data"
 PIDFILE="$STATE/gcs.pid"
@@ -31,11 +34,11 @@ die() { log "ERROR: $*"; exit 1; }
 
 build() {
 	[[ -x "$BIN" && "$(cat "$STAMP" 2>/dev/null)" == "$FAKE_GCS_VERSION" ]] && return 0
-	mkdir -p "$CACHE/bin"
+	mkdir -p "$TOOLS/bin"
 	log "building fake-gcs-server $FAKE_GCS_VERSION into $BIN (first run only; downloads its own dependency set)"
 	local start=$SECONDS
 	for attempt in 1 2; do
-		if GOBIN="$CACHE/bin" GOFLAGS= timeout 600 go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION"; then
+		if GOBIN="$TOOLS/bin" GOFLAGS= timeout 600 go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION"; then
 			echo "$FAKE_GCS_VERSION" >"$STAMP"
 			log "built in $((SECONDS - start))s"
 			return 0

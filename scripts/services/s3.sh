@@ -12,7 +12,10 @@ set -euo pipefail
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="$ROOT/.cache"
-BIN="$CACHE/bin/versitygw"
+# Installed tools live outside the checkout (BUCKETQ_TOOLS_DIR, set by the
+# Makefile) so a fresh clone on the same machine reuses them.
+TOOLS="${BUCKETQ_TOOLS_DIR:-$CACHE}"
+BIN="$TOOLS/bin/versitygw"
 STATE="${BUCKETQ_SERVICE_STATE:-$CACHE}"
 DATA="$STATE/s3-data"
 PIDFILE="$STATE/s3.pid"
@@ -27,10 +30,10 @@ die() { log "ERROR: $*"; exit 1; }
 
 build() {
 	[[ -x "$BIN" ]] && return 0
-	mkdir -p "$CACHE/bin"
+	mkdir -p "$TOOLS/bin"
 	log "building versitygw $VERSITYGW_VERSION into $BIN (first run only, ~2 min)"
 	for attempt in 1 2; do
-		if GOBIN="$CACHE/bin" timeout 600 go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"; then
+		if GOBIN="$TOOLS/bin" timeout 600 go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"; then
 			return 0
 		fi
 		log "go install versitygw failed (attempt $attempt)"
