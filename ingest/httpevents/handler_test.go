@@ -467,20 +467,7 @@ func (discard) Append(context.Context, format.Header, [][]byte) error { return n
 // BenchmarkHandler500 measures a request of 500 ~250-byte events, half of
 // them without "time", against an Appender that discards.
 func BenchmarkHandler500(b *testing.B) {
-	var sb strings.Builder
-	sb.WriteString("[")
-	for i := range 500 {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		tm := ""
-		if i%2 == 0 {
-			tm = `,"time":"2026-01-01T00:00:00.123Z"`
-		}
-		fmt.Fprintf(&sb, `{"specversion":"1.0","id":"5c10fade-1c9e-4d6c-8275-c52c36731d3d-%05d","source":"my-gateway","type":"api-request","subject":"customer-%d"%s,"data":{"method":"GET","route":"/v1/things/{id}","duration_ms":%d,"tokens":123}}`, i, i%97, tm, i*7)
-	}
-	sb.WriteString("]")
-	body := []byte(sb.String())
+	body := benchBody()
 	h := NewHandler(discard{}, Config{}, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -509,3 +496,58 @@ type nopWriter struct {
 func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkHandlerProducer500 is BenchmarkHandler500 against a real producer
+// (filesystem bucket, in-memory manifest, zstd), with many requests in
+// flight as a loaded server has.
+func BenchmarkHandlerProducer500(b *testing.B) {
+	body := benchBody()
+	bkt, err := filesystem.NewBucket(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := metrics.NewUnregistered()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := producer.New(bkt, manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{}),
+		producer.Config{FlushInterval: 50 * time.Millisecond, Compression: format.CompressionZstd}, m, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	h := NewHandler(p, Config{}, m, log)
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &nopWriter{h: http.Header{}}
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/api/v1/events", bytes.NewReader(body))
+			req.Header.Set("Content-Type", ctBatch)
+			clear(w.h)
+			w.code = 0
+			h.ServeHTTP(w, req)
+			if w.code != http.StatusNoContent {
+				b.Fatalf("status %d", w.code)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)*500/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchBody is 500 ~250-byte events, half of them without "time".
+func benchBody() []byte {
+	var sb strings.Builder
+	sb.WriteString("[")
+	for i := range 500 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		tm := ""
+		if i%2 == 0 {
+			tm = `,"time":"2026-01-01T00:00:00.123Z"`
+		}
+		fmt.Fprintf(&sb, `{"specversion":"1.0","id":"5c10fade-1c9e-4d6c-8275-c52c36731d3d-%05d","source":"my-gateway","type":"api-request","subject":"customer-%d"%s,"data":{"method":"GET","route":"/v1/things/{id}","duration_ms":%d,"tokens":123}}`, i, i%97, tm, i*7)
+	}
+	sb.WriteString("]")
+	return []byte(sb.String())
+}
