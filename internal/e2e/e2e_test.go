@@ -67,7 +67,7 @@ type proc struct {
 	addr   string // its --listen address
 	logf   *os.File
 	cmd    *exec.Cmd
-	done   chan error
+	exited chan struct{} // closed when the current process has exited
 	starts int
 }
 
@@ -80,9 +80,9 @@ func (p *proc) start() error {
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %v", p.name, err)
 	}
-	done := make(chan error, 1)
-	p.done = done
-	go func(c *exec.Cmd) { done <- c.Wait() }(p.cmd)
+	exited := make(chan struct{})
+	p.exited = exited
+	go func(c *exec.Cmd) { c.Wait(); close(exited) }(p.cmd)
 	return p.waitReady()
 }
 
@@ -90,9 +90,8 @@ func (p *proc) waitReady() error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("%s exited while starting: %v\n%s", p.name, err, p.tail())
+		case <-p.exited:
+			return fmt.Errorf("%s exited while starting: %v\n%s", p.name, p.cmd.ProcessState, p.tail())
 		default:
 		}
 		resp, err := http.Get("http://" + p.addr + "/readyz")
@@ -114,9 +113,22 @@ func (p *proc) restart(outage time.Duration) error {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill %s: %v", p.name, err)
 	}
-	<-p.done
+	<-p.exited
 	time.Sleep(outage)
 	return p.start()
+}
+
+// killIfRunning kills the process if it was started and has not exited.
+func (p *proc) killIfRunning() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+	default:
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+	}
 }
 
 // stop sends SIGTERM and returns the exit code.
@@ -124,11 +136,11 @@ func (p *proc) stop() int {
 	p.t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.exited:
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(20 * time.Second):
 		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
+		<-p.exited
 		p.t.Errorf("%s did not stop within 20s of SIGTERM\n%s", p.name, p.tail())
 		return -1
 	}
@@ -249,6 +261,12 @@ func TestEndToEnd(t *testing.T) {
 	consumerP := &proc{t: t, name: "consumer", bin: bin, addr: consAddr, logf: logf,
 		args: []string{"consume", "--config", confPath, "--listen", consAddr, "--log-level", "warn"},
 		env:  []string{"E2E_BUCKET=" + bucketDir, "E2E_SINK=" + sink.Endpoint, "BUCKETQ_SINK_TOKEN=" + sinkToken}}
+	// However the test ends, no process outlives it.
+	t.Cleanup(func() {
+		for _, p := range []*proc{producer, consumerP} {
+			p.killIfRunning()
+		}
+	})
 	for _, p := range []*proc{producer, consumerP} {
 		if err := p.start(); err != nil {
 			t.Fatal(err)
