@@ -1,0 +1,482 @@
+// Package chaos is bucketq's chaos test: three producers and one consumer as
+// separate processes over one real S3 bucket behind a fault-injecting proxy,
+// a metering API that throttles, fails, stalls and rejects poison events,
+// and a killer that SIGKILLs a random process every few seconds. Clients
+// retry until acked. At the end nothing acked may be missing.
+//
+// Size: BUCKETQ_CHAOS_EVENTS (default 100000; `make chaos` runs 1000000).
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/faultproxy"
+	"github.com/bucketq/bucketq/internal/openmetertest"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/thanos-io/objstore"
+)
+
+const (
+	producers      = 3
+	eventsPerReq   = 100
+	clients        = 12
+	poisonEvery    = 997                     // one event in ~1000 is poison
+	killEvery      = 1500 * time.Millisecond // mean time between kills
+	gcGrace        = 4 * time.Second
+	drainDeadline  = 4 * time.Minute
+	requestTimeout = 20 * time.Second
+)
+
+func s3Env(t *testing.T) (endpoint, access, secret, bkt string) {
+	endpoint = os.Getenv("BUCKETQ_TEST_S3_ENDPOINT")
+	access = os.Getenv("BUCKETQ_TEST_S3_ACCESS_KEY")
+	secret = os.Getenv("BUCKETQ_TEST_S3_SECRET_KEY")
+	bkt = os.Getenv("BUCKETQ_TEST_S3_BUCKET")
+	if endpoint == "" || bkt == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BUCKETQ_TEST_S3_* not set under CI=true: run through `make test` (scripts/with-services.sh)")
+		}
+		t.Skip("BUCKETQ_TEST_S3_* not set; run `make test` or `make chaos`")
+	}
+	return
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func buildBinary(t *testing.T) string {
+	bin := filepath.Join(t.TempDir(), "bucketq")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/bucketq/bucketq/cmd/bucketq")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build bucketq: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is one bucketq process that the killer may SIGKILL and restart.
+type proc struct {
+	name string
+	args []string
+	bin  string
+	log  *os.File
+	addr string // --listen address
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *proc) start(t *testing.T) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Errorf("start %s: %v", p.name, err)
+		return
+	}
+	p.cmd = cmd
+	p.done = make(chan struct{})
+	done := p.done
+	go func() { cmd.Wait(); close(done) }()
+}
+
+func (p *proc) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+func (p *proc) stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+}
+
+func waitHealthy(addr string, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test skipped in -short mode")
+	}
+	total := 100_000
+	if v := os.Getenv("BUCKETQ_CHAOS_EVENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("BUCKETQ_CHAOS_EVENTS=%q is not a positive number", v)
+		}
+		total = n
+	}
+	endpoint, access, secret, bktName := s3Env(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+
+	proxy, err := faultproxy.Start(faultproxy.Config{
+		Target: "http://" + endpoint, ErrorRate: 0.02, LostReplyRate: 0.01, DropRate: 0.01,
+		MaxLatency: 30 * time.Millisecond, FaultsDisabled: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+
+	sink := openmetertest.New(openmetertest.Options{Poison: openmetertest.PoisonFlag})
+	defer sink.Close()
+
+	run := fmt.Sprintf("chaos-%d", time.Now().UnixNano())
+	bucketYAML := func(ep string) string {
+		return fmt.Sprintf("type: S3\nconfig:\n  bucket: %s\n  endpoint: %s\n  access_key: %s\n  secret_key: %s\n  insecure: true\n", bktName, ep, access, secret)
+	}
+	indent := func(s string) string {
+		return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
+	}
+	cfgPath := filepath.Join(dir, "bucketq.yaml")
+	cfg := "object_store:\n" + indent(bucketYAML(proxy.Addr())) + fmt.Sprintf(`data_prefix: %[1]s/data
+manifest_path: %[1]s/manifest
+dead_letter_prefix: %[1]s/dead-letter
+flush_interval: 100ms
+poll_interval: 100ms
+gc_interval: 1s
+gc_grace_period: %[2]s
+otlp_grpc: ""
+otlp_http: ""
+`, run, gcGrace)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "processes.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			if len(b) > 20000 {
+				b = b[len(b)-20000:]
+			}
+			t.Logf("last process output:\n%s", b)
+		}
+	}()
+
+	var prods []*proc
+	for i := 0; i < producers; i++ {
+		addr := freePort(t)
+		prods = append(prods, &proc{name: fmt.Sprintf("producer-%d", i), bin: bin, log: logf, addr: addr,
+			args: []string{"produce", "--config", cfgPath, "--listen", addr}})
+	}
+	consAddr := freePort(t)
+	cons := &proc{name: "consumer", bin: bin, log: logf, addr: consAddr,
+		args: []string{"consume", "--config", cfgPath, "--listen", consAddr, "--sink", sink.Endpoint}}
+	all := append(append([]*proc{}, prods...), cons)
+	for _, p := range all {
+		p.start(t)
+	}
+	for _, p := range all {
+		if !waitHealthy(p.addr, 30*time.Second) {
+			t.Fatalf("%s did not become healthy", p.name)
+		}
+	}
+	defer func() {
+		for _, p := range all {
+			p.stop()
+		}
+	}()
+	proxy.Enable(true)
+
+	// The metering API misbehaves on and off: throttling, outages, stalls.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		rnd := rand.New(rand.NewPCG(1, 2))
+		for ctx.Err() == nil {
+			switch rnd.IntN(4) {
+			case 0:
+				sink.FailNext(3, http.StatusTooManyRequests, "1")
+			case 1:
+				sink.FailNext(2, http.StatusServiceUnavailable, "")
+			case 2:
+				sink.SetLatency(300 * time.Millisecond)
+			case 3:
+				sink.SetLatency(0)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(500+rnd.IntN(1500)) * time.Millisecond):
+			}
+		}
+		sink.ClearFaults()
+		sink.SetLatency(0)
+	}()
+
+	// The killer.
+	var kills atomic.Int64
+	killCtx, stopKiller := context.WithCancel(ctx)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		rnd := rand.New(rand.NewPCG(3, 4))
+		wait := 300 * time.Millisecond // the first kill comes early, even in short runs
+		for {
+			select {
+			case <-killCtx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = killEvery/3 + time.Duration(rnd.Int64N(int64(killEvery)*4/3))
+			p := all[rnd.IntN(len(all))]
+			p.kill()
+			kills.Add(1)
+			time.Sleep(time.Duration(200+rnd.IntN(800)) * time.Millisecond)
+			p.start(t)
+		}
+	}()
+
+	// Clients: every request is retried, against any producer, until acked.
+	var (
+		acked    sync.Map // id -> poison bool
+		ackedN   atomic.Int64
+		retries  atomic.Int64
+		nextReq  atomic.Int64
+		requests = (total + eventsPerReq - 1) / eventsPerReq
+	)
+	httpc := &http.Client{Timeout: requestTimeout}
+	var cw sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		cw.Add(1)
+		go func(c int) {
+			defer cw.Done()
+			rnd := rand.New(rand.NewPCG(uint64(c), 99))
+			for {
+				r := int(nextReq.Add(1)) - 1
+				if r >= requests || t.Failed() {
+					return
+				}
+				n := min(eventsPerReq, total-r*eventsPerReq)
+				var body bytes.Buffer
+				body.WriteByte('[')
+				ids := make([]string, n)
+				poison := make([]bool, n)
+				for i := 0; i < n; i++ {
+					seq := r*eventsPerReq + i
+					ids[i] = fmt.Sprintf("ev-%d", seq)
+					poison[i] = seq%poisonEvery == poisonEvery-1
+					if i > 0 {
+						body.WriteByte(',')
+					}
+					fmt.Fprintf(&body, `{"specversion":"1.0","type":"api-calls","id":%q,"source":"chaos","subject":"customer-%d","time":"2026-11-23T10:00:00Z","data":{"tokens":%d,"poison":%v}}`,
+						ids[i], seq%50, seq%1000, poison[i])
+				}
+				body.WriteByte(']')
+				for attempt := 0; ; attempt++ {
+					p := prods[rnd.IntN(len(prods))]
+					resp, err := httpc.Post("http://"+p.addr+"/api/v1/events", "application/cloudevents-batch+json", bytes.NewReader(body.Bytes()))
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusNoContent {
+							break
+						}
+						if resp.StatusCode == http.StatusBadRequest {
+							t.Errorf("request %d rejected with 400", r)
+							return
+						}
+					}
+					retries.Add(1)
+					time.Sleep(time.Duration(50+rnd.IntN(200)) * time.Millisecond)
+				}
+				for i, id := range ids {
+					acked.Store(id, poison[i])
+				}
+				ackedN.Add(int64(n))
+			}
+		}(c)
+	}
+	cw.Wait()
+	sendTime := time.Since(start)
+	stopKiller()
+	cancel()
+	bg.Wait()
+	// Every process up again, faults off, so the drain can finish.
+	for _, p := range all {
+		p.mu.Lock()
+		running := p.done != nil
+		if running {
+			select {
+			case <-p.done:
+				running = false
+			default:
+			}
+		}
+		p.mu.Unlock()
+		if !running {
+			p.start(t)
+		}
+	}
+	proxy.Enable(false)
+	if t.Failed() {
+		return
+	}
+
+	// Drain: wait until every acked event is delivered or dead-lettered.
+	checkBkt, checkStore, err := bucket.Open(context.Background(), []byte(bucketYAML(endpoint)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := manifest.NewQueue(checkStore, run+"/manifest", manifest.Options{})
+	var poisonWant, lost, poisonFound, entriesLeft, filesLeft int
+	deadline := time.Now().Add(drainDeadline)
+	for {
+		delivered := map[string]bool{}
+		for _, ev := range sink.Events() {
+			delivered[ev.ID] = true
+		}
+		dead, err := deadLettered(checkBkt, run+"/dead-letter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost, poisonWant, poisonFound = 0, 0, 0
+		acked.Range(func(k, v any) bool {
+			id := k.(string)
+			if v.(bool) {
+				poisonWant++
+				if dead[id] {
+					poisonFound++
+				} else {
+					lost++
+				}
+			} else if !delivered[id] {
+				lost++
+			}
+			return true
+		})
+		m, err := q.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		entriesLeft = len(m.Entries)
+		filesLeft = 0
+		checkBkt.Iter(context.Background(), run+"/data/", func(string) error { filesLeft++; return nil })
+		if (lost == 0 && entriesLeft == 0 && filesLeft == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	st := proxy.Stats()
+	summary := fmt.Sprintf("chaos: events acked %d, delivered distinct %d, lost %d, duplicates delivered %d, poison dead-lettered %d/%d, manifest entries left %d, batch files left %d (kills %d, client retries %d, s3 faults %d errors %d lost replies %d drops, send %.1fs)",
+		ackedN.Load(), sink.Distinct(), lost, sink.Duplicates(), poisonFound, poisonWant, entriesLeft, filesLeft,
+		kills.Load(), retries.Load(), st.Errors, st.LostReplies, st.Dropped, sendTime.Seconds())
+	t.Log(summary)
+	fmt.Println(summary)
+	if ackedN.Load() != int64(total) {
+		t.Errorf("acked %d events, sent %d", ackedN.Load(), total)
+	}
+	if lost != 0 {
+		t.Errorf("%d acked events lost", lost)
+	}
+	if poisonFound != poisonWant {
+		t.Errorf("poison events in dead-letter prefix: %d, want %d", poisonFound, poisonWant)
+	}
+	if entriesLeft != 0 || filesLeft != 0 {
+		t.Errorf("manifest entries left %d, batch files left %d; want 0 and 0", entriesLeft, filesLeft)
+	}
+	if kills.Load() == 0 {
+		t.Errorf("the killer never killed: the test proved nothing about crashes")
+	}
+}
+
+// deadLettered returns the ids of events found in dead-letter objects. It
+// accepts JSON objects (one per object, or NDJSON) with an "event" field
+// holding the CloudEvent, or an "events" array of them.
+func deadLettered(bkt objstore.Bucket, prefix string) (map[string]bool, error) {
+	ids := map[string]bool{}
+	ctx := context.Background()
+	err := bkt.Iter(ctx, prefix+"/", func(name string) error {
+		if !strings.HasSuffix(name, ".json") {
+			return nil // e.g. the raw copy of a corrupt batch
+		}
+		rc, err := bkt.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		for {
+			var rec struct {
+				Event  *struct{ ID string }  `json:"event"`
+				Events []struct{ ID string } `json:"events"`
+			}
+			if err := dec.Decode(&rec); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("dead-letter object %s: %w", name, err)
+			}
+			if rec.Event != nil {
+				ids[rec.Event.ID] = true
+			}
+			for _, e := range rec.Events {
+				ids[e.ID] = true
+			}
+		}
+	}, objstore.WithRecursiveIter())
+	return ids, err
+}
