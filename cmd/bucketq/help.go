@@ -57,6 +57,17 @@ var commands = []command{
 			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
 		}},
+	{name: "bench", short: "load a running producer and report throughput, ack latency and storage cost", usage: "bucketq bench [flags]",
+		summary: "Send CloudEvents (or OTLP logs) to a running producer with concurrent clients, for a duration or an\n" +
+			"event count, at a fixed rate or as fast as it acks. Reports events/s and MB/s accepted, ack latency\n" +
+			"p50/p99/max, bytes stored per event, object PUTs and manifest CAS writes per million events (read from\n" +
+			"the producer's /metrics) and errors by kind. A live progress line goes to stderr.",
+		examples: []string{
+			"bucketq bench --duration 30s",
+			"bucketq bench --clients 16 --batch-size 500 --count 1000000 --json",
+			"bucketq bench --protocol otlp-http --url http://127.0.0.1:4318 --metrics-url http://127.0.0.1:8888/metrics --rate 50000 --duration 1m",
+		},
+		extra: benchHelpLines()},
 	{name: "version", short: "print the version", usage: "bucketq version", summary: "Print the bucketq module version and the Go version.",
 		examples: []string{"bucketq version"}},
 	{name: "help", short: "print this help, or one command's help", usage: "bucketq help [COMMAND]", summary: "Print this help, or one command's help with all its flags (also: bucketq COMMAND --help).",
@@ -133,6 +144,12 @@ func writeCommandHelp(w io.Writer, name string) bool {
 			continue
 		}
 		writeCommandSummary(w, c)
+		if c.roles == 0 && len(c.extra) > 0 {
+			fmt.Fprintln(w, "\nFlags:")
+			for _, line := range c.extra {
+				fmt.Fprintln(w, line)
+			}
+		}
 		if c.roles != 0 {
 			fmt.Fprintln(w, "\nFlags:")
 			config.FlagHelp(w, c.roles, false)

@@ -62,8 +62,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = serveCommand(ctx, cmd, config.RolesRun, rest, stderr, getenv)
 	case "inspect":
 		err = inspectCommand(ctx, rest, stdout, stderr, getenv)
+	case "bench":
+		err = benchCommand(ctx, rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, bench, version, help)\n", cmd)
 		return exitUsage
 	}
 	var ce *config.Error

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -313,17 +314,31 @@ func send(ctx context.Context, client *http.Client, cfg Config, path, ctype stri
 type generator struct {
 	cfg    Config
 	client int
-	pad    string
+	padLen int
+	rnd    *rand.Rand
+	hex    []byte
 }
 
 func newGenerator(cfg Config, client int) *generator {
 	// A typical event without padding is about 200 bytes; pad to EventSize.
 	const base = 200
-	pad := ""
-	if cfg.EventSize > base {
-		pad = strings.Repeat("x", cfg.EventSize-base)
+	padLen := max(0, cfg.EventSize-base)
+	return &generator{cfg: cfg, client: client, padLen: padLen,
+		rnd: rand.New(rand.NewPCG(uint64(client), 0x62756b71)), hex: make([]byte, padLen)}
+}
+
+// pad returns random hex of the padding length: incompressible enough that
+// "bytes stored per event" is not flattered by repeated filler.
+func (g *generator) pad() string {
+	const digits = "0123456789abcdef"
+	for i := 0; i < len(g.hex); i += 16 {
+		x := g.rnd.Uint64()
+		for j := i; j < min(i+16, len(g.hex)); j++ {
+			g.hex[j] = digits[x&15]
+			x >>= 4
+		}
 	}
-	return &generator{cfg: cfg, client: client, pad: pad}
+	return string(g.hex)
 }
 
 func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
@@ -337,7 +352,7 @@ func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
 		for i := 0; i < n; i++ {
 			sl.LogRecords = append(sl.LogRecords, &logs.LogRecord{
 				TimeUnixNano: uint64(now.UnixNano()),
-				Body:         &common.AnyValue{Value: &common.AnyValue_StringValue{StringValue: "GET /api/v1/things " + g.pad}},
+				Body:         &common.AnyValue{Value: &common.AnyValue_StringValue{StringValue: "GET /api/v1/things " + g.pad()}},
 				Attributes: []*common.KeyValue{
 					strAttr("subject", fmt.Sprintf("customer-%d", (seq+i)%1000)),
 					strAttr("method", "GET"), strAttr("path", "/api/v1/things"),
@@ -357,7 +372,7 @@ func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
 			buf.WriteByte(',')
 		}
 		fmt.Fprintf(&buf, `{"specversion":"1.0","type":"api-calls","id":"bench-%d-%d-%d","source":"bucketq-bench","subject":"customer-%d","time":%q,"data":{"method":"GET","path":"/api/v1/things","duration_ms":%d,"pad":%q}}`,
-			g.client, seq, i, (seq+i)%1000, ts, 10+i%90, g.pad)
+			g.client, seq, i, (seq+i)%1000, ts, 10+i%90, g.pad())
 	}
 	buf.WriteByte(']')
 	return buf.Bytes(), "application/cloudevents-batch+json", "/api/v1/events"
