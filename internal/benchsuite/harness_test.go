@@ -85,6 +85,15 @@ func histSum(b testing.TB, h prometheus.Histogram) float64 {
 	return pb.GetHistogram().GetSampleSum()
 }
 
+// counterValue returns a counter's value.
+func counterValue(b testing.TB, c prometheus.Counter) float64 {
+	var pb dto.Metric
+	if err := c.Write(&pb); err != nil {
+		b.Fatal(err)
+	}
+	return pb.GetCounter().GetValue()
+}
+
 // newClient is an HTTP client keeping one connection per load client.
 func newClient(clients int) *http.Client {
 	return &http.Client{
@@ -191,6 +200,10 @@ func post(client *http.Client, url, ctype string, body []byte) error {
 	}
 	return nil
 }
+
+// prep collects garbage before a measured phase, so the phases before it
+// do not leave their collection to it.
+func prep() { runtime.GC() }
 
 // processCPU is the user+system CPU time of the whole process so far.
 func processCPU() time.Duration {
