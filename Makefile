@@ -23,8 +23,23 @@ unit:
 run: build
 	$(BIN) run
 
+# bench: the micro benchmarks (codec vs raw zstd/memcpy, manifest, handler,
+# S3 manifest commits) at the default benchtime, then the end-to-end suite
+# (internal/benchsuite: ingest, delivery, latency, cost growth) at
+# BENCH_SUITE_TIME rounds each, with the test services up; output in
+# .cache/bench.txt. Results and how to read them: BENCHMARKS.md.
+# Without the S3 server (its variants skip): make bench BENCH_SERVICES=
+BENCH_SERVICES   ?= ./scripts/with-services.sh
+BENCH_PKGS       ?= ./format ./manifest ./manifest/cas/s3store ./ingest/httpevents
+BENCH_SUITE_TIME ?= 2x
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	@mkdir -p .cache
+	@{ echo "# make bench $$(date -u +%FT%TZ) nproc=$$(nproc) loadavg=$$(cut -d' ' -f1-3 /proc/loadavg) $$($(GO) version)"; \
+	  $(BENCH_SERVICES) sh -c '$(GO) test -run "^$$" -bench . -benchmem -timeout 30m $(BENCH_PKGS) && \
+	    $(GO) test -run "^$$" -bench . -benchmem -benchtime=$(BENCH_SUITE_TIME) -timeout 30m ./internal/benchsuite'; \
+	  echo $$? > .cache/bench.rc; \
+	  echo "# done $$(date -u +%FT%TZ) loadavg=$$(cut -d' ' -f1-3 /proc/loadavg)"; } 2>&1 | tee .cache/bench.txt
+	@exit $$(cat .cache/bench.rc)
 
 # fuzz: each fuzz target for FUZZTIME (CI uses 15s).
 fuzz:
