@@ -186,24 +186,18 @@ type CountingBucket struct {
 	Uploads, UploadBytes atomic.Int64
 }
 
-// Upload implements objstore.Bucket.
+// Upload implements objstore.Bucket. It passes r on unwrapped: providers
+// look at its concrete type for the size (minio-go buffers a huge part for
+// a reader of unknown size).
 func (c *CountingBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
-	cr := &countingReader{r: r}
-	err := c.Bucket.Upload(ctx, name, cr, opts...)
+	size, err := objstore.TryToGetSize(r)
+	if err != nil {
+		return fmt.Errorf("counting bucket: upload %s: %w", name, err)
+	}
+	err = c.Bucket.Upload(ctx, name, r, opts...)
 	c.Uploads.Add(1)
-	c.UploadBytes.Add(cr.n)
+	c.UploadBytes.Add(size)
 	return err
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // CountingStore counts the manifest store's requests: conditional writes

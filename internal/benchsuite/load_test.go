@@ -2,13 +2,16 @@ package benchsuite
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/thanos-io/objstore"
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -162,4 +165,33 @@ func TestQuantile(t *testing.T) {
 	if Quantile(nil, 0.5) != 0 {
 		t.Error("Quantile of nothing is not 0")
 	}
+}
+
+// The counting bucket must hand the provider the reader it got: a wrapped
+// reader loses its size, and minio-go then buffers a huge part per upload.
+func TestCountingBucketKeepsReader(t *testing.T) {
+	inner := &readerTypeBucket{Bucket: objstore.NewInMemBucket()}
+	c := &CountingBucket{Bucket: inner}
+	if err := c.Upload(context.Background(), "a", bytes.NewReader(make([]byte, 1234))); err != nil {
+		t.Fatal(err)
+	}
+	if inner.got != "*bytes.Reader" {
+		t.Errorf("provider got a %s, want the *bytes.Reader", inner.got)
+	}
+	if c.Uploads.Load() != 1 || c.UploadBytes.Load() != 1234 {
+		t.Errorf("counted %d uploads of %d bytes, want 1 of 1234", c.Uploads.Load(), c.UploadBytes.Load())
+	}
+	if err := c.Upload(context.Background(), "b", io.MultiReader()); err == nil {
+		t.Error("a reader of unknown size was accepted")
+	}
+}
+
+type readerTypeBucket struct {
+	objstore.Bucket
+	got string
+}
+
+func (b *readerTypeBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
+	b.got = fmt.Sprintf("%T", r)
+	return b.Bucket.Upload(ctx, name, r, opts...)
 }
