@@ -42,7 +42,9 @@ for s in scripts/services/*.sh; do
 	echo "with-services: starting $s" >&2
 	started+=("$s")
 	log="$BUCKETQ_SERVICE_STATE/$(basename "$s" .sh).up.log"
-	"$s" up >"$log" 2>&1 &
+	# One retry: a service can lose the race for the free port it picked
+	# to another service starting at the same moment.
+	( "$s" up || { echo "with-services: $s up failed; retrying once" >&2; "$s" down || true; sleep 1; "$s" up; } ) >"$log" 2>&1 &
 	pids+=($!)
 	names+=("$s")
 done
