@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -92,6 +93,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		return err
 	}
 	log := cfg.Logger(stderr)
+	applyMemoryLimit(cfg, getenv, log)
 
 	// Everything that can be checked without I/O first, so a bad config
 	// never half-starts a process.
@@ -336,4 +338,16 @@ func sinkForLog(roles config.Role, s string) string {
 		return "-"
 	}
 	return s
+}
+
+// applyMemoryLimit sets the Go soft memory limit from memory_limit, unless
+// GOMEMLIMIT is set (the runtime already applied it) or the limit is 0. The
+// limit keeps the heap's garbage headroom, not the data, bounded: at the
+// producer's target rate most resident memory is garbage awaiting collection.
+func applyMemoryLimit(cfg *config.Config, getenv config.Env, log *slog.Logger) {
+	if getenv("GOMEMLIMIT") != "" || cfg.MemoryLimit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(cfg.MemoryLimit)
+	log.Debug("memory limit set", "bytes", cfg.MemoryLimit)
 }

@@ -68,6 +68,7 @@ type Config struct {
 	FlushSizeBytes   int
 	Compression      format.Compression
 	MaxBufferedBytes int64
+	MemoryLimit      int64 // Go soft memory limit; 0 = none
 
 	Sink          string
 	SinkToken     string
@@ -158,9 +159,19 @@ var Options = []*Option{
 	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: "zstd", Roles: Produce,
 		Usage: "batch file compression",
 		set:   setCompression},
-	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "268435456", Roles: Produce,
+	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "134217728", Roles: Produce,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
 		set:   func(c *Config, v string) (err error) { c.MaxBufferedBytes, err = parseBytes(v); return }},
+	{Key: "memory_limit", Flag: "memory-limit", Kind: Bytes, Arg: "N", Default: "268435456", Roles: Produce | Consume,
+		Usage: "Go soft memory limit for the process (GC works harder near it); the GOMEMLIMIT environment variable wins when set; 0 disables",
+		set: func(c *Config, v string) (err error) {
+			if strings.TrimSpace(v) == "0" {
+				c.MemoryLimit = 0 // no limit
+				return nil
+			}
+			c.MemoryLimit, err = parseBytes(v)
+			return
+		}},
 	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume,
 		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
 		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},

@@ -39,6 +39,20 @@ func load(t *testing.T, roles Role, args []string, e map[string]string) (*Config
 	return c, pos, err
 }
 
+func TestMemoryLimitZeroDisables(t *testing.T) {
+	c, _, err := load(t, RolesProduce, []string{"--memory-limit", "0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MemoryLimit != 0 {
+		t.Fatalf("memory limit %d, want 0 (disabled)", c.MemoryLimit)
+	}
+	c, _, err = load(t, RolesProduce, []string{"--memory-limit", "300MiB"}, nil)
+	if err != nil || c.MemoryLimit != 300<<20 {
+		t.Fatalf("memory limit %d, %v; want 300 MiB", c.MemoryLimit, err)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, _, err := load(t, RolesRun, nil, nil)
 	if err != nil {
@@ -47,7 +61,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter",
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
-		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, MaxBufferedBytes: 256 << 20,
+		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
 		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
 		ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
@@ -71,6 +85,7 @@ flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
 max_buffered_bytes: 2048
+memory_limit: 512MiB
 sink: https://openmeter.example/api/v1/events
 sink_token: ${SINK_TOKEN}
 sink_batch_size: 50
@@ -95,7 +110,7 @@ func TestEveryKey(t *testing.T) {
 	want := &Config{
 		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 20,
-		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048,
+		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
@@ -209,6 +224,7 @@ func TestBadConfig(t *testing.T) {
 		{"flush_size_bytes: big", `config key "flush_size_bytes": invalid size "big"`},
 		{"flush_size_bytes: 0", `config key "flush_size_bytes": invalid size "0": must be positive`},
 		{"max_buffered_bytes: 3TB", `config key "max_buffered_bytes": invalid size`},
+		{"memory_limit: lots", `config key "memory_limit": invalid size`},
 		{"max_body_bytes: -5", `config key "max_body_bytes": invalid size`},
 		{"sink_batch_size: many", `config key "sink_batch_size": invalid number "many"`},
 		{"prefetch: 0", `config key "prefetch": invalid number "0": must be positive`},
