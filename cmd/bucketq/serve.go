@@ -24,6 +24,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/httpevents"
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/internal/metrics"
@@ -207,7 +208,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), ReadHeaderTimeout: 10 * time.Second}
+		// The ingest tokens protect every front door, not only /api/v1/events.
+		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), nil)
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}
 	if prod != nil && cfg.OTLPGRPC != "" {
@@ -215,7 +218,8 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
+		opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes))}, auth.New(cfg.Tokens).GRPC()...)
+		grpcSrv = grpc.NewServer(opts...)
 		otlp.RegisterGRPC(grpcSrv, prod, m, log.With("part", "otlp-grpc"))
 		servers = append(servers, &listener{name: "otlp-grpc", ln: ln, serve: grpcSrv.Serve, stop: func(ctx context.Context) error {
 			done := make(chan struct{})

@@ -6,8 +6,6 @@ package httpevents
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -48,7 +47,7 @@ const (
 type handler struct {
 	app    producer.Appender
 	cfg    Config
-	tokens [][sha256.Size]byte
+	tokens auth.Tokens
 	m      *metrics.Metrics
 	log    *slog.Logger
 }
@@ -68,9 +67,7 @@ func NewHandler(app producer.Appender, cfg Config, m *metrics.Metrics, log *slog
 		log = slog.Default()
 	}
 	h := &handler{app: app, cfg: cfg, m: m, log: log.With("component", "httpevents")}
-	for _, t := range cfg.Tokens {
-		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
-	}
+	h.tokens = auth.New(cfg.Tokens)
 	return h
 }
 
@@ -113,7 +110,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost {
 		return h.fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use POST", r.Method), "Allow", http.MethodPost)
 	}
-	if len(h.tokens) > 0 && !h.authorized(r.Header.Get("Authorization")) {
+	if !h.tokens.Allow(r.Header.Get("Authorization")) {
 		return h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token", "WWW-Authenticate", "Bearer")
 	}
 	mode, err := mediaMode(r.Header.Get("Content-Type"))
@@ -213,25 +210,6 @@ func (h *handler) appendFailed(w http.ResponseWriter, ctx context.Context, err e
 		h.log.Warn("events not durably committed", "events", n, "err", err)
 	}
 	return h.fail(w, http.StatusServiceUnavailable, "the events could not be stored durably; retry the request", "Retry-After", "1")
-}
-
-// authorized checks an Authorization header against the configured tokens
-// in constant time (hashes of equal length; every token is compared).
-func (h *handler) authorized(header string) bool {
-	scheme, tok, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	match := 0
-	for i := range h.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], h.tokens[i][:])
-	}
-	return match == 1
 }
 
 type mode uint8
