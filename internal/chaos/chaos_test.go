@@ -1,10 +1,3 @@
-// Package chaos is bucketq's chaos test: three producers and one consumer as
-// separate processes over one real S3 bucket behind a fault-injecting proxy,
-// a metering API that throttles, fails, stalls and rejects poison events,
-// and a killer that SIGKILLs a random process every few seconds. Clients
-// retry until acked. At the end nothing acked may be missing.
-//
-// Size: BUCKETQ_CHAOS_EVENTS (default 100000; `make chaos` runs 1000000).
 package chaos
 
 import (
