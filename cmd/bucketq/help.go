@@ -51,7 +51,7 @@ var commands = []command{
 		examples: []string{
 			"bucketq inspect manifest --bucket-dir ./data",
 			"bucketq inspect manifest --config bucketq.yaml --json",
-			"bucketq inspect batch ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3 --records",
+			"bucketq inspect batch ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch --records",
 		},
 		extra: []string{
 			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
