@@ -19,10 +19,11 @@
 //
 // Bound on redelivery: after a crash, or a failed dequeue write, the next
 // consumer re-sends exactly the events of the entries that were delivered
-// since the last successful dequeue — at most the entries of one sink flush
-// plus those completed by it (SinkBatchSize events, or more when an entry
-// holds more) in the normal case, and everything delivered since the last
-// successful dequeue if dequeue writes were failing. Event ids are stable
+// since the last successful dequeue. While busy the consumer dequeues at most
+// once per DequeueInterval (default 1s, to leave the manifest's write budget
+// to the producers), so in the normal case that is about one DequeueInterval
+// of delivered events plus one sink flush; it is everything delivered since
+// the last successful dequeue if dequeue writes were failing. Event ids are stable
 // (converters are deterministic), so the metering API deduplicates them.
 //
 // # Unreadable data
@@ -71,6 +72,14 @@ type Config struct {
 	SinkBatchSize    int           // default 500 events
 	GCInterval       time.Duration // default 5m
 	GCGracePeriod    time.Duration // default 10m
+	// DequeueInterval spaces the consumer's dequeue writes while it is
+	// busy: at most one per interval, so the consumer does not take the
+	// manifest's conditional-write budget (~15 writes/s per object on S3
+	// Standard) from the producers. Whatever is complete is still dequeued
+	// at once when the queue runs empty and on a clean stop. It bounds the
+	// redelivery after a crash to about one interval of delivered events.
+	// Default 1s.
+	DequeueInterval time.Duration
 
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff of
 	// sink, fetch and dead-letter retries. Defaults 200ms and 30s.
@@ -95,6 +104,9 @@ func (c *Config) defaults() {
 	c.DeadLetterPrefix = strings.Trim(c.DeadLetterPrefix, "/")
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
+	}
+	if c.DequeueInterval <= 0 {
+		c.DequeueInterval = time.Second
 	}
 	if c.Prefetch <= 0 {
 		c.Prefetch = 4

@@ -46,6 +46,7 @@ type run struct {
 	haveComplete, haveDequeued       bool
 	completeThrough, dequeuedThrough uint64
 	leaseChecked                     time.Time
+	lastDequeue                      time.Time // last dequeue attempt
 }
 
 // Run fences older consumers and delivers the queue until ctx is done
@@ -182,7 +183,7 @@ func (r *run) process(ctx context.Context) error {
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
-	return r.dequeue(ctx)
+	return r.dequeueIfDue(ctx)
 }
 
 type fetchResult struct {
@@ -349,7 +350,8 @@ func checkEvents(evs []json.RawMessage) error {
 	return nil
 }
 
-// flush delivers the sink buffer, then dequeues what became complete.
+// flush delivers the sink buffer, then dequeues what became complete (at
+// most once per DequeueInterval).
 func (r *run) flush(ctx context.Context) error {
 	if len(r.buf) == 0 {
 		return nil
@@ -363,6 +365,16 @@ func (r *run) flush(ctx context.Context) error {
 		p.st.outstanding--
 	}
 	r.advance()
+	return r.dequeueIfDue(ctx)
+}
+
+// dequeueIfDue dequeues unless the last dequeue attempt was less than
+// DequeueInterval ago: while the consumer is busy, one manifest write per
+// interval acks everything completed in it.
+func (r *run) dequeueIfDue(ctx context.Context) error {
+	if time.Since(r.lastDequeue) < r.c.cfg.DequeueInterval {
+		return nil
+	}
 	return r.dequeue(ctx)
 }
 
@@ -385,6 +397,7 @@ func (r *run) dequeue(ctx context.Context) error {
 	}
 	c := r.c
 	through := r.completeThrough
+	r.lastDequeue = time.Now()
 	removed, err := r.lease.Dequeue(ctx, through)
 	if err != nil {
 		if errors.Is(err, manifest.ErrFenced) {

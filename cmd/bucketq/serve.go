@@ -163,6 +163,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			DataPrefix:       cfg.DataPrefix,
 			DeadLetterPrefix: cfg.DeadLetterPrefix,
 			PollInterval:     cfg.PollInterval,
+			DequeueInterval:  cfg.DequeueInterval,
 			Prefetch:         cfg.Prefetch,
 			SinkBatchSize:    cfg.SinkBatchSize,
 			GCInterval:       cfg.GCInterval,

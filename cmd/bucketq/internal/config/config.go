@@ -70,13 +70,14 @@ type Config struct {
 	MaxBufferedBytes int64
 	MemoryLimit      int64 // Go soft memory limit; 0 = none
 
-	Sink          string
-	SinkToken     string
-	SinkBatchSize int
-	Prefetch      int
-	PollInterval  time.Duration
-	GCInterval    time.Duration
-	GCGracePeriod time.Duration
+	Sink            string
+	SinkToken       string
+	SinkBatchSize   int
+	Prefetch        int
+	PollInterval    time.Duration
+	DequeueInterval time.Duration
+	GCInterval      time.Duration
+	GCGracePeriod   time.Duration
 
 	// Conversion is the YAML of the conversion mapping (otlpconv.Config),
 	// nil for the defaults.
@@ -195,6 +196,9 @@ var Options = []*Option{
 	{Key: "poll_interval", Flag: "poll-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
 		Usage: "how often an idle consumer re-reads the manifest",
 		set:   func(c *Config, v string) (err error) { c.PollInterval, err = parseDuration(v); return }},
+	{Key: "dequeue_interval", Flag: "dequeue-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
+		Usage: "while busy, ack (dequeue) delivered batches at most this often: fewer manifest writes, more redelivery after a crash",
+		set:   func(c *Config, v string) (err error) { c.DequeueInterval, err = parseDuration(v); return }},
 	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: "5m", Roles: Consume,
 		Usage: "how often the consumer deletes delivered batch files",
 		set:   func(c *Config, v string) (err error) { c.GCInterval, err = parseDuration(v); return }},

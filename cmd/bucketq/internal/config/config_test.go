@@ -62,7 +62,7 @@ func TestDefaults(t *testing.T) {
 		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter",
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
-		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
+		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, DequeueInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
 		ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -91,6 +91,7 @@ sink_token: ${SINK_TOKEN}
 sink_batch_size: 50
 prefetch: 2
 poll_interval: 2s
+dequeue_interval: 3s
 gc_interval: 1m
 gc_grace_period: 20m
 conversion:
@@ -111,7 +112,7 @@ func TestEveryKey(t *testing.T) {
 		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 20,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
-		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second,
+		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
 	conv := c.Conversion
