@@ -232,73 +232,57 @@ func TestAppendLostResponseNotAppendedTwice(t *testing.T) {
 	}
 }
 
-// A group whose write landed with a lost response and whose head the
-// consumer dequeued before the producer re-read: the write landed, so the
-// append succeeded, with the sequences it was given.
-func TestAppendLostResponsePartlyDequeued(t *testing.T) {
-	s := memstore.New()
-	q := manifest.NewQueue(s, qpath, fastOpts())
-	ctx := context.Background()
-	lease, err := q.Fence(ctx)
-	if err != nil {
-		t.Fatal(err)
+// A group whose write landed with a lost response, and which the consumer
+// dequeued (through sequence 1) before the producer re-read.
+//   - Partly dequeued (group of 4): the rest of the group is still there, so
+//     the write landed: the append succeeded with the sequences it was given.
+//   - Fully dequeued (group of 2): cannot be told apart from a write that
+//     never landed: it is appended again (at-least-once; the duplicate batch
+//     carries the same event ids).
+func TestAppendLostResponseThenDequeued(t *testing.T) {
+	cases := []struct {
+		name        string
+		group       int
+		wantSeqs    []uint64
+		wantEntries []string
+		wantNext    uint64
+	}{
+		{"partly dequeued", 4, []uint64{0, 1, 2, 3}, []string{"g-2", "g-3"}, 4},
+		{"fully dequeued is appended again", 2, []uint64{2, 3}, []string{"g-0", "g-1"}, 4},
 	}
-	var fired atomic.Bool
-	s.AfterWrite = func(string) error {
-		if fired.CompareAndSwap(false, true) {
-			// The consumer delivers and dequeues the first two of the
-			// group before the producer learns the outcome.
-			if _, err := lease.Dequeue(ctx, 1); err != nil {
-				t.Errorf("dequeue: %v", err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := memstore.New()
+			q := manifest.NewQueue(s, qpath, fastOpts())
+			ctx := context.Background()
+			lease, err := q.Fence(ctx)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return errLost
-		}
-		return nil
-	}
-	seqs, err := q.Append(ctx, locs("g", 4)...)
-	if err != nil {
-		t.Fatalf("Append of a landed group failed: %v", err)
-	}
-	if !reflect.DeepEqual(seqs, []uint64{0, 1, 2, 3}) {
-		t.Fatalf("seqs %v, want [0 1 2 3]", seqs)
-	}
-	m := mustRead(t, q)
-	if got := locations(m.Entries); !reflect.DeepEqual(got, []string{"g-2", "g-3"}) || m.NextSequence != 4 {
-		t.Fatalf("entries %v next %d: the group was appended again", got, m.NextSequence)
-	}
-}
-
-// A group whose write landed with a lost response and that the consumer
-// dequeued entirely before the producer re-read cannot be told apart from a
-// write that never landed: it is appended again (at-least-once; the
-// duplicate batch carries the same event ids).
-func TestAppendLostResponseFullyDequeuedIsAppendedAgain(t *testing.T) {
-	s := memstore.New()
-	q := manifest.NewQueue(s, qpath, fastOpts())
-	ctx := context.Background()
-	lease, err := q.Fence(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fired atomic.Bool
-	s.AfterWrite = func(string) error {
-		if fired.CompareAndSwap(false, true) {
-			if _, err := lease.Dequeue(ctx, 1); err != nil {
-				t.Errorf("dequeue: %v", err)
+			var fired atomic.Bool
+			s.AfterWrite = func(string) error {
+				if fired.CompareAndSwap(false, true) {
+					// The consumer delivers and dequeues the first two of
+					// the group before the producer learns the outcome.
+					if _, err := lease.Dequeue(ctx, 1); err != nil {
+						t.Errorf("dequeue: %v", err)
+					}
+					return errLost
+				}
+				return nil
 			}
-			return errLost
-		}
-		return nil
-	}
-	seqs, err := q.Append(ctx, locs("g", 2)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(seqs, []uint64{2, 3}) {
-		t.Fatalf("seqs %v, want the re-appended [2 3]", seqs)
-	}
-	if m := mustRead(t, q); !reflect.DeepEqual(locations(m.Entries), []string{"g-0", "g-1"}) {
-		t.Fatalf("entries %v", locations(m.Entries))
+			seqs, err := q.Append(ctx, locs("g", c.group)...)
+			if err != nil {
+				t.Fatalf("Append after a lost response failed: %v", err)
+			}
+			if !reflect.DeepEqual(seqs, c.wantSeqs) {
+				t.Fatalf("seqs %v, want %v", seqs, c.wantSeqs)
+			}
+			m := mustRead(t, q)
+			if got := locations(m.Entries); !reflect.DeepEqual(got, c.wantEntries) || m.NextSequence != c.wantNext {
+				t.Fatalf("entries %v next %d, want %v next %d", got, m.NextSequence, c.wantEntries, c.wantNext)
+			}
+		})
 	}
 }
 
