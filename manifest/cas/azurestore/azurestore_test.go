@@ -158,26 +158,7 @@ func TestLandedWriteIsNeverAConflict(t *testing.T) {
 	tr := &landThenFail{}
 	s := azurestore.TestStoreFromEnv(t, azurestore.WithTransport(tr))
 	tr.puts.Store(0) // the container creation above was a PUT
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	name := uniqueName(t)
-	_, err := s.WriteIf(ctx, name, []byte("mine"), "")
-	if err == nil || errors.Is(err, cas.ErrConflict) {
-		t.Fatalf("WriteIf whose response was lost: error %v, want an unknown-outcome error (not ErrConflict)", err)
-	}
-	if n := tr.puts.Load(); n != 1 {
-		t.Fatalf("conditional write sent %d times, want exactly once", n)
-	}
-	got, v, err := s.Read(ctx, name)
-	if err != nil || string(got) != "mine" {
-		t.Fatalf("Read after the landed write = %q, %v; want %q", got, err, "mine")
-	}
-	if _, err := s.WriteIf(ctx, name, []byte("mine"), ""); !errors.Is(err, cas.ErrConflict) {
-		t.Fatalf("create-only on the existing blob: %v, want ErrConflict", err)
-	}
-	if _, err := s.WriteIf(ctx, name, []byte("next"), v); err != nil {
-		t.Fatalf("WriteIf at the read version %q: %v", v, err)
-	}
+	casttest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), tr.puts.Load)
 }
 
 // TestMissingContainerIsNotAConflict: a 404 for the container must not be

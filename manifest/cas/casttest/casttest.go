@@ -285,7 +285,7 @@ func testCounter(t *testing.T, ctx context.Context, s cas.Store, p string) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < increments; i++ {
-				if err := increment(ctx, s, name, &conflicts); err != nil {
+				if err := Increment(ctx, s, name, &conflicts); err != nil {
 					errs <- fmt.Errorf("worker %d increment %d: %w", w, i, err)
 					return
 				}
@@ -305,8 +305,10 @@ func testCounter(t *testing.T, ctx context.Context, s cas.Store, p string) {
 	t.Logf("counter reached %s with %d conflicts", b, conflicts.Load())
 }
 
-// increment adds one to the decimal counter at name with a CAS loop.
-func increment(ctx context.Context, s cas.Store, name string, conflicts *atomic.Int64) error {
+// Increment adds one to the decimal counter at name with a CAS loop,
+// counting conflicts in conflicts (which may be nil). Multi-process tests of
+// providers use it too.
+func Increment(ctx context.Context, s cas.Store, name string, conflicts *atomic.Int64) error {
 	for {
 		b, v, err := s.Read(ctx, name)
 		if err != nil {
@@ -323,9 +325,40 @@ func increment(ctx context.Context, s cas.Store, name string, conflicts *atomic.
 		if !errors.Is(err, cas.ErrConflict) {
 			return err
 		}
-		conflicts.Add(1)
+		if conflicts != nil {
+			conflicts.Add(1)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+}
+
+// LandedWriteIsNeverAConflict checks a store whose transport lets the first
+// conditional write land and then loses its response: WriteIf must report
+// an unknown outcome (not ErrConflict, which would claim "not written"),
+// must have sent the write exactly once (sent reports how many were sent),
+// and afterwards the object must hold the write and behave normally.
+func LandedWriteIsNeverAConflict(t *testing.T, s cas.Store, name string, sent func() int32) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.WriteIf(ctx, name, []byte("mine"), "")
+	if err == nil || errors.Is(err, cas.ErrConflict) {
+		t.Fatalf("WriteIf whose response was lost: error %v, want an unknown-outcome error (not ErrConflict)", err)
+	}
+	if n := sent(); n != 1 {
+		t.Fatalf("conditional write sent %d times, want exactly once", n)
+	}
+	got, v, err := s.Read(ctx, name)
+	if err != nil || string(got) != "mine" {
+		t.Fatalf("Read after the landed write = %q, %v; want %q", got, err, "mine")
+	}
+	// Now a real conflict: same bytes, create-only again.
+	if _, err := s.WriteIf(ctx, name, []byte("mine"), ""); !errors.Is(err, cas.ErrConflict) {
+		t.Fatalf("create-only on the existing object: %v, want ErrConflict", err)
+	}
+	if _, err := s.WriteIf(ctx, name, []byte("next"), v); err != nil {
+		t.Fatalf("WriteIf at the read version %q: %v", v, err)
 	}
 }

@@ -185,7 +185,7 @@ func TestHelperProcess(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < incsPerG; i++ {
-					if err := increment(ctx, s, "shared/counter"); err != nil {
+					if err := casttest.Increment(ctx, s, "shared/counter", nil); err != nil {
 						errs <- err
 						return
 					}
@@ -206,23 +206,6 @@ func TestHelperProcess(t *testing.T) {
 		}
 	default:
 		t.Fatalf("unknown helper mode %q", os.Getenv(helperModeEnv))
-	}
-}
-
-func increment(ctx context.Context, s cas.Store, name string) error {
-	for {
-		b, v, err := s.Read(ctx, name)
-		if err != nil {
-			return err
-		}
-		n, err := strconv.Atoi(string(b))
-		if err != nil {
-			return fmt.Errorf("counter %q: %w", b, err)
-		}
-		_, err = s.WriteIf(ctx, name, []byte(strconv.Itoa(n+1)), v)
-		if err == nil || !errors.Is(err, cas.ErrConflict) {
-			return err
-		}
 	}
 }
 

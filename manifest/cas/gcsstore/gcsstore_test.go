@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,27 +142,7 @@ func (l *landThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestLandedWriteIsNeverAConflict(t *testing.T) {
 	rt := &landThenFail{next: http.DefaultTransport}
 	s := gcsstore.TestStoreFromEnv(t, gcsstore.WithHTTPClient(&http.Client{Transport: rt}))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	name := uniqueName(t)
-	_, err := s.WriteIf(ctx, name, []byte("mine"), "")
-	if err == nil || errors.Is(err, cas.ErrConflict) {
-		t.Fatalf("WriteIf whose response was lost: error %v, want an unknown-outcome error (not ErrConflict)", err)
-	}
-	if n := rt.uploads.Load(); n != 1 {
-		t.Fatalf("conditional write sent %d times, want exactly once", n)
-	}
-	got, v, err := s.Read(ctx, name)
-	if err != nil || string(got) != "mine" {
-		t.Fatalf("Read after the landed write = %q, %v; want %q", got, err, "mine")
-	}
-	// Now a real conflict: same bytes, create-only again.
-	if _, err := s.WriteIf(ctx, name, []byte("mine"), ""); !errors.Is(err, cas.ErrConflict) {
-		t.Fatalf("create-only on the existing object: %v, want ErrConflict", err)
-	}
-	if _, err := s.WriteIf(ctx, name, []byte("next"), v); err != nil {
-		t.Fatalf("WriteIf at the read version %q: %v", v, err)
-	}
+	casttest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), rt.uploads.Load)
 }
 
 func TestParseConfig(t *testing.T) {
