@@ -97,7 +97,9 @@ func (q *Queue) retry(ctx context.Context, op string, attempt func(ctx context.C
 		if errors.As(err, &ce) || errors.Is(err, ErrFenced) {
 			return err
 		}
-		if err != nil {
+		// Keep the last error that says why the store refused; an attempt
+		// cut short by our own deadline only says that time ran out.
+		if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err()) || last == nil) {
 			last = err
 		}
 		sleep := backoff/2 + rand.N(backoff/2+1)
