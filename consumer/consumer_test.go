@@ -391,6 +391,10 @@ func TestPoisonEventsBisectedAndDeadLettered(t *testing.T) {
 	if v := value(h.m.SinkEvents.WithLabelValues("dead_lettered")); v != 3 {
 		t.Fatalf("dead_lettered %v", v)
 	}
+	// The skipped counter's reason label is the dead letter's reason.
+	if v := value(h.m.EntriesSkipped.WithLabelValues("poison_event")); v != 3 {
+		t.Fatalf("skipped poison_event %v", v)
+	}
 	if v := value(h.m.DeadLetterWrites); v != 3 {
 		t.Fatalf("dead letter writes %v", v)
 	}
@@ -428,7 +432,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 			conv = append(conv, dl)
 		}
 	}
-	if len(conv) != 1 || conv[0].Sequence != 0 || *conv[0].RecordIndex != 1 || !strings.Contains(conv[0].Reason, "not a JSON object") ||
+	if len(conv) != 1 || conv[0].Reason != "convert_error" || conv[0].Sequence != 0 || *conv[0].RecordIndex != 1 || !strings.Contains(conv[0].Error, "not a JSON object") ||
 		len(conv[0].Records) != 1 || string(conv[0].Records[0]) != "not json" {
 		t.Fatalf("converter dead letters %+v", conv)
 	}
@@ -496,6 +500,11 @@ func TestMissingAndCorruptBatchesMarkedAndSkipped(t *testing.T) {
 	}
 	if v := value(h.m.BatchesCorrupt.WithLabelValues("corrupt")); v != 3 {
 		t.Fatalf("corrupt %v", v)
+	}
+	for reason, want := range map[string]float64{"batch_missing": 1, "batch_corrupt": 3} {
+		if v := value(h.m.EntriesSkipped.WithLabelValues(reason)); v != want {
+			t.Fatalf("skipped %s %v, want %v", reason, v, want)
+		}
 	}
 }
 

@@ -20,7 +20,9 @@ import (
 // copies.
 type DeadLetter struct {
 	// Reason: "poison_event" (the sink refused it), "unknown_signal",
-	// "batch_missing", "batch_corrupt", or the converter's error text.
+	// "batch_missing", "batch_corrupt" or "convert_error" (Error holds the
+	// converter's message). It is also the reason label of
+	// buffer_entries_skipped.
 	Reason      string `json:"reason"`
 	Location    string `json:"location"`
 	Sequence    uint64 `json:"sequence"`
@@ -41,6 +43,16 @@ type DeadLetter struct {
 	Epoch        uint64    `json:"epoch"`
 	DeadLettered time.Time `json:"dead_lettered_at"`
 }
+
+// Dead-letter reasons: DeadLetter.Reason and the reason label of
+// buffer_entries_skipped use the same words.
+const (
+	reasonPoison        = "poison_event"
+	reasonUnknownSignal = "unknown_signal"
+	reasonConvert       = "convert_error"
+	reasonBatchMissing  = "batch_missing"
+	reasonBatchCorrupt  = "batch_corrupt"
+)
 
 // dlDir is the dead-letter folder of an entry.
 func (c *Consumer) dlDir(e manifest.Entry) string {
@@ -119,14 +131,14 @@ func (r *run) deadLetterRecord(ctx context.Context, e manifest.Entry, h format.H
 	c.log.Error("record cannot be converted; dead-lettering it", "location", e.Location, "sequence", e.Sequence, "record", idx, "error", cause)
 	i := idx
 	dl := DeadLetter{
-		Reason: cause.Error(), Location: e.Location, Sequence: e.Sequence, RecordIndex: &i,
+		Reason: reasonConvert, Location: e.Location, Sequence: e.Sequence, RecordIndex: &i,
 		Signal: h.Signal.String(), Encoding: h.Encoding.String(), Error: cause.Error(),
 		Records: [][]byte{rec},
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/convert-r%06d.json", c.dlDir(e), idx), dl); err != nil {
 		return err
 	}
-	c.m.EntriesSkipped.WithLabelValues("convert_error").Inc()
+	c.m.EntriesSkipped.WithLabelValues(reasonConvert).Inc()
 	return nil
 }
 
@@ -138,13 +150,13 @@ func (r *run) deadLetterRange(ctx context.Context, e manifest.Entry, rg metadata
 		"location", e.Location, "sequence", e.Sequence, "header", rg.h.String(), "records", len(recs), "first_record", from)
 	i := from
 	dl := DeadLetter{
-		Reason: "unknown_signal", Location: e.Location, Sequence: e.Sequence, RecordIndex: &i, RecordCount: len(recs),
+		Reason: reasonUnknownSignal, Location: e.Location, Sequence: e.Sequence, RecordIndex: &i, RecordCount: len(recs),
 		Signal: rg.h.Signal.String(), Encoding: rg.h.Encoding.String(), Error: cause.Error(), Records: recs,
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/unknown_signal-r%06d.json", c.dlDir(e), from), dl); err != nil {
 		return err
 	}
-	c.m.EntriesSkipped.WithLabelValues("unknown_signal").Add(float64(len(recs)))
+	c.m.EntriesSkipped.WithLabelValues(reasonUnknownSignal).Add(float64(len(recs)))
 	return nil
 }
 
@@ -156,13 +168,13 @@ func (r *run) deadLetterPoison(ctx context.Context, p pendingEvent, he *sink.HTT
 		"record", p.rec, "event", p.idx, "status", he.Status, "response", he.Body)
 	ri, ei := p.rec, p.idx
 	dl := DeadLetter{
-		Reason: "poison_event", Location: e.Location, Sequence: e.Sequence, RecordIndex: &ri, EventIndex: &ei,
+		Reason: reasonPoison, Location: e.Location, Sequence: e.Sequence, RecordIndex: &ri, EventIndex: &ei,
 		Status: he.Status, Response: he.Body, Event: p.ev,
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/poison-r%06d-e%04d.json", c.dlDir(e), ri, ei), dl); err != nil {
 		return err
 	}
 	c.m.SinkEvents.WithLabelValues("dead_lettered").Inc()
-	c.m.EntriesSkipped.WithLabelValues("poison").Inc()
+	c.m.EntriesSkipped.WithLabelValues(reasonPoison).Inc()
 	return nil
 }

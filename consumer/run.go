@@ -292,15 +292,15 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 	c := r.c
 	e := st.e
 	if res.missing {
-		return r.unreadable(ctx, e, "batch_missing", res.err, nil)
+		return r.unreadable(ctx, e, reasonBatchMissing, res.err, nil)
 	}
 	batch, err := format.DecodeBatch(res.data)
 	if err != nil {
-		return r.unreadable(ctx, e, "batch_corrupt", err, res.data)
+		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
 	}
 	rs, err := ranges(e, len(batch.Records))
 	if err != nil {
-		return r.unreadable(ctx, e, "batch_corrupt", err, res.data)
+		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
 	}
 	c.m.EntriesCollected.Add(float64(len(batch.Records)))
 	for _, rg := range rs {

@@ -80,7 +80,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		GCFilesDeleted:      c("buffer_gc_files_deleted", "Batch files cleaned by GC."),
 		GCFilesFailed:       c("buffer_gc_files_failed", "Failed GC file deletions."),
 		GCDuration:          h("buffer_gc_duration_seconds", "GC cycle wall time.", lat),
-		EntriesSkipped:      cv("buffer_entries_skipped", "Records not delivered but dead-lettered, by reason.", "reason"),
+		EntriesSkipped:      cv("buffer_entries_skipped", "Dead-lettered instead of delivered, by the dead letter's reason: poison_event (events), convert_error and unknown_signal (records), batch_missing and batch_corrupt (manifest entries).", "reason"),
 		BatchesCorrupt:      cv("buffer_batches_unreadable", "Referenced batches that were missing or corrupt, by reason.", "reason"),
 		ManifestWrites:      cv("buffer_manifest_writes", "Manifest write attempts.", "role"),
 		ManifestConflicts:   cv("buffer_manifest_conflicts", "Manifest CAS conflicts.", "role"),
