@@ -153,8 +153,32 @@ func New(ctx context.Context, c Config, opts ...Option) (*Store, error) {
 // Close releases the client.
 func (s *Store) Close() error { return s.client.Close() }
 
+// readAttempts bounds how often Read starts over after the body failed its
+// CRC32C check or broke off. A read has no side effect, so starting over is
+// always safe; fake-gcs-server serves a body and checksum of two different
+// generations when the object is replaced mid-read, and real GCS can break a
+// download off.
+const readAttempts = 4
+
 // Read implements cas.Store. The version is the object's generation.
 func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, error) {
+	for n := 1; ; n++ {
+		b, v, err := s.readOnce(ctx, name)
+		var be *bodyError
+		if !errors.As(err, &be) || n == readAttempts || ctx.Err() != nil {
+			return b, v, err
+		}
+	}
+}
+
+// bodyError is a read whose headers arrived but whose body did not, whole
+// and matching its checksum.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func (s *Store) readOnce(ctx context.Context, name string) ([]byte, cas.Version, error) {
 	r, err := s.bkt.Object(name).NewReader(ctx)
 	if errors.Is(err, storage.ErrObjectNotExist) {
 		return nil, "", fmt.Errorf("gcsstore: read %s: %w", name, cas.ErrNotExist)
@@ -165,7 +189,7 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, err
 	defer r.Close()
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, "", fmt.Errorf("gcsstore: read %s body: %w", name, err)
+		return nil, "", &bodyError{fmt.Errorf("gcsstore: read %s body: %w", name, err)}
 	}
 	// The reader pins the generation it started with, so b is exactly the
 	// content of this generation.
