@@ -404,8 +404,9 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 	h := newHarness(t, openmetertest.Options{})
 	now := time.Now().UnixMilli()
 	unknown := format.NewHeader(format.SignalType(9), format.EncodingCloudEventsJSON)
-	// Entry 0: a record that is not a JSON object between two good ones.
-	h.put([][]byte{event("a"), []byte("not json"), event("b")}, nil)
+	// Entry 0: a record that is not a JSON object and one that only looks
+	// like one, between good ones.
+	h.put([][]byte{event("a"), []byte("not json"), event("b"), []byte(`{"id":"broken",}`)}, nil)
 	// Entry 1: two metadata items, events then an unknown signal.
 	h.put([][]byte{event("c"), []byte("x1"), []byte("x2"), []byte("x3")}, []manifest.Metadata{
 		{StartIndex: 0, IngestionTimeMs: now, Payload: format.EventsHeader.Bytes()},
@@ -432,9 +433,13 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 			conv = append(conv, dl)
 		}
 	}
-	if len(conv) != 1 || conv[0].Reason != "convert_error" || conv[0].Sequence != 0 || *conv[0].RecordIndex != 1 || !strings.Contains(conv[0].Error, "not a JSON object") ||
+	slices.SortFunc(conv, func(a, b DeadLetter) int { return *a.RecordIndex - *b.RecordIndex })
+	if len(conv) != 2 || conv[0].Reason != "convert_error" || conv[0].Sequence != 0 || *conv[0].RecordIndex != 1 || !strings.Contains(conv[0].Error, "not a JSON object") ||
 		len(conv[0].Records) != 1 || string(conv[0].Records[0]) != "not json" {
 		t.Fatalf("converter dead letters %+v", conv)
+	}
+	if c := conv[1]; c.Reason != "convert_error" || *c.RecordIndex != 3 || !strings.Contains(c.Error, "not valid JSON") || string(c.Records[0]) != `{"id":"broken",}` {
+		t.Fatalf("invalid JSON dead letter %+v", c)
 	}
 	if len(unk) != 2 {
 		t.Fatalf("unknown-signal dead letters %+v", unk)
@@ -449,7 +454,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 	if v := value(h.m.EntriesSkipped.WithLabelValues("unknown_signal")); v != 4 {
 		t.Fatalf("skipped unknown_signal %v", v)
 	}
-	if v := value(h.m.EntriesSkipped.WithLabelValues("convert_error")); v != 1 {
+	if v := value(h.m.EntriesSkipped.WithLabelValues("convert_error")); v != 2 {
 		t.Fatalf("skipped convert_error %v", v)
 	}
 }

@@ -340,11 +340,13 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 }
 
 // checkEvents refuses converter output that no sink could send, so one
-// bad converter result is dead-lettered instead of stalling the queue.
+// bad converter result is dead-lettered instead of stalling the queue. It is
+// the one JSON validation on the delivery path: converters and sinks rely on
+// it.
 func checkEvents(evs []json.RawMessage) error {
 	for j, ev := range evs {
 		if !json.Valid(ev) {
-			return fmt.Errorf("converter produced invalid JSON for event %d", j)
+			return fmt.Errorf("event %d of the record is not valid JSON", j)
 		}
 	}
 	return nil
