@@ -207,6 +207,44 @@ func Decode(b []byte) (*Manifest, error) {
 	return m, nil
 }
 
+// scanLocations walks the entry block of b and calls fn with each entry's
+// sequence and location, without decoding metadata or allocating: it is how
+// a producer checks whether an append landed while appends stay free of
+// decoding. The location aliases b. It checks only what the walk needs
+// (entry lengths, location bounds, the entry count); Decode checks the rest.
+func scanLocations(b []byte, fn func(seq uint64, loc []byte)) error {
+	f, err := ReadFooter(b)
+	if err != nil || len(b) == 0 {
+		return err
+	}
+	block := b[:len(b)-FooterSize]
+	off, n := 0, uint32(0)
+	for off < len(block) {
+		if len(block)-off < 4 {
+			return corrupt(ErrEntryOverrun, "%d stray bytes at offset %d", len(block)-off, off)
+		}
+		l := binary.LittleEndian.Uint32(block[off:])
+		if uint64(l) > uint64(len(block)-off-4) {
+			return corrupt(ErrEntryOverrun, "entry %d at offset %d has length %d, %d bytes left", n, off, l, len(block)-off-4)
+		}
+		body := block[off+4 : off+4+int(l)]
+		if len(body) < 8+2 {
+			return corrupt(ErrEntryMalformed, "entry %d at offset %d: %d bytes, need at least 10 for sequence and location length", n, off, len(body))
+		}
+		ll := int(binary.LittleEndian.Uint16(body[8:]))
+		if len(body)-10 < ll+4 {
+			return corrupt(ErrEntryMalformed, "entry %d at offset %d: location of %d bytes and metadata count do not fit in %d bytes", n, off, ll, len(body)-10)
+		}
+		fn(binary.LittleEndian.Uint64(body), body[10:10+ll])
+		off += 4 + int(l)
+		n++
+	}
+	if n != f.EntryCount {
+		return corrupt(ErrEntryCount, "found %d entries, footer says %d", n, f.EntryCount)
+	}
+	return nil
+}
+
 // decodeEntry decodes the body of one entry (after entry_len).
 func decodeEntry(b []byte) (Entry, error) {
 	var e Entry

@@ -149,12 +149,23 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 		return nil, nil
 	}
 	var seqs []uint64
+	// since is the next_sequence of the manifest the first write of unknown
+	// outcome was based on. next_sequence only grows and a landed write
+	// moves it, so while it is unchanged nothing of ours can be there.
+	// (Recommit starts uncertain with no base: since stays 0, and 0 never
+	// matches a manifest that holds the entries.)
+	var since uint64
+	sinceKnown := false
 	err := q.retry(ctx, "append", func(ctx context.Context, _ int) (bool, error) {
 		b, v, err := q.read(ctx)
 		if err != nil {
 			return false, err
 		}
-		if uncertain {
+		f, err := ReadFooter(b)
+		if err != nil {
+			return false, err
+		}
+		if uncertain && !(sinceKnown && f.NextSequence == since) {
 			if found, err := findLocations(b, entries); err != nil {
 				return false, err
 			} else if found != nil {
@@ -167,7 +178,14 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 			return true, err
 		}
 		if err := q.write(ctx, out, v); err != nil {
-			uncertain = true
+			// Our stores send a conditional write once, so a conflict is a
+			// refusal; but a store whose client retries can answer 412 to
+			// a write that landed (RFC 0002), so every failed write is
+			// treated as possibly landed. The check costs a walk over the
+			// locations, and nothing when next_sequence has not moved.
+			if !uncertain {
+				uncertain, since, sinceKnown = true, f.NextSequence, true
+			}
 			return false, err
 		}
 		seqs = s
@@ -182,14 +200,20 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 // whole group with consecutive sequences, and the consumer may since have
 // dequeued a head of it, so finding any suffix of the group proves the write
 // landed; the sequences of the dequeued head follow from those of the rest.
+// It walks the manifest's locations without decoding entries, and keeps
+// only the group's own locations in memory.
 func findLocations(b []byte, entries []NewEntry) ([]uint64, error) {
-	m, err := Decode(b)
-	if err != nil {
-		return nil, err
+	pos := make(map[string]int, len(entries))
+	for i, e := range entries {
+		pos[e.Location] = i
 	}
-	bySeq := make(map[string]uint64, len(m.Entries))
-	for _, e := range m.Entries {
-		bySeq[e.Location] = e.Sequence
+	bySeq := make(map[string]uint64, len(entries))
+	if err := scanLocations(b, func(seq uint64, loc []byte) {
+		if _, ok := pos[string(loc)]; ok {
+			bySeq[string(loc)] = seq
+		}
+	}); err != nil {
+		return nil, err
 	}
 	first := -1
 	var base uint64

@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -625,4 +626,83 @@ func TestHooksCalled(t *testing.T) {
 		t.Fatalf("writes %d conflicts %d, want 2 and 1", writes.Load(), conflicts.Load())
 	}
 	_ = cas.ErrConflict
+}
+
+// TestAppendRetryDoesNotDecodeEntries: after a failed write the producer
+// checks whether its entries landed by walking locations only, so entries
+// whose metadata it cannot decode do not stop it (Decode would refuse this
+// manifest), and an unchanged next_sequence skips even that walk.
+func TestAppendRetryDoesNotDecodeEntries(t *testing.T) {
+	// One entry whose metadata count claims more items than it holds.
+	body := binary.LittleEndian.AppendUint64(nil, 0) // sequence
+	body = binary.LittleEndian.AppendUint16(body, 5)
+	body = append(body, "other"...)
+	body = binary.LittleEndian.AppendUint32(body, 1000) // metadata_count, no items
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
+	b = append(b, body...)
+	b = manifest.AppendFooter(b, manifest.Footer{EntryCount: 1, NextSequence: 1, Version: manifest.Version})
+	if _, err := manifest.Decode(b); err == nil {
+		t.Fatal("the opaque entry decodes; the test needs one that does not")
+	}
+	errReset := errors.New("connection reset")
+	appendOther := func(s *memstore.Store) error {
+		cur, v, err := s.Read(context.Background(), qpath)
+		if err != nil {
+			return err
+		}
+		out, _, err := manifest.AppendEntries(cur, locs("o", 1))
+		if err != nil {
+			return err
+		}
+		_, err = s.WriteIf(context.Background(), qpath, out, v)
+		return err
+	}
+	for _, c := range []struct {
+		name          string
+		before, after func(*memstore.Store) error // first write only
+		wantEntries   uint32
+	}{
+		{"conflict", func(*memstore.Store) error { return fmt.Errorf("%w: injected", cas.ErrConflict) }, nil, 3},
+		{"unknown outcome, not landed", func(*memstore.Store) error { return errReset }, nil, 3},
+		{"unknown outcome, landed", nil, func(*memstore.Store) error { return errReset }, 3},
+		{"unknown outcome, not landed, another producer appended", func(s *memstore.Store) error {
+			if err := appendOther(s); err != nil {
+				return err
+			}
+			return errReset
+		}, nil, 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := memstore.New()
+			if _, err := s.WriteIf(context.Background(), qpath, b, ""); err != nil {
+				t.Fatal(err)
+			}
+			var nb, na atomic.Int64
+			s.BeforeWrite = func(string) error {
+				if c.before != nil && nb.Add(1) == 1 {
+					return c.before(s)
+				}
+				return nil
+			}
+			s.AfterWrite = func(string) error {
+				if c.after != nil && na.Add(1) == 1 {
+					return c.after(s)
+				}
+				return nil
+			}
+			q := manifest.NewQueue(s, qpath, fastOpts())
+			seqs, err := q.Append(context.Background(), locs("x", 2)...)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			cur, _, _ := s.Read(context.Background(), qpath)
+			f, err := manifest.ReadFooter(cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []uint64{f.NextSequence - 2, f.NextSequence - 1}; !reflect.DeepEqual(seqs, want) || f.EntryCount != c.wantEntries || uint64(f.EntryCount) != f.NextSequence {
+				t.Fatalf("seqs %v, footer %+v, want %d entries and the last two sequences", seqs, f, c.wantEntries)
+			}
+		})
+	}
 }
