@@ -197,6 +197,10 @@ func (e *Encoder) Finish() ([]byte, error) {
 		out = append(out, e.block...)
 		return AppendFooter(out, f), nil
 	case CompressionZstd:
+		if e.count == 0 {
+			// An empty batch is just the footer, whatever its compression.
+			return AppendFooter(make([]byte, 0, FooterSize), f), nil
+		}
 		enc, _, err := zstdCodecs()
 		if err != nil {
 			return nil, err

@@ -102,22 +102,36 @@ func assertRecords(t *testing.T, got, want [][]byte) {
 }
 
 func TestEmptyBatchIsFooterOnly(t *testing.T) {
-	b, err := format.EncodeBatch(format.CompressionNone, nil)
+	for _, c := range []struct {
+		c    format.Compression
+		want []byte
+	}{
+		{format.CompressionNone, []byte{0x00, 0, 0, 0, 0, 0x01, 0x00}},
+		{format.CompressionZstd, []byte{0x01, 0, 0, 0, 0, 0x01, 0x00}},
+	} {
+		b, err := format.EncodeBatch(c.c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, c.want) {
+			t.Fatalf("empty %s batch = % x, want % x", c.c, b, c.want)
+		}
+		got, err := format.DecodeBatch(b)
+		if err != nil {
+			t.Fatalf("empty %s batch: %v", c.c, err)
+		}
+		if len(got.Records) != 0 || got.Footer.Compression != c.c {
+			t.Fatalf("empty %s batch decoded to %+v", c.c, got)
+		}
+	}
+	// An empty zstd frame before the footer (older writers) is read too.
+	frame, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []byte{0x00, 0, 0, 0, 0, 0x01, 0x00}
-	if !bytes.Equal(b, want) {
-		t.Fatalf("empty batch = % x, want % x", b, want)
-	}
-	// A zstd empty batch written as a bare footer (no frame) is accepted too.
-	bare := []byte{0x01, 0, 0, 0, 0, 0x01, 0x00}
-	got, err := format.DecodeBatch(bare)
-	if err != nil {
-		t.Fatalf("bare zstd footer: %v", err)
-	}
-	if len(got.Records) != 0 || got.Footer.Compression != format.CompressionZstd {
-		t.Fatalf("bare zstd footer decoded to %+v", got)
+	old := append(frame.EncodeAll(nil, nil), 0x01, 0, 0, 0, 0, 0x01, 0x00)
+	if got, err := format.DecodeBatch(old); err != nil || len(got.Records) != 0 {
+		t.Fatalf("empty zstd frame + footer: %+v, %v", got, err)
 	}
 }
 
