@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,5 +296,75 @@ func TestYAMLRoundTrip(t *testing.T) {
 		got.S3.SecretKey != cfg.S3.SecretKey || got.S3.Insecure != cfg.S3.Insecure || got.Prefix != cfg.Prefix ||
 		got.S3.BucketLookupType != cfg.S3.BucketLookupType {
 		t.Fatalf("round trip changed the config:\n%+v\nwant\n%+v", got, cfg)
+	}
+}
+
+// TestWriteIfStatusMapping: how each answer to a conditional PUT is read.
+// A precondition failure (412), AWS's 409 ConditionalRequestConflict and a
+// 404 on If-Match are conflicts; a missing bucket and a 5xx are not. Each
+// conditional PUT is sent exactly once, whatever the answer.
+func TestWriteIfStatusMapping(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		status       int
+		code         string
+		version      cas.Version
+		wantConflict bool
+	}{
+		{"412 on If-Match", 412, "PreconditionFailed", "v1", true},
+		{"412 on If-None-Match", 412, "PreconditionFailed", "", true},
+		{"409 ConditionalRequestConflict", 409, "ConditionalRequestConflict", "v1", true},
+		{"409 ConditionalRequestConflict on create", 409, "ConditionalRequestConflict", "", true},
+		{"404 NoSuchKey on If-Match", 404, "NoSuchKey", "v1", true},
+		{"404 without a code on If-Match", 404, "", "v1", true},
+		{"404 NoSuchBucket on If-Match", 404, "NoSuchBucket", "v1", false},
+		{"404 NoSuchBucket on create", 404, "NoSuchBucket", "", false},
+		{"409 OperationAborted", 409, "OperationAborted", "v1", false},
+		{"503 SlowDown", 503, "SlowDown", "v1", false},
+		{"500 InternalError", 500, "InternalError", "", false},
+		{"403 AccessDenied", 403, "AccessDenied", "v1", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var puts int
+			var ifMatch, ifNoneMatch string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut {
+					mu.Lock()
+					puts++
+					ifMatch, ifNoneMatch = r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
+					mu.Unlock()
+				}
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(c.status)
+				if c.code != "" {
+					fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>injected</Message><Resource>/b/m</Resource><RequestId>1</RequestId></Error>`, c.code)
+				}
+			}))
+			defer srv.Close()
+			cfg := fakeS3(t)
+			cfg.S3.Endpoint = strings.TrimPrefix(srv.URL, "http://")
+			s := newStore(t, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := s.WriteIf(ctx, "m", []byte("x"), c.version)
+			if err == nil {
+				t.Fatal("WriteIf succeeded against an error answer")
+			}
+			if got := errors.Is(err, cas.ErrConflict); got != c.wantConflict {
+				t.Fatalf("conflict = %v, want %v: %v", got, c.wantConflict, err)
+			}
+			if !c.wantConflict && !strings.Contains(err.Error(), "outcome unknown") && c.status >= 500 {
+				t.Errorf("error %q does not say the outcome is unknown", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if puts != 1 {
+				t.Fatalf("%d PUTs sent, want exactly 1", puts)
+			}
+			if c.version != "" && ifMatch == "" || c.version == "" && ifNoneMatch != "*" {
+				t.Fatalf("If-Match %q If-None-Match %q for version %q", ifMatch, ifNoneMatch, c.version)
+			}
+		})
 	}
 }
