@@ -51,6 +51,7 @@ var (
 		cel.Variable("count", cel.IntType),
 		cel.Variable("sum", cel.DoubleType),
 		cel.Variable("start_time", cel.TimestampType),
+		cel.Variable("end_time", cel.TimestampType),
 		cel.Variable("point", attrMap),
 		cel.Variable("flags", cel.IntType),
 	}

@@ -325,6 +325,7 @@ func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error
 						"count":       p.count,
 						"sum":         p.sum,
 						"start_time":  nsTime(p.start),
+						"end_time":    nsTime(p.time),
 						"point":       p.fields,
 						"flags":       int64(p.flags),
 					}
@@ -337,6 +338,7 @@ func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error
 						putIf(d, "temporality", p.temporality, p.temporality != "")
 						putIf(d, "monotonic", p.monotonic, p.kind == "sum")
 						putIf(d, "start_time", formatTime(nsTime(p.start)), p.start != 0)
+						putIf(d, "end_time", formatTime(nsTime(p.time)), p.time != 0)
 						return d, nil
 					}
 					pos := fmt.Sprintf("resource %d scope %d metric %d (%q) %s data point %d", ri, si, mi, m.GetName(), p.kind, pi)

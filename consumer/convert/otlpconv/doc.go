@@ -63,7 +63,8 @@
 //	data     logs: attributes, body, severity_text, severity_number,
 //	         event_name, trace_id, span_id (empty ones left out);
 //	         metrics: name, kind, unit, temporality, monotonic (sums),
-//	         start_time, attributes and the `point` fields;
+//	         start_time, end_time (the point's time; both RFC 3339,
+//	         left out when 0), attributes and the `point` fields;
 //	         traces: name, kind, duration_ms, status_code, status_message,
 //	         trace_id, span_id, parent_span_id, start_time, end_time, attributes.
 //
@@ -87,7 +88,9 @@
 // "exponential_histogram", "summary"), temporality ("delta", "cumulative",
 // "unspecified"; "" for gauge and summary), monotonic (bool), value (double:
 // the number of a sum or gauge, the sum of the others), count (int: of
-// histograms and summaries), sum (double), start_time, flags, and point
+// histograms and summaries), sum (double), start_time, end_time (the
+// point's time_unix_nano; `time` falls back to the ingestion time when it is
+// 0, end_time does not), flags, and point
 // (map): sum/gauge {value (int or double as sent)}; histogram {count, sum,
 // min, max, bucket_counts, explicit_bounds}; exponential histogram {count,
 // sum, min, max, scale, zero_count, zero_threshold, positive and negative
