@@ -47,6 +47,13 @@ type run struct {
 	completeThrough, dequeuedThrough uint64
 	leaseChecked                     time.Time
 	lastDequeue                      time.Time // last dequeue attempt
+
+	// The lag gauge's source, shared with refreshLag: the ingestion time
+	// (Unix ms) of the oldest undelivered entry; lagHave is false when
+	// nothing is undelivered, lagMs <= 0 when the entry has no time.
+	lagMu   sync.Mutex
+	lagHave bool
+	lagMs   int64
 }
 
 // Run fences older consumers and delivers the queue until ctx is done
@@ -86,7 +93,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer func() { stopGC(); wg.Wait() }()
 
 	r := &run{c: c, lease: lease}
+	lagCtx, stopLag := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); r.refreshLag(lagCtx) }()
 	err := r.loop(ctx)
+	stopLag()
 	if errors.Is(err, manifest.ErrFenced) {
 		c.log.Error("consumer fenced by a newer consumer; stopping", "manifest", c.q.Path(), "epoch", lease.Epoch(), "error", err)
 		return fmt.Errorf("consumer: %w", err)
@@ -418,7 +429,8 @@ func (r *run) dequeue(ctx context.Context) error {
 	return nil
 }
 
-// updateLag sets the lag gauge from the oldest undelivered entry.
+// updateLag records the oldest undelivered entry's ingestion time as the
+// lag's source and sets the gauge from it.
 func (r *run) updateLag() {
 	var oldest *manifest.Entry
 	switch {
@@ -427,21 +439,52 @@ func (r *run) updateLag() {
 	case len(r.waiting) > 0:
 		oldest = &r.waiting[0]
 	}
-	if oldest == nil {
-		r.c.m.ConsumerLagSeconds.Set(0)
-		return
-	}
 	var ms int64
-	for i, md := range oldest.Metadata {
-		if i == 0 || md.IngestionTimeMs < ms {
-			ms = md.IngestionTimeMs
+	if oldest != nil {
+		for i, md := range oldest.Metadata {
+			if i == 0 || md.IngestionTimeMs < ms {
+				ms = md.IngestionTimeMs
+			}
 		}
 	}
-	if ms <= 0 {
-		return
+	r.lagMu.Lock()
+	r.lagHave, r.lagMs = oldest != nil, ms
+	r.lagMu.Unlock()
+	r.publishLag()
+}
+
+// publishLag sets the lag gauge: now minus the recorded ingestion time, 0
+// when nothing is undelivered; an entry without a time leaves it as is.
+func (r *run) publishLag() {
+	r.lagMu.Lock()
+	defer r.lagMu.Unlock()
+	switch {
+	case !r.lagHave:
+		r.c.m.ConsumerLagSeconds.Set(0)
+	case r.lagMs > 0:
+		lag := r.c.now().Sub(time.UnixMilli(r.lagMs)).Seconds()
+		r.c.m.ConsumerLagSeconds.Set(max(lag, 0))
 	}
-	lag := r.c.now().Sub(time.UnixMilli(ms)).Seconds()
-	r.c.m.ConsumerLagSeconds.Set(max(lag, 0))
+}
+
+// lagRefresh bounds how stale the lag gauge gets while the consumer waits.
+const lagRefresh = time.Second
+
+// refreshLag keeps the lag gauge growing while the run goroutine waits on
+// something other than the manifest (a failing sink, fetch or dead-letter
+// write, each retried forever): it republishes the lag every PollInterval
+// (at most lagRefresh) until ctx ends.
+func (r *run) refreshLag(ctx context.Context) {
+	t := time.NewTicker(min(r.c.cfg.PollInterval, lagRefresh))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.publishLag()
+		}
+	}
 }
 
 // statusClass is how the consumer reacts to a sink answer.
@@ -539,6 +582,7 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
+		r.publishLag() // the wait made the lag grow
 		// A newer consumer may have taken over while the sink was down:
 		// stop instead of delivering alongside it.
 		if time.Since(r.leaseChecked) >= c.cfg.PollInterval {
