@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -76,9 +77,17 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	q := manifest.NewQueue(store, mpath, manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond, RetryTimeout: 60 * time.Second})
 	dir := os.Getenv(envDir)
 	id := os.Getenv(envID)
+	// Every conflict the store reports is one line in the role's conflict
+	// log, so the test can prove the processes really raced.
+	clog, err := openLog(filepath.Join(dir, "conflicts-"+role+"-"+id+".log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	q := manifest.NewQueue(store, mpath, manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 50 * time.Millisecond, RetryTimeout: 60 * time.Second,
+		OnConflict: func() { _ = clog.printf("conflict") }})
 	seed, _ := strconv.ParseUint(os.Getenv(envSeed), 10, 64)
 	r := rand.New(rand.NewPCG(seed, uint64(os.Getpid())))
 	switch role {
@@ -291,7 +300,9 @@ func runMultiProcess(t *testing.T, spec string, producers, perProducer int) {
 	}
 	var mu sync.Mutex
 	kills := map[string]int{}
-	deadline := time.Now().Add(45 * time.Second)
+	// Generous: a loaded 2-core CI machine restarting processes is slow,
+	// and a pass takes a few seconds.
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
 			for _, p := range procs {
@@ -349,7 +360,7 @@ func runMultiProcess(t *testing.T, spec string, producers, perProducer int) {
 			if err != nil {
 				t.Fatalf("consumer %s: %v\n%s", p.id, err, p.stderr)
 			}
-		case <-time.After(30 * time.Second):
+		case <-time.After(90 * time.Second):
 			_ = p.cmd.Process.Kill()
 			t.Fatalf("consumer %s did not stop", p.id)
 		}
@@ -397,12 +408,20 @@ func parsePairs(fields []string) (map[string]uint64, error) {
 func checkLogs(t *testing.T, dir string, producers, perProducer int, left *manifest.Manifest, kills map[string]int) {
 	t.Helper()
 	acked := map[string]uint64{}
+	conflicts := 0
 	for i := 0; i < producers; i++ {
 		lines, err := readLines(filepath.Join(dir, fmt.Sprintf("producer-%d.log", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
+		cl, err := readLines(filepath.Join(dir, fmt.Sprintf("conflicts-producer-%d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conflicts += len(cl)
 		sawDone := false
+		var last uint64
+		haveLast := false
 		for _, l := range lines {
 			switch {
 			case len(l) > 2 && l[0] == "ack":
@@ -410,9 +429,17 @@ func checkLogs(t *testing.T, dir string, producers, perProducer int, left *manif
 				if err != nil {
 					t.Fatalf("producer %d log: %v", i, err)
 				}
+				// One producer appends one group at a time, so its
+				// sequences increase from ack to ack.
+				lo, hi := uint64(math.MaxUint64), uint64(0)
 				for loc, s := range pairs {
 					acked[loc] = s
+					lo, hi = min(lo, s), max(hi, s)
 				}
+				if haveLast && lo <= last {
+					t.Errorf("producer %d: %s got sequences from %d, not above its previous %d", i, l[1], lo, last)
+				}
+				last, haveLast = hi, true
 			case len(l) == 1 && l[0] == "done":
 				sawDone = true
 			}
@@ -516,9 +543,12 @@ func checkLogs(t *testing.T, dir string, producers, perProducer int, left *manif
 	if twice > 0 {
 		t.Errorf("%d locations removed by two dequeues (no lost responses here, so no re-append is possible)", twice)
 	}
-	t.Logf("%d acked locations over %d producers × %d batches; %d dequeues, %d fenced dequeues, %d fences; kills %v; %d left for the final drain",
-		len(acked), producers, perProducer, dequeues, fencedDequeues, len(fenceSeen), kills, len(left.Entries))
+	t.Logf("%d acked locations over %d producers × %d batches; %d producer conflicts; %d dequeues, %d fenced dequeues, %d fences; kills %v; %d left for the final drain",
+		len(acked), producers, perProducer, conflicts, dequeues, fencedDequeues, len(fenceSeen), kills, len(left.Entries))
 	if kills["producer"]+kills["consumer"] == 0 || dequeues == 0 || len(acked) == 0 {
 		t.Error("the run did not exercise kills, dequeues and appends")
+	}
+	if conflicts == 0 {
+		t.Error("no producer append met a conflict: the processes did not race on the manifest")
 	}
 }
