@@ -217,7 +217,7 @@ otlp_http: ""
 		p.start(t)
 	}
 	for _, p := range all {
-		if !waitHealthy(p.addr, 30*time.Second) {
+		if !waitHealthy(p.addr, 90*time.Second) {
 			t.Fatalf("%s did not become healthy", p.name)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 // timeout bounds every case; a provider that hangs fails instead of
 // stalling the whole test binary.
-const timeout = 45 * time.Second
+const timeout = 3 * time.Minute
 
 // Run runs the acceptance suite. newStore is called once per case and may
 // return a store shared with other cases: every case uses object names
