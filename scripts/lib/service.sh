@@ -20,9 +20,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="$ROOT/.cache"
-# Installed tools live outside the checkout (BUCKETQ_TOOLS_DIR, set by the
-# Makefile) so a fresh clone on the same machine reuses them.
-TOOLS="${BUCKETQ_TOOLS_DIR:-$CACHE}"
+# Installed tools live outside the checkout, in BUCKETQ_TOOLS_DIR (default
+# ~/.cache/bucketq-tools, the same default as the Makefile's), so a fresh
+# clone on the same machine, or a script run without make, reuses them.
+TOOLS="${BUCKETQ_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bucketq-tools}"
 STATE="${BUCKETQ_SERVICE_STATE:-$CACHE}"
 DATA="$STATE/$SERVICE-data"
 PIDFILE="$STATE/$SERVICE.pid"

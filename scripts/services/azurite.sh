@@ -4,7 +4,7 @@
 # Runs Azurite's blob service (MIT) with node on 127.0.0.1, on a free port,
 # data under STATE/azurite-data, log in STATE/azurite.log, where STATE is
 # $BUCKETQ_SERVICE_STATE (with-services.sh sets a fresh one per run) or
-# .cache. Azurite is installed once with npm into .cache/azurite.
+# .cache. Azurite is installed once with npm into $BUCKETQ_TOOLS_DIR/azurite.
 # `up` creates the container and writes STATE/env/azurite.env with
 # BUCKETQ_TEST_AZURE_ENDPOINT (blob service URL incl. the account),
 # _ACCOUNT, _KEY (Azurite's well-known dev account) and _CONTAINER; `down`

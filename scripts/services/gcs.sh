@@ -4,7 +4,7 @@
 # Runs fake-gcs-server (BSD-2-Clause) over plain HTTP on 127.0.0.1, on a free
 # port, filesystem backend under STATE/gcs-data, log in STATE/gcs.log, where
 # STATE is $BUCKETQ_SERVICE_STATE (with-services.sh sets a fresh one per run)
-# or .cache. The binary is built once into .cache/bin with `go install`.
+# or .cache. The binary is built once into $BUCKETQ_TOOLS_DIR/bin with `go install`.
 # `up` writes STATE/env/gcs.env with BUCKETQ_TEST_GCS_ENDPOINT (base URL) and
 # BUCKETQ_TEST_GCS_BUCKET; `down` stops it and removes its data; `env` prints
 # the env file. The shared service logic is in scripts/lib/service.sh.

@@ -15,17 +15,19 @@ SERVICE=s3 PROG=versitygw PROG_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/service.sh"
 
 BIN="$TOOLS/bin/versitygw"
+STAMP="$TOOLS/bin/versitygw.version"
 BUCKET="bucketq-test"
 ACCESS_KEY="bucketq-test-access"
 SECRET_KEY="bucketq-test-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 build() {
-	[[ -x "$BIN" ]] && return 0
+	[[ -x "$BIN" && "$(cat "$STAMP" 2>/dev/null)" == "$PROG_VERSION" ]] && return 0
 	mkdir -p "$TOOLS/bin"
 	log "building versitygw $PROG_VERSION into $BIN (first run only, ~2 min)"
 	retry_install "go install versitygw" env GOBIN="$TOOLS/bin" \
 		go install "github.com/versity/versitygw/cmd/versitygw@$PROG_VERSION" ||
 		die "could not build versitygw $PROG_VERSION"
+	echo "$PROG_VERSION" >"$STAMP"
 }
 
 up() {
