@@ -8,7 +8,9 @@
 //	config: {...}       # the provider's objstore config
 //	prefix: some/prefix # optional; applies to data and manifest alike
 //
-// FILESYSTEM uses fsstore on the same directory, S3 uses s3store from the
+// FILESYSTEM uses fsstore on the same directory, and its data bucket is
+// NewDurableFilesystem (objstore's, with an Upload that fsyncs the batch and
+// renames it into place before returning); S3 uses s3store from the
 // same config; other providers need a CAS opener registered with
 // RegisterCAS (bucket/cloud.go registers GCS and AZURE).
 package bucket
@@ -27,7 +29,6 @@ import (
 
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/client"
-	"github.com/thanos-io/objstore/providers/filesystem"
 	"gopkg.in/yaml.v3"
 
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -111,7 +112,19 @@ func Open(ctx context.Context, confYAML []byte, logger *slog.Logger) (objstore.B
 	if err != nil {
 		return nil, nil, fmt.Errorf("bucket config (type %s): manifest store: %w", provider, err)
 	}
-	bkt, err := client.NewBucket(kitLogger{logger}, confYAML, "bucketq", nil)
+	var bkt objstore.Bucket
+	if provider == string(objstore.FILESYSTEM) {
+		// objstore's own filesystem Upload does not fsync: use ours.
+		var dir string
+		if dir, err = filesystemDir(c); err == nil {
+			bkt, err = NewDurableFilesystem(dir)
+		}
+		if bkt != nil {
+			bkt = objstore.NewPrefixedBucket(bkt, c.Prefix)
+		}
+	} else {
+		bkt, err = client.NewBucket(kitLogger{logger}, confYAML, "bucketq", nil)
+	}
 	if err != nil {
 		closeStore(store)
 		return nil, nil, fmt.Errorf("bucket config (type %s): data bucket: %w", provider, err)
@@ -128,7 +141,7 @@ func OpenDir(dir string) (objstore.Bucket, cas.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	bkt, err := filesystem.NewBucket(store.Root())
+	bkt, err := NewDurableFilesystem(store.Root())
 	if err != nil {
 		return nil, nil, fmt.Errorf("bucket directory %q: %w", dir, err)
 	}
@@ -142,16 +155,25 @@ func FilesystemCAS(_ context.Context, confYAML []byte) (cas.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := filesystemDir(c)
+	if err != nil {
+		return nil, err
+	}
+	return fsstore.New(dir)
+}
+
+// filesystemDir is the directory of a FILESYSTEM config.
+func filesystemDir(c clientConfig) (string, error) {
 	var fc struct {
 		Directory string `yaml:"directory"`
 	}
 	if err := c.Config.Decode(&fc); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return "", fmt.Errorf("config: %w", err)
 	}
 	if fc.Directory == "" {
-		return nil, errors.New("config: key \"directory\" is missing or empty")
+		return "", errors.New("config: key \"directory\" is missing or empty")
 	}
-	return fsstore.New(filepath.Clean(fc.Directory))
+	return filepath.Clean(fc.Directory), nil
 }
 
 // S3CAS is the built-in S3 opener: s3store from the same config.
