@@ -76,7 +76,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		writeCommandHelp(stdout, cmd)
 		return exitOK
 	case errors.As(err, &ce):
-		fmt.Fprintf(stderr, "bucketq: %v (see bucketq help %s)\n", err, cmd)
+		// One line, even when a wrapped message (a CEL or YAML error)
+		// spans several.
+		fmt.Fprintf(stderr, "bucketq: %s (see bucketq help %s)\n", config.OneLine(err.Error()), cmd)
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "bucketq: %v\n", err)

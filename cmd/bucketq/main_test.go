@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/format"
@@ -103,6 +105,82 @@ func TestUsageErrorsExit2(t *testing.T) {
 		if tc.args != nil && strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("%q: error is not one line: %q", tc.args, errOut)
 		}
+	}
+}
+
+// TestConfigErrorsExit2 runs the commands with config and flag errors
+// that used to exit 1 at bind time, print several lines, or pass: each
+// must exit 2 before any I/O with one line naming the key.
+func TestConfigErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badCEL := file("cel.yaml", "conversion:\n  logs:\n    type: 'foo +'\n")
+	twoCEL := file("cel2.yaml", "conversion:\n  metrics:\n    subject: 'a + b'\n")
+	badYAML := file("typo.yaml", "conversion:\n  logs:\n    typ: '\"x\"'\n    sourc: '\"y\"'\n")
+	alias := file("alias.yaml", "data_prefix: a/data\ndata_path_prefix: b/data\n")
+	small := file("small.yaml", "max_buffered_bytes: 4MiB\n")
+	// Each command gets its own bucket directory and no listener beyond
+	// the one under test, so a missing check cannot touch shared state.
+	withDefaults := func(args []string) []string {
+		out := append([]string{}, args...)
+		out = append(out, "--bucket-dir", filepath.Join(dir, "bucket"))
+		flags := []string{"--listen"}
+		if args[0] != "consume" {
+			flags = append(flags, "--otlp-grpc", "--otlp-http")
+		}
+		for _, f := range flags {
+			if !slices.Contains(args, f) {
+				out = append(out, f, "")
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string // all on the one line
+	}{
+		{[]string{"produce", "--listen", "127.0.0.1:99999"}, []string{`bucketq: flag --listen: invalid address "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`}},
+		{[]string{"run", "--listen", "127.0.0.1:abc"}, []string{`bucketq: flag --listen: invalid address "127.0.0.1:abc": port "abc"`}},
+		{[]string{"produce", "--otlp-grpc", "127.0.0.1:70000"}, []string{`flag --otlp-grpc: invalid address "127.0.0.1:70000"`}},
+		{[]string{"produce", "--otlp-http", "localhost:x"}, []string{`flag --otlp-http: invalid address "localhost:x"`}},
+		{[]string{"consume", "--config", badCEL}, []string{`bucketq: config key "conversion": otlpconv: logs.type: expression ` + "`foo +`", `<input>:1:6: Syntax error`}},
+		{[]string{"run", "--config", twoCEL}, []string{`config key "conversion"`, `undeclared reference to 'a'`, `undeclared reference to 'b'`}},
+		{[]string{"consume", "--config", badYAML}, []string{`config key "conversion"`, `field typ not found`, `field sourc not found`}},
+		{[]string{"run", "--config", alias}, []string{`bucketq: config key "data_path_prefix" (line 2): alias of "data_prefix", which is also set, to a different value ("a/data", line 1)`}},
+		{[]string{"produce", "--max-buffered-bytes", "2048"}, []string{`bucketq: config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (2048) must be at least twice max_body_bytes (8388608)`}},
+		{[]string{"run", "--config", small}, []string{`config keys "max_buffered_bytes" and "max_body_bytes"`}},
+		{[]string{"produce", "--max-buffered-bytes", "512MiB"}, []string{`bucketq: config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (536870912)`}},
+	} {
+		args := withDefaults(tc.args)
+		// Without the checks some of these would serve until cancelled; with
+		// them they return at once, so the deadline only bounds a failure.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var o, e bytes.Buffer
+		code := runMain(ctx, args, &o, &e, func(string) string { return "" })
+		cancel()
+		errOut := e.String()
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %q)", tc.args, code, errOut)
+		}
+		if strings.Count(strings.TrimRight(errOut, "\n"), "\n") != 0 {
+			t.Errorf("%q: error is not one line: %q", tc.args, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%q: stderr %q lacks %q", tc.args, errOut, w)
+			}
+		}
+	}
+	// The alias alone is data_prefix.
+	ok := file("ok.yaml", "data_path_prefix: q/data\nmanifest_path: q/manifest\n")
+	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 0 || !strings.Contains(out, `"entries":[]`) {
+		t.Errorf("alias config: exit %d, %q %q", code, out, errOut)
 	}
 }
 

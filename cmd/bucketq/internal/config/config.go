@@ -219,6 +219,10 @@ var Options = []*Option{
 		set:   setLogFormat},
 }
 
+// Aliases are other names a config file may use for a key: the library
+// documentation calls data_prefix data_path_prefix.
+var Aliases = map[string]string{"data_path_prefix": "data_prefix"}
+
 var byKey = func() map[string]*Option {
 	m := make(map[string]*Option, len(Options))
 	for _, o := range Options {
@@ -238,9 +242,37 @@ func Keys() []string {
 }
 
 // Error is a configuration or usage error: the command exits with code 2.
+// Its text is always one line (see OneLine), whatever Msg holds.
 type Error struct{ Msg string }
 
-func (e *Error) Error() string { return e.Msg }
+func (e *Error) Error() string { return OneLine(e.Msg) }
+
+// OneLine folds a multi-line error message into one line: lines are
+// trimmed and joined with "; " (or a space after a colon), and source
+// excerpts that start with "|" — the expression and caret that CEL prints
+// under its message, which already names the line and column — are
+// dropped.
+func OneLine(msg string) string {
+	if !strings.ContainsAny(msg, "\r\n") {
+		return msg
+	}
+	var b strings.Builder
+	for _, line := range strings.FieldsFunc(msg, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "|") {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
 
 func errorf(format string, args ...any) error { return &Error{Msg: fmt.Sprintf(format, args...)} }
 
@@ -360,6 +392,9 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
+	if err := c.checkLimits(f.roles, getenv); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -386,9 +421,14 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 	}
 	var keys []string
 	seen := map[string]bool{}
+	byName := map[string]*yaml.Node{} // value nodes of keys set under another name
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
-		o := byKey[k.Value]
+		name := k.Value
+		if canon, ok := Aliases[name]; ok {
+			name = canon
+		}
+		o := byKey[name]
 		if o == nil {
 			return nil, errorf("config key %q (line %d): unknown key (known: %s)", k.Value, k.Line, strings.Join(Keys(), ", "))
 		}
@@ -396,7 +436,15 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 			return nil, errorf("config key %q (line %d): given twice", k.Value, k.Line)
 		}
 		seen[k.Value] = true
-		keys = append(keys, k.Value)
+		if prev := byName[name]; prev != nil {
+			// The key and its alias: fine when they agree.
+			if prev.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode || prev.Value != v.Value {
+				return nil, errorf("config key %q (line %d): alias of %q, which is also set, to a different value (%q, line %d): keep one", k.Value, k.Line, name, prev.Value, prev.Line)
+			}
+			continue
+		}
+		byName[name] = v
+		keys = append(keys, name)
 		if err := setNode(c, o, v); err != nil {
 			return nil, errorf("config key %q: %v", k.Value, err)
 		}
@@ -489,6 +537,27 @@ func (c *Config) check() error {
 	return nil
 }
 
+// checkLimits rejects size settings that leave the producer unable to
+// accept valid requests (roles without Produce do not use them).
+func (c *Config) checkLimits(roles Role, getenv Env) error {
+	if roles&Produce == 0 {
+		return nil
+	}
+	// The records of one request take up to about twice its body in the
+	// buffer (4 bytes of framing per record, a receive time stamped into
+	// events that have none). Below that the largest valid requests get a
+	// retryable 429 for ever.
+	if c.MaxBufferedBytes < 2*c.MaxBodyBytes {
+		return errorf(`config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (%d) must be at least twice max_body_bytes (%d), or the largest valid requests get 429 for ever`, c.MaxBufferedBytes, c.MaxBodyBytes)
+	}
+	// A soft memory limit below what the producer may hold makes the GC
+	// run without pause once the buffer fills. GOMEMLIMIT replaces the key.
+	if c.MemoryLimit > 0 && c.MemoryLimit < c.MaxBufferedBytes && getenv("GOMEMLIMIT") == "" {
+		return errorf(`config keys "memory_limit" and "max_buffered_bytes": memory_limit (%d) must be at least max_buffered_bytes (%d), or the GC runs without pause once the buffer fills; raise it or set 0 to disable`, c.MemoryLimit, c.MaxBufferedBytes)
+	}
+	return nil
+}
+
 func nonEmpty(v string) error {
 	if v == "" {
 		return errors.New("must not be empty")
@@ -554,14 +623,44 @@ func parseBytes(v string) (int64, error) {
 	return n * mult, nil
 }
 
+// hostPort accepts "" (disabled) and HOST:PORT, where HOST is empty (all
+// interfaces), an IP address or a host name, and PORT is a number from 0
+// to 65535 (0: the system picks a free port, logged at start-up).
 func hostPort(v string) error {
 	if v == "" {
 		return nil
 	}
-	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || port == "" {
 		return fmt.Errorf("invalid address %q (want HOST:PORT, e.g. 127.0.0.1:8888, or empty to disable)", v)
 	}
+	if n, err := strconv.ParseUint(port, 10, 64); err != nil || n > 65535 {
+		return fmt.Errorf("invalid address %q: port %q is not a number from 0 to 65535", v, port)
+	}
+	if !validHost(host) {
+		return fmt.Errorf("invalid address %q: host %q is not an IP address or host name", v, host)
+	}
 	return nil
+}
+
+// validHost accepts "", an IP address (IPv6 with an optional %zone) or a
+// DNS name made of letters, digits, '-', '_' and '.'.
+func validHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	if ip, _, _ := strings.Cut(h, "%"); net.ParseIP(ip) != nil {
+		return true
+	}
+	if len(h) > 253 || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func sinkURL(v string) error {

@@ -80,7 +80,7 @@ listen: 0.0.0.0:9000
 otlp_grpc: ""
 otlp_http: 127.0.0.1:14318
 tokens: [a, "${TOKEN_B}"]
-max_body_bytes: 1MiB
+max_body_bytes: 1KiB
 flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
@@ -110,7 +110,7 @@ func TestEveryKey(t *testing.T) {
 	}
 	want := &Config{
 		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
-		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 20,
+		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
@@ -233,6 +233,18 @@ func TestBadConfig(t *testing.T) {
 		{"listen: localhost", `config key "listen": invalid address "localhost"`},
 		{"otlp_grpc: 4317", `config key "otlp_grpc": invalid address "4317"`},
 		{"otlp_http: [a]", `config key "otlp_http": want a single value`},
+		{"listen: 127.0.0.1:99999", `config key "listen": invalid address "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"listen: 127.0.0.1:abc", `config key "listen": invalid address "127.0.0.1:abc": port "abc"`},
+		{"listen: ':65536'", `config key "listen": invalid address ":65536": port "65536"`},
+		{"otlp_grpc: 'localhost:-1'", `config key "otlp_grpc": invalid address "localhost:-1": port "-1"`},
+		{"otlp_http: 'bad host:4318'", `config key "otlp_http": invalid address "bad host:4318": host "bad host"`},
+		{"otlp_http: 127.0.0.1:http", `config key "otlp_http": invalid address "127.0.0.1:http": port "http"`},
+		{"max_buffered_bytes: 8MiB", `config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (8388608) must be at least twice max_body_bytes (8388608)`},
+		{"max_body_bytes: 100MiB", `config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (134217728) must be at least twice max_body_bytes (104857600)`},
+		{"max_buffered_bytes: 300MiB", `config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (314572800)`},
+		{"data_prefix: a/data\ndata_path_prefix: b/data", `config key "data_path_prefix" (line 2): alias of "data_prefix", which is also set, to a different value ("a/data", line 1)`},
+		{"data_path_prefix: ''", `config key "data_path_prefix": invalid object name ""`},
+		{"data_path_prefix: a\ndata_path_prefix: a", `config key "data_path_prefix" (line 2): given twice`},
 		{"sink: kafka://x", `config key "sink": invalid sink "kafka://x"`},
 		{"sink: 'file:'", `config key "sink": invalid sink "file:"`},
 		{"sink_token: {a: b}", `config key "sink_token": want a single value`},
@@ -313,6 +325,121 @@ func TestFlagHelpMentionsEveryFlag(t *testing.T) {
 		}
 		if o.Default != "" && !strings.Contains(buf.String(), "default "+o.Default) {
 			t.Errorf("flag help lacks the default of %s", o.Key)
+		}
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	for _, addr := range []string{"", ":0", ":8888", "127.0.0.1:0", "0.0.0.0:65535", "localhost:4317", "my-host_1.example.com:80", "[::1]:4317", "[::]:4318", "[fe80::1%eth0]:80"} {
+		for _, flag := range []string{"--listen", "--otlp-grpc", "--otlp-http"} {
+			if _, _, err := load(t, RolesRun, []string{flag, addr}, nil); err != nil {
+				t.Errorf("%s %q: %v", flag, addr, err)
+			}
+		}
+	}
+	for _, tc := range []struct{ flag, addr, want string }{
+		{"--listen", "127.0.0.1:99999", `flag --listen: invalid address "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"--listen", "127.0.0.1:abc", `flag --listen: invalid address "127.0.0.1:abc": port "abc"`},
+		{"--otlp-grpc", "127.0.0.1:", `flag --otlp-grpc: invalid address "127.0.0.1:" (want HOST:PORT`},
+		{"--otlp-http", "::1:80", `flag --otlp-http: invalid address "::1:80" (want HOST:PORT`},
+		{"--otlp-http", "[::1]:99999", `flag --otlp-http: invalid address "[::1]:99999": port "99999"`},
+		{"--listen", "ho$t:80", `flag --listen: invalid address "ho$t:80": host "ho$t"`},
+		{"--listen", "a..b:80", `flag --listen: invalid address "a..b:80": host "a..b"`},
+	} {
+		_, _, err := load(t, RolesRun, []string{tc.flag, tc.addr}, nil)
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s %q: err = %v, want a config error with prefix %q", tc.flag, tc.addr, err, tc.want)
+		}
+	}
+}
+
+// TestSizeLimits checks the combinations of sizes that would leave a
+// producer refusing valid requests, per role and with flags.
+func TestSizeLimits(t *testing.T) {
+	for _, tc := range []struct {
+		roles Role
+		args  []string
+		env   map[string]string
+		want  string // error prefix; "" = accepted
+	}{
+		{RolesProduce, []string{"--max-body-bytes", "1MiB", "--max-buffered-bytes", "2MiB"}, nil, ""},
+		{RolesRun, []string{"--max-body-bytes", "1MiB", "--max-buffered-bytes", "2MiB"}, nil, ""},
+		{RolesProduce, []string{"--max-body-bytes", "1MiB", "--max-buffered-bytes", "2097151"}, nil,
+			`config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (2097151) must be at least twice max_body_bytes (1048576)`},
+		{RolesRun, []string{"--max-buffered-bytes", "2048"}, nil, `config keys "max_buffered_bytes" and "max_body_bytes"`},
+		// consume does not buffer requests: the producer keys do not apply.
+		{RolesConsume, nil, nil, ""},
+		{RolesProduce, []string{"--max-buffered-bytes", "256MiB"}, nil, ""},
+		{RolesProduce, []string{"--max-buffered-bytes", "257MiB"}, nil,
+			`config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (269484032)`},
+		{RolesProduce, []string{"--max-buffered-bytes", "1GiB", "--memory-limit", "0"}, nil, ""},
+		{RolesProduce, []string{"--max-buffered-bytes", "1GiB", "--memory-limit", "1536MiB"}, nil, ""},
+		{RolesProduce, []string{"--max-buffered-bytes", "1GiB"}, map[string]string{"GOMEMLIMIT": "4GiB"}, ""},
+	} {
+		_, _, err := load(t, tc.roles, tc.args, tc.env)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v %q: %v", tc.roles, tc.args, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v %q: err = %v, want a config error with prefix %q", tc.roles, tc.args, err, tc.want)
+		}
+	}
+	// In a file the consumer ignores the producer's sizes.
+	p := writeConfig(t, "max_buffered_bytes: 1KiB\n")
+	if _, _, err := load(t, RolesConsume, []string{"--config", p}, nil); err != nil {
+		t.Errorf("consume rejected a producer-only size: %v", err)
+	}
+}
+
+func TestDataPathPrefixAlias(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		args []string
+		want string
+	}{
+		{"data_path_prefix: q/batches", nil, "q/batches"},
+		{"data_path_prefix: q/batches\ndata_prefix: q/batches", nil, "q/batches"},
+		{"data_prefix: q/batches\ndata_path_prefix: q/batches", nil, "q/batches"},
+		{"data_path_prefix: q/batches", []string{"--data-prefix", "flag/data"}, "flag/data"},
+	} {
+		p := writeConfig(t, tc.text)
+		c, _, err := load(t, RolesRun, append([]string{"--config", p}, tc.args...), nil)
+		if err != nil {
+			t.Errorf("%q %q: %v", tc.text, tc.args, err)
+			continue
+		}
+		if c.DataPrefix != tc.want {
+			t.Errorf("%q %q: data_prefix %q, want %q", tc.text, tc.args, c.DataPrefix, tc.want)
+		}
+	}
+	// The alias counts as data_prefix in the cross-key checks.
+	p := writeConfig(t, "data_path_prefix: ingest")
+	if _, _, err := load(t, RolesRun, []string{"--config", p}, nil); err == nil || !strings.Contains(err.Error(), `is inside data_prefix "ingest"`) {
+		t.Errorf("manifest inside the aliased data prefix: %v", err)
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"otlpconv: logs.type: expression `foo +`: ERROR: <input>:1:6: Syntax error: mismatched input '<EOF>' expecting {'[', '{'}\n | foo +\n | .....^",
+			"otlpconv: logs.type: expression `foo +`: ERROR: <input>:1:6: Syntax error: mismatched input '<EOF>' expecting {'[', '{'}"},
+		{"expression `a + b`: ERROR: <input>:1:1: undeclared reference to 'a'\n | a + b\n | ^\nERROR: <input>:1:5: undeclared reference to 'b'\n | a + b\n | ....^",
+			"expression `a + b`: ERROR: <input>:1:1: undeclared reference to 'a'; ERROR: <input>:1:5: undeclared reference to 'b'"},
+		{"yaml: unmarshal errors:\n  line 2: field typ not found\n  line 3: field x not found\n",
+			"yaml: unmarshal errors: line 2: field typ not found; line 3: field x not found"},
+		{"a\r\nb", "a; b"},
+	} {
+		if got := OneLine(tc.in); got != tc.want {
+			t.Errorf("OneLine(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+		if got := (&Error{Msg: tc.in}).Error(); got != tc.want {
+			t.Errorf("Error{%q}.Error() = %q", tc.in, got)
 		}
 	}
 }
