@@ -38,23 +38,29 @@ const (
 	ProtocolOTLPHTTP = "otlp-http" // POST {URL}/v1/logs, application/x-protobuf
 )
 
-// Config says how to drive the producer.
+// Config says how to drive the producer. Zero values mean the defaults
+// named below; negative values are errors.
 type Config struct {
 	URL        string        // producer base URL, e.g. http://127.0.0.1:8888 (or :4318 for OTLP)
 	MetricsURL string        // producer /metrics URL; empty = URL + "/metrics"; "-" = do not scrape
 	Protocol   string        // ProtocolEvents or ProtocolOTLPHTTP
-	Clients    int           // concurrent clients (default 8)
+	Clients    int           // concurrent clients = most requests in flight at once (default 8)
 	BatchSize  int           // events per request (default 500)
 	EventSize  int           // approximate bytes per event (default 250)
-	Rate       float64       // total events/s; 0 = as fast as possible
-	Duration   time.Duration // how long to send; 0 = until Count
+	Rate       float64       // total events/s, started on a fixed schedule; 0 = as fast as acks come back
+	Duration   time.Duration // how long to start requests; 0 = until Count
 	Count      int64         // total events to send; 0 = until Duration
 	Token      string        // bearer token for the ingest endpoint
 	Timeout    time.Duration // per request (default 30s)
 
 	Progress         io.Writer     // live progress line (nil = none)
 	ProgressInterval time.Duration // default 1s
+	Notes            io.Writer     // one-line notes and warnings while running (nil = none)
 }
+
+// rateReachedFraction is how much of the target rate counts as reaching it:
+// the schedule itself is exact, so falling short means the clients were busy.
+const rateReachedFraction = 0.9
 
 func (c *Config) validate() error {
 	if c.URL == "" {
@@ -66,22 +72,30 @@ func (c *Config) validate() error {
 	if c.Protocol != ProtocolEvents && c.Protocol != ProtocolOTLPHTTP {
 		return fmt.Errorf(`"protocol" must be %q or %q, not %q`, ProtocolEvents, ProtocolOTLPHTTP, c.Protocol)
 	}
-	if c.Clients <= 0 {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"clients", float64(c.Clients)}, {"batch_size", float64(c.BatchSize)}, {"event_size", float64(c.EventSize)},
+		{"rate", c.Rate}, {"duration", float64(c.Duration)}, {"count", float64(c.Count)}, {"timeout", float64(c.Timeout)},
+	} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf(`%q must be positive (or zero for the default), not %v`, f.name, f.v)
+		}
+	}
+	if c.Clients == 0 {
 		c.Clients = 8
 	}
-	if c.BatchSize <= 0 {
+	if c.BatchSize == 0 {
 		c.BatchSize = 500
 	}
-	if c.EventSize <= 0 {
+	if c.EventSize == 0 {
 		c.EventSize = 250
 	}
-	if c.Duration <= 0 && c.Count <= 0 {
+	if c.Duration == 0 && c.Count == 0 {
 		return errors.New(`one of "duration" or "count" must be set`)
 	}
-	if c.Rate < 0 {
-		return fmt.Errorf(`"rate" must not be negative: %v`, c.Rate)
-	}
-	if c.Timeout <= 0 {
+	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
 	}
 	if c.ProgressInterval <= 0 {
@@ -94,7 +108,8 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Report is what a run measured. JSON field names are stable (bench --json).
+// Report is what a run measured. JSON field names are stable (bench --json):
+// fields may be added, never renamed.
 type Report struct {
 	Protocol       string           `json:"protocol"`
 	Clients        int              `json:"clients"`
@@ -111,8 +126,20 @@ type Report struct {
 	LatencyMaxMs   float64          `json:"ack_latency_max_ms"`
 	Errors         map[string]int64 `json:"errors"`
 
+	// Only with a target rate (Config.Rate > 0).
+	TargetRate float64 `json:"target_events_per_second,omitempty"`
+	// Events put into requests per second of the sending window.
+	SentRate    float64 `json:"sent_events_per_second,omitempty"`
+	RateReached *bool   `json:"rate_reached,omitempty"`
+	// Requests that started after their scheduled time because all
+	// Clients requests were in flight.
+	ScheduleSlips int64 `json:"schedule_slips,omitempty"`
+
 	// From the producer's /metrics, difference over the run (absent when not scraped).
 	Cost *Cost `json:"cost,omitempty"`
+
+	// One-line warnings: target rate not reached, server-side figures skipped.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Cost is what the accepted events cost in the bucket.
@@ -133,9 +160,23 @@ type result struct {
 	errors  map[string]int64
 }
 
-// Run sends load until Duration or Count is reached (or ctx ends) and
-// returns the report. It only fails for bad configuration or when the
-// producer cannot be reached at all.
+// job is one request to send: seq numbers the request in the run, n is its
+// event count.
+type job struct{ seq, n int }
+
+// Run starts requests until Duration has passed or Count events were sent
+// (or ctx ends) and returns the report. Requests still in flight when the
+// duration ends are waited for (each bounded by Timeout) and counted, so the
+// report agrees with what the producer accepted; only when ctx ends are they
+// cancelled, and then counted as errors of kind "cancelled".
+//
+// With Rate > 0 requests start on a fixed schedule (one every
+// BatchSize/Rate seconds) whatever the ack latency, with at most Clients in
+// flight; when all are busy a request starts late (a schedule slip) and, if
+// the rate achieved falls short, the report says so.
+//
+// Run fails only for bad configuration. An unreachable /metrics only skips
+// the server-side figures (a warning in the report and on Notes).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -144,24 +185,35 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Timeout:   cfg.Timeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients * 2},
 	}
+	var warnings []string
+	warn := func(msg string) {
+		warnings = append(warnings, msg)
+		if cfg.Notes != nil {
+			fmt.Fprintf(cfg.Notes, "bench: %s\n", msg)
+		}
+	}
 	var before map[string]float64
 	if cfg.MetricsURL != "-" {
 		var err error
 		if before, err = scrape(ctx, client, cfg.MetricsURL); err != nil {
-			return nil, fmt.Errorf("bench: scrape %s before the run: %w (use --metrics-url - to skip)", cfg.MetricsURL, err)
+			before = nil
+			warn(fmt.Sprintf("server-side figures (bytes stored, PUTs, CAS writes) skipped: cannot read %s: %v (set --metrics-url to the producer's /metrics, or - to skip)", cfg.MetricsURL, err))
 		}
 	}
+	// sendCtx ends the sending window; requests use ctx, so the deadline
+	// never cancels a request the producer may already have committed.
+	sendCtx := ctx
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		sendCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
 
 	var (
-		sent     atomic.Int64 // events handed to requests (for Count)
 		accepted atomic.Int64
 		wg       sync.WaitGroup
 		results  = make([]result, cfg.Clients)
+		jobs     = make(chan job)
 	)
 	start := time.Now()
 	stopProgress := make(chan struct{})
@@ -187,10 +239,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 
-	perClientInterval := time.Duration(0)
-	if cfg.Rate > 0 {
-		perClientInterval = time.Duration(float64(time.Second) * float64(cfg.BatchSize) * float64(cfg.Clients) / cfg.Rate)
-	}
 	for i := 0; i < cfg.Clients; i++ {
 		wg.Add(1)
 		go func(id int) {
@@ -198,45 +246,80 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r := &results[id]
 			r.errors = map[string]int64{}
 			gen := newGenerator(cfg, id)
-			next := time.Now()
-			for seq := 0; ; seq++ {
-				if ctx.Err() != nil {
-					return
-				}
-				n := int64(cfg.BatchSize)
-				if cfg.Count > 0 {
-					after := sent.Add(n)
-					if after-n >= cfg.Count {
-						return
-					}
-					if after > cfg.Count {
-						n -= after - cfg.Count
-					}
-				}
-				if perClientInterval > 0 {
-					if d := time.Until(next); d > 0 {
-						select {
-						case <-ctx.Done():
-							return
-						case <-time.After(d):
-						}
-					}
-					next = next.Add(perClientInterval)
-				}
-				body, ctype, path := gen.request(seq, int(n))
+			for j := range jobs {
+				body, ctype, path := gen.request(j.seq, j.n)
 				t0 := time.Now()
 				kind := send(ctx, client, cfg, path, ctype, body)
-				if kind == "" {
+				switch {
+				case kind == "":
 					r.latency = append(r.latency, time.Since(t0))
-					r.events += n
+					r.events += int64(j.n)
 					r.bytes += int64(len(body))
-					accepted.Add(n)
-				} else if ctx.Err() == nil {
+					accepted.Add(int64(j.n))
+				case ctx.Err() != nil:
+					r.errors["cancelled"]++
+				default:
 					r.errors[kind]++
 				}
 			}
 		}(i)
 	}
+
+	// The dispatcher: hands requests to free clients, on the schedule when
+	// there is a rate, else as soon as a client is free.
+	var (
+		sentEvents, slips int64
+		lastN             int
+		lastStart         time.Time
+		timer             = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	defer timer.Stop()
+	// due is when request seq is scheduled to start.
+	due := func(seq int) time.Time {
+		return start.Add(time.Duration(float64(seq) * float64(cfg.BatchSize) / cfg.Rate * float64(time.Second)))
+	}
+dispatch:
+	for seq := 0; sendCtx.Err() == nil; seq++ {
+		n := cfg.BatchSize
+		if cfg.Count > 0 {
+			if sentEvents >= cfg.Count {
+				break
+			}
+			n = int(min(int64(n), cfg.Count-sentEvents))
+		}
+		j := job{seq: seq, n: n}
+		if cfg.Rate > 0 {
+			if d := time.Until(due(seq)); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-sendCtx.Done():
+					timer.Stop()
+					break dispatch
+				case <-timer.C:
+				}
+			}
+			select {
+			case jobs <- j:
+			default:
+				slips++
+				select {
+				case jobs <- j:
+				case <-sendCtx.Done():
+					break dispatch
+				}
+			}
+		} else {
+			select {
+			case jobs <- j:
+			case <-sendCtx.Done():
+				break dispatch
+			}
+		}
+		sentEvents += int64(n)
+		lastN, lastStart = n, time.Now()
+	}
+	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(stopProgress)
@@ -262,14 +345,37 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LatencyP99Ms = quantileMs(lat, 0.99)
 	rep.LatencyMaxMs = quantileMs(lat, 1)
 
+	if cfg.Rate > 0 {
+		rep.TargetRate = cfg.Rate
+		rep.ScheduleSlips = slips
+		if sentEvents > 0 {
+			// The sending window ends one slot (scaled to the last
+			// request's size) after the last start: on schedule, the rate
+			// over it is exactly the target.
+			window := lastStart.Sub(start).Seconds() + float64(lastN)/cfg.Rate
+			rep.SentRate = float64(sentEvents) / window
+		}
+		reached := rep.SentRate >= rateReachedFraction*cfg.Rate
+		rep.RateReached = &reached
+		if !reached {
+			warn(fmt.Sprintf("target rate not reached: %.0f of %.0f events/s (in-flight limit %d; %d requests waited for a free client; raise --clients)",
+				rep.SentRate, cfg.Rate, cfg.Clients, slips))
+		}
+	}
+	if n := rep.Errors["cancelled"]; n > 0 {
+		warn(fmt.Sprintf("%d requests were cancelled because the run was interrupted; the producer may have accepted some of their events", n))
+	}
+
 	if before != nil {
 		after, err := scrape(context.Background(), client, cfg.MetricsURL)
 		if err != nil {
 			rep.Errors["scrape_after"]++
+			warn(fmt.Sprintf("server-side figures skipped: cannot read %s after the run: %v", cfg.MetricsURL, err))
 		} else {
 			rep.Cost = costOf(before, after, rep.EventsAccepted)
 		}
 	}
+	rep.Warnings = warnings
 	return rep, nil
 }
 
@@ -456,10 +562,20 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "events accepted     %d (%.0f events/s, %.2f MB/s)\n", r.EventsAccepted, r.EventsPerSec, r.MBPerSec)
 	fmt.Fprintf(w, "requests            %d\n", r.Requests)
 	fmt.Fprintf(w, "ack latency         p50 %.1fms  p99 %.1fms  max %.1fms\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	if r.TargetRate > 0 {
+		verdict := "reached"
+		if r.RateReached != nil && !*r.RateReached {
+			verdict = "NOT reached"
+		}
+		fmt.Fprintf(w, "target rate         %.0f events/s: %s (sent %.0f events/s, %d schedule slips)\n", r.TargetRate, verdict, r.SentRate, r.ScheduleSlips)
+	}
 	if r.Cost != nil {
 		fmt.Fprintf(w, "bytes stored/event  %.1f\n", r.Cost.BytesStoredPerEvent)
 		fmt.Fprintf(w, "object PUTs/1M ev   %.1f\n", r.Cost.ObjectPutsPerMillion)
 		fmt.Fprintf(w, "manifest CAS/1M ev  %.1f (%.0f conflicts)\n", r.Cost.ManifestWritesPerMillion, r.Cost.ManifestConflicts)
+	}
+	for _, m := range r.Warnings {
+		fmt.Fprintf(w, "warning             %s\n", m)
 	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintf(w, "errors              none\n")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -163,11 +164,177 @@ func TestConfigErrors(t *testing.T) {
 		{Config{URL: "http://x", Count: 1, Protocol: "grpc"}, `"protocol"`},
 		{Config{URL: "http://x"}, `"duration" or "count"`},
 		{Config{URL: "http://x", Count: 1, Rate: -1}, `"rate"`},
+		{Config{URL: "http://x", Count: 1, Clients: -3}, `"clients"`},
+		{Config{URL: "http://x", Count: 1, BatchSize: -1}, `"batch_size"`},
+		{Config{URL: "http://x", Count: 1, EventSize: -1}, `"event_size"`},
+		{Config{URL: "http://x", Count: -1}, `"count"`},
+		{Config{URL: "http://x", Duration: -time.Second}, `"duration"`},
+		{Config{URL: "http://x", Count: 1, Timeout: -time.Second}, `"timeout"`},
 	}
 	for _, c := range cases {
 		_, err := Run(context.Background(), c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %+v: error %v, want mention of %s", c.cfg, err, c.want)
 		}
+	}
+}
+
+// committingServer accepts CloudEvents batches like a producer: after delay it
+// counts the events as accepted whether or not the client still waits for
+// the answer (a producer commits a batch even if the client went away).
+type committingServer struct {
+	delay    time.Duration
+	events   atomic.Int64
+	requests atomic.Int64
+	inFlight atomic.Int64
+}
+
+func newCommittingServer(t *testing.T, delay time.Duration) (*committingServer, *httptest.Server) {
+	s := &committingServer{delay: delay}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
+		var evs []json.RawMessage
+		if r.URL.Path != "/api/v1/events" || json.NewDecoder(r.Body).Decode(&evs) != nil {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		time.Sleep(s.delay)
+		s.events.Add(int64(len(evs)))
+		s.requests.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+// waitIdle waits (long deadline, polling) until no request is being handled,
+// so that the server's counts are final.
+func (s *committingServer) waitIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.inFlight.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("server still handling %d requests after 30s", s.inFlight.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// At the end of --duration, requests in flight must finish and be counted:
+// the report must agree exactly with what the server accepted.
+func TestRunDurationCountsRequestsInFlightAtTheDeadline(t *testing.T) {
+	s, srv := newCommittingServer(t, 100*time.Millisecond)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, MetricsURL: "-", Clients: 8, BatchSize: 10, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitIdle(t)
+	if rep.EventsAccepted == 0 || rep.EventsAccepted != s.events.Load() {
+		t.Fatalf("report says %d events accepted, server accepted %d", rep.EventsAccepted, s.events.Load())
+	}
+	if rep.Requests != s.requests.Load() || len(rep.Errors) != 0 {
+		t.Fatalf("report: %d requests, errors %v; server answered %d", rep.Requests, rep.Errors, s.requests.Load())
+	}
+}
+
+// With --rate, requests start on the schedule: a fast server gets about the
+// target rate (generous band: the machine may be loaded).
+func TestRunRateFastServerGetsTheTargetRate(t *testing.T) {
+	s, srv := newCommittingServer(t, 0)
+	const target = 2000.0 // events/s: 100 requests/s of 20
+	rep, err := Run(context.Background(), Config{URL: srv.URL, MetricsURL: "-", Clients: 4, BatchSize: 20, Rate: target, Duration: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitIdle(t)
+	if rep.EventsAccepted != s.events.Load() {
+		t.Fatalf("report says %d events accepted, server accepted %d", rep.EventsAccepted, s.events.Load())
+	}
+	got := float64(s.events.Load()) / rep.ElapsedSeconds
+	if got < 0.5*target || got > 1.5*target {
+		t.Fatalf("server got %.0f events/s, want about %.0f (report %+v)", got, target, rep)
+	}
+	if rep.TargetRate != target || rep.RateReached == nil || rep.SentRate < 0.5*target || rep.SentRate > 1.5*target {
+		t.Fatalf("target %v reached %v sent rate %v", rep.TargetRate, rep.RateReached, rep.SentRate)
+	}
+}
+
+// The schedule holds in count mode too: 500 events at 1000 events/s in
+// requests of 50 start over 0.45 s, not all at once.
+func TestRunRateCountIsPaced(t *testing.T) {
+	s, srv := newCommittingServer(t, 0)
+	rep, err := Run(context.Background(), Config{URL: srv.URL, MetricsURL: "-", Clients: 4, BatchSize: 50, Rate: 1000, Count: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.EventsAccepted != 500 || s.events.Load() != 500 || rep.Requests != 10 {
+		t.Fatalf("accepted %d in %d requests, server %d; want 500 in 10", rep.EventsAccepted, rep.Requests, s.events.Load())
+	}
+	if rep.ElapsedSeconds < 0.4 {
+		t.Fatalf("500 events at 1000/s took %.3fs, want at least 0.45s", rep.ElapsedSeconds)
+	}
+}
+
+// When the clients cannot keep up with the target (slow acks), the report
+// and the notes say so instead of quietly sending less.
+func TestRunRateSlowServerWarns(t *testing.T) {
+	s, srv := newCommittingServer(t, 200*time.Millisecond)
+	var notes strings.Builder
+	// 2 clients x 10 events / 0.2 s = at most 100 events/s, 10% of the target.
+	rep, err := Run(context.Background(), Config{URL: srv.URL, MetricsURL: "-", Clients: 2, BatchSize: 10, Rate: 1000,
+		Duration: time.Second, Notes: &notes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitIdle(t)
+	if rep.RateReached == nil || *rep.RateReached || rep.ScheduleSlips == 0 || rep.SentRate >= 500 {
+		t.Fatalf("reached %v slips %d sent rate %.0f; want not reached", rep.RateReached, rep.ScheduleSlips, rep.SentRate)
+	}
+	const want = "target rate not reached: "
+	if !strings.Contains(notes.String(), want) || !strings.Contains(notes.String(), "of 1000 events/s (in-flight limit 2") {
+		t.Fatalf("notes %q lack the warning", notes.String())
+	}
+	if len(rep.Warnings) != 1 || !strings.HasPrefix(rep.Warnings[0], want) {
+		t.Fatalf("report warnings %q", rep.Warnings)
+	}
+	var table, js strings.Builder
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), want) || !strings.Contains(table.String(), "NOT reached") {
+		t.Fatalf("table lacks the warning:\n%s", table.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(js.String()), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back["rate_reached"] != false || back["target_events_per_second"] != 1000.0 {
+		t.Fatalf("JSON %s", js.String())
+	}
+	if rep.EventsAccepted != s.events.Load() {
+		t.Fatalf("report says %d events accepted, server accepted %d", rep.EventsAccepted, s.events.Load())
+	}
+}
+
+// A producer without /metrics (the OTLP port) gives a report without the
+// server-side figures and a note, not a failure.
+func TestRunWithoutMetricsSkipsCostWithANote(t *testing.T) {
+	f, srv := newFake(t, 0)
+	var notes strings.Builder
+	rep, err := Run(context.Background(), Config{URL: srv.URL, Protocol: ProtocolOTLPHTTP, MetricsURL: srv.URL + "/no-metrics",
+		Clients: 2, BatchSize: 50, Count: 200, Notes: &notes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.EventsAccepted != 200 || f.otlpRecords != 200 || rep.Cost != nil {
+		t.Fatalf("accepted %d, server %d, cost %+v", rep.EventsAccepted, f.otlpRecords, rep.Cost)
+	}
+	if n := strings.Count(notes.String(), "\n"); n != 1 || !strings.Contains(notes.String(), "server-side figures") || !strings.Contains(notes.String(), "/no-metrics") {
+		t.Fatalf("notes %q, want one line naming the URL", notes.String())
+	}
+	if len(rep.Warnings) != 1 || len(rep.Errors) != 0 {
+		t.Fatalf("warnings %q errors %v", rep.Warnings, rep.Errors)
 	}
 }
