@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
@@ -30,7 +31,7 @@ var (
 		cel.Variable("record_index", cel.IntType),
 		cel.Variable("item_index", cel.IntType),
 	}
-	logVars = []cel.EnvOption{
+	logCELVars = []cel.EnvOption{
 		cel.Variable("body", cel.DynType),
 		cel.Variable("severity_text", cel.StringType),
 		cel.Variable("severity_number", cel.IntType),
@@ -40,7 +41,7 @@ var (
 		cel.Variable("span_id", cel.StringType),
 		cel.Variable("flags", cel.IntType),
 	}
-	metricVars = []cel.EnvOption{
+	metricCELVars = []cel.EnvOption{
 		cel.Variable("name", cel.StringType),
 		cel.Variable("description", cel.StringType),
 		cel.Variable("unit", cel.StringType),
@@ -55,7 +56,7 @@ var (
 		cel.Variable("point", attrMap),
 		cel.Variable("flags", cel.IntType),
 	}
-	spanVars = []cel.EnvOption{
+	spanCELVars = []cel.EnvOption{
 		cel.Variable("name", cel.StringType),
 		cel.Variable("kind", cel.StringType),
 		cel.Variable("trace_id", cel.StringType),
@@ -76,11 +77,11 @@ func newEnv(signal string) (*cel.Env, error) {
 	opts := append([]cel.EnvOption(nil), common...)
 	switch signal {
 	case "logs":
-		opts = append(opts, logVars...)
+		opts = append(opts, logCELVars...)
 	case "metrics":
-		opts = append(opts, metricVars...)
+		opts = append(opts, metricCELVars...)
 	case "traces":
-		opts = append(opts, spanVars...)
+		opts = append(opts, spanCELVars...)
 	}
 	return cel.NewEnv(opts...)
 }
@@ -105,6 +106,11 @@ type program struct {
 	expr  string
 	want  want
 	prg   cel.Program
+	// lit is the value of an expression that is a literal ('"otel.log"'):
+	// it is not evaluated per item.
+	lit ref.Val
+	// isTimeVar: the expression is the `time` variable (the default).
+	isTimeVar bool
 }
 
 func compile(env *cel.Env, field, expr string, w want) (*program, error) {
@@ -119,7 +125,11 @@ func compile(env *cel.Env, field, expr string, w want) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otlpconv: %s: expression `%s`: %v", field, expr, err)
 	}
-	return &program{field: field, expr: expr, want: w, prg: prg}, nil
+	p := &program{field: field, expr: expr, want: w, prg: prg, isTimeVar: strings.TrimSpace(expr) == "time"}
+	if e := ast.NativeRep().Expr(); e.Kind() == celast.LiteralKind {
+		p.lit = e.AsLiteral()
+	}
+	return p, nil
 }
 
 // outputFits rejects at compile time expressions whose static type can never
@@ -151,6 +161,9 @@ func outputFits(t *cel.Type, w want) bool {
 var errMissing = errors.New("absent")
 
 func (p *program) eval(act any) (ref.Val, error) {
+	if p.lit != nil {
+		return p.lit, nil
+	}
 	v, _, err := p.prg.Eval(act)
 	if err == nil && types.IsError(v) {
 		err = v.(*types.Err)
@@ -278,34 +291,6 @@ func checkFloat(f float64, path string) (any, error) {
 		return nil, fmt.Errorf("%s: %v is not representable in JSON", path, f)
 	}
 	return f, nil
-}
-
-// checkNative validates natively built default data (no NaN/Inf).
-func checkNative(v any, path string) error {
-	switch t := v.(type) {
-	case float64:
-		_, err := checkFloat(t, path)
-		return err
-	case []float64:
-		for i, f := range t {
-			if _, err := checkFloat(f, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, e := range t {
-			if err := checkNative(e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	case map[string]any:
-		for k, e := range t {
-			if err := checkNative(e, path+"."+k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -4,7 +4,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"cel.dev/cel-go/interpreter"
@@ -12,6 +13,7 @@ import (
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -23,6 +25,21 @@ import (
 // Converters are the compiled converters of the three signals.
 type Converters struct {
 	Logs, Metrics, Traces convert.Converter
+
+	noValue atomic.Uint64
+}
+
+// NoValuePoints returns how many metric data points the metrics converter
+// skipped because they carry no value (the NoRecordedValue flag, or a sum
+// or gauge number that is NaN or infinite), over every Convert call. A
+// record converted twice (redelivery) counts its points twice.
+func (c *Converters) NoValuePoints() uint64 { return c.noValue.Load() }
+
+// Register registers the converters for the otlp-protobuf encoding.
+func (c *Converters) Register(reg *convert.Registry) {
+	reg.Register(format.SignalLogs, format.EncodingOTLPProtobuf, c.Logs)
+	reg.Register(format.SignalMetrics, format.EncodingOTLPProtobuf, c.Metrics)
+	reg.Register(format.SignalTraces, format.EncodingOTLPProtobuf, c.Traces)
 }
 
 // Compile compiles every expression of cfg once. An error names the
@@ -40,7 +57,9 @@ func Compile(cfg Config) (*Converters, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Converters{Logs: &logsConverter{logs}, Metrics: &metricsConverter{mets}, Traces: &tracesConverter{spans}}, nil
+	c := &Converters{Logs: &logsConverter{logs}, Traces: &tracesConverter{spans}}
+	c.Metrics = &metricsConverter{cs: mets, noValue: &c.noValue}
+	return c, nil
 }
 
 // Register compiles cfg and registers the logs, metrics and traces
@@ -51,72 +70,130 @@ func Register(reg *convert.Registry, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	reg.Register(format.SignalLogs, format.EncodingOTLPProtobuf, c.Logs)
-	reg.Register(format.SignalMetrics, format.EncodingOTLPProtobuf, c.Metrics)
-	reg.Register(format.SignalTraces, format.EncodingOTLPProtobuf, c.Traces)
+	c.Register(reg)
 	return nil
 }
 
-// activation resolves CEL variables: per-item ones first, then those
-// shared by every item of a scope.
+// outerVars are the CEL variables shared by every item of a scope.
+type outerVars struct {
+	resource    map[string]any
+	scope       map[string]any
+	ingest      time.Time
+	location    string
+	recordIndex int64
+}
+
+// itemVars resolves the signal-specific variables of the current item.
+type itemVars interface {
+	resolve(name string) (any, bool)
+}
+
+// activation resolves CEL variables without building a map per item: the
+// walker reuses one activation and points it at each item in turn.
 type activation struct {
-	outer, inner map[string]any
+	outer     *outerVars
+	itemIndex int64
+	time      time.Time
+	vars      itemVars
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
-	if v, ok := a.inner[name]; ok {
-		return v, true
+	switch name {
+	case "item_index":
+		return a.itemIndex, true
+	case "time":
+		return a.time, true
+	case "resource":
+		return a.outer.resource, true
+	case "scope":
+		return a.outer.scope, true
+	case "ingestion_time":
+		return a.outer.ingest, true
+	case "location":
+		return a.outer.location, true
+	case "record_index":
+		return a.outer.recordIndex, true
 	}
-	v, ok := a.outer[name]
-	return v, ok
+	return a.vars.resolve(name)
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// walker carries the record being converted.
+// position names an item in errors ("resource 0 scope 1 log record 5");
+// it is formatted only when an error needs it.
+type position struct {
+	what           string // "log record", "span", "data point"
+	ri, si, mi, ii int
+	name, kind     string // metric or span name, metric kind
+}
+
+func (p *position) String() string {
+	switch p.what {
+	case "data point":
+		return fmt.Sprintf("resource %d scope %d metric %d (%q) %s data point %d", p.ri, p.si, p.mi, p.name, p.kind, p.ii)
+	case "span":
+		return fmt.Sprintf("resource %d scope %d span %d (%q)", p.ri, p.si, p.ii, p.name)
+	}
+	return fmt.Sprintf("resource %d scope %d log record %d", p.ri, p.si, p.ii)
+}
+
+// walker carries the record being converted. The events are appended to
+// buf back to back; out holds capacity-limited slices of it.
 type walker struct {
+	cs     *compiledSignal
 	rec    convert.Record
 	ingest time.Time
 	item   int
 	out    []json.RawMessage
+	buf    []byte
+	name   []byte  // scratch for the derived id's name
+	data   []field // scratch for the default data
+	act    activation
+	pos    position
 }
 
-func newWalker(rec convert.Record) *walker {
-	return &walker{rec: rec, ingest: time.UnixMilli(rec.IngestionTimeMs).UTC()}
+func newWalker(cs *compiledSignal, rec convert.Record) *walker {
+	return &walker{cs: cs, rec: rec, ingest: time.UnixMilli(rec.IngestionTimeMs).UTC(), buf: make([]byte, 0, 4096)}
 }
 
 func (w *walker) fail(err error) error {
 	return fmt.Errorf("record %d of %s (%s): %w", w.rec.Index, w.rec.Location, w.rec.Header.Signal, err)
 }
 
-func (w *walker) outer(resource map[string]any, scope *commonpb.InstrumentationScope) map[string]any {
-	return map[string]any{
-		"resource": resource,
-		"scope": map[string]any{
+func (w *walker) outer(resource map[string]any, scope *commonpb.InstrumentationScope) *outerVars {
+	return &outerVars{
+		resource: resource,
+		scope: map[string]any{
 			"name": scope.GetName(), "version": scope.GetVersion(),
 			"attributes": attrs(scope.GetAttributes()),
 		},
-		"ingestion_time": w.ingest,
-		"location":       w.rec.Location,
-		"record_index":   int64(w.rec.Index),
+		ingest:      w.ingest,
+		location:    w.rec.Location,
+		recordIndex: int64(w.rec.Index),
 	}
 }
 
-// emit maps one item and advances the item counter (filtered items count
-// too, so ids do not depend on the filter).
-func (w *walker) emit(cs *compiledSignal, outer, inner map[string]any, pos string, t time.Time, data func() (map[string]any, error)) error {
+// skip advances the item counter for an item that gives no event, so that
+// later ids do not depend on it.
+func (w *walker) skip() { w.item++ }
+
+// emit maps the item w.act and w.pos describe and advances the item
+// counter (filtered items count too, so ids do not depend on the filter).
+// data appends the built-in default data fields to its argument.
+func (w *walker) emit(t time.Time, data func([]field) []field) error {
 	idx := w.item
 	w.item++
-	inner["item_index"] = int64(idx)
-	inner["time"] = t
-	it := &item{act: &activation{outer: outer, inner: inner}, pos: pos,
-		idName: idName(w.rec.Location, w.rec.Index, idx), defaultTime: t, defaultData: data}
-	ev, ok, err := cs.event(it)
+	w.act.itemIndex = int64(idx)
+	w.act.time = t
+	start := len(w.buf)
+	ok, err := w.event(idx, t, data)
 	if err != nil {
-		return w.fail(err)
+		w.buf = w.buf[:start]
+		return w.fail(fmt.Errorf("%s: %w", w.pos.String(), err))
 	}
 	if ok {
-		w.out = append(w.out, ev)
+		end := len(w.buf)
+		w.out = append(w.out, json.RawMessage(w.buf[start:end:end]))
 	}
 	return nil
 }
@@ -139,47 +216,83 @@ func nsTime(n uint64) time.Time {
 	return time.Unix(0, int64(n)).UTC()
 }
 
+const hexDigits = "0123456789abcdef"
+
 // ---- logs ----
 
 type logsConverter struct{ cs *compiledSignal }
 
+type logVars struct {
+	lr    *logspb.LogRecord
+	attrs map[string]any
+	body  any
+}
+
+func (v *logVars) resolve(name string) (any, bool) {
+	switch name {
+	case "attributes":
+		return v.attrs, true
+	case "body":
+		return v.body, true
+	case "severity_text":
+		return v.lr.GetSeverityText(), true
+	case "severity_number":
+		return int64(v.lr.GetSeverityNumber()), true
+	case "observed_time":
+		return nsTime(v.lr.GetObservedTimeUnixNano()), true
+	case "event_name":
+		return v.lr.GetEventName(), true
+	case "trace_id":
+		return hex.EncodeToString(v.lr.GetTraceId()), true
+	case "span_id":
+		return hex.EncodeToString(v.lr.GetSpanId()), true
+	case "flags":
+		return int64(v.lr.GetFlags()), true
+	}
+	return nil, false
+}
+
+func (v *logVars) data(d []field) []field {
+	lr := v.lr
+	d = append(d, field{key: "attributes", v: v.attrs})
+	if v.body != nil {
+		d = append(d, field{key: "body", v: v.body})
+	}
+	if s := lr.GetSeverityText(); s != "" {
+		d = append(d, field{key: "severity_text", kind: fString, s: s})
+	}
+	if n := lr.GetSeverityNumber(); n != 0 {
+		d = append(d, field{key: "severity_number", kind: fInt, n: int64(n)})
+	}
+	if s := lr.GetEventName(); s != "" {
+		d = append(d, field{key: "event_name", kind: fString, s: s})
+	}
+	if id := lr.GetTraceId(); len(id) > 0 {
+		d = append(d, field{key: "trace_id", kind: fHex, raw: id})
+	}
+	if id := lr.GetSpanId(); len(id) > 0 {
+		d = append(d, field{key: "span_id", kind: fHex, raw: id})
+	}
+	return d
+}
+
 func (c *logsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
-	w := newWalker(rec)
+	w := newWalker(c.cs, rec)
 	var req collogspb.ExportLogsServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
 		return nil, w.fail(fmt.Errorf("cannot decode OTLP ExportLogsServiceRequest: %w", err))
 	}
+	var v logVars
+	w.act.vars = &v
+	w.pos.what = "log record"
 	for ri, rl := range req.GetResourceLogs() {
 		res := attrs(rl.GetResource().GetAttributes())
 		for si, sl := range rl.GetScopeLogs() {
-			outer := w.outer(res, sl.GetScope())
+			w.act.outer = w.outer(res, sl.GetScope())
 			for li, lr := range sl.GetLogRecords() {
-				body := anyValue(lr.GetBody())
-				a := attrs(lr.GetAttributes())
-				traceID, spanID := hex.EncodeToString(lr.GetTraceId()), hex.EncodeToString(lr.GetSpanId())
-				inner := map[string]any{
-					"attributes":      a,
-					"body":            body,
-					"severity_text":   lr.GetSeverityText(),
-					"severity_number": int64(lr.GetSeverityNumber()),
-					"observed_time":   nsTime(lr.GetObservedTimeUnixNano()),
-					"event_name":      lr.GetEventName(),
-					"trace_id":        traceID,
-					"span_id":         spanID,
-					"flags":           int64(lr.GetFlags()),
-				}
-				data := func() (map[string]any, error) {
-					d := map[string]any{"attributes": a}
-					putIf(d, "body", body, body != nil)
-					putIf(d, "severity_text", lr.GetSeverityText(), lr.GetSeverityText() != "")
-					putIf(d, "severity_number", int64(lr.GetSeverityNumber()), lr.GetSeverityNumber() != 0)
-					putIf(d, "event_name", lr.GetEventName(), lr.GetEventName() != "")
-					putIf(d, "trace_id", traceID, traceID != "")
-					putIf(d, "span_id", spanID, spanID != "")
-					return d, nil
-				}
-				pos := fmt.Sprintf("resource %d scope %d log record %d", ri, si, li)
-				if err := w.emit(c.cs, outer, inner, pos, w.itemTime(lr.GetTimeUnixNano(), lr.GetObservedTimeUnixNano()), data); err != nil {
+				v = logVars{lr: lr, attrs: attrs(lr.GetAttributes()), body: anyValue(lr.GetBody())}
+				w.pos.ri, w.pos.si, w.pos.ii = ri, si, li
+				if err := w.emit(w.itemTime(lr.GetTimeUnixNano(), lr.GetObservedTimeUnixNano()), v.data); err != nil {
 					return nil, err
 				}
 			}
@@ -190,7 +303,10 @@ func (c *logsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
 
 // ---- metrics ----
 
-type metricsConverter struct{ cs *compiledSignal }
+type metricsConverter struct {
+	cs      *compiledSignal
+	noValue *atomic.Uint64
+}
 
 func temporality(t metricspb.AggregationTemporality) string {
 	switch t {
@@ -202,7 +318,8 @@ func temporality(t metricspb.AggregationTemporality) string {
 	return "unspecified"
 }
 
-// point is one data point made uniform across metric kinds.
+// point is one data point made uniform across metric kinds; exactly one
+// of number, hist, exp and summary is set.
 type point struct {
 	kind, temporality string
 	monotonic         bool
@@ -211,10 +328,23 @@ type point struct {
 	start, time       uint64
 	flags             uint32
 	attrs             []*commonpb.KeyValue
-	fields            map[string]any // kind-specific fields (the `point` variable)
+	number            *metricspb.NumberDataPoint
+	hist              *metricspb.HistogramDataPoint
+	exp               *metricspb.ExponentialHistogramDataPoint
+	summary           *metricspb.SummaryDataPoint
 }
 
-func numberPoint(dp *metricspb.NumberDataPoint) (float64, any) {
+// noValue tells whether the point carries no value to meter: the OTLP
+// NoRecordedValue flag (for example a Prometheus staleness marker), or a
+// sum or gauge whose number is NaN or infinite.
+func (p *point) noValue() bool {
+	if p.flags&uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK) != 0 {
+		return true
+	}
+	return p.number != nil && (math.IsNaN(p.value) || math.IsInf(p.value, 0))
+}
+
+func numberValue(dp *metricspb.NumberDataPoint) (float64, any) {
 	switch v := dp.GetValue().(type) {
 	case *metricspb.NumberDataPoint_AsInt:
 		return float64(v.AsInt), v.AsInt
@@ -246,108 +376,249 @@ func optFloat(m map[string]any, k string, f *float64) {
 	}
 }
 
-func points(m *metricspb.Metric) []point {
-	var ps []point
+func expBuckets(b *metricspb.ExponentialHistogramDataPoint_Buckets) map[string]any {
+	return map[string]any{"offset": int64(b.GetOffset()), "bucket_counts": ints(b.GetBucketCounts())}
+}
+
+func quantiles(dp *metricspb.SummaryDataPoint) []any {
+	qs := make([]any, 0, len(dp.GetQuantileValues()))
+	for _, q := range dp.GetQuantileValues() {
+		qs = append(qs, map[string]any{"quantile": q.GetQuantile(), "value": q.GetValue()})
+	}
+	return qs
+}
+
+// fields is the `point` variable: the kind-specific fields.
+func (p *point) fields() map[string]any {
+	switch {
+	case p.number != nil:
+		_, native := numberValue(p.number)
+		return map[string]any{"value": native}
+	case p.hist != nil:
+		dp := p.hist
+		f := map[string]any{"count": int64(dp.GetCount()), "bucket_counts": ints(dp.GetBucketCounts()), "explicit_bounds": floats(dp.GetExplicitBounds())}
+		optFloat(f, "sum", dp.Sum)
+		optFloat(f, "min", dp.Min)
+		optFloat(f, "max", dp.Max)
+		return f
+	case p.exp != nil:
+		dp := p.exp
+		f := map[string]any{"count": int64(dp.GetCount()), "scale": int64(dp.GetScale()), "zero_count": int64(dp.GetZeroCount()),
+			"zero_threshold": dp.GetZeroThreshold(), "positive": expBuckets(dp.GetPositive()), "negative": expBuckets(dp.GetNegative())}
+		optFloat(f, "sum", dp.Sum)
+		optFloat(f, "min", dp.Min)
+		optFloat(f, "max", dp.Max)
+		return f
+	case p.summary != nil:
+		dp := p.summary
+		return map[string]any{"count": int64(dp.GetCount()), "sum": dp.GetSum(), "quantile_values": quantiles(dp)}
+	}
+	return map[string]any{}
+}
+
+func optFloatField(d []field, k string, f *float64) []field {
+	if f != nil {
+		d = append(d, field{key: k, kind: fFloat, f: *f})
+	}
+	return d
+}
+
+// appendFields appends the `point` fields to the default data.
+func (p *point) appendFields(d []field) []field {
+	switch {
+	case p.number != nil:
+		switch v := p.number.GetValue().(type) {
+		case *metricspb.NumberDataPoint_AsInt:
+			return append(d, field{key: "value", kind: fInt, n: v.AsInt})
+		case *metricspb.NumberDataPoint_AsDouble:
+			return append(d, field{key: "value", kind: fFloat, f: v.AsDouble})
+		}
+		return append(d, field{key: "value"}) // null
+	case p.hist != nil:
+		dp := p.hist
+		d = append(d, field{key: "count", kind: fInt, n: int64(dp.GetCount())},
+			field{key: "bucket_counts", v: int64s(dp.GetBucketCounts())},
+			field{key: "explicit_bounds", v: float64s(dp.GetExplicitBounds())})
+		d = optFloatField(d, "sum", dp.Sum)
+		d = optFloatField(d, "min", dp.Min)
+		return optFloatField(d, "max", dp.Max)
+	case p.exp != nil:
+		dp := p.exp
+		d = append(d, field{key: "count", kind: fInt, n: int64(dp.GetCount())},
+			field{key: "scale", kind: fInt, n: int64(dp.GetScale())},
+			field{key: "zero_count", kind: fInt, n: int64(dp.GetZeroCount())},
+			field{key: "zero_threshold", kind: fFloat, f: dp.GetZeroThreshold()},
+			field{key: "positive", v: expBuckets(dp.GetPositive())},
+			field{key: "negative", v: expBuckets(dp.GetNegative())})
+		d = optFloatField(d, "sum", dp.Sum)
+		d = optFloatField(d, "min", dp.Min)
+		return optFloatField(d, "max", dp.Max)
+	case p.summary != nil:
+		dp := p.summary
+		return append(d, field{key: "count", kind: fInt, n: int64(dp.GetCount())},
+			field{key: "sum", kind: fFloat, f: dp.GetSum()},
+			field{key: "quantile_values", v: quantiles(dp)})
+	}
+	return d
+}
+
+// eachPoint calls fn for every data point of m, reusing one point.
+func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
+	var p point
 	switch d := m.GetData().(type) {
 	case *metricspb.Metric_Gauge:
-		for _, dp := range d.Gauge.GetDataPoints() {
-			v, native := numberPoint(dp)
-			ps = append(ps, point{kind: "gauge", value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
-				flags: dp.GetFlags(), attrs: dp.GetAttributes(), fields: map[string]any{"value": native}})
+		for i, dp := range d.Gauge.GetDataPoints() {
+			v, _ := numberValue(dp)
+			p = point{kind: "gauge", value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
+				flags: dp.GetFlags(), attrs: dp.GetAttributes(), number: dp}
+			if err := fn(i, &p); err != nil {
+				return err
+			}
 		}
 	case *metricspb.Metric_Sum:
-		for _, dp := range d.Sum.GetDataPoints() {
-			v, native := numberPoint(dp)
-			ps = append(ps, point{kind: "sum", temporality: temporality(d.Sum.GetAggregationTemporality()), monotonic: d.Sum.GetIsMonotonic(),
-				value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(),
-				fields: map[string]any{"value": native}})
+		temp := temporality(d.Sum.GetAggregationTemporality())
+		for i, dp := range d.Sum.GetDataPoints() {
+			v, _ := numberValue(dp)
+			p = point{kind: "sum", temporality: temp, monotonic: d.Sum.GetIsMonotonic(),
+				value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(), number: dp}
+			if err := fn(i, &p); err != nil {
+				return err
+			}
 		}
 	case *metricspb.Metric_Histogram:
-		for _, dp := range d.Histogram.GetDataPoints() {
-			f := map[string]any{"count": int64(dp.GetCount()), "bucket_counts": ints(dp.GetBucketCounts()), "explicit_bounds": floats(dp.GetExplicitBounds())}
-			optFloat(f, "sum", dp.Sum)
-			optFloat(f, "min", dp.Min)
-			optFloat(f, "max", dp.Max)
-			ps = append(ps, point{kind: "histogram", temporality: temporality(d.Histogram.GetAggregationTemporality()),
+		temp := temporality(d.Histogram.GetAggregationTemporality())
+		for i, dp := range d.Histogram.GetDataPoints() {
+			p = point{kind: "histogram", temporality: temp,
 				value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()), start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
-				flags: dp.GetFlags(), attrs: dp.GetAttributes(), fields: f})
+				flags: dp.GetFlags(), attrs: dp.GetAttributes(), hist: dp}
+			if err := fn(i, &p); err != nil {
+				return err
+			}
 		}
 	case *metricspb.Metric_ExponentialHistogram:
-		for _, dp := range d.ExponentialHistogram.GetDataPoints() {
-			buckets := func(b *metricspb.ExponentialHistogramDataPoint_Buckets) map[string]any {
-				return map[string]any{"offset": int64(b.GetOffset()), "bucket_counts": ints(b.GetBucketCounts())}
-			}
-			f := map[string]any{"count": int64(dp.GetCount()), "scale": int64(dp.GetScale()), "zero_count": int64(dp.GetZeroCount()),
-				"zero_threshold": dp.GetZeroThreshold(), "positive": buckets(dp.GetPositive()), "negative": buckets(dp.GetNegative())}
-			optFloat(f, "sum", dp.Sum)
-			optFloat(f, "min", dp.Min)
-			optFloat(f, "max", dp.Max)
-			ps = append(ps, point{kind: "exponential_histogram", temporality: temporality(d.ExponentialHistogram.GetAggregationTemporality()),
+		temp := temporality(d.ExponentialHistogram.GetAggregationTemporality())
+		for i, dp := range d.ExponentialHistogram.GetDataPoints() {
+			p = point{kind: "exponential_histogram", temporality: temp,
 				value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()), start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
-				flags: dp.GetFlags(), attrs: dp.GetAttributes(), fields: f})
+				flags: dp.GetFlags(), attrs: dp.GetAttributes(), exp: dp}
+			if err := fn(i, &p); err != nil {
+				return err
+			}
 		}
 	case *metricspb.Metric_Summary:
-		for _, dp := range d.Summary.GetDataPoints() {
-			qs := make([]any, 0, len(dp.GetQuantileValues()))
-			for _, q := range dp.GetQuantileValues() {
-				qs = append(qs, map[string]any{"quantile": q.GetQuantile(), "value": q.GetValue()})
+		for i, dp := range d.Summary.GetDataPoints() {
+			p = point{kind: "summary", value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()),
+				start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(), summary: dp}
+			if err := fn(i, &p); err != nil {
+				return err
 			}
-			f := map[string]any{"count": int64(dp.GetCount()), "sum": dp.GetSum(), "quantile_values": qs}
-			ps = append(ps, point{kind: "summary", value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()),
-				start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(), fields: f})
 		}
 	}
-	return ps
+	return nil
+}
+
+type metricVars struct {
+	m      *metricspb.Metric
+	p      *point
+	attrs  map[string]any
+	fields map[string]any // the `point` variable, built on first use
+}
+
+func (v *metricVars) resolve(name string) (any, bool) {
+	p := v.p
+	switch name {
+	case "attributes":
+		return v.attrs, true
+	case "name":
+		return v.m.GetName(), true
+	case "description":
+		return v.m.GetDescription(), true
+	case "unit":
+		return v.m.GetUnit(), true
+	case "kind":
+		return p.kind, true
+	case "temporality":
+		return p.temporality, true
+	case "monotonic":
+		return p.monotonic, true
+	case "value":
+		return p.value, true
+	case "count":
+		return p.count, true
+	case "sum":
+		return p.sum, true
+	case "start_time":
+		return nsTime(p.start), true
+	case "end_time":
+		return nsTime(p.time), true
+	case "point":
+		if v.fields == nil {
+			v.fields = p.fields()
+		}
+		return v.fields, true
+	case "flags":
+		return int64(p.flags), true
+	}
+	return nil, false
+}
+
+func (v *metricVars) data(d []field) []field {
+	p, m := v.p, v.m
+	d = append(d, field{key: "name", kind: fString, s: m.GetName()},
+		field{key: "kind", kind: fString, s: p.kind},
+		field{key: "attributes", v: v.attrs})
+	d = p.appendFields(d)
+	if u := m.GetUnit(); u != "" {
+		d = append(d, field{key: "unit", kind: fString, s: u})
+	}
+	if p.temporality != "" {
+		d = append(d, field{key: "temporality", kind: fString, s: p.temporality})
+	}
+	if p.kind == "sum" {
+		d = append(d, field{key: "monotonic", kind: fBool, b: p.monotonic})
+	}
+	if p.start != 0 {
+		d = append(d, field{key: "start_time", kind: fTimeNs, n: int64(p.start)})
+	}
+	if p.time != 0 {
+		d = append(d, field{key: "end_time", kind: fTimeNs, n: int64(p.time)})
+	}
+	return d
 }
 
 func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
-	w := newWalker(rec)
+	w := newWalker(c.cs, rec)
 	var req colmetricspb.ExportMetricsServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
 		return nil, w.fail(fmt.Errorf("cannot decode OTLP ExportMetricsServiceRequest: %w", err))
 	}
+	var v metricVars
+	w.act.vars = &v
+	w.pos.what = "data point"
+	noValue := 0
 	for ri, rm := range req.GetResourceMetrics() {
 		res := attrs(rm.GetResource().GetAttributes())
 		for si, sm := range rm.GetScopeMetrics() {
-			outer := w.outer(res, sm.GetScope())
+			w.act.outer = w.outer(res, sm.GetScope())
 			for mi, m := range sm.GetMetrics() {
-				for pi, p := range points(m) {
-					a := attrs(p.attrs)
-					inner := map[string]any{
-						"attributes":  a,
-						"name":        m.GetName(),
-						"description": m.GetDescription(),
-						"unit":        m.GetUnit(),
-						"kind":        p.kind,
-						"temporality": p.temporality,
-						"monotonic":   p.monotonic,
-						"value":       p.value,
-						"count":       p.count,
-						"sum":         p.sum,
-						"start_time":  nsTime(p.start),
-						"end_time":    nsTime(p.time),
-						"point":       p.fields,
-						"flags":       int64(p.flags),
+				err := eachPoint(m, func(pi int, p *point) error {
+					if p.noValue() {
+						noValue++
+						w.skip()
+						return nil
 					}
-					data := func() (map[string]any, error) {
-						d := map[string]any{"name": m.GetName(), "kind": p.kind, "attributes": a}
-						for k, v := range p.fields {
-							d[k] = v
-						}
-						putIf(d, "unit", m.GetUnit(), m.GetUnit() != "")
-						putIf(d, "temporality", p.temporality, p.temporality != "")
-						putIf(d, "monotonic", p.monotonic, p.kind == "sum")
-						putIf(d, "start_time", formatTime(nsTime(p.start)), p.start != 0)
-						putIf(d, "end_time", formatTime(nsTime(p.time)), p.time != 0)
-						return d, nil
-					}
-					pos := fmt.Sprintf("resource %d scope %d metric %d (%q) %s data point %d", ri, si, mi, m.GetName(), p.kind, pi)
-					if err := w.emit(c.cs, outer, inner, pos, w.itemTime(p.time), data); err != nil {
-						return nil, err
-					}
+					v = metricVars{m: m, p: p, attrs: attrs(p.attrs)}
+					w.pos.ri, w.pos.si, w.pos.mi, w.pos.ii, w.pos.name, w.pos.kind = ri, si, mi, pi, m.GetName(), p.kind
+					return w.emit(w.itemTime(p.time), v.data)
+				})
+				if err != nil {
+					return nil, err
 				}
 			}
 		}
+	}
+	if noValue > 0 && c.noValue != nil {
+		c.noValue.Add(uint64(noValue))
 	}
 	return w.out, nil
 }
@@ -357,11 +628,19 @@ func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error
 type tracesConverter struct{ cs *compiledSignal }
 
 func spanKind(k tracepb.Span_SpanKind) string {
-	s := strings.TrimPrefix(k.String(), "SPAN_KIND_")
-	if _, ok := tracepb.Span_SpanKind_name[int32(k)]; !ok {
-		return "unspecified"
+	switch k {
+	case tracepb.Span_SPAN_KIND_INTERNAL:
+		return "internal"
+	case tracepb.Span_SPAN_KIND_SERVER:
+		return "server"
+	case tracepb.Span_SPAN_KIND_CLIENT:
+		return "client"
+	case tracepb.Span_SPAN_KIND_PRODUCER:
+		return "producer"
+	case tracepb.Span_SPAN_KIND_CONSUMER:
+		return "consumer"
 	}
-	return strings.ToLower(s)
+	return "unspecified"
 }
 
 func statusCode(c tracepb.Status_StatusCode) string {
@@ -374,52 +653,92 @@ func statusCode(c tracepb.Status_StatusCode) string {
 	return "unset"
 }
 
+type spanVars struct {
+	sp         *tracepb.Span
+	attrs      map[string]any
+	kind, code string
+	dur        time.Duration
+}
+
+func (v *spanVars) durMs() float64 { return float64(v.dur) / float64(time.Millisecond) }
+
+func (v *spanVars) resolve(name string) (any, bool) {
+	sp := v.sp
+	switch name {
+	case "attributes":
+		return v.attrs, true
+	case "name":
+		return sp.GetName(), true
+	case "kind":
+		return v.kind, true
+	case "trace_id":
+		return hex.EncodeToString(sp.GetTraceId()), true
+	case "span_id":
+		return hex.EncodeToString(sp.GetSpanId()), true
+	case "parent_span_id":
+		return hex.EncodeToString(sp.GetParentSpanId()), true
+	case "trace_state":
+		return sp.GetTraceState(), true
+	case "start_time":
+		return nsTime(sp.GetStartTimeUnixNano()), true
+	case "end_time":
+		return nsTime(sp.GetEndTimeUnixNano()), true
+	case "duration":
+		return v.dur, true
+	case "duration_ms":
+		return v.durMs(), true
+	case "status_code":
+		return v.code, true
+	case "status_message":
+		return sp.GetStatus().GetMessage(), true
+	case "flags":
+		return int64(sp.GetFlags()), true
+	}
+	return nil, false
+}
+
+func (v *spanVars) data(d []field) []field {
+	sp := v.sp
+	d = append(d, field{key: "name", kind: fString, s: sp.GetName()},
+		field{key: "kind", kind: fString, s: v.kind},
+		field{key: "duration_ms", kind: fFloat, f: v.durMs()},
+		field{key: "status_code", kind: fString, s: v.code},
+		field{key: "trace_id", kind: fHex, raw: sp.GetTraceId()},
+		field{key: "span_id", kind: fHex, raw: sp.GetSpanId()},
+		field{key: "start_time", kind: fTimeNs, n: int64(sp.GetStartTimeUnixNano())},
+		field{key: "end_time", kind: fTimeNs, n: int64(sp.GetEndTimeUnixNano())},
+		field{key: "attributes", v: v.attrs})
+	if p := sp.GetParentSpanId(); len(p) > 0 {
+		d = append(d, field{key: "parent_span_id", kind: fHex, raw: p})
+	}
+	if msg := sp.GetStatus().GetMessage(); msg != "" {
+		d = append(d, field{key: "status_message", kind: fString, s: msg})
+	}
+	return d
+}
+
 func (c *tracesConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
-	w := newWalker(rec)
+	w := newWalker(c.cs, rec)
 	var req coltracepb.ExportTraceServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
 		return nil, w.fail(fmt.Errorf("cannot decode OTLP ExportTraceServiceRequest: %w", err))
 	}
+	var v spanVars
+	w.act.vars = &v
+	w.pos.what = "span"
 	for ri, rs := range req.GetResourceSpans() {
 		res := attrs(rs.GetResource().GetAttributes())
 		for si, ss := range rs.GetScopeSpans() {
-			outer := w.outer(res, ss.GetScope())
+			w.act.outer = w.outer(res, ss.GetScope())
 			for xi, sp := range ss.GetSpans() {
-				pos := fmt.Sprintf("resource %d scope %d span %d (%q)", ri, si, xi, sp.GetName())
+				w.pos.ri, w.pos.si, w.pos.ii, w.pos.name = ri, si, xi, sp.GetName()
 				start, end := sp.GetStartTimeUnixNano(), sp.GetEndTimeUnixNano()
 				if end < start {
-					return nil, w.fail(fmt.Errorf("%s: end time %d is before start time %d", pos, end, start))
+					return nil, w.fail(fmt.Errorf("%s: end time %d is before start time %d", w.pos.String(), end, start))
 				}
-				dur := time.Duration(end - start)
-				a := attrs(sp.GetAttributes())
-				traceID, spanID, parent := hex.EncodeToString(sp.GetTraceId()), hex.EncodeToString(sp.GetSpanId()), hex.EncodeToString(sp.GetParentSpanId())
-				kind, code := spanKind(sp.GetKind()), statusCode(sp.GetStatus().GetCode())
-				durMs := float64(dur) / float64(time.Millisecond)
-				inner := map[string]any{
-					"attributes":     a,
-					"name":           sp.GetName(),
-					"kind":           kind,
-					"trace_id":       traceID,
-					"span_id":        spanID,
-					"parent_span_id": parent,
-					"trace_state":    sp.GetTraceState(),
-					"start_time":     nsTime(start),
-					"end_time":       nsTime(end),
-					"duration":       dur,
-					"duration_ms":    durMs,
-					"status_code":    code,
-					"status_message": sp.GetStatus().GetMessage(),
-					"flags":          int64(sp.GetFlags()),
-				}
-				data := func() (map[string]any, error) {
-					d := map[string]any{"name": sp.GetName(), "kind": kind, "duration_ms": durMs, "status_code": code,
-						"trace_id": traceID, "span_id": spanID, "start_time": formatTime(nsTime(start)), "end_time": formatTime(nsTime(end)),
-						"attributes": a}
-					putIf(d, "parent_span_id", parent, parent != "")
-					putIf(d, "status_message", sp.GetStatus().GetMessage(), sp.GetStatus().GetMessage() != "")
-					return d, nil
-				}
-				if err := w.emit(c.cs, outer, inner, pos, w.itemTime(start), data); err != nil {
+				v = spanVars{sp: sp, attrs: attrs(sp.GetAttributes()), kind: spanKind(sp.GetKind()),
+					code: statusCode(sp.GetStatus().GetCode()), dur: time.Duration(end - start)}
+				if err := w.emit(w.itemTime(start), v.data); err != nil {
 					return nil, err
 				}
 			}

@@ -27,12 +27,49 @@
 // A record is converted whole or not at all: if any item cannot be mapped
 // (undecodable protobuf, an expression that fails or gives the wrong type,
 // an empty or absent id/type/source/subject, a time that is not a timestamp
-// or RFC 3339 string, a NaN or infinite number in data, a span ending before
-// it starts) Convert returns an error naming the record, the item position
-// ("resource 0 scope 1 log record 5"), the config field and the expression.
-// The consumer dead-letters the record with that reason; after fixing the
-// config the dead-lettered record can be replayed and gets the same ids.
+// or RFC 3339 string, a NaN or infinite number in a mapped data field, a
+// span ending before it starts) Convert returns an error naming the record,
+// the item position ("resource 0 scope 1 log record 5"), the config field
+// and the expression. The consumer dead-letters the record with that
+// reason. Converting the same record again (with the same location and
+// indexes) gives the same ids; there is no replay command yet (RFC 0004).
 // Items a `filter` rejects are skipped on purpose, not errors.
+//
+// Metric data points with no value are skipped, not errors: a point with
+// the OTLP NoRecordedValue flag (for example a Prometheus staleness marker),
+// and a sum or gauge point whose number is NaN or infinite, gives no event
+// and is counted in Converters.NoValuePoints; the rest of the request is
+// converted and later items keep their ids. NaN and infinite numbers are
+// not valid JSON: in the built-in default data (a NaN attribute, the NaN
+// quantiles of an empty summary) they are written as null; in a mapped
+// data field they reject the record, since mapped fields are what a meter
+// aggregates.
+//
+// # Metering with the defaults: subject and temporality
+//
+// The default subject needs a `subject` or `customer.id` attribute on the
+// item or its resource. Plain SDK or Collector telemetry has neither, so
+// with the defaults every such record is dead-lettered (one dead letter per
+// export request, none silently dropped). Set the attribute where the
+// telemetry is made (for example OTEL_RESOURCE_ATTRIBUTES=customer.id=acme),
+// or map subject from an attribute you have:
+//
+//	conversion:
+//	  metrics:
+//	    subject: string(resource["tenant.id"])
+//
+// OTel SDKs export sums as cumulative by default: each export repeats the
+// running total since start_time. A SUM meter over such events bills the
+// total again on every export. Meter delta sums instead (set the exporter's
+// temporality preference to delta, e.g.
+// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta), or keep
+// cumulative points away from SUM meters with a filter:
+//
+//	conversion:
+//	  metrics:
+//	    filter: temporality != "cumulative"
+//
+// (or use a LATEST/MAX meter on the cumulative value).
 //
 // # Configuration
 //

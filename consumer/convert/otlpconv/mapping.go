@@ -1,9 +1,7 @@
 package otlpconv
 
 import (
-	"bytes"
 	"crypto/sha1"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -27,8 +25,8 @@ type dataField struct {
 }
 
 type compiledRule struct {
-	match *program
-	m     compiledMapping
+	match  *program
+	merged compiledMapping // the rule's fields over the signal's
 }
 
 // compiledSignal is the whole mapping of one signal, compiled once.
@@ -62,9 +60,11 @@ func compileSignal(signal string, cfg Signal, defaultType string) (*compiledSign
 		if cr.match, err = compile(env, field+".match", r.Match, wantBool); err != nil {
 			return nil, err
 		}
-		if cr.m, err = compileMapping(env, field, r.Mapping); err != nil {
+		m, err := compileMapping(env, field, r.Mapping)
+		if err != nil {
 			return nil, err
 		}
+		cr.merged = m.over(cs.base)
 		cs.rules = append(cs.rules, cr)
 	}
 	return cs, nil
@@ -113,61 +113,115 @@ func compileMapping(env *cel.Env, field string, m Mapping) (compiledMapping, err
 	return cm, nil
 }
 
-// item is what the converters hand to the mapping for one log record, data
-// point or span.
-type item struct {
-	act         *activation
-	pos         string    // "resource 0 scope 1 log record 2", for errors
-	idName      string    // name of the derived UUIDv5
-	defaultTime time.Time // used when time is the built-in variable
-	defaultData func() (map[string]any, error)
-}
-
-// cloudEvent is the structured-mode JSON CloudEvent (spec 1.0).
-type cloudEvent struct {
-	SpecVersion     string         `json:"specversion"`
-	ID              string         `json:"id"`
-	Source          string         `json:"source"`
-	Type            string         `json:"type"`
-	Subject         string         `json:"subject"`
-	Time            string         `json:"time,omitempty"`
-	DataContentType string         `json:"datacontenttype,omitempty"`
-	Data            map[string]any `json:"data,omitempty"`
-}
-
-// event maps one item. ok is false when the filter dropped it.
-func (cs *compiledSignal) event(it *item) (json.RawMessage, bool, error) {
+// event appends the event of the current item to w.buf. ok is false when
+// the filter dropped it. Evaluation order (and so which error is reported
+// first): filter, rules, id, type, source, subject, time, data.
+func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) (bool, error) {
+	cs, act := w.cs, &w.act
 	if cs.filter != nil {
-		keep, err := cs.filter.evalBool(it.act)
+		keep, err := cs.filter.evalBool(act)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", it.pos, err)
+			return false, err
 		}
 		if !keep {
-			return nil, false, nil
+			return false, nil
 		}
 	}
-	m := cs.base
-	for _, r := range cs.rules {
-		hit, err := r.match.evalBool(it.act)
+	m := &cs.base
+	for i := range cs.rules {
+		r := &cs.rules[i]
+		hit, err := r.match.evalBool(act)
 		if err != nil && !errors.Is(err, errMissing) {
-			return nil, false, fmt.Errorf("%s: %w", it.pos, err)
+			return false, err
 		}
 		if hit {
-			m = r.m.over(cs.base)
+			m = &r.merged
 			break
 		}
 	}
-	ev, err := m.build(it)
+	var id string
+	var err error
+	if m.id != nil {
+		if id, err = nonEmpty(m.id, act); err != nil {
+			return false, err
+		}
+	}
+	typ, err := nonEmpty(m.typ, act)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", it.pos, err)
+		return false, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
-		return nil, false, fmt.Errorf("%s: encode event: %w", it.pos, err)
+	source, err := nonEmpty(m.source, act)
+	if err != nil {
+		return false, err
 	}
-	return json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), true, nil
+	subject, err := nonEmpty(m.subject, act)
+	if err != nil {
+		return false, err
+	}
+	evTime := t // the built-in `time` expression is the item's time
+	if !m.time.isTimeVar {
+		if evTime, err = m.time.evalTime(act); err != nil {
+			return false, err
+		}
+		if evTime.IsZero() || evTime.UnixNano() == 0 {
+			evTime = t
+		}
+	}
+
+	b := append(w.buf, `{"specversion":"1.0","id":`...)
+	if m.id != nil {
+		b = appendString(b, id)
+	} else {
+		w.name = appendIDName(append(w.name[:0], idNamespace[:]...), w.rec.Location, w.rec.Index, idx)
+		b = appendUUIDv5(b, w.name)
+	}
+	b = append(b, `,"source":`...)
+	b = appendString(b, source)
+	b = append(b, `,"type":`...)
+	b = appendString(b, typ)
+	b = append(b, `,"subject":`...)
+	b = appendString(b, subject)
+	b = append(b, `,"time":`...)
+	b = appendTime(b, evTime)
+	noData := len(b)
+	b = append(b, `,"datacontenttype":"application/json","data":`...)
+	if !m.hasData {
+		w.data = defaultData(w.data[:0])
+		b = appendFields(b, w.data)
+		clear(w.data) // drop references to this item's values
+	} else {
+		b = append(b, '{')
+		n := 0
+		for _, f := range m.data {
+			v, err := f.p.eval(act)
+			if errors.Is(err, errMissing) {
+				continue // absent attribute: the field is omitted
+			}
+			if err != nil {
+				w.buf = b
+				return false, err
+			}
+			j, err := toJSON(v, "data."+f.key)
+			if err != nil {
+				w.buf = b
+				return false, err
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = appendString(b, f.key)
+			b = append(b, ':')
+			b = appendValue(b, j)
+		}
+		if n == 0 {
+			b = b[:noData] // no data: neither data nor datacontenttype
+		} else {
+			b = append(b, '}')
+		}
+	}
+	w.buf = append(b, '}')
+	return true, nil
 }
 
 // over fills the rule's unset fields from base.
@@ -193,66 +247,8 @@ func (m compiledMapping) over(base compiledMapping) compiledMapping {
 	return m
 }
 
-func (m compiledMapping) build(it *item) (*cloudEvent, error) {
-	ev := &cloudEvent{SpecVersion: "1.0"}
-	var err error
-	if m.id != nil {
-		if ev.ID, err = nonEmpty(m.id, it); err != nil {
-			return nil, err
-		}
-	} else {
-		ev.ID = uuidV5(it.idName)
-	}
-	if ev.Type, err = nonEmpty(m.typ, it); err != nil {
-		return nil, err
-	}
-	if ev.Source, err = nonEmpty(m.source, it); err != nil {
-		return nil, err
-	}
-	if ev.Subject, err = nonEmpty(m.subject, it); err != nil {
-		return nil, err
-	}
-	t, err := m.time.evalTime(it.act)
-	if err != nil {
-		return nil, err
-	}
-	if t.IsZero() || t.UnixNano() == 0 {
-		t = it.defaultTime
-	}
-	ev.Time = formatTime(t)
-
-	if !m.hasData {
-		if ev.Data, err = it.defaultData(); err != nil {
-			return nil, err
-		}
-		if err := checkNative(ev.Data, "data"); err != nil {
-			return nil, err
-		}
-	} else {
-		ev.Data = make(map[string]any, len(m.data))
-		for _, f := range m.data {
-			v, err := f.p.eval(it.act)
-			if errors.Is(err, errMissing) {
-				continue // absent attribute: the field is omitted
-			}
-			if err != nil {
-				return nil, err
-			}
-			j, err := toJSON(v, "data."+f.key)
-			if err != nil {
-				return nil, err
-			}
-			ev.Data[f.key] = j
-		}
-	}
-	if len(ev.Data) > 0 {
-		ev.DataContentType = "application/json"
-	}
-	return ev, nil
-}
-
-func nonEmpty(p *program, it *item) (string, error) {
-	s, err := p.evalString(it.act)
+func nonEmpty(p *program, act *activation) (string, error) {
+	s, err := p.evalString(act)
 	if err != nil {
 		return "", err
 	}
@@ -275,7 +271,7 @@ func lastDot(s string) int {
 // "bucketq.otlp" in the DNS namespace.
 var idNamespace = func() [16]byte {
 	dns := [16]byte{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
-	return uuidV5Bytes(dns, "bucketq.otlp")
+	return uuidV5Bytes(dns, []byte("bucketq.otlp"))
 }()
 
 // EventID returns the derived id of item itemIndex (counted from 0 over the
@@ -287,28 +283,49 @@ func EventID(location string, recordIndex, itemIndex int) string {
 }
 
 func idName(location string, recordIndex, itemIndex int) string {
-	return location + "#" + strconv.Itoa(recordIndex) + "/" + strconv.Itoa(itemIndex)
+	return string(appendIDName(nil, location, recordIndex, itemIndex))
+}
+
+// appendIDName appends "<location>#<record>/<item>".
+func appendIDName(dst []byte, location string, recordIndex, itemIndex int) []byte {
+	dst = append(dst, location...)
+	dst = append(dst, '#')
+	dst = strconv.AppendInt(dst, int64(recordIndex), 10)
+	dst = append(dst, '/')
+	return strconv.AppendInt(dst, int64(itemIndex), 10)
 }
 
 func uuidV5(name string) string {
-	u := uuidV5Bytes(idNamespace, name)
-	const hexd = "0123456789abcdef"
-	out := make([]byte, 0, 36)
-	for i, b := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
-		}
-		out = append(out, hexd[b>>4], hexd[b&0xf])
-	}
-	return string(out)
+	return string(appendUUID(nil, uuidV5Bytes(idNamespace, []byte(name))))
 }
 
-func uuidV5Bytes(ns [16]byte, name string) [16]byte {
-	h := sha1.New()
-	h.Write(ns[:])
-	h.Write([]byte(name))
+// appendUUIDv5 appends the quoted derived id; nsName is the id namespace
+// followed by the name.
+func appendUUIDv5(dst, nsName []byte) []byte {
+	dst = append(dst, '"')
+	dst = appendUUID(dst, uuidV5Sum(nsName))
+	return append(dst, '"')
+}
+
+func appendUUID(dst []byte, u [16]byte) []byte {
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+	}
+	return dst
+}
+
+func uuidV5Bytes(ns [16]byte, name []byte) [16]byte {
+	return uuidV5Sum(append(ns[:len(ns):len(ns)], name...))
+}
+
+// uuidV5Sum is the UUIDv5 of the namespace and name already concatenated.
+func uuidV5Sum(nsName []byte) [16]byte {
+	sum := sha1.Sum(nsName)
 	var u [16]byte
-	copy(u[:], h.Sum(nil))
+	copy(u[:], sum[:16])
 	u[6] = (u[6] & 0x0f) | 0x50 // version 5
 	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
 	return u

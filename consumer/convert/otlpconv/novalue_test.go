@@ -1,0 +1,146 @@
+package otlpconv
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
+
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/format"
+)
+
+// A data point flagged NoRecordedValue (or a sum/gauge whose number is NaN
+// or infinite) gives no event and is counted; the rest of the request is
+// converted, and later points keep their positional ids.
+func TestNoValuePointsAreSkippedAndCounted(t *testing.T) {
+	sub := []*commonpb.KeyValue{kv("subject", "c1")}
+	num := func(f float64, flags uint32) *metricspb.NumberDataPoint {
+		return &metricspb.NumberDataPoint{TimeUnixNano: 5e18, Flags: flags, Attributes: sub, Value: &metricspb.NumberDataPoint_AsDouble{AsDouble: f}}
+	}
+	noValue := uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK)
+	data, err := proto.Marshal(&colmetricspb.ExportMetricsServiceRequest{ResourceMetrics: []*metricspb.ResourceMetrics{{ScopeMetrics: []*metricspb.ScopeMetrics{{Metrics: []*metricspb.Metric{
+		{Name: "tokens", Data: &metricspb.Metric_Sum{Sum: &metricspb.Sum{AggregationTemporality: 1, DataPoints: []*metricspb.NumberDataPoint{
+			num(1, 0),                // item 0: event
+			num(math.NaN(), noValue), // item 1: staleness marker
+			num(7, noValue),          // item 2: flagged, whatever the value
+		}}}},
+		{Name: "load", Data: &metricspb.Metric_Gauge{Gauge: &metricspb.Gauge{DataPoints: []*metricspb.NumberDataPoint{
+			num(math.NaN(), 0),   // item 3: NaN without the flag
+			num(math.Inf(-1), 0), // item 4
+			num(0.5, 0),          // item 5: event
+		}}}},
+		// item 6: a summary with no observations has NaN quantiles; it is
+		// converted, the quantile values written as null.
+		{Name: "latency", Data: &metricspb.Metric_Summary{Summary: &metricspb.Summary{DataPoints: []*metricspb.SummaryDataPoint{
+			{TimeUnixNano: 5e18, Attributes: sub, QuantileValues: []*metricspb.SummaryDataPoint_ValueAtQuantile{{Quantile: 0.99, Value: math.NaN()}}},
+		}}}},
+	}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Compile(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := convert.NewRegistry()
+	c.Register(reg)
+	rec := record(format.SignalMetrics, data)
+	evs, err := reg.Convert(rec)
+	if err != nil {
+		t.Fatalf("the request was rejected: %v", err)
+	}
+	got := ids(t, evs)
+	want := []string{EventID(rec.Location, rec.Index, 0), EventID(rec.Location, rec.Index, 5), EventID(rec.Location, rec.Index, 6)}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ids %v, want items 0, 5 and 6: %v\n%s", got, want, evs)
+	}
+	if n := c.NoValuePoints(); n != 4 {
+		t.Errorf("NoValuePoints = %d, want 4", n)
+	}
+	if !strings.Contains(string(evs[2]), `"quantile_values":[{"quantile":0.99,"value":null}]`) {
+		t.Errorf("summary event: %s", evs[2])
+	}
+	for i, ev := range evs {
+		if !json.Valid(ev) {
+			t.Errorf("event %d is not valid JSON: %s", i, ev)
+		}
+	}
+}
+
+// A NaN attribute in the default data is written as null; in a mapped data
+// field it still rejects the record (TestRecordErrorsNameTheReason).
+func TestNaNInDefaultDataIsNull(t *testing.T) {
+	evs, err := registry(t, Config{}).Convert(record(format.SignalLogs, logsRecord(t,
+		&logspb.LogRecord{TimeUnixNano: 1, Attributes: []*commonpb.KeyValue{kv("subject", "c1"), kv("x", math.NaN())}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(evs[0]), `"data":{"attributes":{"subject":"c1","x":null}}`) {
+		t.Errorf("event %s", evs[0])
+	}
+}
+
+// The id example published in rfcs/0006-dead-letters-and-event-ids.md.
+func TestPublishedIDExample(t *testing.T) {
+	if got, want := uuidV5String(idNamespace), "ff39e039-0b3e-5eda-a5d7-078caa1badfa"; got != want {
+		t.Errorf("namespace %s, want %s", got, want)
+	}
+	if got, want := EventID("ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", 3, 7), "ed533c21-87a9-59ff-8e2e-dc8544eec883"; got != want {
+		t.Errorf("EventID %s, want %s", got, want)
+	}
+	// The converter gives the same id as EventID.
+	rec := record(format.SignalLogs, logsRecord(t, &logspb.LogRecord{Attributes: []*commonpb.KeyValue{kv("subject", "c")}}))
+	rec.Location, rec.Index = "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", 3
+	evs, err := registry(t, Config{}).Convert(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(t, evs)[0], EventID(rec.Location, 3, 0); got != want {
+		t.Errorf("converted id %s, want %s", got, want)
+	}
+}
+
+func uuidV5String(u [16]byte) string { return string(appendUUID(nil, u)) }
+
+// The README's conversion example is testdata/otlp/openmeter-api-calls.yaml
+// (whose output the golden test pins), so the two cannot drift.
+func TestREADMEExampleIsTheTestdataConfig(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testdata, "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := string(readme)
+	i := strings.Index(sec, "## OpenTelemetry input")
+	if i < 0 {
+		t.Fatal(`README has no "## OpenTelemetry input" section`)
+	}
+	sec = sec[i:]
+	j := strings.Index(sec, "```yaml\nconversion:\n")
+	if j < 0 {
+		t.Fatal("no ```yaml block starting with conversion: in the OpenTelemetry section")
+	}
+	block := sec[j+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	var doc struct {
+		Conversion Config `yaml:"conversion"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(block))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("README example: %v\n%s", err, block)
+	}
+	if want := loadConfig(t, "openmeter-api-calls.yaml"); !reflect.DeepEqual(doc.Conversion, want) {
+		t.Errorf("README example\n%+v\ndiffers from testdata/otlp/openmeter-api-calls.yaml\n%+v", doc.Conversion, want)
+	}
+}
