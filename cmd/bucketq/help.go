@@ -92,6 +92,8 @@ const configHelp = `Configuration:
     sink: https://openmeter.cloud/api/v1/events
     sink_token: ${OPENMETER_TOKEN}
 
+  Addresses are HOST:PORT with PORT 0-65535 (0: any free port). produce and run require
+  max_buffered_bytes >= 2 x max_body_bytes and memory_limit >= max_buffered_bytes (or 0).
   Bad flags or config exit with code 2 and a one-line error naming the key; runtime failures exit 1.
   SIGINT/SIGTERM shut down gracefully: stop accepting, flush and commit, stop the consumer.
 `
