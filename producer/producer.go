@@ -1,6 +1,19 @@
 // Package producer batches records in memory, writes each batch as one object
 // to the bucket and commits its location to the manifest queue, and answers
 // an Append only once the batch holding its records is durable and committed.
+//
+// The zero Config gets the same defaults as the bucketq command; each field
+// maps to a config key of the command:
+//
+//	DataPrefix        data_prefix          ingest/data
+//	(the queue)       manifest_path        ingest/manifest (DefaultManifestPath; see NewQueue)
+//	FlushInterval     flush_interval       250ms
+//	FlushSizeBytes    flush_size_bytes     4 MiB
+//	Compression       compression          zstd (Uncompressed selects none)
+//	MaxBufferedBytes  max_buffered_bytes   128 MiB
+//	GCGracePeriod     gc_grace_period      10m
+//
+// At shutdown call Drain, wait for in-flight requests, then Close.
 package producer
 
 import (
@@ -21,15 +34,18 @@ import (
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas"
 )
 
-// Config tunes a Producer. Zero fields take their defaults.
+// Config tunes a Producer. Zero fields take their defaults, which are the
+// bucketq command's defaults.
 type Config struct {
 	DataPrefix        string             // default "ingest/data"; batches are {DataPrefix}/{ULID}.batch
 	FlushInterval     time.Duration      // default 250ms; a batch is sealed this long after its first record
 	FlushSizeBytes    int                // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
-	Compression       format.Compression // zero value = none; the CLI defaults to zstd
-	MaxBufferedBytes  int64              // memory bound on accepted, uncommitted record bytes; default 256 MiB
+	Compression       format.Compression // default (zero value) zstd; set Uncompressed for none
+	Uncompressed      bool               // write batches with format.CompressionNone (the zero Compression means zstd)
+	MaxBufferedBytes  int64              // memory bound on accepted, uncommitted record bytes; default 128 MiB
 	GCGracePeriod     time.Duration      // the consumer's GC grace period (must match it); default 10m
 	UploadConcurrency int                // batches encoded and uploaded at once; default 4
 	CommitTimeout     time.Duration      // a sealed batch's time to be uploaded and committed, retries included; default 2m
@@ -45,12 +61,23 @@ func QueueOptions(m *metrics.Metrics) manifest.Options {
 	return manifest.Options{OnWrite: w.Inc, OnConflict: c.Inc}
 }
 
-// Defaults of Config.
+// NewQueue returns the manifest queue at path (DefaultManifestPath if
+// empty) with QueueOptions(m), ready to pass to New.
+func NewQueue(store cas.Store, path string, m *metrics.Metrics) *manifest.Queue {
+	if path == "" {
+		path = DefaultManifestPath
+	}
+	return manifest.NewQueue(store, path, QueueOptions(m))
+}
+
+// Defaults of Config, equal to the bucketq command's defaults.
 const (
 	DefaultDataPrefix        = "ingest/data"
+	DefaultManifestPath      = "ingest/manifest" // the queue's path; see NewQueue
 	DefaultFlushInterval     = 250 * time.Millisecond
 	DefaultFlushSizeBytes    = 4 << 20
-	DefaultMaxBufferedBytes  = 256 << 20
+	DefaultCompression       = format.CompressionZstd
+	DefaultMaxBufferedBytes  = 128 << 20
 	DefaultGCGracePeriod     = 10 * time.Minute
 	DefaultUploadConcurrency = 4
 	DefaultCommitTimeout     = 2 * time.Minute
@@ -65,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.FlushSizeBytes <= 0 {
 		c.FlushSizeBytes = DefaultFlushSizeBytes
+	}
+	if c.Compression == format.CompressionNone && !c.Uncompressed {
+		c.Compression = DefaultCompression
 	}
 	if c.MaxBufferedBytes <= 0 {
 		c.MaxBufferedBytes = DefaultMaxBufferedBytes
@@ -142,6 +172,7 @@ type Producer struct {
 
 	mu       sync.Mutex
 	closed   bool
+	draining bool // seal each batch as soon as an Append has filled it
 	cur      *batch
 	timer    *time.Timer
 	pending  []*batch // sealed, in seal order, not yet handed to a commit
@@ -163,6 +194,9 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Uncompressed && cfg.Compression != format.CompressionNone {
+		return nil, fmt.Errorf("producer: Uncompressed is set but Compression is %s", cfg.Compression)
 	}
 	cfg.defaults()
 	if cfg.Compression != format.CompressionNone && cfg.Compression != format.CompressionZstd {
@@ -232,7 +266,7 @@ func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte
 		b.records++
 	}
 	b.bytes += size
-	if b.enc.Size() >= p.cfg.FlushSizeBytes {
+	if p.draining || b.enc.Size() >= p.cfg.FlushSizeBytes {
 		p.sealLocked()
 	}
 	p.mu.Unlock()
@@ -563,6 +597,21 @@ func (p *Producer) backoff(d *time.Duration) bool {
 	ok := sleep(p.ctx, jitter(*d))
 	*d = min(2**d, maxBackoff)
 	return ok
+}
+
+// Drain seals the open batch now and, from then on, seals each Append's
+// batch as soon as its records are in it instead of after FlushInterval. So
+// every Append already waiting, and every one still to come, is answered as
+// soon as its batch is uploaded and committed. Appends are still accepted
+// until Close. Call it when shutting down, before waiting for in-flight
+// requests to finish: they wait on the open batch, which would otherwise
+// stay open until FlushInterval. Drain does not wait; calling it again, or
+// after Close, does nothing more.
+func (p *Producer) Drain() {
+	p.mu.Lock()
+	p.draining = true
+	p.sealLocked()
+	p.mu.Unlock()
 }
 
 // Close stops accepting appends (they fail with ErrClosed), seals and

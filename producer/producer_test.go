@@ -691,7 +691,7 @@ func TestCloseGivesUpWithContext(t *testing.T) {
 func TestConcurrentAppendersExactContents(t *testing.T) {
 	for _, comp := range []format.Compression{format.CompressionNone, format.CompressionZstd} {
 		t.Run(comp.String(), func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: 2 * time.Millisecond, FlushSizeBytes: 2048, Compression: comp, UploadConcurrency: 3})
+			e := newEnv(t, Config{FlushInterval: 2 * time.Millisecond, FlushSizeBytes: 2048, Compression: comp, Uncompressed: comp == format.CompressionNone, UploadConcurrency: 3})
 			e.bkt.failUploads.Store(5)
 			headers := []format.Header{format.EventsHeader, logsHeader, format.NewHeader(format.SignalMetrics, format.EncodingOTLPProtobuf)}
 			const writers, appends = 8, 40
@@ -793,6 +793,7 @@ func TestNewValidates(t *testing.T) {
 		{"nil queue", fs, nil, Config{}, m},
 		{"nil metrics", fs, q, Config{}, nil},
 		{"bad compression", fs, q, Config{Compression: 9}, m},
+		{"uncompressed and zstd", fs, q, Config{Compression: format.CompressionZstd, Uncompressed: true}, m},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -853,5 +854,125 @@ func TestQueueOptionsCountWrites(t *testing.T) {
 	}
 	if n := val(m.ManifestConflicts.WithLabelValues("producer")); n != 1 {
 		t.Errorf("ManifestConflicts{producer} = %v", n)
+	}
+}
+
+// TestZeroConfigDefaults: a zero Config gets the bucketq command's defaults
+// (cmd/bucketq checks the command's side against these constants), and the
+// compression default is what the batches are written with.
+func TestZeroConfigDefaults(t *testing.T) {
+	fs, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.NewUnregistered()
+	q := NewQueue(memstore.New(), "", m)
+	p, err := New(fs, q, Config{}, m, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"data prefix", p.cfg.DataPrefix, "ingest/data"},
+		{"manifest path", q.Path(), "ingest/manifest"},
+		{"flush interval", p.cfg.FlushInterval, 250 * time.Millisecond},
+		{"flush size bytes", p.cfg.FlushSizeBytes, 4 << 20},
+		{"compression", p.cfg.Compression, format.CompressionZstd},
+		{"uncompressed", p.cfg.Uncompressed, false},
+		{"max buffered bytes", p.cfg.MaxBufferedBytes, int64(128 << 20)},
+		{"gc grace period", p.cfg.GCGracePeriod, 10 * time.Minute},
+		{"upload concurrency", p.cfg.UploadConcurrency, 4},
+		{"commit timeout", p.cfg.CommitTimeout, 2 * time.Minute},
+		{"DefaultManifestPath", DefaultManifestPath, "ingest/manifest"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	if q := NewQueue(memstore.New(), "other/manifest", m); q.Path() != "other/manifest" {
+		t.Errorf("NewQueue ignored its path: %q", q.Path())
+	}
+
+	// The default compression is the one batches are written with, and
+	// Uncompressed writes none.
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want format.Compression
+	}{
+		{"zero", Config{}, format.CompressionZstd},
+		{"zstd", Config{Compression: format.CompressionZstd}, format.CompressionZstd},
+		{"uncompressed", Config{Uncompressed: true}, format.CompressionNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.FlushInterval = time.Millisecond
+			e := newEnv(t, tc.cfg)
+			if err := e.p.Append(context.Background(), format.EventsHeader, recs("c", 3, 50)); err != nil {
+				t.Fatal(err)
+			}
+			man, err := e.q.Read(context.Background())
+			if err != nil || len(man.Entries) != 1 {
+				t.Fatalf("manifest %+v, %v", man, err)
+			}
+			rc, err := e.bkt.Get(context.Background(), man.Entries[0].Location)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := io.ReadAll(rc)
+			rc.Close()
+			f, err := format.ReadFooter(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Compression != tc.want {
+				t.Errorf("batch written with %s, want %s", f.Compression, tc.want)
+			}
+		})
+	}
+}
+
+// TestDrainAnswersWaitingAppends: with a flush interval far longer than the
+// test, an Append waiting on the open batch is answered, with its records
+// committed, once Drain is called; Appends after Drain are answered without
+// waiting for the interval too; after Close they fail with ErrClosed.
+func TestDrainAnswersWaitingAppends(t *testing.T) {
+	e := newEnv(t, Config{FlushInterval: time.Hour})
+	first := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
+	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
+	notReturned(t, first, "before Drain, with an hour-long flush interval")
+
+	e.p.Drain()
+	if err := waitErr(t, first); err != nil {
+		t.Fatalf("waiting Append after Drain: %v", err)
+	}
+	got := e.readCommitted()
+	if len(got) != 1 || len(got[0].records) != 2 || string(got[0].records[0]) != string(recs("a", 2, 10)[0]) {
+		t.Fatalf("committed after Drain: %+v", got)
+	}
+
+	// Appends still accepted while draining are sealed at once.
+	second := appendAsync(e.p, logsHeader, recs("b", 1, 10))
+	if err := waitErr(t, second); err != nil {
+		t.Fatalf("Append after Drain: %v", err)
+	}
+	if got := e.readCommitted(); len(got) != 2 || len(got[1].records) != 1 || headerOf(got[1].entry, 0) != logsHeader {
+		t.Fatalf("committed after the second Append: %+v", got)
+	}
+	e.p.Drain() // again: no effect, no panic
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Append(ctx, format.EventsHeader, recs("c", 1, 10)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v", err)
+	}
+	e.p.Drain() // after Close: no effect
+	if n := len(e.readCommitted()); n != 2 {
+		t.Fatalf("%d entries after Close, want 2", n)
 	}
 }

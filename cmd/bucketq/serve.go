@@ -24,6 +24,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/httpevents"
 	"github.com/bucketq/bucketq/ingest/otlp"
@@ -146,6 +147,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			FlushInterval:    cfg.FlushInterval,
 			FlushSizeBytes:   cfg.FlushSizeBytes,
 			Compression:      cfg.Compression,
+			Uncompressed:     cfg.Compression == format.CompressionNone,
 			MaxBufferedBytes: cfg.MaxBufferedBytes,
 			GCGracePeriod:    cfg.GCGracePeriod,
 		}, m, log.With("part", "producer"))
@@ -273,9 +275,10 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	return shutdown(log, cfg.ShutdownTimeout, servers, prod, cons != nil, stopConsumer, consDone, failure)
 }
 
-// shutdown stops accepting, lets in-flight requests finish, flushes and
-// commits the producer, and stops the consumer, all within timeout. It
-// returns failure, or the first shutdown error.
+// shutdown stops accepting, seals the producer's open batch at once so
+// in-flight requests are answered as soon as it is committed, waits for them,
+// closes the producer (committing what is left), and stops the consumer, all
+// within timeout. It returns failure, or the first shutdown error.
 func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod *producer.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -283,6 +286,12 @@ func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod
 	// The consumer stops at once: what it has not dequeued is redelivered
 	// by the next one. It runs in parallel with the producer's drain.
 	stopConsumer()
+	// In-flight requests wait on the open batch: seal it now, and seal at
+	// once whatever they still append, instead of waiting for
+	// flush_interval while the servers wait for those very requests.
+	if prod != nil {
+		prod.Drain()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, s := range servers {

@@ -12,6 +12,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/producer"
 )
 
 func freeAddr(t *testing.T) string {
@@ -108,17 +113,40 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	// A corrupt manifest makes the process unready, with the reason.
+	// A corrupt manifest makes the process unready, with the reason. The
+	// producer and consumer read the manifest meanwhile, so it is replaced
+	// by rename: a truncated file would read as an empty manifest (epoch 0)
+	// and fence the consumer. The consumer may also rewrite the manifest (a
+	// dequeue) just before the garbage lands and replace it: then the probe
+	// saw a good manifest, and the check is tried again.
 	manifestFile := filepath.Join(dir, "bucket", "ingest", "manifest")
-	good, err := os.ReadFile(manifestFile)
-	if err != nil {
-		t.Fatal(err)
+	replace := func(b []byte) {
+		t.Helper()
+		tmp := filepath.Join(dir, "manifest.tmp")
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, manifestFile); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(manifestFile, []byte("garbage"), 0o644)
-	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "manifest unreadable") {
-		t.Errorf("/readyz with a corrupt manifest = %d %q", code, body)
+	for retryUntil := time.Now().Add(10 * time.Second); ; {
+		good, err := os.ReadFile(manifestFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replace([]byte("garbage"))
+		code, body := get(t, base+"/readyz")
+		now, _ := os.ReadFile(manifestFile)
+		if string(now) != "garbage" && time.Now().Before(retryUntil) {
+			continue // overwritten by the consumer; do not restore a stale copy
+		}
+		if code != 503 || !strings.Contains(body, "manifest unreadable") {
+			t.Errorf("/readyz with a corrupt manifest = %d %q", code, body)
+		}
+		replace(good)
+		break
 	}
-	os.WriteFile(manifestFile, good, 0o644)
 
 	cancel()
 	select {
@@ -145,5 +173,168 @@ func TestPortInUseExit1(t *testing.T) {
 	code, _, errOut := run(t, nil, "produce", "--bucket-dir", t.TempDir(), "--listen", ln.Addr().String(), "--otlp-grpc=", "--otlp-http=")
 	if code != 1 || !strings.Contains(errOut, "bucketq: listen: ") || !strings.Contains(errOut, "address already in use") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// waitServing polls /healthz until the server answers.
+func waitServing(t *testing.T, base string, stderr *syncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving after 20s:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestShutdownFlushesInFlightRequest: with a 30s flush interval, a request
+// waiting on the open batch when the signal comes is answered 204 and
+// committed, and the process exits 0, long before the interval would have
+// sealed the batch (shutdown seals it at once). Run for both compressions,
+// which also checks that --compression reaches the batch file.
+func TestShutdownFlushesInFlightRequest(t *testing.T) {
+	const flushInterval = 30 * time.Second
+	for _, tc := range []struct {
+		name string
+		args []string
+		want format.Compression
+	}{
+		{"default zstd", nil, format.CompressionZstd},
+		{"none", []string{"--compression", "none"}, format.CompressionNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bucketDir := filepath.Join(dir, "bucket")
+			addr := freeAddr(t)
+			base := "http://" + addr
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stderr syncBuffer
+			done := make(chan int, 1)
+			args := append([]string{"produce", "--bucket-dir", bucketDir, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
+				"--flush-interval", flushInterval.String(), "--shutdown-timeout", "40s"}, tc.args...)
+			go func() { done <- runMain(ctx, args, io.Discard, &stderr, func(string) string { return "" }) }()
+			waitServing(t, base, &stderr)
+
+			type result struct {
+				code int
+				err  error
+			}
+			answered := make(chan result, 1)
+			ev := `{"specversion":"1.0","id":"shutdown-1","source":"test","type":"t","subject":"c","time":"2025-01-01T00:00:00Z","data":{"n":1}}`
+			go func() {
+				resp, err := http.Post(base+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev))
+				if err != nil {
+					answered <- result{err: err}
+					return
+				}
+				resp.Body.Close()
+				answered <- result{code: resp.StatusCode}
+			}()
+			// In flight: the producer holds its bytes in the open batch.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				_, m := get(t, base+"/metrics")
+				if strings.Contains(m, "\nproducer_buffered_bytes ") && !strings.Contains(m, "\nproducer_buffered_bytes 0\n") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the request never reached the producer:\n%s", stderr.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			select {
+			case r := <-answered:
+				t.Fatalf("request answered (%d, %v) before the signal, with a %s flush interval", r.code, r.err, flushInterval)
+			default:
+			}
+
+			signalled := time.Now()
+			cancel()
+			// Half the flush interval: generous for a slow machine, and
+			// far below what waiting for the interval would take.
+			limit := flushInterval / 2
+			select {
+			case r := <-answered:
+				if r.err != nil || r.code != http.StatusNoContent {
+					t.Fatalf("in-flight request got %d, %v; want 204:\n%s", r.code, r.err, stderr.String())
+				}
+			case <-time.After(limit):
+				t.Fatalf("in-flight request not answered %s after the signal:\n%s", limit, stderr.String())
+			}
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Fatalf("exit code %d after the signal:\n%s", code, stderr.String())
+				}
+			case <-time.After(limit - time.Since(signalled)):
+				t.Fatalf("no exit %s after the signal:\n%s", limit, stderr.String())
+			}
+
+			// The answered event is committed.
+			mb, err := os.ReadFile(filepath.Join(bucketDir, filepath.FromSlash(producer.DefaultManifestPath)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			man, err := manifest.Decode(mb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found bool
+			for _, e := range man.Entries {
+				bb, err := os.ReadFile(filepath.Join(bucketDir, filepath.FromSlash(e.Location)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch, err := format.DecodeBatch(bb)
+				if err != nil {
+					t.Fatalf("%s: %v", e.Location, err)
+				}
+				if batch.Footer.Compression != tc.want {
+					t.Errorf("%s written with %s, want %s", e.Location, batch.Footer.Compression, tc.want)
+				}
+				for _, r := range batch.Records {
+					found = found || strings.Contains(string(r), `"id":"shutdown-1"`)
+				}
+			}
+			if !found {
+				t.Fatalf("the 204-answered event is not in the manifest (%d entries):\n%s", len(man.Entries), stderr.String())
+			}
+		})
+	}
+}
+
+// TestCommandDefaultsAreProducerDefaults: the producer library's defaults
+// are the command's, so a library user and `bucketq produce` with no flags
+// write the same batches to the same places.
+func TestCommandDefaultsAreProducerDefaults(t *testing.T) {
+	fl := config.NewFlags("produce", config.RolesProduce)
+	if _, err := fl.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := fl.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key       string
+		cmd, want any
+	}{
+		{"data_prefix", cfg.DataPrefix, producer.DefaultDataPrefix},
+		{"manifest_path", cfg.ManifestPath, producer.DefaultManifestPath},
+		{"flush_interval", cfg.FlushInterval, producer.DefaultFlushInterval},
+		{"flush_size_bytes", cfg.FlushSizeBytes, producer.DefaultFlushSizeBytes},
+		{"compression", cfg.Compression, producer.DefaultCompression},
+		{"max_buffered_bytes", cfg.MaxBufferedBytes, int64(producer.DefaultMaxBufferedBytes)},
+		{"gc_grace_period", cfg.GCGracePeriod, producer.DefaultGCGracePeriod},
+	} {
+		if tc.cmd != tc.want {
+			t.Errorf("%s: command default %v, producer default %v", tc.key, tc.cmd, tc.want)
+		}
 	}
 }
