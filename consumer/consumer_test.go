@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -125,7 +127,7 @@ func (h *harness) config(mut func(*Config)) Config {
 
 func (h *harness) consumer(cfg Config, token string) *Consumer {
 	h.t.Helper()
-	snk := sink.NewHTTP(h.om.Endpoint, token, sink.HTTPOptions{Timeout: 2 * time.Second})
+	snk := sink.NewHTTP(h.om.Endpoint, token, sink.HTTPOptions{Timeout: patience})
 	c, err := New(h.bkt, h.q, convert.NewRegistry(), snk, cfg, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
@@ -153,10 +155,14 @@ func (r *running) stop(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run after cancel: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop within 5s of cancel")
+	case <-time.After(stopPatience):
+		t.Fatalf("Run did not stop within %v of cancel", stopPatience)
 	}
 }
+
+// stopPatience bounds how long Run may take to return after a cancel: it
+// takes milliseconds (the final dequeue is bounded at 5s).
+const stopPatience = 20 * time.Second
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -216,10 +222,10 @@ func TestDeliversInOrderThenDequeues(t *testing.T) {
 	c := h.consumer(h.config(nil), "tok")
 	r := start(c)
 	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), 10*time.Second) {
+	if !h.om.WaitEvents(len(want), patience) {
 		t.Fatalf("delivered %d of %d", len(h.om.Events()), len(want))
 	}
-	waitFor(t, "queue drained", 5*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	got := ids(h.om.Events())
 	if !slices.Equal(got, want) {
 		t.Fatalf("delivered out of order or wrong:\n got %v\nwant %v", got, want)
@@ -231,7 +237,7 @@ func TestDeliversInOrderThenDequeues(t *testing.T) {
 	if n := h.om.Requests(202); n != 11 {
 		t.Fatalf("%d requests, want 11 (by status %v)", n, h.om.RequestsByStatus())
 	}
-	waitFor(t, "acks", time.Second, func() bool { return value(h.m.Acks) == 6 })
+	waitFor(t, "acks", patience, func() bool { return value(h.m.Acks) == 6 })
 	if v := value(h.m.ConsumerLastDequeue); v != 5 {
 		t.Fatalf("last dequeued %v, want 5", v)
 	}
@@ -249,7 +255,7 @@ func TestDeliversInOrderThenDequeues(t *testing.T) {
 	}
 	// More entries later are picked up by polling.
 	more := h.events(1, 3)
-	if !h.om.WaitEvents(len(want)+len(more), 5*time.Second) {
+	if !h.om.WaitEvents(len(want)+len(more), patience) {
 		t.Fatal("entries appended later were not delivered")
 	}
 }
@@ -265,7 +271,7 @@ func TestCrashBeforeDequeueRedeliversSameEvents(t *testing.T) {
 		return errors.New("injected: manifest write lost")
 	}
 	r := start(h.consumer(h.config(nil), ""))
-	if !h.om.WaitEvents(len(want), 10*time.Second) {
+	if !h.om.WaitEvents(len(want), patience) {
 		t.Fatal("first delivery incomplete")
 	}
 	r.stop(t) // the "crash": no dequeue could land
@@ -277,10 +283,10 @@ func TestCrashBeforeDequeueRedeliversSameEvents(t *testing.T) {
 	h.store.BeforeWrite = nil
 	r2 := start(h.consumer(h.config(nil), ""))
 	defer r2.stop(t)
-	if !h.om.WaitEvents(2*len(want), 10*time.Second) {
+	if !h.om.WaitEvents(2*len(want), patience) {
 		t.Fatal("no redelivery")
 	}
-	waitFor(t, "queue drained", 5*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	all := h.om.Events()
 	if len(all) != 2*len(want) || h.om.Distinct() != len(want) || h.om.Duplicates() != len(want) {
 		t.Fatalf("events %d distinct %d duplicates %d", len(all), h.om.Distinct(), h.om.Duplicates())
@@ -299,7 +305,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	begin := time.Now()
 	r := start(h.consumer(h.config(nil), ""))
 	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), 10*time.Second) {
+	if !h.om.WaitEvents(len(want), patience) {
 		t.Fatal("not delivered after 429")
 	}
 	if d := time.Since(begin); d < time.Second {
@@ -320,10 +326,10 @@ func TestServerErrorsRetried(t *testing.T) {
 	h.om.FailNext(2, 500, "")
 	r := start(h.consumer(h.config(func(c *Config) { c.SinkBatchSize = 100 }), ""))
 	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), 10*time.Second) {
+	if !h.om.WaitEvents(len(want), patience) {
 		t.Fatal("not delivered after 503s")
 	}
-	waitFor(t, "queue drained", 5*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	if !slices.Equal(ids(h.om.Events()), want) || h.om.Requests(503) != 3 || h.om.Requests(500) != 2 {
 		t.Fatalf("events %v statuses %v", ids(h.om.Events()), h.om.RequestsByStatus())
 	}
@@ -332,15 +338,34 @@ func TestServerErrorsRetried(t *testing.T) {
 	}
 }
 
+// TestAuthFailureRetriesSlowlyAndKeepsQueue: a 401 is retried every
+// AuthRetryInterval (not with the short backoff), nothing is delivered or
+// dequeued, and the lag shows the stall. Only lower bounds on time are
+// checked: a loaded machine can make retries later, never earlier.
 func TestAuthFailureRetriesSlowlyAndKeepsQueue(t *testing.T) {
 	h := newHarness(t, openmetertest.Options{Token: "right"})
 	h.events(1, 2)
-	r := start(h.consumer(h.config(nil), "wrong"))
-	time.Sleep(700 * time.Millisecond)
+	cfg := h.config(nil)
+	if cfg.AuthRetryInterval <= 2*cfg.MaxBackoff {
+		t.Fatalf("AuthRetryInterval %v must be well above MaxBackoff %v for this test to tell them apart", cfg.AuthRetryInterval, cfg.MaxBackoff)
+	}
+	rs := newRecordingSink(h.om.Endpoint, "wrong", patience)
+	r := start(h.consumerWith(cfg, rs))
+	waitFor(t, "three requests answered 401", patience, func() bool { return rs.answered(401) >= 3 })
 	r.stop(t)
-	n := h.om.Requests(401)
-	if n < 2 || n > 5 {
-		t.Fatalf("%d requests answered 401 in 700ms with a 200ms auth retry interval", n)
+	sends := rs.records()
+	for i, s := range sends {
+		if s.done && s.status != 401 {
+			t.Fatalf("request %d answered %d (%v), want 401", i, s.status, s.err)
+		}
+		if i > 0 {
+			if gap := s.start.Sub(sends[i-1].start); gap < cfg.AuthRetryInterval {
+				t.Fatalf("request %d sent %v after the previous 401, want at least AuthRetryInterval %v", i, gap, cfg.AuthRetryInterval)
+			}
+		}
+	}
+	if n := h.om.Requests(401); n < 3 {
+		t.Fatalf("the server answered 401 %d times, want at least 3", n)
 	}
 	if len(h.om.Events()) != 0 || h.queueLen() != 1 {
 		t.Fatalf("events %d queue %d", len(h.om.Events()), h.queueLen())
@@ -369,7 +394,7 @@ func TestPoisonEventsBisectedAndDeadLettered(t *testing.T) {
 	}
 	r := start(h.consumer(h.config(func(c *Config) { c.SinkBatchSize = 16 }), ""))
 	defer r.stop(t)
-	waitFor(t, "queue drained", 10*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	got := ids(h.om.Events())
 	if !slices.Equal(got, want) || h.om.Duplicates() != 0 {
 		t.Fatalf("delivered %v (dups %d), want %v", got, h.om.Duplicates(), want)
@@ -419,7 +444,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 	h.events(1, 1)
 	r := start(h.consumer(h.config(nil), ""))
 	defer r.stop(t)
-	waitFor(t, "queue drained", 10*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	if got := ids(h.om.Events()); !slices.Equal(got, []string{"a", "b", "c", "b4-e0"}) {
 		t.Fatalf("delivered %v", got)
 	}
@@ -470,7 +495,7 @@ func TestMissingAndCorruptBatchesMarkedAndSkipped(t *testing.T) {
 	want := h.events(1, 2)                                                                                                                                                                        // seq 4
 	r := start(h.consumer(h.config(nil), ""))
 	defer r.stop(t)
-	waitFor(t, "queue drained", 10*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	if got := ids(h.om.Events()); !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
@@ -537,7 +562,7 @@ func TestTransientFetchErrorsRetriedNotMissing(t *testing.T) {
 	}
 	r := start(c)
 	defer r.stop(t)
-	waitFor(t, "queue drained", 10*time.Second, func() bool { return h.queueLen() == 0 })
+	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 	if got := ids(h.om.Events()); !slices.Equal(got, want) || len(h.deadLetters()) != 0 {
 		t.Fatalf("delivered %v, dead letters %v", got, h.deadLetters())
 	}
@@ -547,7 +572,7 @@ func TestFencedConsumerStops(t *testing.T) {
 	h := newHarness(t, openmetertest.Options{})
 	h.events(1, 1)
 	a := start(h.consumer(h.config(nil), ""))
-	if !h.om.WaitEvents(1, 5*time.Second) {
+	if !h.om.WaitEvents(1, patience) {
 		t.Fatal("not delivered")
 	}
 	b := start(h.consumer(h.config(nil), ""))
@@ -557,28 +582,54 @@ func TestFencedConsumerStops(t *testing.T) {
 		if !errors.Is(err, manifest.ErrFenced) {
 			t.Fatalf("old consumer returned %v, want ErrFenced", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("old consumer still running after a newer one fenced it")
 	}
 	a.cancel()
 	h.events(1, 1)
-	if !h.om.WaitEvents(2, 5*time.Second) {
+	if !h.om.WaitEvents(2, patience) {
 		t.Fatal("new consumer does not deliver")
 	}
 }
 
+// TestCleanStopAbandonsInFlightAndKeepsQueue: a stop does not wait for the
+// sink's answer (here it never comes until the test ends) but cancels the
+// request, and dequeues nothing that was not delivered.
 func TestCleanStopAbandonsInFlightAndKeepsQueue(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{Latency: 3 * time.Second})
+	h := newHarness(t, openmetertest.Options{})
 	h.events(2, 2)
-	r := start(h.consumer(h.config(nil), ""))
-	time.Sleep(200 * time.Millisecond) // the first request is in flight
-	begin := time.Now()
-	r.stop(t)
-	if d := time.Since(begin); d > time.Second {
-		t.Fatalf("stop took %v", d)
+	arrived := make(chan struct{}, 16)
+	abandoned := make(chan struct{}, 16)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // lets the server notice the client leaving
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			abandoned <- struct{}{}
+		case <-release:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs before srv.Close
+	r := start(h.consumerWith(h.config(nil), sink.NewHTTP(srv.URL, "", sink.HTTPOptions{Timeout: 10 * stopPatience})))
+	select {
+	case <-arrived:
+	case <-time.After(patience):
+		t.Fatal("no sink request arrived")
 	}
-	if h.queueLen() != 2 || len(h.om.Events()) != 0 {
-		t.Fatalf("queue %d events %d after a stop mid-request", h.queueLen(), len(h.om.Events()))
+	r.stop(t) // fails after stopPatience if the stop waits for the answer
+	select {
+	case <-abandoned:
+	case <-time.After(patience):
+		t.Fatal("the in-flight request was not cancelled by the stop")
+	}
+	if h.queueLen() != 2 {
+		t.Fatalf("queue %d after a stop mid-request, want 2", h.queueLen())
+	}
+	if len(arrived) != 0 {
+		t.Fatalf("%d more requests after the first", len(arrived))
 	}
 }
 
@@ -638,7 +689,7 @@ func TestGarbageCollection(t *testing.T) {
 	cfg := h.config(func(c *Config) { c.DisableGC = false; c.GCInterval = 20 * time.Millisecond })
 	r := start(h.consumer(cfg, ""))
 	defer r.stop(t)
-	waitFor(t, "delivered batch collected", 5*time.Second, func() bool { return !exists(ref) })
+	waitFor(t, "delivered batch collected", patience, func() bool { return !exists(ref) })
 	if len(h.om.Events()) != 1 || !exists("ingest/data/2024/orphan-young.batch") {
 		t.Fatalf("events %d, young orphan exists %v", len(h.om.Events()), exists("ingest/data/2024/orphan-young.batch"))
 	}
@@ -694,7 +745,7 @@ func TestFenceRetriedWhileStoreFails(t *testing.T) {
 	}
 	r := start(h.consumer(h.config(nil), ""))
 	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), 10*time.Second) {
+	if !h.om.WaitEvents(len(want), patience) {
 		t.Fatal("consumer did not start after the store recovered")
 	}
 	select {
@@ -709,7 +760,7 @@ func TestFencedWhileSinkIsDownStops(t *testing.T) {
 	h.events(1, 1)
 	h.om.FailNext(-1, 503, "")
 	a := start(h.consumer(h.config(nil), ""))
-	waitFor(t, "first 503", 5*time.Second, func() bool { return h.om.Requests(503) > 0 })
+	waitFor(t, "first 503", patience, func() bool { return h.om.Requests(503) > 0 })
 	if _, err := h.q.Fence(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +769,7 @@ func TestFencedWhileSinkIsDownStops(t *testing.T) {
 		if !errors.Is(err, manifest.ErrFenced) {
 			t.Fatalf("Run returned %v, want ErrFenced", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("consumer kept retrying the sink after being fenced")
 	}
 	a.cancel()

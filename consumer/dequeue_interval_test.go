@@ -31,10 +31,10 @@ func TestDequeueIntervalCoalescesManifestWrites(t *testing.T) {
 			cons := h.consumer(h.config(func(cfg *Config) { cfg.DequeueInterval = c.interval }), "")
 			r := start(cons)
 			defer r.stop(t)
-			if !h.om.WaitEvents(len(want), 10*time.Second) {
+			if !h.om.WaitEvents(len(want), patience) {
 				t.Fatalf("delivered %d of %d", len(h.om.Events()), len(want))
 			}
-			waitFor(t, "queue drained", 5*time.Second, func() bool { return h.queueLen() == 0 })
+			waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 			if n := int(writes.Load()); n < c.minWrites || n > c.maxWrites {
 				t.Fatalf("%d manifest writes, want %d..%d", n, c.minWrites, c.maxWrites)
 			}

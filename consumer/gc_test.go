@@ -99,7 +99,7 @@ func TestGCFailureCountedLoggedAndRetriedNextCycle(t *testing.T) {
 			fb := &failOnceBucket{Bucket: h.bkt, op: op, name: flaky}
 			var logs syncBuffer
 			cfg := h.config(func(c *Config) { c.DisableGC = false; c.GCInterval = 20 * time.Millisecond })
-			c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: 2 * time.Second}), cfg, h.m, slog.New(slog.NewTextHandler(&logs, nil)))
+			c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience}), cfg, h.m, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -46,7 +46,7 @@ func TestLagGrowsWhileSinkFails(t *testing.T) {
 			want := h.events(1, 2) // ingested a minute before now
 			endpoint, token, recover := tc.setup(t, h)
 			clock := &fakeClock{t: time.Now()}
-			c := h.consumerWith(h.config(nil), newRecordingSink(endpoint, token, 2*time.Second))
+			c := h.consumerWith(h.config(nil), newRecordingSink(endpoint, token, patience))
 			c.now = clock.Now
 			r := start(c)
 			defer r.stop(t)
