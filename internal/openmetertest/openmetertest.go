@@ -119,7 +119,8 @@ type Server struct {
 	opts Options
 
 	mu       sync.Mutex
-	events   []Event
+	events   [][]Event // one slice per accepted request, in arrival order
+	accepted int       // events in all of them
 	seen     map[key]int
 	dups     int
 	statuses map[int]int
@@ -155,7 +156,11 @@ func (s *Server) Close() { s.srv.Close() }
 func (s *Server) Events() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Event(nil), s.events...)
+	out := make([]Event, 0, s.accepted)
+	for _, evs := range s.events {
+		out = append(out, evs...)
+	}
+	return out
 }
 
 // Accepted is the number of accepted events, duplicates included
@@ -163,7 +168,7 @@ func (s *Server) Events() []Event {
 func (s *Server) Accepted() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.events)
+	return s.accepted
 }
 
 // Distinct is the number of distinct (id, source) pairs accepted.
@@ -237,7 +242,7 @@ func (s *Server) WaitEvents(n int, timeout time.Duration) bool {
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
-		got, ch := len(s.events), s.changed
+		got, ch := s.accepted, s.changed
 		s.mu.Unlock()
 		if got >= n {
 			return true
@@ -325,7 +330,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusUnsupportedMediaType, "unsupported Content-Type %q", r.Header.Get("Content-Type"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), r.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {
 		s.problem(w, r, http.StatusRequestEntityTooLarge, "reading body: %v", err)
 		return
@@ -353,13 +358,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			s.dups++
 		}
 		s.seen[k]++
-		s.events = append(s.events, ev)
 	}
+	s.events = append(s.events, evs)
+	s.accepted += len(evs)
 	s.statuses[s.opts.Mode.Status()]++
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	w.WriteHeader(s.opts.Mode.Status())
+}
+
+// readBody reads a request body into one buffer sized from its
+// Content-Length (when known and within max), without io.ReadAll's regrowth.
+func readBody(r io.Reader, length, max int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if length > 0 && length <= max {
+		buf.Grow(int(length) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 func (s *Server) takeFault() *fault {

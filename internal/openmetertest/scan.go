@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // How a request body becomes events, fast: one pass over the bytes checks
@@ -14,7 +15,8 @@ import (
 // grammar, no control characters in strings, valid escapes, nesting at most
 // 10000 deep) and, in each event, picks out the members OpenMeter checks.
 // No maps are built and nothing is copied: an Event's Raw and Data are
-// slices of the body, which the server owns. The rules are the ones a
+// slices of the body, which the server owns, and its unescaped strings
+// alias it. The rules are the ones a
 // decode of every event into a map applies (later duplicate keys win, as in
 // encoding/json; escaped keys and strings are decoded); scan_test.go checks
 // the two agree.
@@ -232,7 +234,7 @@ func str(name string, v []byte, required bool) (string, error) {
 	var s string
 	inner := v[1 : len(v)-1]
 	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		s = string(inner)
+		s = alias(inner)
 	} else if err := json.Unmarshal(v, &s); err != nil {
 		return "", fmt.Errorf("%s must be a string", name)
 	}
@@ -240,6 +242,16 @@ func str(name string, v []byte, required bool) (string, error) {
 		return "", fmt.Errorf("%s must not be empty", name)
 	}
 	return s, nil
+}
+
+// alias is b as a string without a copy. Safe here because every byte
+// slice scanned is owned by the server (a request body) or a private copy
+// (Validate) and is never written after it was read.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func isNull(v []byte) bool { return string(v) == "null" }
