@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,9 +27,90 @@ import (
 // 4 MiB by default) bounds request size.
 func RegisterGRPC(s *grpc.Server, app producer.Appender, m *metrics.Metrics, log *slog.Logger) {
 	r := newReceiver(app, m, log)
-	collogspb.RegisterLogsServiceServer(s, &grpcLogs{r: r})
-	colmetricspb.RegisterMetricsServiceServer(s, &grpcMetrics{r: r})
-	coltracepb.RegisterTraceServiceServer(s, &grpcTraces{r: r})
+	s.RegisterService(withDecodeErrors(&collogspb.LogsService_ServiceDesc, r, logsSignal,
+		func() proto.Message { return new(collogspb.ExportLogsServiceRequest) },
+		func(srv any, ctx context.Context, req proto.Message) (any, error) {
+			return srv.(collogspb.LogsServiceServer).Export(ctx, req.(*collogspb.ExportLogsServiceRequest))
+		}), &grpcLogs{r: r})
+	s.RegisterService(withDecodeErrors(&colmetricspb.MetricsService_ServiceDesc, r, metricsSignal,
+		func() proto.Message { return new(colmetricspb.ExportMetricsServiceRequest) },
+		func(srv any, ctx context.Context, req proto.Message) (any, error) {
+			return srv.(colmetricspb.MetricsServiceServer).Export(ctx, req.(*colmetricspb.ExportMetricsServiceRequest))
+		}), &grpcMetrics{r: r})
+	s.RegisterService(withDecodeErrors(&coltracepb.TraceService_ServiceDesc, r, tracesSignal,
+		func() proto.Message { return new(coltracepb.ExportTraceServiceRequest) },
+		func(srv any, ctx context.Context, req proto.Message) (any, error) {
+			return srv.(coltracepb.TraceServiceServer).Export(ctx, req.(*coltracepb.ExportTraceServiceRequest))
+		}), &grpcTraces{r: r})
+}
+
+// withDecodeErrors returns a copy of the generated service description
+// whose Export handler answers a request body that cannot be decoded with
+// INVALID_ARGUMENT and a BadRequest detail (the OTLP specification's code
+// for bad data, not retryable). grpc-go itself answers INTERNAL when its
+// codec fails to unmarshal, and writes that status before the handler can
+// change it; so the handler hands grpc a rawRequest, which cannot fail,
+// and unmarshals the request itself. Everything else is what the generated
+// handler does.
+func withDecodeErrors(desc *grpc.ServiceDesc, r *receiver, sig *signal, newReq func() proto.Message,
+	export func(srv any, ctx context.Context, req proto.Message) (any, error)) *grpc.ServiceDesc {
+	d := *desc
+	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	copy(d.Methods, desc.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName != "Export" {
+			continue
+		}
+		fullMethod := "/" + d.ServiceName + "/" + d.Methods[i].MethodName
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := &rawRequest{msg: newReq()}
+			if err := dec(in); err != nil {
+				return nil, err // size limit, decompression, cancelled stream: grpc-go's status
+			}
+			if in.err != nil {
+				return nil, r.decodeError(sig, in.err)
+			}
+			if interceptor == nil {
+				return export(srv, ctx, in.msg)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}
+			return interceptor(ctx, in.msg, info, func(ctx context.Context, req any) (any, error) {
+				return export(srv, ctx, req.(proto.Message))
+			})
+		}
+	}
+	return &d
+}
+
+// rawRequest is what the Export handlers give grpc-go's proto codec: a
+// (legacy-API) message whose Unmarshal decodes the wire bytes into msg and
+// keeps the error for the handler instead of failing the codec. proto
+// copies what it keeps, so msg does not alias grpc's receive buffer.
+type rawRequest struct {
+	msg proto.Message
+	err error
+}
+
+func (q *rawRequest) Reset()         {}
+func (q *rawRequest) String() string { return "OTLP export request" }
+func (q *rawRequest) ProtoMessage()  {}
+
+// Unmarshal is called by the protobuf runtime with the request bytes.
+func (q *rawRequest) Unmarshal(b []byte) error {
+	q.err = proto.Unmarshal(b, q.msg)
+	return nil
+}
+
+// decodeError is the INVALID_ARGUMENT answer to a request that does not
+// decode.
+func (r *receiver) decodeError(sig *signal, err error) error {
+	msg := fmt.Sprintf("cannot decode OTLP %s request: %v", sig.name, err)
+	bad := status.New(codes.InvalidArgument, msg)
+	if withDetail, derr := bad.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "body", Description: msg}}}); derr == nil {
+		bad = withDetail
+	}
+	r.m.IngestRequests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String()).Inc()
+	return bad.Err()
 }
 
 type grpcLogs struct {

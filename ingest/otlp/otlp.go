@@ -14,7 +14,7 @@
 //
 //	producer.ErrBackpressure      gRPC RESOURCE_EXHAUSTED + RetryInfo   HTTP 429 + Retry-After
 //	producer.ErrClosed, any other gRPC UNAVAILABLE + RetryInfo          HTTP 503 + Retry-After
-//	undecodable body              gRPC (codec error from grpc-go)       HTTP 400 + google.rpc.Status{BadRequest}
+//	undecodable body              gRPC INVALID_ARGUMENT + BadRequest    HTTP 400 + google.rpc.Status{BadRequest}
 //	body above the size limit     gRPC RESOURCE_EXHAUSTED (grpc-go)     HTTP 413
 //
 // Partial success is never used: a request is stored whole or not at all.
