@@ -36,7 +36,7 @@ type sinkServer interface {
 type omSink struct{ *openmetertest.Server }
 
 func (s omSink) endpoint() string                         { return s.Endpoint }
-func (s omSink) received() int64                          { return int64(len(s.Events())) }
+func (s omSink) received() int64                          { return int64(s.Accepted()) }
 func (s omSink) wait(n int64, timeout time.Duration) bool { return s.WaitEvents(int(n), timeout) }
 func (s omSink) close()                                   { s.Close() }
 
@@ -48,11 +48,15 @@ func (s countSink) wait(n int64, timeout time.Duration) bool { return s.WaitEven
 func (s countSink) close()                                   { s.Close() }
 
 var sinkKinds = map[string]func() sinkServer{
-	// The fake OpenMeter validates every event as OpenMeter does (a JSON
-	// decode into a map per event) and keeps them all.
+	// The fake OpenMeter: OpenMeter's documented rules (content types,
+	// required CloudEvents attributes, whole batch rejected on one bad
+	// event, dedup by (id, source)), a full JSON syntax check, every event
+	// kept. The delivery target is measured against this one.
 	"openmeter": func() sinkServer { return omSink{openmetertest.New(openmetertest.Options{})} },
-	// Counts events with a brace scan: leaves (almost) only bucketq's cost.
-	"counting": func() sinkServer { return countSink{NewCountingSink()} },
+	// NOT OpenMeter-compatible: counts events with a brace scan and checks
+	// nothing else. Only a floor for the sink's own cost ("sink overhead
+	// floor"): what the consumer reaches when the sink costs almost nothing.
+	"floor": func() sinkServer { return countSink{NewCountingSink()} },
 }
 
 // BenchmarkDeliver: one consumer (consumer.New, default config but GC off)
@@ -63,22 +67,26 @@ var sinkKinds = map[string]func() sinkServer{
 // a fresh sink of the same kind with the same sink.HTTP client, 500 per
 // request, one request at a time as the consumer sends them. x-direct is
 // consumer events/s over direct events/s.
+//
+// sink=openmeter is the figure for the target (>= 200k events/s into a
+// local OpenMeter-compatible sink); sink=floor, a brace-counting sink that
+// validates nothing, is only the sink-overhead floor and reports no target.
 func BenchmarkDeliver(b *testing.B) {
 	for _, c := range []struct {
 		bucket bucketCase
 		sink   string
 	}{
 		{bucketCases[0], "openmeter"},
-		{bucketCases[0], "counting"},
 		{bucketCases[1], "openmeter"},
+		{bucketCases[0], "floor"},
 	} {
 		b.Run(fmt.Sprintf("bucket=%s/sink=%s", c.bucket.name, c.sink), func(b *testing.B) {
-			deliverBench(b, c.bucket, sinkKinds[c.sink])
+			deliverBench(b, c.bucket, sinkKinds[c.sink], c.sink == "openmeter")
 		})
 	}
 }
 
-func deliverBench(b *testing.B, bc bucketCase, newSink func() sinkServer) {
+func deliverBench(b *testing.B, bc bucketCase, newSink func() sinkServer, target bool) {
 	bkt, store := bc.open(b)
 	requests := deliverEvents / eventsPerRequest
 	var cons, direct loadResult
@@ -170,7 +178,9 @@ func deliverBench(b *testing.B, bc bucketCase, newSink func() sinkServer) {
 	b.ReportMetric(cons.cpuPerEvent(), "cpu-µs/event")
 	b.ReportMetric(direct.cpuPerEvent(), "direct-cpu-µs/event")
 	b.ReportMetric(cons.cpuPerEvent()/direct.cpuPerEvent(), "cpu-x-direct")
-	b.ReportMetric(targetDeliverEventsPerSec, "target-events/s")
+	if target {
+		b.ReportMetric(targetDeliverEventsPerSec, "target-events/s")
+	}
 }
 
 // preload commits batches (one producer record batch of 500 events each)
