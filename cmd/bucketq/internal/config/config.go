@@ -162,7 +162,7 @@ var Options = []*Option{
 		set:   setCompression},
 	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "134217728", Roles: Produce,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
-		set:   func(c *Config, v string) (err error) { c.MaxBufferedBytes, err = parseBytes(v); return }},
+		set:   func(c *Config, v string) (err error) { c.MaxBufferedBytes, err = parseBytesUpTo(v, maxMemoryBytes); return }},
 	{Key: "memory_limit", Flag: "memory-limit", Kind: Bytes, Arg: "N", Default: "268435456", Roles: Produce | Consume,
 		Usage: "Go soft memory limit for the process (GC works harder near it); the GOMEMLIMIT environment variable wins when set; 0 disables",
 		set: func(c *Config, v string) (err error) {
@@ -170,7 +170,7 @@ var Options = []*Option{
 				c.MemoryLimit = 0 // no limit
 				return nil
 			}
-			c.MemoryLimit, err = parseBytes(v)
+			c.MemoryLimit, err = parseBytesUpTo(v, maxMemoryBytes)
 			return
 		}},
 	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume,
@@ -600,9 +600,20 @@ func parsePositive(v string) (int64, error) {
 var byteUnits = []struct {
 	suffix string
 	mult   int64
-}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
 
-func parseBytes(v string) (int64, error) {
+// Size limits: one request or one batch stays under 2GiB (record lengths
+// and buffers are sized as int32-safe), while the memory bounds may be as
+// large as a machine.
+const (
+	maxSingleBytes = 1<<31 - 1
+	maxMemoryBytes = 1 << 40
+)
+
+// parseBytes parses a size of at most 2GiB.
+func parseBytes(v string) (int64, error) { return parseBytesUpTo(v, maxSingleBytes) }
+
+func parseBytesUpTo(v string, limit int64) (int64, error) {
 	s, mult := strings.TrimSpace(v), int64(1)
 	for _, u := range byteUnits {
 		if strings.HasSuffix(s, u.suffix) {
@@ -617,8 +628,8 @@ func parseBytes(v string) (int64, error) {
 	if n <= 0 {
 		return 0, fmt.Errorf("invalid size %q: must be positive", v)
 	}
-	if n > (1<<31-1)/mult {
-		return 0, fmt.Errorf("invalid size %q: larger than 2GiB", v)
+	if n > limit/mult {
+		return 0, fmt.Errorf("invalid size %q: larger than %s", v, bytesName(limit))
 	}
 	return n * mult, nil
 }
@@ -764,4 +775,11 @@ func (o *Option) Commands() []string {
 		out = append(out, "inspect")
 	}
 	return out
+}
+
+func bytesName(n int64) string {
+	if n == maxMemoryBytes {
+		return "1TiB"
+	}
+	return "2GiB"
 }

@@ -224,7 +224,10 @@ func TestBadConfig(t *testing.T) {
 		{"shutdown_timeout: soon", `config key "shutdown_timeout": invalid duration`},
 		{"flush_size_bytes: big", `config key "flush_size_bytes": invalid size "big"`},
 		{"flush_size_bytes: 0", `config key "flush_size_bytes": invalid size "0": must be positive`},
-		{"max_buffered_bytes: 3TB", `config key "max_buffered_bytes": invalid size`},
+		{"max_buffered_bytes: 3TB", `config key "max_buffered_bytes": invalid size "3TB": larger than 1TiB`},
+		{"memory_limit: 2TiB", `config key "memory_limit": invalid size "2TiB": larger than 1TiB`},
+		{"flush_size_bytes: 3GiB", `config key "flush_size_bytes": invalid size "3GiB": larger than 2GiB`},
+		{"max_body_bytes: 2GiB", `config key "max_body_bytes": invalid size "2GiB": larger than 2GiB`},
 		{"memory_limit: lots", `config key "memory_limit": invalid size`},
 		{"max_body_bytes: -5", `config key "max_body_bytes": invalid size`},
 		{"sink_batch_size: many", `config key "sink_batch_size": invalid number "many"`},
@@ -371,6 +374,8 @@ func TestSizeLimits(t *testing.T) {
 		// consume does not buffer requests: the producer keys do not apply.
 		{RolesConsume, nil, nil, ""},
 		{RolesProduce, []string{"--max-buffered-bytes", "256MiB"}, nil, ""},
+		// Memory bounds may exceed 2GiB on large machines.
+		{RolesProduce, []string{"--max-buffered-bytes", "8GiB", "--memory-limit", "12GiB"}, nil, ""},
 		{RolesProduce, []string{"--max-buffered-bytes", "257MiB"}, nil,
 			`config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (269484032)`},
 		{RolesProduce, []string{"--max-buffered-bytes", "1GiB", "--memory-limit", "0"}, nil, ""},
