@@ -162,7 +162,10 @@ var Options = []*Option{
 		set:   setCompression},
 	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "134217728", Roles: Produce,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
-		set:   func(c *Config, v string) (err error) { c.MaxBufferedBytes, err = parseBytesUpTo(v, maxMemoryBytes); return }},
+		set: func(c *Config, v string) (err error) {
+			c.MaxBufferedBytes, err = parseBytesUpTo(v, maxMemoryBytes)
+			return
+		}},
 	{Key: "memory_limit", Flag: "memory-limit", Kind: Bytes, Arg: "N", Default: "268435456", Roles: Produce | Consume,
 		Usage: "Go soft memory limit for the process (GC works harder near it); the GOMEMLIMIT environment variable wins when set; 0 disables",
 		set: func(c *Config, v string) (err error) {
