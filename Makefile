@@ -30,7 +30,7 @@ run: build
 # .cache/bench.txt. Results and how to read them: BENCHMARKS.md.
 # Without the S3 server (its variants skip): make bench BENCH_SERVICES=
 BENCH_SERVICES   ?= ./scripts/with-services.sh
-BENCH_PKGS       ?= ./format ./manifest ./manifest/cas/s3store ./ingest/httpevents
+BENCH_PKGS       ?= ./format ./manifest ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv
 BENCH_SUITE_TIME ?= 2x
 bench:
 	@mkdir -p .cache

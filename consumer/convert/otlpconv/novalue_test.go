@@ -13,6 +13,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
@@ -142,5 +143,38 @@ func TestREADMEExampleIsTheTestdataConfig(t *testing.T) {
 	}
 	if want := loadConfig(t, "openmeter-api-calls.yaml"); !reflect.DeepEqual(doc.Conversion, want) {
 		t.Errorf("README example\n%+v\ndiffers from testdata/otlp/openmeter-api-calls.yaml\n%+v", doc.Conversion, want)
+	}
+}
+
+// The two README/doc recipes: subject from a resource attribute, and a
+// filter that keeps cumulative sums away from the meter.
+func TestRecipesSubjectFromResourceAndDeltaOnly(t *testing.T) {
+	var doc struct {
+		Conversion Config `yaml:"conversion"`
+	}
+	// The README's flow-style snippets, merged.
+	if err := yaml.Unmarshal([]byte(`conversion: {metrics: {subject: 'string(resource["tenant.id"])', filter: 'temporality != "cumulative"'}}`), &doc); err != nil {
+		t.Fatal(err)
+	}
+	sum := func(temp metricspb.AggregationTemporality) *metricspb.Metric {
+		return &metricspb.Metric{Name: "tokens", Data: &metricspb.Metric_Sum{Sum: &metricspb.Sum{AggregationTemporality: temp, DataPoints: []*metricspb.NumberDataPoint{
+			{TimeUnixNano: 5e18, Value: &metricspb.NumberDataPoint_AsInt{AsInt: 3}}}}}}
+	}
+	data, err := proto.Marshal(&colmetricspb.ExportMetricsServiceRequest{ResourceMetrics: []*metricspb.ResourceMetrics{{
+		Resource:     &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("tenant.id", "acme")}},
+		ScopeMetrics: []*metricspb.ScopeMetrics{{Metrics: []*metricspb.Metric{sum(metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE), sum(metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_DELTA)}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With the defaults there is no subject: the record is rejected.
+	if _, err := registry(t, Config{}).Convert(record(format.SignalMetrics, data)); err == nil || !strings.Contains(err.Error(), "metrics.subject") {
+		t.Fatalf("default mapping: %v, want a subject error", err)
+	}
+	evs, err := registry(t, doc.Conversion).Convert(record(format.SignalMetrics, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || !strings.Contains(string(evs[0]), `"subject":"acme"`) || !strings.Contains(string(evs[0]), `"temporality":"delta"`) {
+		t.Errorf("want only the delta point, subject acme: %s", evs)
 	}
 }
