@@ -74,12 +74,14 @@ func (c *Config) validate() error {
 	}
 	for _, f := range []struct {
 		name string
-		v    float64
+		bad  bool
+		v    any
 	}{
-		{"clients", float64(c.Clients)}, {"batch_size", float64(c.BatchSize)}, {"event_size", float64(c.EventSize)},
-		{"rate", c.Rate}, {"duration", float64(c.Duration)}, {"count", float64(c.Count)}, {"timeout", float64(c.Timeout)},
+		{"clients", c.Clients < 0, c.Clients}, {"batch_size", c.BatchSize < 0, c.BatchSize}, {"event_size", c.EventSize < 0, c.EventSize},
+		{"rate", c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0), c.Rate},
+		{"duration", c.Duration < 0, c.Duration}, {"count", c.Count < 0, c.Count}, {"timeout", c.Timeout < 0, c.Timeout},
 	} {
-		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+		if f.bad {
 			return fmt.Errorf(`%q must be positive (or zero for the default), not %v`, f.name, f.v)
 		}
 	}
@@ -197,7 +199,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		var err error
 		if before, err = scrape(ctx, client, cfg.MetricsURL); err != nil {
 			before = nil
-			warn(fmt.Sprintf("server-side figures (bytes stored, PUTs, CAS writes) skipped: cannot read %s: %v (set --metrics-url to the producer's /metrics, or - to skip)", cfg.MetricsURL, err))
+			hint := "set --metrics-url to the producer's /metrics, or - to skip"
+			if cfg.Protocol == ProtocolOTLPHTTP {
+				hint = "for otlp-http, /metrics is on the producer's --listen address: --metrics-url http://HOST:8888/metrics; - skips"
+			}
+			warn(fmt.Sprintf("server-side figures (bytes stored, PUTs, CAS writes) skipped: cannot read %s: %v (%s)", cfg.MetricsURL, err, hint))
 		}
 	}
 	// sendCtx ends the sending window; requests use ctx, so the deadline

@@ -338,3 +338,36 @@ func TestRunWithoutMetricsSkipsCostWithANote(t *testing.T) {
 		t.Fatalf("warnings %q errors %v", rep.Warnings, rep.Errors)
 	}
 }
+
+// When ctx ends (Ctrl-C), requests in flight are cancelled and counted as
+// such, not silently dropped.
+func TestRunInterruptedCountsCancelledRequests(t *testing.T) {
+	var started atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // so that the server notices the client going away
+		started.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for started.Load() < 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	rep, err := Run(ctx, Config{URL: srv.URL, MetricsURL: "-", Clients: 3, BatchSize: 10, Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors["cancelled"] != 3 || rep.Requests != 3 || rep.EventsAccepted != 0 {
+		t.Fatalf("requests %d accepted %d errors %v, want 3 cancelled", rep.Requests, rep.EventsAccepted, rep.Errors)
+	}
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "3 requests were cancelled") {
+		t.Fatalf("warnings %q", rep.Warnings)
+	}
+}
