@@ -132,18 +132,57 @@ func randBytes(r *rand.Rand, n int) []byte {
 }
 
 // PeakRSS returns the process's peak resident set size (VmHWM) in bytes.
-func PeakRSS() (int64, error) { return procStatus("VmHWM:") }
+func PeakRSS() (int64, error) { return procStatus("/proc/self/status", "VmHWM:") }
 
 // RSS returns the process's current resident set size (VmRSS) in bytes.
-func RSS() (int64, error) { return procStatus("VmRSS:") }
+func RSS() (int64, error) { return procStatus("/proc/self/status", "VmRSS:") }
+
+// PeakRSSOf returns the peak resident set size (VmHWM) of process pid in
+// bytes: its high-water mark since it started.
+func PeakRSSOf(pid int) (int64, error) {
+	return procStatus(fmt.Sprintf("/proc/%d/status", pid), "VmHWM:")
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux
+// on every architecture Go supports).
+const clockTicks = 100
+
+// ProcessCPUOf returns the user+system CPU time process pid used so far
+// (/proc/<pid>/stat utime + stime).
+func ProcessCPUOf(pid int) (time.Duration, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) in parentheses:
+	// state is field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s: no ')' in %q", path, b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: %d fields after the command, want >= 13", path, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: utime/stime %q: %v", path, s, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
 
 // ResetPeakRSS resets VmHWM to the current RSS (Linux: "5" to clear_refs).
 func ResetPeakRSS() error {
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
-func procStatus(field string) (int64, error) {
-	f, err := os.Open("/proc/self/status")
+func procStatus(path, field string) (int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
@@ -156,18 +195,18 @@ func procStatus(field string) (int64, error) {
 		}
 		fs := strings.Fields(strings.TrimPrefix(line, field))
 		if len(fs) != 2 || fs[1] != "kB" {
-			return 0, fmt.Errorf("/proc/self/status: unexpected %q line %q", field, line)
+			return 0, fmt.Errorf("%s: unexpected %q line %q", path, field, line)
 		}
 		kb, err := strconv.ParseInt(fs[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/self/status: %q line %q: %v", field, line, err)
+			return 0, fmt.Errorf("%s: %q line %q: %v", path, field, line, err)
 		}
 		return kb << 10, nil
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("/proc/self/status has no %q line", field)
+	return 0, fmt.Errorf("%s has no %q line", path, field)
 }
 
 // Quantile returns the q-quantile (0 < q <= 1, nearest rank) of sorted.

@@ -1,12 +1,15 @@
 package benchsuite
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -194,4 +197,58 @@ type readerTypeBucket struct {
 func (b *readerTypeBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
 	b.got = fmt.Sprintf("%T", r)
 	return b.Bucket.Upload(ctx, name, r, opts...)
+}
+
+// TestOtherProcessUsage: PeakRSSOf and ProcessCPUOf read another process
+// (here a child that touches 64 MiB and burns CPU) from /proc/<pid>.
+func TestOtherProcessUsage(t *testing.T) {
+	if os.Getenv("BENCHSUITE_CHILD") == "1" {
+		big := make([]byte, 64<<20)
+		for i := range big {
+			big[i] = byte(i)
+		}
+		for processCPU() < 300*time.Millisecond { // CPU time, not wall time: robust under load
+		}
+		fmt.Println("ready", big[len(big)-1])
+		_, _ = io.ReadAll(os.Stdin) // until the parent closes stdin
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestOtherProcessUsage$")
+	cmd.Env = append(os.Environ(), "BENCHSUITE_CHILD=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		t.Fatalf("child said %q (%v)", line, err)
+	}
+	peak, err := PeakRSSOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peak < 64<<20 {
+		t.Errorf("child peak RSS %d bytes, it touched 64 MiB", peak)
+	}
+	if self, err := PeakRSSOf(os.Getpid()); err != nil || self <= 0 {
+		t.Errorf("own peak RSS %d (%v)", self, err)
+	}
+	cpu, err := ProcessCPUOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu < 290*time.Millisecond {
+		t.Errorf("child CPU %v, it spun until it had used 300ms", cpu)
+	}
+	if _, err := PeakRSSOf(-1); err == nil {
+		t.Error("PeakRSSOf(-1): no error")
+	}
 }
