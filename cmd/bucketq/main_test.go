@@ -151,7 +151,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{[]string{"produce", "--otlp-http", "localhost:x"}, []string{`flag --otlp-http: invalid address "localhost:x"`}},
 		{[]string{"consume", "--config", badCEL}, []string{`bucketq: config key "conversion": otlpconv: logs.type: expression ` + "`foo +`", `<input>:1:6: Syntax error`}},
 		{[]string{"run", "--config", twoCEL}, []string{`config key "conversion"`, `undeclared reference to 'a'`, `undeclared reference to 'b'`}},
-		{[]string{"consume", "--config", badYAML}, []string{`config key "conversion"`, `field typ not found`, `field sourc not found`}},
+		{[]string{"consume", "--config", badYAML}, []string{`config key "conversion"`, `line 3: field typ not found`, `line 4: field sourc not found`}},
 		{[]string{"run", "--config", alias}, []string{`bucketq: config key "data_path_prefix" (line 2): alias of "data_prefix", which is also set, to a different value ("a/data", line 1)`}},
 		{[]string{"produce", "--max-buffered-bytes", "2048"}, []string{`bucketq: config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (2048) must be at least twice max_body_bytes (8388608)`}},
 		{[]string{"run", "--config", small}, []string{`config keys "max_buffered_bytes" and "max_body_bytes"`}},

@@ -210,7 +210,7 @@ var Options = []*Option{
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
 	{Key: "conversion", Kind: Tree, Roles: Consume,
 		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
-		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtree(n); return }},
+		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtreeAtLine(n); return }},
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
 		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
 		set:   func(c *Config, v string) (err error) { c.ShutdownTimeout, err = parseDuration(v); return }},
@@ -503,6 +503,18 @@ func setObjectStore(c *Config, n *yaml.Node) error {
 	b, err := subtree(n)
 	c.ObjectStore = b
 	return err
+}
+
+// subtreeAtLine is subtree starting on the line the block starts on in the
+// file, so "line N" in errors about it counts from the top of the file.
+// (Re-encoding drops blank lines, so inside a block with blank lines the
+// numbers can still run short.)
+func subtreeAtLine(n *yaml.Node) ([]byte, error) {
+	b, err := subtree(n)
+	if err != nil || len(b) == 0 || n.Line <= 1 {
+		return b, err
+	}
+	return append(bytes.Repeat([]byte{'\n'}, n.Line-1), b...), nil
 }
 
 func subtree(n *yaml.Node) ([]byte, error) {
