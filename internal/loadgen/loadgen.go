@@ -253,6 +253,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r.errors = map[string]int64{}
 			gen := newGenerator(cfg, id)
 			for j := range jobs {
+				if sendCtx.Err() != nil {
+					continue // handed over as the window closed: never sent
+				}
 				body, ctype, path := gen.request(j.seq, j.n)
 				t0 := time.Now()
 				kind := send(ctx, client, cfg, path, ctype, body)
