@@ -410,6 +410,13 @@ func Validate(raw json.RawMessage) (Event, error) {
 	return ev, nil
 }
 
+// ValidateBatch checks a whole application/cloudevents-batch+json body as
+// the server does (JSON syntax, then every event; one bad event fails it)
+// and returns its events. They alias body, which must not change after.
+func ValidateBatch(body []byte) ([]Event, error) {
+	return decodeBody(bytes.TrimSpace(body), false, true)
+}
+
 // RetryAfterDate formats t as an HTTP date for FailNext.
 func RetryAfterDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 

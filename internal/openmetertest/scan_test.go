@@ -134,6 +134,9 @@ func TestLargeBatchWithOneBadEvent(t *testing.T) {
 			if _, err := referenceValidate(json.RawMessage(bad.event)); err == nil {
 				t.Fatalf("%s: the reference accepts %s; the case is wrong", bad.name, bad.event)
 			}
+			if _, err := ValidateBatch([]byte(body)); err == nil {
+				t.Fatalf("%s at %d: ValidateBatch accepted the batch", bad.name, pos)
+			}
 			resp, msg := post(t, s.Endpoint, ct, "", body)
 			if resp.StatusCode != 400 {
 				t.Fatalf("%s at %d: status %d, want 400 (%s)", bad.name, pos, resp.StatusCode, msg)
