@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -31,6 +32,13 @@ const (
 	invalidRequests  = 12
 	clients          = 6
 	poisonEvery      = 20 // every 20th request carries one poison event
+	consumerKills    = 2
+	sinkBatchSize    = 1000        // the consumer's sink_batch_size
+	dequeueInterval  = time.Second // the default, set explicitly
+	// redeliverySafety widens the window of the documented redelivery
+	// bound (README "Delivery guarantees"), so a slow, loaded CI machine,
+	// where a sink request or a dequeue write takes long, does not fail it.
+	redeliverySafety = 3
 	ingestToken      = "e2e-ingest-token"
 	sinkToken        = "e2e-sink-token"
 )
@@ -244,7 +252,8 @@ func TestEndToEnd(t *testing.T) {
 	// producer uses --bucket-dir): both must see the same queue.
 	confPath := filepath.Join(tmp, "consumer.yaml")
 	conf := "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${E2E_BUCKET}\n" +
-		"sink: ${E2E_SINK}\ngc_interval: 2s\ngc_grace_period: 3s\npoll_interval: 100ms\nsink_batch_size: 1000\n"
+		"sink: ${E2E_SINK}\ngc_interval: 2s\ngc_grace_period: 3s\npoll_interval: 100ms\n" +
+		fmt.Sprintf("sink_batch_size: %d\ndequeue_interval: %v\n", sinkBatchSize, dequeueInterval)
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -280,11 +289,15 @@ func TestEndToEnd(t *testing.T) {
 
 	reqs := makeRequests()
 	var (
-		mu        sync.Mutex
-		acked     = map[string]bool{}
-		poison    = map[string]bool{}
-		rejected  int
-		retries   atomic.Int64
+		mu       sync.Mutex
+		acked    = map[string]bool{}
+		poison   = map[string]bool{}
+		rejected int
+		retries  atomic.Int64
+		// ambiguous counts retries of requests that may have been
+		// committed although the client saw no 2xx (connection broken
+		// after sending, 5xx): each may queue its events twice.
+		ambiguous atomic.Int64
 		doneValid atomic.Int64
 	)
 	work := make(chan request)
@@ -337,6 +350,9 @@ func TestEndToEnd(t *testing.T) {
 			// Anything else (connection refused or reset while the
 			// producer is down, 429, 503): retry, as a client must.
 			retries.Add(1)
+			if (err != nil && !errors.Is(err, syscall.ECONNREFUSED)) || (err == nil && status != http.StatusTooManyRequests) {
+				ambiguous.Add(1)
+			}
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 500*time.Millisecond)
 		}
@@ -351,6 +367,20 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}()
 	}
+
+	// The sink's accepted-event count over time, to know how many events
+	// the consumer delivered in the window before each kill.
+	deliveries := &deliveryLog{}
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		for samplerCtx.Err() == nil {
+			deliveries.add(time.Now(), sink.Distinct()+sink.Duplicates())
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	var kills []consumerKill
 
 	// Chaos: kill -9 the consumer twice and the producer once, at fixed
 	// points of progress, restarting each after a short outage.
@@ -368,6 +398,11 @@ func TestEndToEnd(t *testing.T) {
 			outage time.Duration
 		}{{0.2, consumerP, 300 * time.Millisecond}, {0.45, producer, 500 * time.Millisecond}, {0.7, consumerP, 300 * time.Millisecond}} {
 			waitFor(step.at)
+			if step.p == consumerP {
+				now := time.Now()
+				window := redeliverySafety * dequeueInterval
+				kills = append(kills, consumerKill{deliveredInWindow: deliveries.since(now.Add(-window), sink.Distinct()+sink.Duplicates()), dupsBefore: sink.Duplicates()})
+			}
 			if err := step.p.restart(step.outage); err != nil {
 				t.Error(err)
 				cancel()
@@ -385,6 +420,8 @@ func TestEndToEnd(t *testing.T) {
 		t.FailNow()
 	}
 	ingestDone := time.Since(start)
+	stopSampler()
+	<-samplerDone
 
 	// Every acked event reaches the sink, every poison event is in the
 	// dead-letter prefix.
@@ -503,7 +540,77 @@ func TestEndToEnd(t *testing.T) {
 	if code := consumerP.stop(); code != 0 {
 		t.Errorf("consumer exited %d after SIGTERM\n%s", code, consumerP.tail())
 	}
-	t.Logf("e2e summary: acked=%d delivered_distinct=%d duplicates=%d dead_lettered=%d invalid_requests_rejected=%d client_retries=%d kills=consumer:2,producer:1 ingest=%v total_after_build=%v",
-		len(acked)+len(poison), sink.Distinct(), sink.Duplicates(), len(dl), rejected, retries.Load(),
+
+	// Redelivery stays within the documented bound (README "Delivery
+	// guarantees"): a killed consumer re-sends at most what it delivered
+	// since its last successful dequeue — the events delivered in the last
+	// dequeue_interval (here the window is redeliverySafety times that),
+	// plus the sink request in flight, plus the rest of one batch it had
+	// started earlier. A batch holds at most one request per client (a
+	// client waits for its answer), two if a retry joins its abandoned
+	// first attempt. The other duplicates are client retries of requests
+	// that may have been committed: at most one request's events each.
+	if len(kills) != consumerKills {
+		t.Fatalf("%d consumer kills recorded, want %d", len(kills), consumerKills)
+	}
+	const maxBatchEvents = 2 * clients * eventsPerRequest
+	bound := int(ambiguous.Load()) * eventsPerRequest
+	var perKill []string
+	for i, k := range kills {
+		b := k.deliveredInWindow + sinkBatchSize + maxBatchEvents
+		bound += b
+		dupsAfter := sink.Duplicates()
+		if i+1 < len(kills) {
+			dupsAfter = kills[i+1].dupsBefore
+		}
+		perKill = append(perKill, fmt.Sprintf("kill %d: bound %d = delivered in the %v before it %d + sink batch %d + one batch %d; duplicates until the next kill %d",
+			i+1, b, redeliverySafety*dequeueInterval, k.deliveredInWindow, sinkBatchSize, maxBatchEvents, dupsAfter-k.dupsBefore))
+	}
+	clientDups := fmt.Sprintf("client retries that may have been committed: %d x %d events", ambiguous.Load(), eventsPerRequest)
+	if dups := sink.Duplicates(); dups > bound {
+		t.Errorf("%d duplicates delivered, above the documented redelivery bound %d:\n%s\n%s", dups, bound, strings.Join(perKill, "\n"), clientDups)
+	} else {
+		t.Logf("redelivery: %d duplicates <= bound %d\n%s\n%s", dups, bound, strings.Join(perKill, "\n"), clientDups)
+	}
+
+	t.Logf("e2e summary: acked=%d delivered_distinct=%d duplicates=%d redelivery_bound=%d dead_lettered=%d invalid_requests_rejected=%d client_retries=%d ambiguous_retries=%d kills=consumer:2,producer:1 ingest=%v total_after_build=%v",
+		len(acked)+len(poison), sink.Distinct(), sink.Duplicates(), bound, len(dl), rejected, retries.Load(), ambiguous.Load(),
 		ingestDone.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// consumerKill is what the test knew when it killed the consumer.
+type consumerKill struct {
+	deliveredInWindow int // events the sink accepted in the window before the kill
+	dupsBefore        int // sink duplicates at the kill
+}
+
+// deliveryLog samples the sink's accepted-event count (duplicates
+// included) over time.
+type deliveryLog struct {
+	mu     sync.Mutex
+	times  []time.Time
+	counts []int
+}
+
+func (d *deliveryLog) add(at time.Time, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.times = append(d.times, at)
+	d.counts = append(d.counts, n)
+}
+
+// since returns how many events the sink accepted from `from` until now,
+// given the count now: it subtracts the last sample taken at or before
+// from (never a later one), so the result never undercounts.
+func (d *deliveryLog) since(from time.Time, now int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	base := 0
+	for i, at := range d.times {
+		if at.After(from) {
+			break
+		}
+		base = d.counts[i]
+	}
+	return now - base
 }
