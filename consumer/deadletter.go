@@ -3,6 +3,7 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -31,9 +32,17 @@ type DeadLetter struct {
 	EventIndex  *int   `json:"event_index,omitempty"`
 	Signal      string `json:"signal,omitempty"`
 	Encoding    string `json:"encoding,omitempty"`
-	Status      int    `json:"status,omitempty"`   // sink HTTP status
-	Response    string `json:"response,omitempty"` // sink response body
-	Error       string `json:"error,omitempty"`
+	// Header is the record's 4-byte metadata header (RFC 0003) in hex and
+	// IngestionTimeMs the ingestion time of its metadata item. With
+	// Location, Sequence and the record index they are the convert.Record
+	// the consumer converted, so `bucketq dead-letters redrive` converts
+	// the records again into the same events, ids included (convert_error,
+	// unknown_signal; also set for poison_event).
+	Header          string `json:"header,omitempty"`
+	IngestionTimeMs int64  `json:"ingestion_time_ms,omitempty"`
+	Status          int    `json:"status,omitempty"`   // sink HTTP status
+	Response        string `json:"response,omitempty"` // sink response body
+	Error           string `json:"error,omitempty"`
 	// Event is the refused event (poison_event).
 	Event json.RawMessage `json:"event,omitempty"`
 	// Records are the raw records that could not be converted (base64).
@@ -53,6 +62,37 @@ const (
 	reasonBatchMissing  = "batch_missing"
 	reasonBatchCorrupt  = "batch_corrupt"
 )
+
+// ingestMsAt is the ingestion time of the metadata item that covers record
+// idx of e (the last item starting at or before it), as the consumer's
+// ranges assign it.
+func ingestMsAt(e manifest.Entry, idx int) int64 {
+	var ms int64
+	for _, md := range e.Metadata {
+		if int(md.StartIndex) > idx {
+			break
+		}
+		ms = md.IngestionTimeMs
+	}
+	return ms
+}
+
+// headerAt is the metadata header (hex) of the item that covers record idx
+// of e, "" if there is none or it does not parse.
+func headerAt(e manifest.Entry, idx int) string {
+	var payload []byte
+	for _, md := range e.Metadata {
+		if int(md.StartIndex) > idx {
+			break
+		}
+		payload = md.Payload
+	}
+	h, _, err := format.ParseHeader(payload)
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Bytes())
+}
 
 // dlDir is the dead-letter folder of an entry.
 func (c *Consumer) dlDir(e manifest.Entry) string {
@@ -133,6 +173,7 @@ func (r *run) deadLetterRecord(ctx context.Context, e manifest.Entry, h format.H
 	dl := DeadLetter{
 		Reason: reasonConvert, Location: e.Location, Sequence: e.Sequence, RecordIndex: &i,
 		Signal: h.Signal.String(), Encoding: h.Encoding.String(), Error: cause.Error(),
+		Header: hex.EncodeToString(h.Bytes()), IngestionTimeMs: ingestMsAt(e, idx),
 		Records: [][]byte{rec},
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/convert-r%06d.json", c.dlDir(e), idx), dl); err != nil {
@@ -152,6 +193,7 @@ func (r *run) deadLetterRange(ctx context.Context, e manifest.Entry, rg metadata
 	dl := DeadLetter{
 		Reason: reasonUnknownSignal, Location: e.Location, Sequence: e.Sequence, RecordIndex: &i, RecordCount: len(recs),
 		Signal: rg.h.Signal.String(), Encoding: rg.h.Encoding.String(), Error: cause.Error(), Records: recs,
+		Header: hex.EncodeToString(rg.h.Bytes()), IngestionTimeMs: rg.ingestMs,
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/unknown_signal-r%06d.json", c.dlDir(e), from), dl); err != nil {
 		return err
@@ -170,6 +212,7 @@ func (r *run) deadLetterPoison(ctx context.Context, p pendingEvent, he *sink.HTT
 	dl := DeadLetter{
 		Reason: reasonPoison, Location: e.Location, Sequence: e.Sequence, RecordIndex: &ri, EventIndex: &ei,
 		Status: he.Status, Response: he.Body, Event: p.ev,
+		Header: headerAt(e, ri), IngestionTimeMs: ingestMsAt(e, ri),
 	}
 	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/poison-r%06d-e%04d.json", c.dlDir(e), ri, ei), dl); err != nil {
 		return err

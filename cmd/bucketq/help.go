@@ -57,6 +57,22 @@ var commands = []command{
 			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
 		}},
+	{name: "dead-letters", short: "list, show and re-drive dead letters (alias deadletters)",
+		usage: "bucketq dead-letters list [--reason REASON] [--json] [flags]\n  bucketq dead-letters show NAME [flags]\n  bucketq dead-letters redrive [--reason REASON] [--dry-run] [--timeout DURATION] [flags]",
+		roles: config.RolesConsume,
+		summary: "Work on the dead letters under dead_letter_prefix (same config as consume). list prints one line per\n" +
+			"dead letter and a count by reason; show prints one as JSON. redrive sends them to the sink again:\n" +
+			"a poison_event as stored, convert_error and unknown_signal records converted again with the CURRENT\n" +
+			"conversion config (same ids as the consumer's). A dead letter is deleted only after the sink answers\n" +
+			"2xx; one it still refuses (400) stays, and the exit code is 1. batch_missing and batch_corrupt are\n" +
+			"skipped (nothing to resend). Safe while a consumer runs. Re-sent events keep their ids, so the\n" +
+			"metering API deduplicates a resend after a crash.",
+		examples: []string{
+			"bucketq dead-letters list --config bucketq.yaml",
+			"bucketq dead-letters show ingest/dead-letter/00000000000000000042-01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch/poison-r000003-e0000.json",
+			"bucketq dead-letters redrive --config bucketq.yaml --reason convert_error --dry-run",
+		},
+		extra: deadLettersHelpLines()},
 	{name: "bench", short: "load a running producer and report throughput, ack latency and storage cost", usage: "bucketq bench [flags]",
 		summary: "Send CloudEvents (or OTLP logs) to a running producer with concurrent clients, for a duration or an\n" +
 			"event count, at a fixed rate or as fast as it acks. Reports events/s and MB/s accepted, ack latency\n" +
@@ -109,7 +125,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.short)
 	}
 	for _, c := range commands {
 		fmt.Fprintln(w)

@@ -1,7 +1,8 @@
 // Command bucketq runs the bucketq durable queue: `produce` accepts usage
 // events over HTTP (OpenMeter-compatible) and OTLP and stores them in an
 // object-storage bucket, `consume` delivers them to a metering API, `run`
-// does both in one process, and `inspect` prints the manifest or a batch.
+// does both in one process, `inspect` prints the manifest or a batch, and
+// `dead-letters` lists, shows and re-drives dead letters.
 // Run `bucketq help` for usage.
 package main
 
@@ -64,8 +65,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = inspectCommand(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = benchCommand(ctx, rest, stdout, stderr)
+	case "dead-letters", "deadletters":
+		cmd = "dead-letters"
+		err = deadLettersCommand(ctx, rest, stdout, stderr, getenv)
 	default:
-		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, bench, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, dead-letters, bench, version, help)\n", cmd)
 		return exitUsage
 	}
 	var ce *config.Error

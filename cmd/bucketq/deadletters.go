@@ -1,0 +1,787 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/thanos-io/objstore"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/format"
+)
+
+// Dead-letter reasons (consumer.DeadLetter.Reason).
+const (
+	dlPoison        = "poison_event"
+	dlConvert       = "convert_error"
+	dlUnknownSignal = "unknown_signal"
+	dlBatchMissing  = "batch_missing"
+	dlBatchCorrupt  = "batch_corrupt"
+)
+
+var dlReasons = []string{dlPoison, dlConvert, dlUnknownSignal, dlBatchMissing, dlBatchCorrupt}
+
+// Tuning of dead-letters; variables so tests can shorten them.
+var (
+	dlChunk         = 1000 // objects read (and re-driven) per round
+	dlReaders       = 8    // parallel GETs and DELETEs
+	dlMinBackoff    = 200 * time.Millisecond
+	dlMaxBackoff    = 30 * time.Second
+	dlMaxRetryAfter = 10 * time.Minute
+	dlDeleteTimeout = 30 * time.Second
+)
+
+// deadLettersHelpLines are the flags of dead-letters beyond the consume
+// options.
+func deadLettersHelpLines() []string {
+	return []string{
+		fmt.Sprintf("  %-34s %s", "--reason REASON", "(list, redrive) only dead letters with this reason: "+strings.Join(dlReasons, ", ")),
+		fmt.Sprintf("  %-34s %s", "--json", "(list) print one JSON document instead of a table"),
+		fmt.Sprintf("  %-34s %s", "--dry-run", "(redrive) convert and print what would be sent; send and delete nothing"),
+		fmt.Sprintf("  %-34s %s", "--timeout DURATION", "(redrive) bound on the whole redrive, retries of 429/5xx included (default 10m)"),
+	}
+}
+
+// deadLettersCommand runs `bucketq dead-letters list|show|redrive`.
+func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
+	fl := config.NewFlags("dead-letters", config.RolesConsume)
+	reason := fl.String("reason", "", "only dead letters with this reason")
+	asJSON := fl.Bool("json", false, "print JSON")
+	dryRun := fl.Bool("dry-run", false, "print what would be sent")
+	timeout := fl.Duration("timeout", 10*time.Minute, "bound on the redrive")
+	pos, err := fl.Parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return &config.Error{Msg: `dead-letters: want "list", "show NAME" or "redrive"`}
+	}
+	sub := pos[0]
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	only := func(flagName string, subs ...string) error {
+		if set[flagName] && !containsString(subs, sub) {
+			return &config.Error{Msg: fmt.Sprintf("dead-letters %s: --%s applies to dead-letters %s", sub, flagName, strings.Join(subs, ", "))}
+		}
+		return nil
+	}
+	switch {
+	case sub == "list" || sub == "redrive":
+		if len(pos) > 1 {
+			return &config.Error{Msg: fmt.Sprintf("dead-letters %s: unexpected argument %q", sub, pos[1])}
+		}
+	case sub == "show":
+		if len(pos) != 2 {
+			return &config.Error{Msg: "dead-letters show: want exactly one NAME (as dead-letters list prints it)"}
+		}
+	default:
+		return &config.Error{Msg: fmt.Sprintf("dead-letters: unknown action %q (want list, show or redrive)", sub)}
+	}
+	for _, c := range []struct {
+		flag string
+		subs []string
+	}{{"reason", []string{"list", "redrive"}}, {"json", []string{"list"}}, {"dry-run", []string{"redrive"}}, {"timeout", []string{"redrive"}}} {
+		if err := only(c.flag, c.subs...); err != nil {
+			return err
+		}
+	}
+	if *reason != "" && !containsString(dlReasons, *reason) {
+		return &config.Error{Msg: fmt.Sprintf("dead-letters: --reason %q: want one of %s", *reason, strings.Join(dlReasons, ", "))}
+	}
+	if *timeout <= 0 {
+		return &config.Error{Msg: fmt.Sprintf("dead-letters: --timeout %s: want a positive duration", *timeout)}
+	}
+	cfg, err := fl.Load(getenv)
+	if err != nil {
+		return err
+	}
+	var conv convert.Converter
+	if sub == "redrive" {
+		if conv, err = newConverter(cfg); err != nil {
+			return err
+		}
+		if !*dryRun && (cfg.Sink == "stdout" || cfg.Sink == "-") {
+			return &config.Error{Msg: "dead-letters redrive: the sink is stdout (the default): set --sink to the metering API " +
+				"(or file:/dev/stdout to print the events), since re-driven dead letters are deleted"}
+		}
+	}
+	if cfg.ObjectStore == nil {
+		// Reading dead letters must not create an empty bucket directory.
+		if _, err := os.Stat(cfg.BucketDir); err != nil {
+			return fmt.Errorf("bucket directory: %w", err)
+		}
+	}
+	log := cfg.Logger(stderr)
+	bkt, _, err := openBucket(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer bkt.Close()
+	d := &deadLetters{bkt: bkt, prefix: strings.Trim(cfg.DeadLetterPrefix, "/") + "/", reason: *reason, stderr: stderr}
+
+	switch sub {
+	case "show":
+		return d.show(ctx, pos[1], stdout)
+	case "list":
+		return d.list(ctx, stdout, *asJSON)
+	}
+	r := &redriver{deadLetters: d, conv: conv, batchSize: cfg.SinkBatchSize, dryRun: *dryRun, out: stdout}
+	if !*dryRun {
+		snk, err := sink.FromURL(cfg.Sink, cfg.SinkToken, log)
+		if err != nil {
+			return &config.Error{Msg: fmt.Sprintf("config key %q: %v", "sink", err)}
+		}
+		defer snk.Close()
+		r.snk = snk
+		if strings.HasPrefix(cfg.Sink, "file:") {
+			// The events may go to our own stdout: the report goes aside.
+			r.out = stderr
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return r.run(rctx, ctx, *timeout)
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// deadLetters reads the dead-letter prefix.
+type deadLetters struct {
+	bkt    objstore.Bucket
+	prefix string // with a trailing slash
+	reason string // filter; "" = all
+	stderr io.Writer
+}
+
+// dlItem is one dead-letter object as read.
+type dlItem struct {
+	name string
+	dl   consumer.DeadLetter
+	err  error // the object could not be read or decoded
+}
+
+// reasonFromName is the reason the consumer's naming gives an object,
+// "" when the name does not say.
+func reasonFromName(name string) string {
+	base := path.Base(name)
+	switch {
+	case strings.HasPrefix(base, "poison-"):
+		return dlPoison
+	case strings.HasPrefix(base, "convert-"):
+		return dlConvert
+	case strings.HasPrefix(base, "unknown_signal-"):
+		return dlUnknownSignal
+	case base == dlBatchMissing+".json":
+		return dlBatchMissing
+	case base == dlBatchCorrupt+".json":
+		return dlBatchCorrupt
+	}
+	return ""
+}
+
+// names lists the dead-letter objects (the .json ones; batch copies are
+// reached through their marker), in name order, which is sequence order.
+// With a reason filter, objects whose name says another reason are left
+// out without being read.
+func (d *deadLetters) names(ctx context.Context) ([]string, error) {
+	var out []string
+	seen := 0
+	err := d.bkt.Iter(ctx, d.prefix, func(name string) error {
+		seen++
+		if seen%10000 == 0 {
+			fmt.Fprintf(d.stderr, "dead-letters: listed %d objects under %s\n", seen, d.prefix)
+		}
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(path.Base(name), ".") {
+			return nil
+		}
+		if r := reasonFromName(name); d.reason != "" && r != "" && r != d.reason {
+			return nil
+		}
+		out = append(out, name)
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", d.prefix, err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// read gets and decodes names with a few parallel GETs, in order.
+func (d *deadLetters) read(ctx context.Context, names []string) []dlItem {
+	items := make([]dlItem, len(names))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < dlReaders; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				items[i] = d.readOne(ctx, names[i])
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return items
+}
+
+func (d *deadLetters) readOne(ctx context.Context, name string) dlItem {
+	it := dlItem{name: name}
+	b, err := d.get(ctx, name)
+	if err != nil {
+		it.err = err
+		return it
+	}
+	if err := json.Unmarshal(b, &it.dl); err != nil {
+		it.err = fmt.Errorf("not a dead letter: %w", err)
+	}
+	return it
+}
+
+func (d *deadLetters) get(ctx context.Context, name string) ([]byte, error) {
+	rc, err := d.bkt.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// each reads the dead letters in rounds of dlChunk objects and calls fn
+// with the ones that match the reason filter (and every unreadable one),
+// reporting progress on stderr when there are several rounds.
+func (d *deadLetters) each(ctx context.Context, fn func([]dlItem) error) (processed, total int, err error) {
+	names, err := d.names(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for start := 0; start < len(names); start += dlChunk {
+		end := min(start+dlChunk, len(names))
+		items := d.read(ctx, names[start:end])
+		if err := ctx.Err(); err != nil {
+			return start, len(names), err
+		}
+		kept := items[:0]
+		for _, it := range items {
+			if it.err == nil && d.reason != "" && it.dl.Reason != d.reason {
+				continue
+			}
+			kept = append(kept, it)
+		}
+		if err := fn(kept); err != nil {
+			return end, len(names), err
+		}
+		if len(names) > dlChunk {
+			fmt.Fprintf(d.stderr, "dead-letters: %d/%d objects done\n", end, len(names))
+		}
+	}
+	return len(names), len(names), nil
+}
+
+// show prints one dead letter as indented JSON. name is the object name,
+// or a name relative to the dead-letter prefix.
+func (d *deadLetters) show(ctx context.Context, name string, stdout io.Writer) error {
+	b, err := d.get(ctx, name)
+	if err != nil && d.bkt.IsObjNotFoundErr(err) && !strings.HasPrefix(name, d.prefix) {
+		if b2, err2 := d.get(ctx, d.prefix+strings.TrimPrefix(name, "/")); err2 == nil {
+			b, err = b2, nil
+		}
+	}
+	if err != nil {
+		if d.bkt.IsObjNotFoundErr(err) {
+			return fmt.Errorf("dead letter %s: no such object in the bucket", name)
+		}
+		return fmt.Errorf("reading dead letter %s: %w", name, err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, bytes.TrimSpace(b), "", "  "); err != nil {
+		return fmt.Errorf("dead letter %s (%d bytes) is not JSON: %w", name, len(b), err)
+	}
+	out.WriteByte('\n')
+	_, err = stdout.Write(out.Bytes())
+	return err
+}
+
+// listEntry is one line of `dead-letters list --json`.
+type listEntry struct {
+	Name            string    `json:"name"`
+	Reason          string    `json:"reason"`
+	Location        string    `json:"location,omitempty"`
+	Sequence        uint64    `json:"sequence"`
+	RecordIndex     *int      `json:"record_index,omitempty"`
+	RecordCount     int       `json:"record_count,omitempty"`
+	EventIndex      *int      `json:"event_index,omitempty"`
+	Status          int       `json:"status,omitempty"`
+	Error           string    `json:"error,omitempty"`
+	DeadLetteredAt  time.Time `json:"dead_lettered_at,omitzero"`
+	IngestionTimeMs int64     `json:"ingestion_time_ms,omitempty"`
+}
+
+// unreadableReason is the reason shown for an object that is not a
+// readable dead letter.
+const unreadableReason = "unreadable"
+
+func (d *deadLetters) list(ctx context.Context, stdout io.Writer, asJSON bool) error {
+	counts := map[string]int{}
+	total := 0
+	var entries []listEntry
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "NAME\tREASON\tLOCATION\tSEQUENCE\tRECORD\tEVENT\tSTATUS\tERROR")
+	}
+	_, _, err := d.each(ctx, func(items []dlItem) error {
+		for _, it := range items {
+			e := listEntry{Name: it.name, Reason: unreadableReason}
+			if it.err != nil {
+				e.Error = it.err.Error()
+			} else {
+				dl := it.dl
+				e = listEntry{Name: it.name, Reason: dl.Reason, Location: dl.Location, Sequence: dl.Sequence,
+					RecordIndex: dl.RecordIndex, RecordCount: dl.RecordCount, EventIndex: dl.EventIndex, Status: dl.Status,
+					Error: dl.Error, DeadLetteredAt: dl.DeadLettered, IngestionTimeMs: dl.IngestionTimeMs}
+				if e.Error == "" && dl.Response != "" {
+					e.Error = dl.Response
+				}
+			}
+			counts[e.Reason]++
+			total++
+			if asJSON {
+				entries = append(entries, e)
+				continue
+			}
+			rec, ev, status := "-", "-", "-"
+			if e.RecordIndex != nil {
+				rec = fmt.Sprint(*e.RecordIndex)
+				if e.RecordCount > 1 {
+					rec = fmt.Sprintf("%d-%d", *e.RecordIndex, *e.RecordIndex+e.RecordCount-1)
+				}
+			}
+			if e.EventIndex != nil {
+				ev = fmt.Sprint(*e.EventIndex)
+			}
+			if e.Status != 0 {
+				status = fmt.Sprint(e.Status)
+			}
+			seq := fmt.Sprint(e.Sequence)
+			if it.err != nil {
+				seq = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Reason, orDash(e.Location), seq, rec, ev, status, orDash(shortText(e.Error, 80)))
+		}
+		return tw.Flush()
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if entries == nil {
+			entries = []listEntry{}
+		}
+		b, err := json.Marshal(struct {
+			Prefix      string         `json:"prefix"`
+			Total       int            `json:"total"`
+			ByReason    map[string]int `json:"by_reason"`
+			DeadLetters []listEntry    `json:"dead_letters"`
+		}{d.prefix, total, counts, entries})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	fmt.Fprintf(stdout, "%d dead letters under %s%s\n", total, d.prefix, byReason(counts))
+	return nil
+}
+
+// byReason formats counts as ": reason n, reason n" in a fixed order.
+func byReason(counts map[string]int) string {
+	var parts []string
+	for _, r := range append(append([]string(nil), dlReasons...), unreadableReason) {
+		if counts[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, counts[r]))
+		}
+	}
+	var other []string
+	for r, n := range counts {
+		if !containsString(dlReasons, r) && r != unreadableReason {
+			other = append(other, fmt.Sprintf("%s %d", r, n))
+		}
+	}
+	sort.Strings(other)
+	parts = append(parts, other...)
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shortText is the first line of s, at most n runes, tabs as spaces.
+func shortText(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i] + " …"
+	}
+	s = strings.ReplaceAll(s, "\t", " ")
+	if utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		s = string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// redriver sends dead letters back to the sink.
+type redriver struct {
+	*deadLetters
+	conv      convert.Converter
+	snk       sink.Sink // nil on a dry run
+	batchSize int
+	dryRun    bool
+	out       io.Writer
+
+	redriven, refused, skipped, unfinished int
+	fatal                                  error // the sink refuses every request (401, 403, 404, ...)
+}
+
+// job is one dead letter to re-drive.
+type job struct {
+	it      dlItem
+	events  []json.RawMessage
+	refused error // the sink's refusal (*sink.HTTPError) of the object's events
+	sent    bool
+}
+
+// run re-drives every matching dead letter within ctx (bounded by
+// --timeout). Deletes of dead letters the sink accepted run on parent, so
+// they still happen (bounded) once the timeout has passed.
+func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error {
+	processed, total, err := r.each(ctx, func(items []dlItem) error {
+		var jobs []*job
+		for _, it := range items {
+			if j := r.prepare(it); j != nil {
+				jobs = append(jobs, j)
+			}
+		}
+		if r.dryRun || len(jobs) == 0 {
+			return nil
+		}
+		err := r.send(ctx, jobs)
+		var done []*job
+		for _, j := range jobs {
+			switch {
+			case j.sent:
+				done = append(done, j)
+			case j.refused != nil:
+				r.refused++
+				fmt.Fprintf(r.out, "refused    %s: %s\n", j.it.name, shortText(j.refused.Error(), 200))
+			default:
+				r.unfinished++
+			}
+		}
+		r.deleteSent(parent, done)
+		return err
+	})
+	if processed < total {
+		fmt.Fprintf(r.out, "not reached %d dead-letter objects\n", total-processed)
+		r.unfinished += total - processed
+	}
+	verb := "re-driven"
+	if r.dryRun {
+		verb = "would re-drive"
+	}
+	fmt.Fprintf(r.out, "%s %d, still refused %d, skipped %d", verb, r.redriven, r.refused, r.skipped)
+	if r.unfinished > 0 {
+		fmt.Fprintf(r.out, ", not finished %d", r.unfinished)
+	}
+	fmt.Fprintln(r.out)
+	switch {
+	case r.fatal != nil:
+		return r.fatal
+	case errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil:
+		return fmt.Errorf("dead-letters redrive: stopped after --timeout %s; %d dead letters not finished (run it again)", timeout, r.unfinished)
+	case err != nil:
+		return fmt.Errorf("dead-letters redrive: %w", err)
+	case r.refused > 0 || r.unfinished > 0:
+		return fmt.Errorf("dead-letters redrive: %d dead letters still refused, %d not finished; they stay in %s", r.refused, r.unfinished, r.prefix)
+	}
+	return nil
+}
+
+// prepare turns a dead letter into the events to send, or reports why it
+// cannot be re-driven (nil job).
+func (r *redriver) prepare(it dlItem) *job {
+	skip := func(hint string) *job {
+		r.skipped++
+		fmt.Fprintf(r.out, "skipped    %s: %s\n", it.name, hint)
+		return nil
+	}
+	if it.err != nil {
+		return skip(fmt.Sprintf("unreadable (%v); see dead-letters show", it.err))
+	}
+	dl := it.dl
+	var evs []json.RawMessage
+	switch dl.Reason {
+	case dlBatchMissing:
+		return skip("batch_missing: the batch object is gone, there is nothing to resend; producers' clients must resend, or restore the batch from a backup")
+	case dlBatchCorrupt:
+		return skip(fmt.Sprintf("batch_corrupt: the batch bytes are in %s; repair them by hand (bucketq inspect batch) and re-ingest the events", orDash(dl.BatchCopy)))
+	case dlPoison:
+		if len(dl.Event) == 0 || !json.Valid(dl.Event) {
+			return skip("poison_event holds no valid JSON event (the bytes are in records); it cannot be sent as is")
+		}
+		evs = []json.RawMessage{dl.Event}
+	case dlConvert, dlUnknownSignal:
+		var err error
+		if evs, err = r.convert(dl); err != nil {
+			r.refused++
+			fmt.Fprintf(r.out, "refused    %s: conversion: %s\n", it.name, shortText(err.Error(), 200))
+			return nil
+		}
+	default:
+		return skip(fmt.Sprintf("unknown reason %q", dl.Reason))
+	}
+	if r.dryRun {
+		r.redriven++
+		fmt.Fprintf(r.out, "would send %s: %d events\n", it.name, len(evs))
+		for _, ev := range evs {
+			var c bytes.Buffer
+			if json.Compact(&c, ev) != nil {
+				c.Reset()
+				c.Write(ev)
+			}
+			fmt.Fprintf(r.out, "  %s\n", c.Bytes())
+		}
+		return nil
+	}
+	return &job{it: it, events: evs}
+}
+
+// convert converts the stored records again, with the current conversion
+// config, exactly as the consumer would have: same location, sequence,
+// record index, header and ingestion time, so ids and times come out the
+// same.
+func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
+	if dl.RecordIndex == nil {
+		return nil, errors.New("the dead letter has no record_index")
+	}
+	if dl.Header == "" || dl.IngestionTimeMs == 0 {
+		return nil, errors.New("the dead letter has no header or ingestion_time_ms (written by an older bucketq): converting it again would not reproduce the consumer's events")
+	}
+	raw, err := hex.DecodeString(dl.Header)
+	if err != nil {
+		return nil, fmt.Errorf("header %q: %v", dl.Header, err)
+	}
+	h, _, err := format.ParseHeader(raw)
+	if err != nil {
+		return nil, fmt.Errorf("header %q: %v", dl.Header, err)
+	}
+	if len(dl.Records) == 0 {
+		return nil, errors.New("the dead letter holds no records")
+	}
+	var out []json.RawMessage
+	for k, rec := range dl.Records {
+		idx := *dl.RecordIndex + k
+		evs, err := r.conv.Convert(convert.Record{
+			Location: dl.Location, Sequence: dl.Sequence, Index: idx, Header: h,
+			IngestionTimeMs: dl.IngestionTimeMs, Data: rec,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", idx, err)
+		}
+		for j, ev := range evs {
+			if !json.Valid(ev) {
+				return nil, fmt.Errorf("record %d: event %d is not valid JSON", idx, j)
+			}
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// send delivers the jobs' events in requests of up to batchSize events; a
+// refused request of several dead letters is split in halves until the
+// refused ones are isolated (as the consumer bisects). It returns ctx's
+// error or the sink's fatal refusal; refused jobs are marked.
+func (r *redriver) send(ctx context.Context, jobs []*job) error {
+	var group []*job
+	n := 0
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		err := r.deliver(ctx, group)
+		group, n = nil, 0
+		return err
+	}
+	for _, j := range jobs {
+		if n+len(j.events) > r.batchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		group = append(group, j)
+		n += len(j.events)
+	}
+	return flush()
+}
+
+func (r *redriver) deliver(ctx context.Context, group []*job) error {
+	if len(group) == 1 {
+		j := group[0]
+		for start := 0; start < len(j.events); start += r.batchSize {
+			refused, err := r.sendRetry(ctx, j.events[start:min(start+r.batchSize, len(j.events))])
+			if err != nil {
+				return err
+			}
+			if refused != nil {
+				j.refused = refused
+				return nil
+			}
+		}
+		j.sent = true
+		return nil
+	}
+	var evs []json.RawMessage
+	for _, j := range group {
+		evs = append(evs, j.events...)
+	}
+	refused, err := r.sendRetry(ctx, evs)
+	if err != nil {
+		return err
+	}
+	if refused == nil {
+		for _, j := range group {
+			j.sent = true
+		}
+		return nil
+	}
+	half := len(group) / 2
+	if err := r.deliver(ctx, group[:half]); err != nil {
+		return err
+	}
+	return r.deliver(ctx, group[half:])
+}
+
+// sendRetry sends one request with the consumer's policy: 2xx delivered;
+// 400, 413, 422 refused; 429 and 503 honour Retry-After; 408, 409, 425,
+// other 5xx and transport errors back off exponentially; other 4xx (401,
+// 403, 404, ...) stop the redrive, since only an operator can fix them.
+// Retries end with ctx (--timeout).
+func (r *redriver) sendRetry(ctx context.Context, evs []json.RawMessage) (refused error, err error) {
+	backoff := dlMinBackoff
+	for {
+		err := r.snk.Send(ctx, evs)
+		if err == nil {
+			return nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var wait time.Duration
+		var he *sink.HTTPError
+		if errors.As(err, &he) {
+			switch s := he.Status; {
+			case s == 400 || s == 413 || s == 422:
+				return he, nil
+			case s == 429 || s == 503:
+				wait = min(he.RetryAfter, dlMaxRetryAfter)
+			case s == 408 || s == 409 || s == 425 || s >= 500:
+			case s >= 400:
+				r.fatal = fmt.Errorf("dead-letters redrive: the sink refuses requests (%s): check --sink and --sink-token; nothing more was sent", shortText(err.Error(), 200))
+				return nil, r.fatal
+			}
+		}
+		if wait <= 0 {
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, dlMaxBackoff)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			fmt.Fprintf(r.stderr, "dead-letters: sink failed (%s); the next retry in %s is past --timeout\n", shortText(err.Error(), 200), wait.Round(time.Millisecond))
+			return nil, context.DeadlineExceeded
+		}
+		fmt.Fprintf(r.stderr, "dead-letters: sink failed (%s); retrying in %s\n", shortText(err.Error(), 200), wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// deleteSent deletes the dead letters whose events the sink accepted. A
+// crash or failure before the delete only means the events are sent again
+// by the next redrive: their ids are the same, and the metering API
+// deduplicates on (id, source).
+func (r *redriver) deleteSent(parent context.Context, done []*job) {
+	if len(done) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), dlDeleteTimeout)
+	defer cancel()
+	errs := make([]error, len(done))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < dlReaders; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = r.bkt.Delete(ctx, done[i].it.name)
+				if errs[i] != nil && r.bkt.IsObjNotFoundErr(errs[i]) {
+					errs[i] = nil // deleted meanwhile: gone either way
+				}
+			}
+		}()
+	}
+	for i := range done {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, j := range done {
+		if errs[i] != nil {
+			r.unfinished++
+			fmt.Fprintf(r.out, "undeleted  %s: sent, but deleting it failed (%v); a later redrive sends it again (same ids, deduplicated)\n", j.it.name, errs[i])
+			continue
+		}
+		r.redriven++
+		fmt.Fprintf(r.out, "re-driven  %s: %d events\n", j.it.name, len(j.events))
+	}
+}

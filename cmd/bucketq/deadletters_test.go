@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thanos-io/objstore"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/openmetertest"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// dlPatience bounds every wait of these tests; waits end as soon as their
+// condition holds, so it only matters when a test fails.
+const dlPatience = 60 * time.Second
+
+// dlEnv is a directory bucket, its queue and a fake OpenMeter.
+type dlEnv struct {
+	t   *testing.T
+	dir string
+	bkt objstore.Bucket
+	q   *manifest.Queue
+	om  *openmetertest.Server
+	n   int
+}
+
+func newDLEnv(t *testing.T) *dlEnv {
+	t.Helper()
+	dir := t.TempDir()
+	bkt, store, err := bucket.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om := openmetertest.New(openmetertest.Options{})
+	t.Cleanup(om.Close)
+	return &dlEnv{t: t, dir: dir, bkt: bkt, q: manifest.NewQueue(store, "ingest/manifest", manifest.Options{}), om: om}
+}
+
+// put uploads data as a batch (nil: none) and queues it with md.
+func (e *dlEnv) put(data []byte, md []manifest.Metadata) (uint64, string) {
+	e.t.Helper()
+	e.n++
+	loc := fmt.Sprintf("ingest/data/%06d.batch", e.n)
+	if data != nil {
+		if err := e.bkt.Upload(context.Background(), loc, bytes.NewReader(data)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	seqs, err := e.q.Append(context.Background(), manifest.NewEntry{Location: loc, Metadata: md})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return seqs[0], loc
+}
+
+func (e *dlEnv) putRecords(h format.Header, ingestMs int64, recs ...[]byte) (uint64, string) {
+	e.t.Helper()
+	data, err := format.EncodeBatch(format.CompressionZstd, recs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.put(data, []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: ingestMs, Payload: h.Bytes()}})
+}
+
+// consume runs `bucketq consume` (extra args appended) until the queue is
+// empty, then stops it.
+func (e *dlEnv) consume(extra ...string) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	args := append([]string{"consume", "--bucket-dir", e.dir, "--listen=", "--sink", e.om.Endpoint,
+		"--poll-interval", "20ms", "--dequeue-interval", "20ms", "--gc-interval", "1h"}, extra...)
+	go func() { done <- runMain(ctx, args, &bytes.Buffer{}, &stderr, func(string) string { return "" }) }()
+	deadline := time.Now().Add(dlPatience)
+	for {
+		m, err := e.q.Read(context.Background())
+		if err == nil && len(m.Entries) == 0 {
+			break
+		}
+		select {
+		case code := <-done:
+			e.t.Fatalf("consume exited with %d:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("queue not drained after %v:\n%s", dlPatience, stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			e.t.Fatalf("consume exit %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(dlPatience):
+		e.t.Fatal("consume did not stop")
+	}
+}
+
+// deadLetters runs `bucketq dead-letters ARGS` on the env's bucket and sink.
+func (e *dlEnv) deadLetters(args ...string) (int, string, string) {
+	e.t.Helper()
+	return run(e.t, nil, append(append([]string{"dead-letters"}, args...), "--bucket-dir", e.dir, "--sink", e.om.Endpoint)...)
+}
+
+// objects lists the dead-letter prefix (every object, batch copies too).
+func (e *dlEnv) objects() []string {
+	e.t.Helper()
+	var out []string
+	err := e.bkt.Iter(context.Background(), "ingest/dead-letter/", func(name string) error {
+		out = append(out, name)
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (e *dlEnv) readDL(name string) consumer.DeadLetter {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.dir, filepath.FromSlash(name)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var dl consumer.DeadLetter
+	if err := json.Unmarshal(b, &dl); err != nil {
+		e.t.Fatalf("%s: %v", name, err)
+	}
+	return dl
+}
+
+func ceEvent(id string, poison bool) []byte {
+	return []byte(fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"dl-test","type":"usage","subject":"cust","time":"2025-01-01T00:00:00Z","data":{"poison":%t}}`, id, poison))
+}
+
+// accepted returns the accepted events by id (the last copy).
+func accepted(om *openmetertest.Server) map[string]openmetertest.Event {
+	out := map[string]openmetertest.Event{}
+	for _, ev := range om.Events() {
+		out[ev.ID] = ev
+	}
+	return out
+}
+
+func compact(t *testing.T, b []byte) string {
+	t.Helper()
+	var c bytes.Buffer
+	if err := json.Compact(&c, b); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return c.String()
+}
+
+// TestRedrivePoisonEvents: a consumer whose sink rejects two events
+// dead-letters them; a corrupt batch is dead-lettered too. list shows them,
+// a dry run changes nothing, a redrive while the fake still rejects one
+// event delivers the other with its id and deletes only its object (exit
+// 1), and a last redrive after the fake stops rejecting (and after a 503)
+// delivers the rest; the batch_corrupt marker is skipped throughout.
+func TestRedrivePoisonEvents(t *testing.T) {
+	e := newDLEnv(t)
+	e.om.SetPoison(openmetertest.PoisonFlag)
+	now := time.Now().UnixMilli()
+	e.putRecords(format.EventsHeader, now, ceEvent("ok1", false), ceEvent("p1", true), ceEvent("ok2", false))
+	e.put([]byte("this is not a batch"), []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: now, Payload: format.EventsHeader.Bytes()}})
+	e.putRecords(format.EventsHeader, now, ceEvent("p2", true))
+	e.consume()
+
+	if got := accepted(e.om); len(got) != 2 || got["ok1"].ID == "" || got["ok2"].ID == "" {
+		t.Fatalf("consumer delivered %v", got)
+	}
+	objs := e.objects()
+	var jsons []string
+	for _, o := range objs {
+		if strings.HasSuffix(o, ".json") {
+			jsons = append(jsons, o)
+		}
+	}
+	if len(jsons) != 3 || len(objs) != 4 {
+		t.Fatalf("dead-letter objects %v", objs)
+	}
+	p1Name, p2Name, corruptName := jsons[0], jsons[2], jsons[1]
+	if !strings.HasSuffix(p1Name, "poison-r000001-e0000.json") || !strings.HasSuffix(corruptName, "batch_corrupt.json") || !strings.HasSuffix(p2Name, "poison-r000000-e0000.json") {
+		t.Fatalf("dead-letter names %v", jsons)
+	}
+	if dl := e.readDL(p1Name); dl.IngestionTimeMs != now || dl.Header != "01040200" {
+		t.Fatalf("poison dead letter lacks ingestion time or header: %+v", dl)
+	}
+
+	// list: one line per dead letter and the count by reason.
+	code, out, errOut := e.deadLetters("list")
+	if code != 0 {
+		t.Fatalf("list exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "NAME") ||
+		!strings.Contains(lines[4], "3 dead letters under ingest/dead-letter/: poison_event 2, batch_corrupt 1") {
+		t.Fatalf("list output:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); f[0] != p1Name || f[1] != "poison_event" || f[2] != "ingest/data/000001.batch" || f[3] != "0" || f[4] != "1" || f[5] != "0" || f[6] != "400" {
+		t.Fatalf("list line of p1: %q", lines[1])
+	}
+	code, out, _ = e.deadLetters("list", "--reason", "batch_corrupt", "--json")
+	var doc struct {
+		Total       int            `json:"total"`
+		ByReason    map[string]int `json:"by_reason"`
+		DeadLetters []listEntry    `json:"dead_letters"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc.Total != 1 || doc.ByReason["batch_corrupt"] != 1 ||
+		doc.DeadLetters[0].Name != corruptName || doc.DeadLetters[0].Sequence != 1 {
+		t.Fatalf("list --json: exit %d %s", code, out)
+	}
+	code, out, _ = e.deadLetters("show", strings.TrimPrefix(p1Name, "ingest/dead-letter/"))
+	if code != 0 || !strings.Contains(out, `"reason": "poison_event"`) || !strings.Contains(out, `"id": "p1"`) {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+
+	// Dry run: prints the events, sends and deletes nothing.
+	before, reqs := e.om.Accepted(), e.om.RequestsByStatus()
+	code, out, _ = e.deadLetters("redrive", "--dry-run")
+	if code != 0 || !strings.Contains(out, `"id":"p1"`) || !strings.Contains(out, "would re-drive 2, still refused 0, skipped 1") {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if e.om.Accepted() != before || fmt.Sprint(e.om.RequestsByStatus()) != fmt.Sprint(reqs) || len(e.objects()) != 4 {
+		t.Fatalf("dry run changed something: accepted %d→%d, objects %v", before, e.om.Accepted(), e.objects())
+	}
+
+	// The fake still rejects p2: p1 is delivered and deleted, p2 stays.
+	e.om.SetPoison(func(ev openmetertest.Event) bool { return ev.ID == "p2" })
+	code, out, errOut = e.deadLetters("redrive")
+	if code != 1 || !strings.Contains(out, "re-driven 1, still refused 1, skipped 1") ||
+		!strings.Contains(out, "refused    "+p2Name) || !strings.Contains(out, "skipped    "+corruptName) ||
+		!strings.Contains(errOut, "1 dead letters still refused") {
+		t.Fatalf("redrive with a refusal: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	got := accepted(e.om)
+	if compact(t, got["p1"].Raw) != string(ceEvent("p1", true)) || got["p1"].Source != "dl-test" {
+		t.Fatalf("p1 arrived as %s", got["p1"].Raw)
+	}
+	if objs := e.objects(); slices.Contains(objs, p1Name) || !slices.Contains(objs, p2Name) || !slices.Contains(objs, corruptName) {
+		t.Fatalf("objects after the first redrive %v", objs)
+	}
+
+	// The fake accepts everything (after one 503): p2 arrives, its object goes.
+	e.om.SetPoison(nil)
+	e.om.FailNext(1, 503, "")
+	code, out, errOut = e.deadLetters("redrive")
+	if code != 0 || !strings.Contains(out, "re-driven 1, still refused 0, skipped 1") || !strings.Contains(errOut, "retrying") {
+		t.Fatalf("second redrive: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if got := accepted(e.om); compact(t, got["p2"].Raw) != string(ceEvent("p2", true)) {
+		t.Fatalf("p2 arrived as %s", got["p2"].Raw)
+	}
+	if objs := e.objects(); len(objs) != 2 || !slices.Contains(objs, corruptName) {
+		t.Fatalf("objects after the second redrive %v (want only the batch_corrupt marker and copy)", objs)
+	}
+	if e.om.Duplicates() != 0 {
+		t.Fatalf("%d duplicates", e.om.Duplicates())
+	}
+}
+
+// logsRequest is an OTLP logs export request whose records carry the
+// attribute customer but neither subject nor customer.id, and no time.
+func logsRequest(t *testing.T, customers ...string) []byte {
+	t.Helper()
+	var recs []*logspb.LogRecord
+	for _, c := range customers {
+		recs = append(recs, &logspb.LogRecord{
+			Body:       &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "call"}},
+			Attributes: []*commonpb.KeyValue{{Key: "customer", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: c}}}},
+		})
+	}
+	b, err := proto.Marshal(&collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{
+		ScopeLogs: []*logspb.ScopeLogs{{LogRecords: recs}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRedriveConvertErrorsAfterConfigFix: OTLP records the default
+// conversion cannot map (no subject) are dead-lettered; a redrive with a
+// fixed conversion config delivers exactly the events the consumer would
+// have produced with it (ids and the ingestion-time fallback included),
+// a redrive with the old config refuses them, and a dry run sends nothing.
+func TestRedriveConvertErrorsAfterConfigFix(t *testing.T) {
+	e := newDLEnv(t)
+	logsHeader := format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf)
+	ingestMs := int64(1735732800250)
+	recs := [][]byte{logsRequest(t, "c1", "c2"), logsRequest(t, "c3")}
+	e.putRecords(format.EventsHeader, ingestMs, ceEvent("before", false))
+	seq, loc := e.putRecords(logsHeader, ingestMs, recs...)
+	e.consume()
+	objs := e.objects()
+	if len(objs) != 2 || !strings.HasSuffix(objs[0], "convert-r000000.json") || !strings.HasSuffix(objs[1], "convert-r000001.json") {
+		t.Fatalf("dead letters %v", objs)
+	}
+	if dl := e.readDL(objs[1]); dl.Reason != "convert_error" || dl.Header != "01020100" || dl.IngestionTimeMs != ingestMs {
+		t.Fatalf("convert_error dead letter lacks header or ingestion time: %+v", dl)
+	}
+
+	fixed := filepath.Join(e.dir, "fixed.yaml")
+	fixedYAML := "conversion:\n  logs:\n    subject: attributes.customer\n"
+	if err := os.WriteFile(fixed, []byte(fixedYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := e.om.Accepted()
+
+	// Same (broken) config: still refused by the converter, nothing deleted.
+	code, out, _ := e.deadLetters("redrive")
+	if code != 1 || !strings.Contains(out, "re-driven 0, still refused 2, skipped 0") || !strings.Contains(out, "conversion:") {
+		t.Fatalf("redrive with the old config: exit %d\n%s", code, out)
+	}
+	// Dry run with the fix: prints the events, changes nothing.
+	code, out, _ = e.deadLetters("redrive", "--config", fixed, "--dry-run", "--reason", "convert_error")
+	if code != 0 || !strings.Contains(out, "would re-drive 2, still refused 0, skipped 0") || !strings.Contains(out, `"subject":"c3"`) {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if e.om.Accepted() != before || len(e.objects()) != 2 {
+		t.Fatalf("dry run sent %d events or deleted objects %v", e.om.Accepted()-before, e.objects())
+	}
+
+	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
+	if code != 0 || !strings.Contains(out, "re-driven 2, still refused 0, skipped 0") {
+		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if objs := e.objects(); len(objs) != 0 {
+		t.Fatalf("dead letters left %v", objs)
+	}
+
+	// What the consumer would have sent with the fixed config.
+	conv, err := newConverter(&config.Config{Conversion: []byte("logs:\n  subject: attributes.customer\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, rec := range recs {
+		evs, err := conv.Convert(convert.Record{Location: loc, Sequence: seq, Index: i, Header: logsHeader, IngestionTimeMs: ingestMs, Data: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			want = append(want, compact(t, ev))
+		}
+	}
+	var gotEvs []string
+	for _, ev := range e.om.Events()[before:] {
+		gotEvs = append(gotEvs, compact(t, ev.Raw))
+	}
+	if len(want) != 3 || !slices.Equal(gotEvs, want) {
+		t.Fatalf("re-driven events\n got %v\nwant %v", gotEvs, want)
+	}
+	if !strings.Contains(want[0], `"time":"2025-01-01T12:00:00.25Z"`) {
+		t.Fatalf("the expected event does not use the ingestion time: %s", want[0])
+	}
+}
+
+// TestRedriveStopsOnSinkFailures: a sink that answers 5xx for ever stops
+// the redrive at --timeout, and one that answers 404 (a wrong URL) stops it
+// at once; both exit 1 and keep the dead letter.
+func TestRedriveStopsOnSinkFailures(t *testing.T) {
+	e := newDLEnv(t)
+	e.om.SetPoison(openmetertest.PoisonFlag)
+	e.putRecords(format.EventsHeader, time.Now().UnixMilli(), ceEvent("p", true))
+	e.consume()
+	if len(e.objects()) != 1 {
+		t.Fatalf("dead letters %v", e.objects())
+	}
+	e.om.SetPoison(nil)
+
+	e.om.FailNext(-1, 500, "")
+	code, out, errOut := e.deadLetters("redrive", "--timeout", "1s")
+	if code != 1 || !strings.Contains(errOut, "stopped after --timeout 1s") || !strings.Contains(out, "not finished 1") {
+		t.Fatalf("redrive against a failing sink: exit %d\n%s\n%s", code, out, errOut)
+	}
+	e.om.ClearFaults()
+	e.om.FailNext(1, 404, "")
+	code, out, errOut = e.deadLetters("redrive")
+	if code != 1 || !strings.Contains(errOut, "the sink refuses requests") {
+		t.Fatalf("redrive against a 404: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if len(e.objects()) != 1 || e.om.Accepted() != 0 {
+		t.Fatalf("objects %v, accepted %d", e.objects(), e.om.Accepted())
+	}
+}
+
+func TestDeadLettersUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dead-letters"}, `want "list", "show NAME" or "redrive"`},
+		{[]string{"deadletters", "purge"}, `unknown action "purge"`},
+		{[]string{"dead-letters", "show"}, "want exactly one NAME"},
+		{[]string{"dead-letters", "list", "--reason", "bogus"}, `--reason "bogus"`},
+		{[]string{"dead-letters", "list", "--dry-run"}, "--dry-run applies to dead-letters redrive"},
+		{[]string{"dead-letters", "redrive", "--json"}, "--json applies to dead-letters list"},
+		{[]string{"dead-letters", "redrive", "--bucket-dir", dir}, "the sink is stdout"},
+	} {
+		code, _, errOut := run(t, nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q (want 2 and %q)", tc.args, code, errOut, tc.want)
+		}
+	}
+}
