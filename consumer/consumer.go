@@ -15,7 +15,11 @@
 // exponentially (with jitter, capped at MaxBackoff) forever, 401/403 and
 // other configuration errors retry every AuthRetryInterval with error logs,
 // and a 400 (413, 422) bisects the request until the rejected events are
-// isolated and dead-lettered with the server's answer.
+// isolated and dead-lettered with the server's answer. A breaker bounds the
+// dead-lettering: after MaxConsecutivePoison events in a row refused alone,
+// further refusals hold the queue (retried every AuthRetryInterval, logged
+// at error level) instead of dead-lettering it, until the sink accepts an
+// event again.
 //
 // Bound on redelivery: after a crash, or a failed dequeue write, the next
 // consumer re-sends exactly the events of the entries that were delivered
@@ -89,6 +93,16 @@ type Config struct {
 	AuthRetryInterval time.Duration
 	// MaxRetryAfter caps an honoured Retry-After. Default 10m.
 	MaxRetryAfter time.Duration
+	// MaxConsecutivePoison is the breaker of the 400 policy: once this
+	// many events in a row were refused alone by the sink (dead-lettered,
+	// with no event delivered in between), a further refusal is taken as
+	// the sink refusing everything (a misrouted URL, a gateway answering
+	// 400, a wrong API version): the next event is held, not
+	// dead-lettered, and retried every AuthRetryInterval with error logs
+	// until the sink accepts it; then the count restarts and refused
+	// events are dead-lettered again. Default 100; negative disables the
+	// breaker (every event refused alone is dead-lettered).
+	MaxConsecutivePoison int
 	// DisableGC turns off the periodic GC of Run (CollectGarbage still works).
 	DisableGC bool
 }
@@ -134,6 +148,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRetryAfter <= 0 {
 		c.MaxRetryAfter = 10 * time.Minute
+	}
+	if c.MaxConsecutivePoison == 0 {
+		c.MaxConsecutivePoison = 100
 	}
 }
 

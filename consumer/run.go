@@ -48,6 +48,12 @@ type run struct {
 	leaseChecked                     time.Time
 	lastDequeue                      time.Time // last dequeue attempt
 
+	// refusedAlone counts the events the sink refused alone (400, 413,
+	// 422 on a one-event request) in a row, across flushes, with no event
+	// delivered in between: the breaker of the 400 policy (see holding).
+	refusedAlone int
+	held         bool // an event was held since the last delivery
+
 	// The lag gauge's source, shared with refreshLag: the ingestion time
 	// (Unix ms) of the oldest undelivered entry; lagHave is false when
 	// nothing is undelivered, lagMs <= 0 when the entry has no time.
@@ -511,9 +517,27 @@ func classify(status int) statusClass {
 	return classTransient
 }
 
+// holding reports whether the breaker is open: MaxConsecutivePoison events
+// in a row were refused alone, so a further refusal is taken as the sink
+// refusing everything (a misrouted URL, a gateway answering 400 to every
+// body, a wrong API version) rather than as one more poison event. Then
+// the refused event is held (retried every AuthRetryInterval, not
+// dead-lettered) until the sink accepts it: a billing pipeline stops and
+// shouts instead of dead-lettering the whole queue.
+func (r *run) holding() bool {
+	max := r.c.cfg.MaxConsecutivePoison
+	return max > 0 && r.refusedAlone >= max
+}
+
 // deliver sends evs until they are delivered or dead-lettered as poison.
 // It returns only ctx's error, or ErrFenced when a newer consumer took over
 // while the sink was failing.
+//
+// A 400 (413, 422) bisects evs in order, so the events refused alone are
+// met in queue order and each delivery resets the breaker's count. Once the
+// breaker is open, bisection still descends (log2 n requests) to the first
+// undelivered event, which is then held: retried alone every
+// AuthRetryInterval; nothing after it is sent, dead-lettered or dequeued.
 func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 	c := r.c
 	raws := make([]json.RawMessage, len(evs))
@@ -538,6 +562,11 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 			}
 			c.m.SinkRequests.WithLabelValues(label).Inc()
 			c.m.SinkEvents.WithLabelValues("sent").Add(float64(len(evs)))
+			if r.held {
+				c.log.Warn("sink accepts events again; resuming delivery (events it refuses alone are dead-lettered again)",
+					"first_location", evs[0].st.e.Location, "first_sequence", evs[0].st.e.Sequence, "events", len(evs))
+			}
+			r.refusedAlone, r.held = 0, false
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -546,20 +575,34 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		first := evs[0]
 		logArgs := []any{"events", len(evs), "first_location", first.st.e.Location, "first_sequence", first.st.e.Sequence, "error", err}
 		var wait time.Duration
+		result := "retried" // the sink_events label of evs if they are retried
 		var he *sink.HTTPError
 		if errors.As(err, &he) {
 			c.m.SinkRequests.WithLabelValues(strconv.Itoa(he.Status)).Inc()
 			switch classify(he.Status) {
 			case classReject:
-				if len(evs) == 1 {
-					return r.deadLetterPoison(ctx, first, he)
+				if len(evs) > 1 {
+					half := len(evs) / 2
+					c.log.Warn("sink rejected a batch; bisecting to isolate the rejected events", append(logArgs, "status", he.Status)...)
+					if err := r.deliver(ctx, evs[:half]); err != nil {
+						return err
+					}
+					return r.deliver(ctx, evs[half:])
 				}
-				half := len(evs) / 2
-				c.log.Warn("sink rejected a batch; bisecting to isolate the rejected events", append(logArgs, "status", he.Status)...)
-				if err := r.deliver(ctx, evs[:half]); err != nil {
-					return err
+				if !r.holding() {
+					if err := r.deadLetterPoison(ctx, first, he); err != nil {
+						return err
+					}
+					r.refusedAlone++
+					return nil
 				}
-				return r.deliver(ctx, evs[half:])
+				wait, result, r.held = c.cfg.AuthRetryInterval, "held", true
+				c.log.Error("SINK REFUSES EVERY EVENT: too many events in a row refused alone; "+
+					"holding the queue instead of dead-lettering it (check the sink URL, proxy and API version; "+
+					"events already dead-lettered can be re-sent with `bucketq dead-letters redrive`)",
+					"location", first.st.e.Location, "sequence", first.st.e.Sequence, "record", first.rec, "event", first.idx,
+					"status", he.Status, "response", he.Body, "consecutive_refused", r.refusedAlone,
+					"max_consecutive_poison", c.cfg.MaxConsecutivePoison, "wait", wait)
 			case classThrottle:
 				wait = min(he.RetryAfter, c.cfg.MaxRetryAfter)
 				if wait <= 0 {
@@ -578,7 +621,7 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 			wait = b.next()
 			c.log.Warn("sink request failed; retrying", append(logArgs, "wait", wait)...)
 		}
-		c.m.SinkEvents.WithLabelValues("retried").Add(float64(len(evs)))
+		c.m.SinkEvents.WithLabelValues(result).Add(float64(len(evs)))
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
@@ -588,6 +631,13 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		if time.Since(r.leaseChecked) >= c.cfg.PollInterval {
 			r.leaseChecked = time.Now()
 			if _, err := r.lease.Read(ctx); errors.Is(err, manifest.ErrFenced) {
+				return err
+			}
+		}
+		if result == "held" {
+			// A hold may last hours: ack the entries completed before
+			// the held event, so a restart does not redeliver them.
+			if err := r.dequeueIfDue(ctx); err != nil {
 				return err
 			}
 		}
