@@ -78,6 +78,10 @@ type Config struct {
 	DequeueInterval time.Duration
 	GCInterval      time.Duration
 	GCGracePeriod   time.Duration
+	// MaxConsecutivePoison is the breaker of the 400 policy: events refused
+	// alone in a row before the consumer holds the queue instead of
+	// dead-lettering it; 0 = no breaker. See ConsumerMaxConsecutivePoison.
+	MaxConsecutivePoison int
 
 	// Conversion is the YAML of the conversion mapping (otlpconv.Config),
 	// nil for the defaults.
@@ -86,6 +90,16 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string // text or json
+}
+
+// ConsumerMaxConsecutivePoison is MaxConsecutivePoison as
+// consumer.Config wants it: there 0 takes the default and a negative
+// value disables the breaker.
+func (c *Config) ConsumerMaxConsecutivePoison() int {
+	if c.MaxConsecutivePoison == 0 {
+		return -1
+	}
+	return c.MaxConsecutivePoison
 }
 
 // Kind is the value syntax of an option.
@@ -202,6 +216,17 @@ var Options = []*Option{
 	{Key: "dequeue_interval", Flag: "dequeue-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
 		Usage: "while busy, ack (dequeue) delivered batches at most this often: fewer manifest writes, more redelivery after a crash",
 		set:   func(c *Config, v string) (err error) { c.DequeueInterval, err = parseDuration(v); return }},
+	{Key: "max_consecutive_poison", Flag: "max-consecutive-poison", Kind: Int, Arg: "N", Default: "100", Roles: Consume,
+		Usage: "after this many events in a row refused alone by the sink (400) and dead-lettered, hold the queue and retry instead of dead-lettering more (a sink refusing everything); 0 disables",
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "0" {
+				c.MaxConsecutivePoison = 0 // no breaker
+				return nil
+			}
+			n, err := parsePositive(v)
+			c.MaxConsecutivePoison = int(n)
+			return err
+		}},
 	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: "5m", Roles: Consume,
 		Usage: "how often the consumer deletes delivered batch files",
 		set:   func(c *Config, v string) (err error) { c.GCInterval, err = parseDuration(v); return }},

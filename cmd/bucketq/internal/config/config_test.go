@@ -53,6 +53,32 @@ func TestMemoryLimitZeroDisables(t *testing.T) {
 	}
 }
 
+// TestMaxConsecutivePoison: 0 disables the breaker, which consumer.Config
+// spells as a negative value (its 0 takes the default).
+func TestMaxConsecutivePoison(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		want, consumer int
+	}{
+		{nil, 100, 100},
+		{[]string{"--max-consecutive-poison", "0"}, 0, -1},
+		{[]string{"--max-consecutive-poison", "1"}, 1, 1},
+		{[]string{"--max-consecutive-poison=5000"}, 5000, 5000},
+	} {
+		c, _, err := load(t, RolesConsume, tc.args, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if c.MaxConsecutivePoison != tc.want || c.ConsumerMaxConsecutivePoison() != tc.consumer {
+			t.Errorf("%q: max_consecutive_poison %d (consumer %d), want %d (consumer %d)",
+				tc.args, c.MaxConsecutivePoison, c.ConsumerMaxConsecutivePoison(), tc.want, tc.consumer)
+		}
+	}
+	if _, _, err := load(t, RolesProduce, []string{"--max-consecutive-poison", "3"}, nil); err == nil {
+		t.Errorf("produce accepted --max-consecutive-poison")
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, _, err := load(t, RolesRun, nil, nil)
 	if err != nil {
@@ -63,7 +89,7 @@ func TestDefaults(t *testing.T) {
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
 		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, DequeueInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
-		ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
+		MaxConsecutivePoison: 100, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
@@ -92,6 +118,7 @@ sink_batch_size: 50
 prefetch: 2
 poll_interval: 2s
 dequeue_interval: 3s
+max_consecutive_poison: 7
 gc_interval: 1m
 gc_grace_period: 20m
 conversion:
@@ -113,7 +140,7 @@ func TestEveryKey(t *testing.T) {
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
-		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
+		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
 	conv := c.Conversion
 	c.Conversion = nil
@@ -232,6 +259,8 @@ func TestBadConfig(t *testing.T) {
 		{"max_body_bytes: -5", `config key "max_body_bytes": invalid size`},
 		{"sink_batch_size: many", `config key "sink_batch_size": invalid number "many"`},
 		{"prefetch: 0", `config key "prefetch": invalid number "0": must be positive`},
+		{"max_consecutive_poison: -1", `config key "max_consecutive_poison": invalid number "-1": must be positive`},
+		{"max_consecutive_poison: lots", `config key "max_consecutive_poison": invalid number "lots"`},
 		{"compression: gzip", `config key "compression": invalid compression "gzip"`},
 		{"listen: localhost", `config key "listen": invalid address "localhost"`},
 		{"otlp_grpc: 4317", `config key "otlp_grpc": invalid address "4317"`},
@@ -293,6 +322,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--sink", "ftp://x"}, `flag --sink: invalid sink "ftp://x"`},
 		{[]string{"--listen", "nope"}, `flag --listen: invalid address "nope"`},
 		{[]string{"--prefetch", "-1"}, `flag --prefetch: invalid number "-1"`},
+		{[]string{"--max-consecutive-poison", "x"}, `flag --max-consecutive-poison: invalid number "x"`},
 		{[]string{"--nope"}, `test: flag provided but not defined: -nope`},
 		{[]string{"--sink"}, `test: flag needs an argument: -sink`},
 		{[]string{"--config", "/does/not/exist.yaml"}, `config file: open /does/not/exist.yaml`},
