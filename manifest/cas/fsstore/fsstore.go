@@ -150,7 +150,7 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 		return "", err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllSynced(dir); err != nil {
 		return "", fmt.Errorf("fsstore: create directory for %q: %w", name, err)
 	}
 	unlock, err := lockFile(ctx, p+LockSuffix)
@@ -230,6 +230,30 @@ func writeTemp(dir string, data []byte) (string, error) {
 		return "", err
 	}
 	return tmp, nil
+}
+
+// mkdirAllSynced is os.MkdirAll that also fsyncs the parent of every
+// directory it creates, so a crash cannot forget the directory a manifest
+// was just written into. When dir exists it costs one stat.
+func mkdirAllSynced(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAllSynced(parent); err != nil {
+			return err
+		}
+	}
+	// Created meanwhile by another writer is fine; sync the parent anyway,
+	// as that writer may not have yet.
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {
