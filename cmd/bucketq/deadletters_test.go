@@ -343,8 +343,11 @@ func TestRedriveConvertErrorsAfterConfigFix(t *testing.T) {
 		t.Fatalf("dry run sent %d events or deleted objects %v", e.om.Accepted()-before, e.objects())
 	}
 
+	// One object per round: the rounds report progress.
+	defer func(n int) { dlChunk = n }(dlChunk)
+	dlChunk = 1
 	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
-	if code != 0 || !strings.Contains(out, "re-driven 2, still refused 0, skipped 0") {
+	if code != 0 || !strings.Contains(out, "re-driven 2, still refused 0, skipped 0") || !strings.Contains(errOut, "dead-letters: 2/2 objects done") {
 		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if objs := e.objects(); len(objs) != 0 {
