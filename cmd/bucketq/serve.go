@@ -161,16 +161,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if readyQ == nil {
 			readyQ = q
 		}
-		cons, err = consumer.New(bkt, q, conv, snk, consumer.Config{
-			DataPrefix:       cfg.DataPrefix,
-			DeadLetterPrefix: cfg.DeadLetterPrefix,
-			PollInterval:     cfg.PollInterval,
-			DequeueInterval:  cfg.DequeueInterval,
-			Prefetch:         cfg.Prefetch,
-			SinkBatchSize:    cfg.SinkBatchSize,
-			GCInterval:       cfg.GCInterval,
-			GCGracePeriod:    cfg.GCGracePeriod,
-		}, m, log.With("part", "consumer"))
+		cons, err = consumer.New(bkt, q, conv, snk, consumerConfig(cfg), m, log.With("part", "consumer"))
 		if err != nil {
 			return fmt.Errorf("starting consumer: %w", err)
 		}
@@ -364,4 +355,19 @@ func applyMemoryLimit(cfg *config.Config, getenv config.Env, log *slog.Logger) {
 	}
 	debug.SetMemoryLimit(cfg.MemoryLimit)
 	log.Debug("memory limit set", "bytes", cfg.MemoryLimit)
+}
+
+// consumerConfig maps the command's configuration onto the consumer's.
+func consumerConfig(cfg *config.Config) consumer.Config {
+	return consumer.Config{
+		DataPrefix:           cfg.DataPrefix,
+		DeadLetterPrefix:     cfg.DeadLetterPrefix,
+		PollInterval:         cfg.PollInterval,
+		DequeueInterval:      cfg.DequeueInterval,
+		Prefetch:             cfg.Prefetch,
+		SinkBatchSize:        cfg.SinkBatchSize,
+		GCInterval:           cfg.GCInterval,
+		GCGracePeriod:        cfg.GCGracePeriod,
+		MaxConsecutivePoison: cfg.ConsumerMaxConsecutivePoison(),
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
@@ -335,6 +336,40 @@ func TestCommandDefaultsAreProducerDefaults(t *testing.T) {
 	} {
 		if tc.cmd != tc.want {
 			t.Errorf("%s: command default %v, producer default %v", tc.key, tc.cmd, tc.want)
+		}
+	}
+}
+
+// TestConsumerConfigCarriesEveryKey: each consumer key of the command
+// reaches consumer.Config (a key parsed and then dropped is a silent lie).
+func TestConsumerConfigCarriesEveryKey(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		check func(consumer.Config) bool
+	}{
+		{[]string{"--data-prefix", "x/data"}, func(c consumer.Config) bool { return c.DataPrefix == "x/data" }},
+		{[]string{"--dead-letter-prefix", "x/dl"}, func(c consumer.Config) bool { return c.DeadLetterPrefix == "x/dl" }},
+		{[]string{"--poll-interval", "7s"}, func(c consumer.Config) bool { return c.PollInterval == 7*time.Second }},
+		{[]string{"--dequeue-interval", "3s"}, func(c consumer.Config) bool { return c.DequeueInterval == 3*time.Second }},
+		{[]string{"--prefetch", "9"}, func(c consumer.Config) bool { return c.Prefetch == 9 }},
+		{[]string{"--sink-batch-size", "77"}, func(c consumer.Config) bool { return c.SinkBatchSize == 77 }},
+		{[]string{"--gc-interval", "11m"}, func(c consumer.Config) bool { return c.GCInterval == 11*time.Minute }},
+		{[]string{"--gc-grace-period", "13m"}, func(c consumer.Config) bool { return c.GCGracePeriod == 13*time.Minute }},
+		{[]string{"--max-consecutive-poison", "5"}, func(c consumer.Config) bool { return c.MaxConsecutivePoison == 5 }},
+		// 0 turns the breaker off: the library's "negative", not its "default".
+		{[]string{"--max-consecutive-poison", "0"}, func(c consumer.Config) bool { return c.MaxConsecutivePoison < 0 }},
+		{nil, func(c consumer.Config) bool { return c.MaxConsecutivePoison == 100 }},
+	} {
+		fl := config.NewFlags("consume", config.RolesConsume)
+		if _, err := fl.Parse(tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		cfg, err := fl.Load(func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if c := consumerConfig(cfg); !tc.check(c) {
+			t.Errorf("%v: consumer config %+v", tc.args, c)
 		}
 	}
 }
