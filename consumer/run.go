@@ -493,30 +493,6 @@ func (r *run) refreshLag(ctx context.Context) {
 	}
 }
 
-// statusClass is how the consumer reacts to a sink answer.
-type statusClass int
-
-const (
-	classTransient statusClass = iota // back off exponentially
-	classThrottle                     // honour Retry-After
-	classOperator                     // retry slowly, loudly: only an operator can fix it
-	classReject                       // bisect: some events are refused
-)
-
-func classify(status int) statusClass {
-	switch {
-	case status == 400 || status == 413 || status == 422:
-		return classReject
-	case status == 429 || status == 503:
-		return classThrottle
-	case status == 408 || status == 425 || status == 409:
-		return classTransient
-	case status >= 400 && status < 500:
-		return classOperator
-	}
-	return classTransient
-}
-
 // holding reports whether the breaker is open: MaxConsecutivePoison events
 // in a row were refused alone, so a further refusal is taken as the sink
 // refusing everything (a misrouted URL, a gateway answering 400 to every
@@ -579,8 +555,8 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		var he *sink.HTTPError
 		if errors.As(err, &he) {
 			c.m.SinkRequests.WithLabelValues(strconv.Itoa(he.Status)).Inc()
-			switch classify(he.Status) {
-			case classReject:
+			switch sink.Classify(he.Status) {
+			case sink.Reject:
 				if len(evs) > 1 {
 					half := len(evs) / 2
 					c.log.Warn("sink rejected a batch; bisecting to isolate the rejected events", append(logArgs, "status", he.Status)...)
@@ -603,13 +579,13 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 					"location", first.st.e.Location, "sequence", first.st.e.Sequence, "record", first.rec, "event", first.idx,
 					"status", he.Status, "response", he.Body, "consecutive_refused", r.refusedAlone,
 					"max_consecutive_poison", c.cfg.MaxConsecutivePoison, "wait", wait)
-			case classThrottle:
+			case sink.Throttle:
 				wait = min(he.RetryAfter, c.cfg.MaxRetryAfter)
 				if wait <= 0 {
 					wait = b.next()
 				}
 				c.log.Warn("sink throttled or unavailable; waiting", append(logArgs, "status", he.Status, "wait", wait)...)
-			case classOperator:
+			case sink.Operator:
 				wait = c.cfg.AuthRetryInterval
 				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", append(logArgs, "status", he.Status, "wait", wait)...)
 			default:

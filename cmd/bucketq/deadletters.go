@@ -697,10 +697,11 @@ func (r *redriver) deliver(ctx context.Context, group []*job) error {
 	return r.deliver(ctx, group[half:])
 }
 
-// sendRetry sends one request with the consumer's policy: 2xx delivered;
-// 400, 413, 422 refused; 429 and 503 honour Retry-After; 408, 409, 425,
-// other 5xx and transport errors back off exponentially; other 4xx (401,
-// 403, 404, ...) stop the redrive, since only an operator can fix them.
+// sendRetry sends one request, reading answers as the consumer does
+// (sink.Classify): 2xx delivered; Reject (400, 413, 422) refused; Throttle
+// (429, 503) honours Retry-After; Transient (408, 409, 425, other 5xx,
+// transport errors) backs off exponentially; Operator (401, 403, 404, ...)
+// stops the redrive, since only an operator can fix it.
 // Retries end with ctx (--timeout).
 func (r *redriver) sendRetry(ctx context.Context, evs []json.RawMessage) (refused error, err error) {
 	backoff := dlMinBackoff
@@ -715,13 +716,13 @@ func (r *redriver) sendRetry(ctx context.Context, evs []json.RawMessage) (refuse
 		var wait time.Duration
 		var he *sink.HTTPError
 		if errors.As(err, &he) {
-			switch s := he.Status; {
-			case s == 400 || s == 413 || s == 422:
+			switch sink.Classify(he.Status) {
+			case sink.Reject:
 				return he, nil
-			case s == 429 || s == 503:
+			case sink.Throttle:
 				wait = min(he.RetryAfter, dlMaxRetryAfter)
-			case s == 408 || s == 409 || s == 425 || s >= 500:
-			case s >= 400:
+			case sink.Transient:
+			case sink.Operator:
 				r.fatal = fmt.Errorf("dead-letters redrive: the sink refuses requests (%s): check --sink and --sink-token; nothing more was sent", shortText(err.Error(), 200))
 				return nil, r.fatal
 			}
