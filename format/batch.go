@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -160,6 +161,7 @@ type Encoder struct {
 	compression Compression
 	block       []byte // uncompressed record block
 	count       uint32
+	err         error // a record or count the format cannot hold; Finish returns it
 }
 
 // NewEncoder returns an encoder for the given compression.
@@ -168,7 +170,16 @@ func NewEncoder(c Compression) *Encoder {
 }
 
 // Append adds one record. The bytes are copied.
+//
+// A record of 4 GiB or more, or a 2^32th record, cannot be represented in
+// the format: it is not added, and Finish reports it.
 func (e *Encoder) Append(rec []byte) {
+	if uint64(len(rec)) > math.MaxUint32 || e.count == math.MaxUint32 {
+		if e.err == nil {
+			e.err = fmt.Errorf("batch: record %d of %d bytes does not fit the format (at most %d bytes, %d records)", e.count, len(rec), uint32(math.MaxUint32), uint32(math.MaxUint32))
+		}
+		return
+	}
 	e.block = binary.LittleEndian.AppendUint32(e.block, uint32(len(rec)))
 	e.block = append(e.block, rec...)
 	e.count++
@@ -183,6 +194,7 @@ func (e *Encoder) Size() int { return len(e.block) + FooterSize }
 
 // Reset empties the encoder, keeping its buffer.
 func (e *Encoder) Reset() {
+	e.err = nil
 	e.block = e.block[:0]
 	e.count = 0
 }
@@ -190,6 +202,9 @@ func (e *Encoder) Reset() {
 // Finish returns the encoded batch file. The result does not alias the
 // encoder's buffer, so the encoder may be reset and reused at once.
 func (e *Encoder) Finish() ([]byte, error) {
+	if e.err != nil {
+		return nil, e.err
+	}
 	f := Footer{Compression: e.compression, RecordCount: e.count, Version: BatchVersion}
 	switch e.compression {
 	case CompressionNone:
