@@ -14,6 +14,8 @@ import (
 
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/bucketq/bucketq/manifest/cas/fsstore"
 )
 
 // TempPrefix starts the base name of the temporary file an Upload to a
@@ -210,17 +212,5 @@ func (b *durableFS) Delete(ctx context.Context, name string) error {
 // that they happen, and in which order.
 var (
 	syncFile    = (*os.File).Sync
-	syncDirFunc = syncDir
+	syncDirFunc = fsstore.SyncDir
 )
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

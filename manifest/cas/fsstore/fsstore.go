@@ -197,7 +197,7 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 		_ = os.Remove(tmp)
 		return "", fmt.Errorf("fsstore: replace %q: %w", name, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return "", fmt.Errorf("fsstore: sync directory of %q: %w", name, err)
 	}
 	return VersionOf(data), nil
@@ -253,10 +253,12 @@ func mkdirAllSynced(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return SyncDir(parent)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making the entries created, renamed or
+// removed in it durable. The directory bucket (package bucket) uses it too.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
