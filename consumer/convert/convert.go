@@ -33,6 +33,58 @@ type Converter interface {
 	Convert(rec Record) ([]json.RawMessage, error)
 }
 
+// Event is one converted event and the item of the record it came from.
+// Item is the converter's positional index of the item (an OTLP log
+// record, metric data point or span, counted over the whole record, items
+// that give no event included); for a converter that does not split records
+// into items it is the event's index among the record's events.
+type Event struct {
+	Item int
+	JSON json.RawMessage
+}
+
+// ItemError is one item of a record that could not be converted.
+// Position names it in the record ("resource 0 scope 1 log record 5") and
+// Err says why, naming the config field and expression at fault.
+type ItemError struct {
+	Item     int
+	Position string
+	Err      error
+}
+
+func (e ItemError) Error() string { return e.Position + ": " + e.Err.Error() }
+
+func (e ItemError) Unwrap() error { return e.Err }
+
+// ItemConverter is a Converter that converts the items of a record one by
+// one: an item that cannot be converted is reported in failed and the
+// others still give their events, with the same ids as when every item
+// converts (ids are positional). err is only for a record that cannot be
+// read at all (an undecodable payload). Convert of an ItemConverter stays
+// all-or-nothing: it fails when any item fails.
+type ItemConverter interface {
+	Converter
+	ConvertItems(rec Record) (events []Event, failed []ItemError, err error)
+}
+
+// ConvertItems converts rec with c item by item when c is an
+// ItemConverter, else with c.Convert: then each event's Item is its index
+// and failed is empty (the record converts whole or fails whole).
+func ConvertItems(c Converter, rec Record) ([]Event, []ItemError, error) {
+	if ic, ok := c.(ItemConverter); ok {
+		return ic.ConvertItems(rec)
+	}
+	evs, err := c.Convert(rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Event, len(evs))
+	for i, ev := range evs {
+		out[i] = Event{Item: i, JSON: ev}
+	}
+	return out, nil, nil
+}
+
 // ErrNoConverter is returned by Registry.Convert for a signal/encoding pair
 // nothing is registered for (including unknown codes).
 var ErrNoConverter = errors.New("no converter for this signal and encoding")
@@ -61,6 +113,17 @@ func (r *Registry) Convert(rec Record) ([]json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNoConverter, rec.Header.Signal, rec.Header.Encoding)
 	}
 	return c.Convert(rec)
+}
+
+// ConvertItems implements ItemConverter by dispatch: the registered
+// converter's ConvertItems when it has one, else its Convert (see the
+// function ConvertItems).
+func (r *Registry) ConvertItems(rec Record) ([]Event, []ItemError, error) {
+	c, ok := r.byKind[[2]uint8{uint8(rec.Header.Signal), uint8(rec.Header.Encoding)}]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s/%s", ErrNoConverter, rec.Header.Signal, rec.Header.Encoding)
+	}
+	return ConvertItems(c, rec)
 }
 
 // PassThrough forwards CloudEvents JSON records unchanged: they were

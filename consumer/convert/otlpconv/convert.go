@@ -138,13 +138,17 @@ func (p *position) String() string {
 }
 
 // walker carries the record being converted. The events are appended to
-// buf back to back; out holds capacity-limited slices of it.
+// buf back to back; out holds capacity-limited slices of it and items the
+// item index of each. An item that cannot be converted is recorded in
+// failed and the walk goes on.
 type walker struct {
 	cs     *compiledSignal
 	rec    convert.Record
 	ingest time.Time
 	item   int
 	out    []json.RawMessage
+	items  []int
+	failed []convert.ItemError
 	buf    []byte
 	name   []byte  // scratch for the derived id's name
 	data   []field // scratch for the default data
@@ -173,14 +177,46 @@ func (w *walker) outer(resource map[string]any, scope *commonpb.InstrumentationS
 	}
 }
 
+// failItem records the current item (index idx, at w.pos) as failed.
+func (w *walker) failItem(idx int, err error) {
+	w.failed = append(w.failed, convert.ItemError{Item: idx, Position: w.pos.String(), Err: err})
+}
+
+// all is the all-or-nothing result (Convert) of a walk: the events, or the
+// first failed item's error (or err, when the record could not be read).
+func all(w *walker, err error) ([]json.RawMessage, error) {
+	if err != nil {
+		return nil, err
+	}
+	if len(w.failed) > 0 {
+		f := w.failed[0]
+		return nil, w.fail(fmt.Errorf("%s: %w", f.Position, f.Err))
+	}
+	return w.out, nil
+}
+
+// events is the item-by-item result (ConvertItems) of a walk.
+func events(w *walker, err error) ([]convert.Event, []convert.ItemError, error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	evs := make([]convert.Event, len(w.out))
+	for i, ev := range w.out {
+		evs[i] = convert.Event{Item: w.items[i], JSON: ev}
+	}
+	return evs, w.failed, nil
+}
+
 // skip advances the item counter for an item that gives no event, so that
 // later ids do not depend on it.
 func (w *walker) skip() { w.item++ }
 
 // emit maps the item w.act and w.pos describe and advances the item
-// counter (filtered items count too, so ids do not depend on the filter).
-// data appends the built-in default data fields to its argument.
-func (w *walker) emit(t time.Time, data func([]field) []field) error {
+// counter (filtered and failed items count too, so ids do not depend on the
+// filter or on other items failing). data appends the built-in default
+// data fields to its argument. An item that cannot be mapped is recorded
+// in w.failed.
+func (w *walker) emit(t time.Time, data func([]field) []field) {
 	idx := w.item
 	w.item++
 	w.act.itemIndex = int64(idx)
@@ -189,13 +225,14 @@ func (w *walker) emit(t time.Time, data func([]field) []field) error {
 	ok, err := w.event(idx, t, data)
 	if err != nil {
 		w.buf = w.buf[:start]
-		return w.fail(fmt.Errorf("%s: %w", w.pos.String(), err))
+		w.failItem(idx, err)
+		return
 	}
 	if ok {
 		end := len(w.buf)
 		w.out = append(w.out, json.RawMessage(w.buf[start:end:end]))
+		w.items = append(w.items, idx)
 	}
-	return nil
 }
 
 // itemTime is the first non-zero of the nanosecond times, else the
@@ -276,7 +313,17 @@ func (v *logVars) data(d []field) []field {
 	return d
 }
 
+// Convert implements convert.Converter (all or nothing).
 func (c *logsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
+	return all(c.walk(rec))
+}
+
+// ConvertItems implements convert.ItemConverter.
+func (c *logsConverter) ConvertItems(rec convert.Record) ([]convert.Event, []convert.ItemError, error) {
+	return events(c.walk(rec))
+}
+
+func (c *logsConverter) walk(rec convert.Record) (*walker, error) {
 	w := newWalker(c.cs, rec)
 	var req collogspb.ExportLogsServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
@@ -292,13 +339,11 @@ func (c *logsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
 			for li, lr := range sl.GetLogRecords() {
 				v = logVars{lr: lr, attrs: attrs(lr.GetAttributes()), body: anyValue(lr.GetBody())}
 				w.pos.ri, w.pos.si, w.pos.ii = ri, si, li
-				if err := w.emit(w.itemTime(lr.GetTimeUnixNano(), lr.GetObservedTimeUnixNano()), v.data); err != nil {
-					return nil, err
-				}
+				w.emit(w.itemTime(lr.GetTimeUnixNano(), lr.GetObservedTimeUnixNano()), v.data)
 			}
 		}
 	}
-	return w.out, nil
+	return w, nil
 }
 
 // ---- metrics ----
@@ -463,7 +508,7 @@ func (p *point) appendFields(d []field) []field {
 }
 
 // eachPoint calls fn for every data point of m, reusing one point.
-func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
+func eachPoint(m *metricspb.Metric, fn func(i int, p *point)) {
 	var p point
 	switch d := m.GetData().(type) {
 	case *metricspb.Metric_Gauge:
@@ -471,9 +516,7 @@ func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
 			v, _ := numberValue(dp)
 			p = point{kind: "gauge", value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
 				flags: dp.GetFlags(), attrs: dp.GetAttributes(), number: dp}
-			if err := fn(i, &p); err != nil {
-				return err
-			}
+			fn(i, &p)
 		}
 	case *metricspb.Metric_Sum:
 		temp := temporality(d.Sum.GetAggregationTemporality())
@@ -481,9 +524,7 @@ func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
 			v, _ := numberValue(dp)
 			p = point{kind: "sum", temporality: temp, monotonic: d.Sum.GetIsMonotonic(),
 				value: v, start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(), number: dp}
-			if err := fn(i, &p); err != nil {
-				return err
-			}
+			fn(i, &p)
 		}
 	case *metricspb.Metric_Histogram:
 		temp := temporality(d.Histogram.GetAggregationTemporality())
@@ -491,9 +532,7 @@ func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
 			p = point{kind: "histogram", temporality: temp,
 				value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()), start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
 				flags: dp.GetFlags(), attrs: dp.GetAttributes(), hist: dp}
-			if err := fn(i, &p); err != nil {
-				return err
-			}
+			fn(i, &p)
 		}
 	case *metricspb.Metric_ExponentialHistogram:
 		temp := temporality(d.ExponentialHistogram.GetAggregationTemporality())
@@ -501,20 +540,15 @@ func eachPoint(m *metricspb.Metric, fn func(i int, p *point) error) error {
 			p = point{kind: "exponential_histogram", temporality: temp,
 				value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()), start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(),
 				flags: dp.GetFlags(), attrs: dp.GetAttributes(), exp: dp}
-			if err := fn(i, &p); err != nil {
-				return err
-			}
+			fn(i, &p)
 		}
 	case *metricspb.Metric_Summary:
 		for i, dp := range d.Summary.GetDataPoints() {
 			p = point{kind: "summary", value: dp.GetSum(), sum: dp.GetSum(), count: int64(dp.GetCount()),
 				start: dp.GetStartTimeUnixNano(), time: dp.GetTimeUnixNano(), flags: dp.GetFlags(), attrs: dp.GetAttributes(), summary: dp}
-			if err := fn(i, &p); err != nil {
-				return err
-			}
+			fn(i, &p)
 		}
 	}
-	return nil
 }
 
 type metricVars struct {
@@ -586,7 +620,17 @@ func (v *metricVars) data(d []field) []field {
 	return d
 }
 
+// Convert implements convert.Converter (all or nothing).
 func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
+	return all(c.walk(rec))
+}
+
+// ConvertItems implements convert.ItemConverter.
+func (c *metricsConverter) ConvertItems(rec convert.Record) ([]convert.Event, []convert.ItemError, error) {
+	return events(c.walk(rec))
+}
+
+func (c *metricsConverter) walk(rec convert.Record) (*walker, error) {
 	w := newWalker(c.cs, rec)
 	var req colmetricspb.ExportMetricsServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
@@ -601,26 +645,23 @@ func (c *metricsConverter) Convert(rec convert.Record) ([]json.RawMessage, error
 		for si, sm := range rm.GetScopeMetrics() {
 			w.act.outer = w.outer(res, sm.GetScope())
 			for mi, m := range sm.GetMetrics() {
-				err := eachPoint(m, func(pi int, p *point) error {
+				eachPoint(m, func(pi int, p *point) {
 					if p.noValue() {
 						noValue++
 						w.skip()
-						return nil
+						return
 					}
 					v = metricVars{m: m, p: p, attrs: attrs(p.attrs)}
 					w.pos.ri, w.pos.si, w.pos.mi, w.pos.ii, w.pos.name, w.pos.kind = ri, si, mi, pi, m.GetName(), p.kind
-					return w.emit(w.itemTime(p.time), v.data)
+					w.emit(w.itemTime(p.time), v.data)
 				})
-				if err != nil {
-					return nil, err
-				}
 			}
 		}
 	}
 	if noValue > 0 && c.noValue != nil {
 		c.noValue.Add(uint64(noValue))
 	}
-	return w.out, nil
+	return w, nil
 }
 
 // ---- traces ----
@@ -717,7 +758,17 @@ func (v *spanVars) data(d []field) []field {
 	return d
 }
 
+// Convert implements convert.Converter (all or nothing).
 func (c *tracesConverter) Convert(rec convert.Record) ([]json.RawMessage, error) {
+	return all(c.walk(rec))
+}
+
+// ConvertItems implements convert.ItemConverter.
+func (c *tracesConverter) ConvertItems(rec convert.Record) ([]convert.Event, []convert.ItemError, error) {
+	return events(c.walk(rec))
+}
+
+func (c *tracesConverter) walk(rec convert.Record) (*walker, error) {
 	w := newWalker(c.cs, rec)
 	var req coltracepb.ExportTraceServiceRequest
 	if err := proto.Unmarshal(rec.Data, &req); err != nil {
@@ -734,17 +785,17 @@ func (c *tracesConverter) Convert(rec convert.Record) ([]json.RawMessage, error)
 				w.pos.ri, w.pos.si, w.pos.ii, w.pos.name = ri, si, xi, sp.GetName()
 				start, end := sp.GetStartTimeUnixNano(), sp.GetEndTimeUnixNano()
 				if end < start {
-					return nil, w.fail(fmt.Errorf("%s: end time %d is before start time %d", w.pos.String(), end, start))
+					w.failItem(w.item, fmt.Errorf("end time %d is before start time %d", end, start))
+					w.skip()
+					continue
 				}
 				v = spanVars{sp: sp, attrs: attrs(sp.GetAttributes()), kind: spanKind(sp.GetKind()),
 					code: statusCode(sp.GetStatus().GetCode()), dur: time.Duration(end - start)}
-				if err := w.emit(w.itemTime(start), v.data); err != nil {
-					return nil, err
-				}
+				w.emit(w.itemTime(start), v.data)
 			}
 		}
 	}
-	return w.out, nil
+	return w, nil
 }
 
 // ---- values ----

@@ -24,16 +24,22 @@
 //
 // # Errors
 //
-// A record is converted whole or not at all: if any item cannot be mapped
-// (undecodable protobuf, an expression that fails or gives the wrong type,
-// an empty or absent id/type/source/subject, a time that is not a timestamp
-// or RFC 3339 string, a NaN or infinite number in a mapped data field, a
-// span ending before it starts) Convert returns an error naming the record,
-// the item position ("resource 0 scope 1 log record 5"), the config field
-// and the expression. The consumer dead-letters the record with that
-// reason. Converting the same record again (with the same location and
-// indexes) gives the same ids; there is no replay command yet (RFC 0004).
-// Items a `filter` rejects are skipped on purpose, not errors.
+// Items are converted one by one. An item that cannot be mapped (an
+// expression that fails or gives the wrong type, an empty or absent
+// id/type/source/subject, a time that is not a timestamp or RFC 3339
+// string, a NaN or infinite number in a mapped data field, a span ending
+// before it starts) is reported by ConvertItems as a convert.ItemError
+// naming the item position ("resource 0 scope 1 log record 5"), the config
+// field and the expression; the other items still give their events, with
+// the ids they have when every item converts (ids are positional). The
+// consumer delivers those and dead-letters the record once, listing the
+// failed items (RFC 0006); `bucketq dead-letters redrive` converts it
+// again and sends only the failed items' events. Only an undecodable
+// protobuf fails the whole record. Convert stays all or nothing: it
+// returns the first failed item's error, naming the record too.
+// Converting the same record again (with the same location and indexes)
+// gives the same ids. Items a `filter` rejects are skipped on purpose, not
+// errors.
 //
 // Metric data points with no value are skipped, not errors: a point with
 // the OTLP NoRecordedValue flag (for example a Prometheus staleness marker),
@@ -42,15 +48,15 @@
 // converted and later items keep their ids. NaN and infinite numbers are
 // not valid JSON: in the built-in default data (a NaN attribute, the NaN
 // quantiles of an empty summary) they are written as null; in a mapped
-// data field they reject the record, since mapped fields are what a meter
+// data field they reject the item, since mapped fields are what a meter
 // aggregates.
 //
 // # Metering with the defaults: subject and temporality
 //
 // The default subject needs a `subject` or `customer.id` attribute on the
 // item or its resource. Plain SDK or Collector telemetry has neither, so
-// with the defaults every such record is dead-lettered (one dead letter per
-// export request, none silently dropped). Set the attribute where the
+// with the defaults every such item is dead-lettered (one dead letter per
+// export request, listing its items; none silently dropped). Set the attribute where the
 // telemetry is made (for example OTEL_RESOURCE_ATTRIBUTES=customer.id=acme),
 // or map subject from an attribute you have:
 //
@@ -85,7 +91,7 @@
 //
 // A data field whose expression fails only because a map key is absent
 // (`attributes.zone` on a record without zone) or gives optional.none() is
-// left out of data; any other failure rejects the record. type, source,
+// left out of data; any other failure rejects the item. type, source,
 // subject and id must give a non-empty string; time a timestamp or an
 // RFC 3339 string (epoch 0 falls back to the item's own time).
 //
@@ -94,7 +100,7 @@
 //	type     logs "otel.log"; metrics the metric name (`name`); traces "otel.span"
 //	source   string(resource[?"service.name"].orValue("otlp"))
 //	subject  the first present of attributes "subject", "customer.id", then
-//	         resource "subject", "customer.id"; none present rejects the record
+//	         resource "subject", "customer.id"; none present rejects the item
 //	time     `time` (below)
 //	id       the derived UUIDv5
 //	data     logs: attributes, body, severity_text, severity_number,
