@@ -23,11 +23,15 @@ unit:
 run: build
 	$(BIN) run
 
-# bench: the micro benchmarks (codec vs raw zstd/memcpy, manifest, handler,
-# S3 manifest commits) at the default benchtime, then the end-to-end suite
-# (internal/benchsuite: ingest, delivery, latency, cost growth) at
+# bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy,
+# manifest codec and queue, HTTP handler, S3 manifest commits with and
+# without group commit, OTLP conversion vs protobuf unmarshal) at the default
+# benchtime, then the end-to-end suite (internal/benchsuite: ingest in process
+# and as a separate `bucketq produce` process with its resident memory,
+# delivery, end-to-end latency, cost growth, sink validation) at
 # BENCH_SUITE_TIME rounds each, with the test services up; output in
-# .cache/bench.txt. Results and how to read them: BENCHMARKS.md.
+# .cache/bench.txt (first line: time, nproc, load average, Go version; last
+# line: end time, load average). Results and how to read them: BENCHMARKS.md.
 # Without the S3 server (its variants skip): make bench BENCH_SERVICES=
 BENCH_SERVICES   ?= ./scripts/with-services.sh
 BENCH_PKGS       ?= ./format ./manifest ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv
