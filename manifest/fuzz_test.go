@@ -26,6 +26,20 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 22))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The producer's location walk never panics, reports only
+		// *CorruptError, and agrees with Decode wherever Decode succeeds.
+		type seqLoc struct {
+			seq uint64
+			loc string
+		}
+		var scanned []seqLoc
+		serr := manifest.ScanLocations(b, func(seq uint64, loc []byte) { scanned = append(scanned, seqLoc{seq, string(loc)}) })
+		if serr != nil {
+			var ce *manifest.CorruptError
+			if !errors.As(serr, &ce) {
+				t.Fatalf("scan error %T %v is not a *CorruptError", serr, serr)
+			}
+		}
 		m, err := manifest.Decode(b)
 		if err != nil {
 			var ce *manifest.CorruptError
@@ -33,6 +47,17 @@ func FuzzDecodeManifest(f *testing.F) {
 				t.Fatalf("error %T %v is not a *CorruptError", err, err)
 			}
 			return
+		}
+		if serr != nil {
+			t.Fatalf("Decode succeeds but the location walk fails: %v", serr)
+		}
+		if len(scanned) != len(m.Entries) {
+			t.Fatalf("walk saw %d entries, Decode %d", len(scanned), len(m.Entries))
+		}
+		for i, e := range m.Entries {
+			if scanned[i] != (seqLoc{e.Sequence, e.Location}) {
+				t.Fatalf("entry %d: walk saw %+v, Decode %d %q", i, scanned[i], e.Sequence, e.Location)
+			}
 		}
 		enc := m.Encode()
 		if len(b) == 0 {
