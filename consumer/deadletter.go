@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
@@ -47,10 +48,24 @@ type DeadLetter struct {
 	Event json.RawMessage `json:"event,omitempty"`
 	// Records are the raw records that could not be converted (base64).
 	Records [][]byte `json:"records,omitempty"`
+	// FailedItems (convert_error) lists the items of the record that could
+	// not be converted, when the converter converts item by item (OTLP: a
+	// log record, data point or span). The record's other items were
+	// delivered; redrive sends only these items' events. Empty: the whole
+	// record failed (an undecodable payload, or a converter that converts
+	// whole records) and none of its events was delivered.
+	FailedItems []FailedItem `json:"failed_items,omitempty"`
 	// BatchCopy names the object holding the bytes of a corrupt batch.
 	BatchCopy    string    `json:"batch_copy,omitempty"`
 	Epoch        uint64    `json:"epoch"`
 	DeadLettered time.Time `json:"dead_lettered_at"`
+}
+
+// FailedItem is one item of a record that could not be converted.
+type FailedItem struct {
+	Item     int    `json:"item"`     // the converter's positional item index (its events' ids derive from it)
+	Position string `json:"position"` // e.g. "resource 0 scope 1 log record 5"
+	Error    string `json:"error"`    // why, naming the config field and expression
 }
 
 // Dead-letter reasons: DeadLetter.Reason and the reason label of
@@ -180,6 +195,36 @@ func (r *run) deadLetterRecord(ctx context.Context, e manifest.Entry, h format.H
 		return err
 	}
 	c.m.EntriesSkipped.WithLabelValues(reasonConvert).Inc()
+	return nil
+}
+
+// deadLetterItems records the items of one record the converter refused
+// while its other items (delivered events) converted: one object per
+// record, holding the raw record so redrive can convert it again, and the
+// failed items. It counts each failed item as skipped.
+func (r *run) deadLetterItems(ctx context.Context, e manifest.Entry, h format.Header, idx int, rec []byte, failed []convert.ItemError, delivered int) error {
+	c := r.c
+	first := failed[0]
+	c.log.Error("items of a record cannot be converted; delivering the others and dead-lettering these",
+		"location", e.Location, "sequence", e.Sequence, "record", idx, "failed_items", len(failed), "events", delivered,
+		"first_position", first.Position, "error", first.Err)
+	items := make([]FailedItem, len(failed))
+	for k, f := range failed {
+		items[k] = FailedItem{Item: f.Item, Position: f.Position, Error: f.Err.Error()}
+	}
+	i := idx
+	dl := DeadLetter{
+		Reason: reasonConvert, Location: e.Location, Sequence: e.Sequence, RecordIndex: &i,
+		Signal: h.Signal.String(), Encoding: h.Encoding.String(),
+		Error: fmt.Sprintf("record %d of %s (%s): %d items cannot be converted, %d events of the others delivered; first: %s",
+			idx, e.Location, h.Signal, len(failed), delivered, first.Error()),
+		Header: hex.EncodeToString(h.Bytes()), IngestionTimeMs: ingestMsAt(e, idx),
+		Records: [][]byte{rec}, FailedItems: items,
+	}
+	if err := r.writeDLJSON(ctx, fmt.Sprintf("%s/convert-r%06d.json", c.dlDir(e), idx), dl); err != nil {
+		return err
+	}
+	c.m.EntriesSkipped.WithLabelValues(reasonConvert).Add(float64(len(failed)))
 	return nil
 }
 

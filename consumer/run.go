@@ -322,7 +322,10 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 	c.m.EntriesCollected.Add(float64(len(batch.Records)))
 	for _, rg := range rs {
 		for i := rg.start; i < rg.end; i++ {
-			evs, err := c.conv.Convert(convert.Record{
+			// Item by item: an OTLP request whose items partly fail
+			// still delivers its other items' events; the failed ones are
+			// dead-lettered with the record (deadLetterItems).
+			evs, failed, err := convert.ConvertItems(c.conv, convert.Record{
 				Location: e.Location, Sequence: e.Sequence, Index: i, Header: rg.h,
 				IngestionTimeMs: rg.ingestMs, Data: batch.Records[i],
 			})
@@ -341,9 +344,14 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 				}
 				continue
 			}
+			if len(failed) > 0 {
+				if err := r.deadLetterItems(ctx, e, rg.h, i, batch.Records[i], failed, len(evs)); err != nil {
+					return err
+				}
+			}
 			c.m.EventsConverted.WithLabelValues(rg.h.Signal.String()).Add(float64(len(evs)))
 			for j, ev := range evs {
-				r.buf = append(r.buf, pendingEvent{ev: ev, st: st, rec: i, idx: j})
+				r.buf = append(r.buf, pendingEvent{ev: ev.JSON, st: st, rec: i, idx: j})
 				st.outstanding++
 				if len(r.buf) >= c.cfg.SinkBatchSize {
 					if err := r.flush(ctx); err != nil {
@@ -360,9 +368,9 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 // bad converter result is dead-lettered instead of stalling the queue. It is
 // the one JSON validation on the delivery path: converters and sinks rely on
 // it.
-func checkEvents(evs []json.RawMessage) error {
+func checkEvents(evs []convert.Event) error {
 	for j, ev := range evs {
-		if !json.Valid(ev) {
+		if !json.Valid(ev.JSON) {
 			return fmt.Errorf("event %d of the record is not valid JSON", j)
 		}
 	}
