@@ -339,6 +339,7 @@ type listEntry struct {
 	Sequence        uint64    `json:"sequence"`
 	RecordIndex     *int      `json:"record_index,omitempty"`
 	RecordCount     int       `json:"record_count,omitempty"`
+	FailedItems     int       `json:"failed_items,omitempty"`
 	EventIndex      *int      `json:"event_index,omitempty"`
 	Status          int       `json:"status,omitempty"`
 	Error           string    `json:"error,omitempty"`
@@ -366,7 +367,7 @@ func (d *deadLetters) list(ctx context.Context, stdout io.Writer, asJSON bool) e
 			} else {
 				dl := it.dl
 				e = listEntry{Name: it.name, Reason: dl.Reason, Location: dl.Location, Sequence: dl.Sequence,
-					RecordIndex: dl.RecordIndex, RecordCount: dl.RecordCount, EventIndex: dl.EventIndex, Status: dl.Status,
+					RecordIndex: dl.RecordIndex, RecordCount: dl.RecordCount, FailedItems: len(dl.FailedItems), EventIndex: dl.EventIndex, Status: dl.Status,
 					Error: dl.Error, DeadLetteredAt: dl.DeadLettered, IngestionTimeMs: dl.IngestionTimeMs}
 				if e.Error == "" && dl.Response != "" {
 					e.Error = dl.Response
@@ -594,7 +595,10 @@ func (r *redriver) prepare(it dlItem) *job {
 // convert converts the stored records again, with the current conversion
 // config, exactly as the consumer would have: same location, sequence,
 // record index, header and ingestion time, so ids and times come out the
-// same.
+// same. A dead letter listing failed_items (the consumer delivered the
+// record's other items) gives only those items' events; it is refused while
+// any of them still fails. Items that were delivered are not sent again,
+// even when the current config would now refuse them.
 func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
 	if dl.RecordIndex == nil {
 		return nil, errors.New("the dead letter has no record_index")
@@ -613,22 +617,44 @@ func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
 	if len(dl.Records) == 0 {
 		return nil, errors.New("the dead letter holds no records")
 	}
+	var only map[int]bool // the items to send; nil: all
+	if len(dl.FailedItems) > 0 {
+		if len(dl.Records) != 1 {
+			return nil, fmt.Errorf("the dead letter lists failed_items but holds %d records, want 1", len(dl.Records))
+		}
+		only = make(map[int]bool, len(dl.FailedItems))
+		for _, f := range dl.FailedItems {
+			only[f.Item] = true
+		}
+	}
 	var out []json.RawMessage
 	for k, rec := range dl.Records {
 		idx := *dl.RecordIndex + k
-		evs, err := r.conv.Convert(convert.Record{
+		evs, failed, err := convert.ConvertItems(r.conv, convert.Record{
 			Location: dl.Location, Sequence: dl.Sequence, Index: idx, Header: h,
 			IngestionTimeMs: dl.IngestionTimeMs, Data: rec,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", idx, err)
 		}
-		for j, ev := range evs {
-			if !json.Valid(ev) {
-				return nil, fmt.Errorf("record %d: event %d is not valid JSON", idx, j)
+		var still []convert.ItemError
+		for _, f := range failed {
+			if only == nil || only[f.Item] {
+				still = append(still, f)
 			}
 		}
-		out = append(out, evs...)
+		if len(still) > 0 {
+			return nil, fmt.Errorf("record %d: %d items still cannot be converted; first: %w", idx, len(still), still[0])
+		}
+		for j, ev := range evs {
+			if only != nil && !only[ev.Item] {
+				continue // delivered by the consumer
+			}
+			if !json.Valid(ev.JSON) {
+				return nil, fmt.Errorf("record %d: event %d is not valid JSON", idx, j)
+			}
+			out = append(out, ev.JSON)
+		}
 	}
 	return out, nil
 }

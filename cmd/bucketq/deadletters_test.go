@@ -430,3 +430,77 @@ func TestDeadLettersUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRedrivePartialRecordSendsOnlyTheFailedItems: the consumer delivers
+// the items of an OTLP request its config can map and dead-letters the
+// record listing the one it cannot; a redrive with the same config keeps
+// the dead letter, and one with a fixed config sends exactly the failed
+// item's event, byte for byte (id included) what the consumer would have
+// sent with that config, without resending the delivered items.
+func TestRedrivePartialRecordSendsOnlyTheFailedItems(t *testing.T) {
+	e := newDLEnv(t)
+	logsHeader := format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf)
+	ingestMs := int64(1735732800250)
+	attr := func(k, v string) *commonpb.KeyValue {
+		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+	}
+	rec, err := proto.Marshal(&collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
+		{TimeUnixNano: 1e18, Attributes: []*commonpb.KeyValue{attr("customer", "c1")}},
+		{TimeUnixNano: 2e18, Attributes: []*commonpb.KeyValue{attr("tenant", "t2")}},
+		{TimeUnixNano: 3e18, Attributes: []*commonpb.KeyValue{attr("customer", "c3")}},
+	}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, loc := e.putRecords(logsHeader, ingestMs, rec)
+	writeConfig := func(name, subject string) string {
+		p := filepath.Join(e.dir, name)
+		if err := os.WriteFile(p, []byte("conversion:\n  logs:\n    subject: "+subject+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	oldSubject := "attributes.customer"
+	newSubject := `"has(attributes.customer) ? attributes.customer : attributes.tenant"`
+	old, fixed := writeConfig("old.yaml", oldSubject), writeConfig("fixed.yaml", newSubject)
+
+	e.consume("--config", old)
+	if got := accepted(e.om); len(got) != 2 {
+		t.Fatalf("consumer delivered %d events, want the 2 mappable items", len(got))
+	}
+	objs := e.objects()
+	if len(objs) != 1 || !strings.HasSuffix(objs[0], "convert-r000000.json") {
+		t.Fatalf("dead letters %v", objs)
+	}
+	if dl := e.readDL(objs[0]); len(dl.FailedItems) != 1 || dl.FailedItems[0].Item != 1 {
+		t.Fatalf("dead letter failed items %+v, want item 1", dl.FailedItems)
+	}
+	before := e.om.Accepted()
+
+	code, out, _ := e.deadLetters("redrive", "--config", old)
+	if code != 1 || !strings.Contains(out, "re-driven 0, still refused 1") || !strings.Contains(out, "log record 1") {
+		t.Fatalf("redrive with the old config: exit %d\n%s", code, out)
+	}
+	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
+	if code != 0 || !strings.Contains(out, "re-driven 1, still refused 0, skipped 0") || !strings.Contains(out, ": 1 events") {
+		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if objs := e.objects(); len(objs) != 0 {
+		t.Fatalf("dead letters left %v", objs)
+	}
+	conv, err := newConverter(&config.Config{Conversion: []byte("logs:\n  subject: " + newSubject + "\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := conv.Convert(convert.Record{Location: loc, Sequence: seq, Index: 0, Header: logsHeader, IngestionTimeMs: ingestMs, Data: rec})
+	if err != nil || len(all) != 3 {
+		t.Fatalf("the fixed config converts %d events, %v", len(all), err)
+	}
+	sent := e.om.Events()[before:]
+	if len(sent) != 1 || compact(t, sent[0].Raw) != compact(t, all[1]) {
+		t.Fatalf("re-driven %d events %v\nwant only the failed item's event %s", len(sent), sent, all[1])
+	}
+	if sent[0].Subject != "t2" || e.om.Duplicates() != 0 || e.om.Distinct() != 3 {
+		t.Fatalf("subject %q, duplicates %d, distinct %d", sent[0].Subject, e.om.Duplicates(), e.om.Distinct())
+	}
+}
