@@ -36,8 +36,10 @@
 // metadata is malformed, is counted (buffer_batches_unreadable), logged at
 // error level with its location, recorded in a dead-letter marker object
 // (with a copy of the batch bytes when there are any), and skipped: the queue
-// moves on. A record the converter rejects, or whose signal/encoding has no
-// converter, is dead-lettered likewise. Dead-letter writes are retried until
+// moves on. A record the converter cannot read at all, or whose
+// signal/encoding has no converter, is dead-lettered likewise; when only some
+// items of a record fail (an OTLP log record without a subject), the other
+// items are delivered and one dead letter lists the failed ones. Dead-letter writes are retried until
 // they succeed; only then does the entry count as complete.
 //
 // # Garbage collection
