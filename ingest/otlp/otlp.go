@@ -175,7 +175,9 @@ func (r *receiver) store(ctx context.Context, front string, sig *signal, req pro
 	if n == 0 {
 		return 0, outcomeOK, nil
 	}
-	rec, err := proto.Marshal(req)
+	// Deterministic: a retried export must store the same bytes, since
+	// the ids of the events converted from it derive from them (RFC 0006).
+	rec, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		// Cannot happen for a message that was just decoded; answer as
 		// retryable rather than dropping the client's data.

@@ -588,3 +588,44 @@ func TestGRPCAnswersOnlyAfterAppend(t *testing.T) {
 		t.Fatal("not stored")
 	}
 }
+
+// TestRetriedExportStoresTheSameBytes: the ids of events converted from an
+// OTLP record derive from the record's bytes (RFC 0006), so a client that
+// retries an export, in any encoding or over either transport, must get
+// byte-identical records stored.
+func TestRetriedExportStoresTheSameBytes(t *testing.T) {
+	for _, sc := range signalCases() {
+		t.Run(sc.path, func(t *testing.T) {
+			rec := &recorder{}
+			h := NewHTTPHandler(rec, HTTPConfig{}, metrics.NewUnregistered(), nil)
+			for _, mode := range []string{"protobuf", "json", "protobuf+gzip", "protobuf"} {
+				ct, body := ContentTypeProtobuf, mustProto(t, sc.req)
+				if strings.HasPrefix(mode, "json") {
+					ct, body = ContentTypeJSON, otlpJSON(t, sc.req)
+				}
+				enc := ""
+				if strings.HasSuffix(mode, "gzip") {
+					enc, body = "gzip", gz(body)
+				}
+				if w := post(t, h, sc.path, ct, enc, body); w.Code != http.StatusOK {
+					t.Fatalf("%s: status %d, body %q", mode, w.Code, w.Body.String())
+				}
+			}
+			cc := startGRPC(t, rec, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := exportGRPC(ctx, cc, sc.req); err != nil {
+				t.Fatal(err)
+			}
+			calls := rec.got()
+			if len(calls) != 5 {
+				t.Fatalf("%d records stored, want 5", len(calls))
+			}
+			for i, c := range calls[1:] {
+				if !bytes.Equal(c.records[0], calls[0].records[0]) {
+					t.Fatalf("attempt %d stored different bytes than attempt 0:\n%x\n%x", i+1, c.records[0], calls[0].records[0])
+				}
+			}
+		})
+	}
+}
