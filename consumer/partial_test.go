@@ -67,13 +67,19 @@ func TestPartialRecordDeliversTheGoodItems(t *testing.T) {
 	defer r.stop(t)
 	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 
-	// The ids the consumer produces when every item of record 0 converts.
-	allGood, err := reg.Convert(convert.Record{Location: loc, Sequence: seq, Index: 0, Header: logsHeader, IngestionTimeMs: ingestMs,
-		Data: otlpLogs(t, "acme", "x", "globex", "y")})
+	// The events record 0 gives when every item of it converts (a config
+	// that maps a subject for the failed items, as after a fix + redrive).
+	fixed := convert.NewRegistry()
+	if err := otlpconv.Register(fixed, otlpconv.Config{Logs: otlpconv.Signal{Mapping: otlpconv.Mapping{
+		Subject: `string(attributes[?"subject"].orValue("fixed"))`}}}); err != nil {
+		t.Fatal(err)
+	}
+	allGood, err := fixed.Convert(convert.Record{Location: loc, Sequence: seq, Index: 0, Header: logsHeader, IngestionTimeMs: ingestMs, Data: mixed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{otlpconv.EventID(loc, 0, 0), otlpconv.EventID(loc, 0, 2), otlpconv.EventID(loc, 2, 0), otlpconv.EventID(loc, 2, 1)}
+	// Ids derive from the record's bytes and the item's index.
+	want := []string{otlpconv.EventID(mixed, 0), otlpconv.EventID(mixed, 2), otlpconv.EventID(clean, 0), otlpconv.EventID(clean, 1)}
 	if got := ids(h.om.Events()); !slices.Equal(got, want) {
 		t.Fatalf("delivered ids %v, want %v", got, want)
 	}

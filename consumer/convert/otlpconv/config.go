@@ -32,7 +32,7 @@ type Rule struct {
 // Mapping gives the CloudEvent attributes and data as CEL expressions.
 // Empty fields take the signal's defaults (see the package documentation).
 type Mapping struct {
-	ID      string `yaml:"id,omitempty"`      // string; default: deterministic UUIDv5 of the item's queue position
+	ID      string `yaml:"id,omitempty"`      // string; default: UUIDv5 of the record's SHA-256 and the item index (EventID)
 	Type    string `yaml:"type,omitempty"`    // string
 	Source  string `yaml:"source,omitempty"`  // string
 	Subject string `yaml:"subject,omitempty"` // string, must not be empty

@@ -150,10 +150,13 @@ type walker struct {
 	items  []int
 	failed []convert.ItemError
 	buf    []byte
-	name   []byte  // scratch for the derived id's name
-	data   []field // scratch for the default data
-	act    activation
-	pos    position
+	name   []byte // scratch for the derived id's name
+	// idPrefix is the id namespace and "<sha256 of rec.Data>/", computed
+	// on the first derived id and shared by the record's items.
+	idPrefix []byte
+	data     []field // scratch for the default data
+	act      activation
+	pos      position
 }
 
 func newWalker(cs *compiledSignal, rec convert.Record) *walker {

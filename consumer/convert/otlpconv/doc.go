@@ -11,16 +11,21 @@
 //
 // # Ids
 //
-// By default the id is derived from the item's position in the queue: the
-// UUIDv5 (RFC 9562) of "<batch location>#<record index>/<item index>" in the
-// namespace UUIDv5(DNS, "bucketq.otlp"); the item index counts the log
-// records / data points / spans of the request from 0 in message order
-// (resource, scope, metric, point), including items a filter drops. The same
-// record yields the same ids on every call, so redelivery and replay are
-// removed by the metering API's (id, source) dedup (EventID computes it).
-// A client that retries an OTLP request that was in fact stored produces a
-// second record with other ids; map `id` from a client-side attribute (for
-// example `attributes["event.id"]`) to deduplicate those too.
+// By default the id is derived from the record's content: the UUIDv5
+// (RFC 9562) of "<sha256 of the record, lower-case hex>/<item index>" in
+// the namespace UUIDv5(DNS, "bucketq.otlp"), where the record is the
+// Export request's protobuf bytes as stored (hashed once per record) and
+// the item index counts the log records / data points / spans of the
+// request from 0 in message order (resource, scope, metric, point),
+// including items a filter drops. EventID computes it. The id does not
+// depend on where the record is queued, so the metering API's (id, source)
+// dedup removes redelivery and replay, and also a client's retried export
+// whose first attempt was in fact stored: ingest/otlp stores every request
+// re-marshaled deterministically, so both copies are the same bytes and
+// give the same ids. Two byte-identical requests are therefore one usage;
+// a client that sends the same items twice as separate usage (no
+// timestamps, same attributes) must map `id` from a unique attribute (for
+// example `attributes["event.id"]`). A mapped `id` always wins.
 //
 // # Errors
 //
@@ -31,14 +36,14 @@
 // before it starts) is reported by ConvertItems as a convert.ItemError
 // naming the item position ("resource 0 scope 1 log record 5"), the config
 // field and the expression; the other items still give their events, with
-// the ids they have when every item converts (ids are positional). The
-// consumer delivers those and dead-letters the record once, listing the
-// failed items (RFC 0006); `bucketq dead-letters redrive` converts it
+// the ids they have when every item converts (a failed item keeps its
+// index, so no id shifts). The consumer delivers those and dead-letters
+// the record once, listing the failed items (RFC 0006); `bucketq dead-letters redrive` converts it
 // again and sends only the failed items' events. Only an undecodable
 // protobuf fails the whole record. Convert stays all or nothing: it
 // returns the first failed item's error, naming the record too.
-// Converting the same record again (with the same location and indexes)
-// gives the same ids. Items a `filter` rejects are skipped on purpose, not
+// Converting the same record bytes again, wherever they are queued, gives
+// the same ids. Items a `filter` rejects are skipped on purpose, not
 // errors.
 //
 // Metric data points with no value are skipped, not errors: a point with

@@ -2,6 +2,8 @@ package otlpconv
 
 import (
 	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -172,7 +174,10 @@ func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) 
 	if m.id != nil {
 		b = appendString(b, id)
 	} else {
-		w.name = appendIDName(append(w.name[:0], idNamespace[:]...), w.rec.Location, w.rec.Index, idx)
+		if w.idPrefix == nil {
+			w.idPrefix = appendIDPrefix(append(make([]byte, 0, len(idNamespace)+sha256.Size*2+1), idNamespace[:]...), w.rec.Data)
+		}
+		w.name = strconv.AppendInt(append(w.name[:0], w.idPrefix...), int64(idx), 10)
 		b = appendUUIDv5(b, w.name)
 	}
 	b = append(b, `,"source":`...)
@@ -275,24 +280,26 @@ var idNamespace = func() [16]byte {
 }()
 
 // EventID returns the derived id of item itemIndex (counted from 0 over the
-// whole OTLP request, in message order) of record recordIndex of the batch
-// at location: the UUIDv5 (RFC 9562) of "<location>#<record>/<item>" in the
-// bucketq.otlp namespace. The same queue position always gives the same id.
-func EventID(location string, recordIndex, itemIndex int) string {
-	return uuidV5(idName(location, recordIndex, itemIndex))
+// whole OTLP request, in message order) of the record whose stored bytes
+// are record: the UUIDv5 (RFC 9562) of "<sha256 of record, lower-case
+// hex>/<item index>" in the bucketq.otlp namespace. The id depends on the
+// record's content only, not on where it is queued: the same request
+// stored twice (a client retrying an export whose first attempt was in
+// fact stored) gives the same ids, as does every redelivery or replay.
+func EventID(record []byte, itemIndex int) string {
+	return uuidV5(idName(record, itemIndex))
 }
 
-func idName(location string, recordIndex, itemIndex int) string {
-	return string(appendIDName(nil, location, recordIndex, itemIndex))
+func idName(record []byte, itemIndex int) string {
+	return string(strconv.AppendInt(appendIDPrefix(nil, record), int64(itemIndex), 10))
 }
 
-// appendIDName appends "<location>#<record>/<item>".
-func appendIDName(dst []byte, location string, recordIndex, itemIndex int) []byte {
-	dst = append(dst, location...)
-	dst = append(dst, '#')
-	dst = strconv.AppendInt(dst, int64(recordIndex), 10)
-	dst = append(dst, '/')
-	return strconv.AppendInt(dst, int64(itemIndex), 10)
+// appendIDPrefix appends "<sha256 of record, lower-case hex>/", the part of
+// the id name shared by every item of the record (hashed once per record).
+func appendIDPrefix(dst, record []byte) []byte {
+	sum := sha256.Sum256(record)
+	dst = hex.AppendEncode(dst, sum[:])
+	return append(dst, '/')
 }
 
 func uuidV5(name string) string {

@@ -1,6 +1,7 @@
 package otlpconv
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"os"
@@ -62,7 +63,7 @@ func TestNoValuePointsAreSkippedAndCounted(t *testing.T) {
 		t.Fatalf("the request was rejected: %v", err)
 	}
 	got := ids(t, evs)
-	want := []string{EventID(rec.Location, rec.Index, 0), EventID(rec.Location, rec.Index, 5), EventID(rec.Location, rec.Index, 6)}
+	want := []string{EventID(rec.Data, 0), EventID(rec.Data, 5), EventID(rec.Data, 6)}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ids %v, want items 0, 5 and 6: %v\n%s", got, want, evs)
 	}
@@ -92,23 +93,48 @@ func TestNaNInDefaultDataIsNull(t *testing.T) {
 	}
 }
 
-// The id example published in rfcs/0006-dead-letters-and-event-ids.md.
+const (
+	publishedRecordHex = "0a2612241210320e0a077375626a65637412030a01631210320e0a077375626a65637412030a0163"
+	publishedDigest    = "27ff591b02ec9b5c480c16192da25425c6c270a760517b86f8dce35340035460" // SHA-256 of the record
+	publishedID0       = "9aa6f379-c566-5539-9f7e-8ad8711853f4"
+	publishedID1       = "5cd716ee-3181-5b1a-9cfe-69be4c504af1"
+)
+
+// The id example published in rfcs/0006-dead-letters-and-event-ids.md: an
+// ExportLogsServiceRequest of two identical log records with the attribute
+// subject "c", stored as these bytes (what ingest/otlp stores for it).
 func TestPublishedIDExample(t *testing.T) {
 	if got, want := uuidV5String(idNamespace), "ff39e039-0b3e-5eda-a5d7-078caa1badfa"; got != want {
 		t.Errorf("namespace %s, want %s", got, want)
 	}
-	if got, want := EventID("ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", 3, 7), "ed533c21-87a9-59ff-8e2e-dc8544eec883"; got != want {
-		t.Errorf("EventID %s, want %s", got, want)
+	lr := &logspb.LogRecord{Attributes: []*commonpb.KeyValue{kv("subject", "c")}}
+	data := logsRecord(t, lr, lr)
+	if got := hex.EncodeToString(data); got != publishedRecordHex {
+		t.Errorf("record bytes %s, want %s", got, publishedRecordHex)
 	}
-	// The converter gives the same id as EventID.
-	rec := record(format.SignalLogs, logsRecord(t, &logspb.LogRecord{Attributes: []*commonpb.KeyValue{kv("subject", "c")}}))
-	rec.Location, rec.Index = "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", 3
-	evs, err := registry(t, Config{}).Convert(rec)
-	if err != nil {
-		t.Fatal(err)
+	if got, want := idName(data, 1), publishedDigest+"/1"; got != want {
+		t.Errorf("id name %s, want %s", got, want)
 	}
-	if got, want := ids(t, evs)[0], EventID(rec.Location, 3, 0); got != want {
-		t.Errorf("converted id %s, want %s", got, want)
+	wantIDs := []string{publishedID0, publishedID1}
+	for i, want := range wantIDs {
+		if got := EventID(data, i); got != want {
+			t.Errorf("EventID(record, %d) = %s, want %s", i, got, want)
+		}
+	}
+	// The converter gives the same ids, wherever the record is queued.
+	for _, at := range []struct {
+		loc   string
+		index int
+	}{{"ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", 3}, {"ingest/data/01JBZ3QXXR1N8D5C2F7H6K4M9P.batch", 0}} {
+		rec := record(format.SignalLogs, data)
+		rec.Location, rec.Index = at.loc, at.index
+		evs, err := registry(t, Config{}).Convert(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(t, evs); !reflect.DeepEqual(got, wantIDs) {
+			t.Errorf("%s#%d: converted ids %v, want %v", at.loc, at.index, got, wantIDs)
+		}
 	}
 }
 

@@ -129,7 +129,14 @@ func ids(t *testing.T, evs []json.RawMessage) []string {
 	return out
 }
 
-func TestIDsAreDeterministicAndPositional(t *testing.T) {
+// TestIDsAreDerivedFromContent: the default id is a function of the
+// record's bytes and the item index only. The same request bytes converted
+// as two different records (another batch location, sequence and record
+// index: a client's retried export stored twice) give identical events,
+// ids included, also from a fresh registry (a restarted consumer); a
+// different request gives other ids; the items of one request have
+// distinct ids.
+func TestIDsAreDerivedFromContent(t *testing.T) {
 	for _, in := range []string{"logs.json", "metrics-sum.json", "traces.json"} {
 		t.Run(in, func(t *testing.T) {
 			sig, data := loadRequest(t, in)
@@ -139,43 +146,99 @@ func TestIDsAreDeterministicAndPositional(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := reg.Convert(rec)
-			// A fresh registry (a restarted consumer) gives the same bytes.
-			c, _ := registry(t, Config{}).Convert(rec)
+			if len(a) < 2 {
+				t.Fatalf("%d events; the test needs a request of several items", len(a))
+			}
+			// The retried copy: same bytes (a copy, not the same slice),
+			// stored in another batch, at another sequence and index.
+			retry := rec
+			retry.Data = append([]byte(nil), data...)
+			retry.Location, retry.Sequence, retry.Index = "ingest/data/01J0000000000000000000RTRY.batch", rec.Sequence+7, rec.Index+3
+			b, err := reg.Convert(retry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := registry(t, Config{}).Convert(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) != len(a) || len(c) != len(a) {
+				t.Fatalf("%d, %d and %d events", len(a), len(b), len(c))
+			}
 			for i := range a {
 				if string(a[i]) != string(b[i]) || string(a[i]) != string(c[i]) {
-					t.Fatalf("event %d differs between calls:\n%s\n%s\n%s", i, a[i], b[i], c[i])
+					t.Fatalf("event %d differs between the two copies or calls:\n%s\n%s\n%s", i, a[i], b[i], c[i])
 				}
 			}
 			seen := map[string]bool{}
 			for i, id := range ids(t, a) {
 				if seen[id] {
-					t.Errorf("duplicate id %s", id)
+					t.Errorf("duplicate id %s inside one request", id)
 				}
 				seen[id] = true
-				if want := EventID(rec.Location, rec.Index, i); id != want {
+				if want := EventID(data, i); id != want {
 					t.Errorf("event %d id %s, want EventID = %s", i, id, want)
 				}
 			}
-			// Another queue position gives other ids.
-			for _, other := range []convert.Record{
-				func() convert.Record { r := rec; r.Index++; return r }(),
-				func() convert.Record { r := rec; r.Location += "x"; return r }(),
-			} {
-				evs, _ := reg.Convert(other)
-				for _, id := range ids(t, evs) {
-					if seen[id] {
-						t.Errorf("id %s reused at another position", id)
-					}
+			// A different request (one item's time moved by 1ns) gives
+			// other ids for every item, even the unchanged ones.
+			other := rec
+			other.Data = changeFirstTime(t, sig, data)
+			evs, err := reg.Convert(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != len(a) {
+				t.Fatalf("changed request: %d events, want %d", len(evs), len(a))
+			}
+			for i, id := range ids(t, evs) {
+				if seen[id] {
+					t.Errorf("changed request: event %d reuses id %s", i, id)
 				}
 			}
 		})
 	}
 	// Known vector: UUIDv5 layout.
-	id := EventID("loc", 0, 0)
+	id := EventID([]byte("loc"), 0)
 	if len(id) != 36 || id[14] != '5' || !strings.ContainsRune("89ab", rune(id[19])) {
 		t.Errorf("EventID %s is not a UUIDv5", id)
 	}
+}
+
+// changeFirstTime returns the request with the time of its first item
+// (log record, data point, span) increased by 1ns.
+func changeFirstTime(t *testing.T, sig format.SignalType, data []byte) []byte {
+	t.Helper()
+	var msg proto.Message
+	switch sig {
+	case format.SignalLogs:
+		req := &collogspb.ExportLogsServiceRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
+			t.Fatal(err)
+		}
+		req.ResourceLogs[0].ScopeLogs[0].LogRecords[0].TimeUnixNano++
+		msg = req
+	case format.SignalMetrics:
+		req := &colmetricspb.ExportMetricsServiceRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
+			t.Fatal(err)
+		}
+		m := req.ResourceMetrics[0].ScopeMetrics[0].Metrics[0]
+		m.GetSum().DataPoints[0].TimeUnixNano++
+		msg = req
+	default:
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
+			t.Fatal(err)
+		}
+		req.ResourceSpans[0].ScopeSpans[0].Spans[0].StartTimeUnixNano++
+		msg = req
+	}
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestFilterDropsWithoutShiftingIDs(t *testing.T) {

@@ -96,11 +96,26 @@ func TestConvertItemsSkipsOnlyTheFailedItem(t *testing.T) {
 				t.Fatalf("events of items %v, want items 0 and 2", eventItems(evs))
 			}
 			for i, want := range []convert.Event{good[0], good[2]} {
-				if got := ids(t, []json.RawMessage{evs[i].JSON})[0]; got != ids(t, []json.RawMessage{want.JSON})[0] {
-					t.Errorf("item %d: id %s, want the all-good id %s", evs[i].Item, got, ids(t, []json.RawMessage{want.JSON})[0])
+				// The id is the mixed record's own (content-derived, by
+				// item index); the rest is the all-good request's event.
+				got := ids(t, []json.RawMessage{evs[i].JSON})[0]
+				if wantID := EventID(tc.mixed, evs[i].Item); got != wantID {
+					t.Errorf("item %d: id %s, want EventID of the record's item %d = %s", evs[i].Item, got, evs[i].Item, wantID)
 				}
-				if string(evs[i].JSON) != string(want.JSON) {
-					t.Errorf("item %d: event\n%s\nwant the all-good event\n%s", evs[i].Item, evs[i].JSON, want.JSON)
+				goodID := ids(t, []json.RawMessage{want.JSON})[0]
+				if string(evs[i].JSON) != strings.Replace(string(want.JSON), goodID, got, 1) {
+					t.Errorf("item %d: event\n%s\nwant the all-good event (but its id)\n%s", evs[i].Item, evs[i].JSON, want.JSON)
+				}
+			}
+			// Converting the record again (redelivery, redrive) gives the
+			// same events.
+			again, _, err := reg.ConvertItems(record(tc.sig, tc.mixed))
+			if err != nil || len(again) != len(evs) {
+				t.Fatalf("again: %d events, %v", len(again), err)
+			}
+			for i := range evs {
+				if string(again[i].JSON) != string(evs[i].JSON) || again[i].Item != evs[i].Item {
+					t.Errorf("again: event %d differs:\n%s\n%s", i, again[i].JSON, evs[i].JSON)
 				}
 			}
 			if len(failed) != 1 {
@@ -168,9 +183,41 @@ func TestConvertItemsMatchesConvert(t *testing.T) {
 			if string(got[i].JSON) != string(want[i]) {
 				t.Errorf("%s event %d differs", in, i)
 			}
-			if id := ids(t, []json.RawMessage{got[i].JSON})[0]; id != EventID(rec.Location, rec.Index, got[i].Item) {
+			if id := ids(t, []json.RawMessage{got[i].JSON})[0]; id != EventID(rec.Data, got[i].Item) {
 				t.Errorf("%s event %d: id %s is not EventID of its item %d", in, i, id, got[i].Item)
 			}
 		}
+	}
+}
+
+// TestFixedConfigKeepsIDs: a record whose item 1 fails under one config
+// (no subject) and converts under a fixed config (what `bucketq
+// dead-letters redrive` does after the operator fixes the mapping) gives
+// items 0 and 2 the same ids both times, and item 1 the id EventID gives
+// its index: a failed item keeps its index, so ids do not shift, and a
+// redriven item's id does not collide with its neighbours'.
+func TestFixedConfigKeepsIDs(t *testing.T) {
+	lr := func(ns uint64, kvs ...*commonpb.KeyValue) *logspb.LogRecord {
+		return &logspb.LogRecord{TimeUnixNano: ns, Attributes: kvs}
+	}
+	data := logsRecord(t, lr(1, kv("subject", "a")), lr(2, kv("tenant", "b")), lr(3, kv("subject", "c")))
+	rec := record(format.SignalLogs, data)
+	broken, failed, err := registry(t, Config{}).ConvertItems(rec)
+	if err != nil || len(failed) != 1 || failed[0].Item != 1 || len(broken) != 2 {
+		t.Fatalf("default config: %d events, failed %v, err %v; want item 1 to fail", len(broken), failed, err)
+	}
+	fixed := Config{Logs: Signal{Mapping: Mapping{Subject: `string(attributes[?"subject"].orValue(attributes[?"tenant"].orValue("")))`}}}
+	all, failed, err := registry(t, fixed).ConvertItems(rec)
+	if err != nil || len(failed) != 0 || len(all) != 3 {
+		t.Fatalf("fixed config: %d events, failed %v, err %v", len(all), failed, err)
+	}
+	idOf := func(ev convert.Event) string { return ids(t, []json.RawMessage{ev.JSON})[0] }
+	for i, want := range []int{0, 2} {
+		if broken[i].Item != want || idOf(broken[i]) != idOf(all[want]) || idOf(all[want]) != EventID(data, want) {
+			t.Errorf("item %d: id %s under the default config, %s under the fixed one, want %s both", want, idOf(broken[i]), idOf(all[want]), EventID(data, want))
+		}
+	}
+	if got := idOf(all[1]); got != EventID(data, 1) || got == idOf(all[0]) || got == idOf(all[2]) {
+		t.Errorf("redriven item 1: id %s, want %s, distinct from items 0 and 2", got, EventID(data, 1))
 	}
 }
