@@ -24,7 +24,8 @@ import (
 
 // A data point flagged NoRecordedValue (or a sum/gauge whose number is NaN
 // or infinite) gives no event and is counted; the rest of the request is
-// converted, and later points keep their positional ids.
+// converted, and later points keep their ids (their item index counts the
+// skipped points).
 func TestNoValuePointsAreSkippedAndCounted(t *testing.T) {
 	sub := []*commonpb.KeyValue{kv("subject", "c1")}
 	num := func(f float64, flags uint32) *metricspb.NumberDataPoint {

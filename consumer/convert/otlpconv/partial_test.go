@@ -165,7 +165,7 @@ func TestConvertItemsUndecodableRecord(t *testing.T) {
 
 // TestConvertItemsMatchesConvert: on records that convert whole, the
 // item-by-item path gives Convert's bytes, and each event's Item is the
-// positional index its id is derived from.
+// item index its id is derived from (with the record bytes).
 func TestConvertItemsMatchesConvert(t *testing.T) {
 	for _, in := range []string{"logs.json", "metrics-sum.json", "traces.json"} {
 		sig, data := loadRequest(t, in)
