@@ -49,8 +49,8 @@ var (
 	dlDeleteTimeout = 30 * time.Second
 )
 
-// deadLettersHelpLines are the flags of dead-letters beyond the consume
-// options.
+// deadLettersHelpLines are the flags of dead-letters beyond its config
+// options (config.RolesDeadLetters).
 func deadLettersHelpLines() []string {
 	return []string{
 		fmt.Sprintf("  %-34s %s", "--reason REASON", "(list, redrive) only dead letters with this reason: "+strings.Join(dlReasons, ", ")),
@@ -62,7 +62,11 @@ func deadLettersHelpLines() []string {
 
 // deadLettersCommand runs `bucketq dead-letters list|show|redrive`.
 func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
-	fl := config.NewFlags("dead-letters", config.RolesConsume)
+	// Only the options dead-letters reads are flags: a consumer-only flag
+	// (--listen, --prefetch, ...) is an error rather than silently ignored.
+	// A config file shared with consume still loads (keys of other
+	// commands are ignored there).
+	fl := config.NewFlags("dead-letters", config.RolesDeadLetters)
 	reason := fl.String("reason", "", "only dead letters with this reason")
 	asJSON := fl.Bool("json", false, "print JSON")
 	dryRun := fl.Bool("dry-run", false, "print what would be sent")

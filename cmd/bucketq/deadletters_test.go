@@ -504,3 +504,115 @@ func TestRedrivePartialRecordSendsOnlyTheFailedItems(t *testing.T) {
 		t.Fatalf("subject %q, duplicates %d, distinct %d", sent[0].Subject, e.om.Duplicates(), e.om.Distinct())
 	}
 }
+
+// helpFlags returns the first word of each line of the Flags section of
+// `bucketq help CMD`: the flags (and file-only keys) the command takes.
+func helpFlags(t *testing.T, cmd string) []string {
+	t.Helper()
+	code, out, errOut := run(t, nil, "help", cmd)
+	if code != 0 {
+		t.Fatalf("help %s: exit %d %s", cmd, code, errOut)
+	}
+	_, section, ok := strings.Cut(out, "\nFlags:\n")
+	if !ok {
+		t.Fatalf("help %s has no Flags section:\n%s", cmd, out)
+	}
+	section, _, _ = strings.Cut(section, "\n\n")
+	var flags []string
+	for _, line := range strings.Split(section, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			flags = append(flags, f[0])
+		}
+	}
+	return flags
+}
+
+// TestDeadLettersTakesOnlyItsFlags: dead-letters' help lists exactly the
+// options it reads, and the consumer-only flags it used to accept and
+// ignore are neither listed nor accepted (exit 2 naming the flag).
+func TestDeadLettersTakesOnlyItsFlags(t *testing.T) {
+	got := helpFlags(t, "dead-letters")
+	want := []string{"--config", "--bucket-dir", "object_store:", "--dead-letter-prefix", "--sink", "--sink-token",
+		"--sink-batch-size", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout"}
+	if !slices.Equal(got, want) {
+		t.Errorf("dead-letters help lists\n %q\nwant\n %q", got, want)
+	}
+	consumeFlags := helpFlags(t, "consume")
+	dir := t.TempDir()
+	for _, tc := range []struct{ flag, value string }{
+		{"listen", "127.0.0.1:0"},
+		{"prefetch", "2"},
+		{"poll-interval", "1s"},
+		{"dequeue-interval", "1s"},
+		{"gc-interval", "1m"},
+		{"gc-grace-period", "1m"},
+		{"max-consecutive-poison", "3"},
+		{"shutdown-timeout", "1s"},
+		{"memory-limit", "1GiB"},
+		{"manifest-path", "q/manifest"},
+		{"data-prefix", "q/data"},
+	} {
+		if !slices.Contains(consumeFlags, "--"+tc.flag) {
+			t.Errorf("--%s is not a consume flag: the case tests nothing", tc.flag)
+		}
+		if slices.Contains(got, "--"+tc.flag) {
+			t.Errorf("dead-letters help lists --%s, which it ignores", tc.flag)
+		}
+		for _, sub := range []string{"list", "redrive"} {
+			code, _, errOut := run(t, nil, "dead-letters", sub, "--bucket-dir", dir, "--sink", "file:"+filepath.Join(dir, "out"), "--"+tc.flag, tc.value)
+			wantErr := "bucketq: dead-letters: flag provided but not defined: -" + tc.flag
+			if code != 2 || !strings.Contains(errOut, wantErr) {
+				t.Errorf("dead-letters %s --%s %s: exit %d, stderr %q (want 2 and %q)", sub, tc.flag, tc.value, code, errOut, wantErr)
+			}
+		}
+	}
+	// Every flag it lists is accepted.
+	code, out, errOut := run(t, nil, "dead-letters", "list", "--bucket-dir", dir, "--dead-letter-prefix", "x/dl",
+		"--sink", "http://127.0.0.1:1/api/v1/events", "--sink-token", "t", "--sink-batch-size", "7",
+		"--log-level", "debug", "--log-format", "json", "--reason", dlPoison, "--json")
+	if code != 0 || !strings.Contains(out, `"total":0`) {
+		t.Errorf("dead-letters list with its own flags: exit %d %s %s", code, out, errOut)
+	}
+}
+
+// TestDeadLettersReadsAConfigFileSharedWithConsume: one config file serves
+// consume (which dead-letters a corrupt batch under the file's
+// dead_letter_prefix) and dead-letters, which ignores the consumer's and
+// producer's keys in it and finds the dead letter under that prefix.
+func TestDeadLettersReadsAConfigFileSharedWithConsume(t *testing.T) {
+	e := newDLEnv(t)
+	shared := filepath.Join(t.TempDir(), "bucketq.yaml")
+	text := strings.Join([]string{
+		"manifest_path: ingest/manifest",
+		"data_prefix: ingest/data",
+		"dead_letter_prefix: shared/dead",
+		"listen: ''",
+		"prefetch: 2",
+		"poll_interval: 20ms",
+		"dequeue_interval: 20ms",
+		"gc_interval: 1h",
+		"gc_grace_period: 20m",
+		"max_consecutive_poison: 5",
+		"memory_limit: 0",
+		"shutdown_timeout: 5s",
+		"sink_batch_size: 50",
+		"flush_interval: 1s",
+		"tokens: [ingest-secret]",
+		"otlp_grpc: ''",
+		"log_level: warn",
+	}, "\n") + "\n"
+	if err := os.WriteFile(shared, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.put([]byte("this is not a batch"), []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: time.Now().UnixMilli(), Payload: format.EventsHeader.Bytes()}})
+	e.consume("--config", shared)
+
+	code, out, errOut := e.deadLetters("list", "--config", shared)
+	if code != 0 || !strings.Contains(out, "1 dead letters under shared/dead/: batch_corrupt 1") {
+		t.Fatalf("dead-letters list with the consumer's config file: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = e.deadLetters("redrive", "--config", shared, "--dry-run")
+	if code != 0 {
+		t.Fatalf("dead-letters redrive --dry-run with the consumer's config file: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -59,8 +59,8 @@ var commands = []command{
 		}},
 	{name: "dead-letters", short: "list, show and re-drive dead letters (alias deadletters)",
 		usage: "bucketq dead-letters list [--reason REASON] [--json] [flags]\n  bucketq dead-letters show NAME [flags]\n  bucketq dead-letters redrive [--reason REASON] [--dry-run] [--timeout DURATION] [flags]",
-		roles: config.RolesConsume,
-		summary: "Work on the dead letters under dead_letter_prefix (same config as consume). list prints one line per\n" +
+		roles: config.RolesDeadLetters,
+		summary: "Work on the dead letters under dead_letter_prefix (same config file as consume). list prints one line per\n" +
 			"dead letter and a count by reason; show prints one as JSON. redrive sends them to the sink again:\n" +
 			"a poison_event as stored, convert_error and unknown_signal records converted again with the CURRENT\n" +
 			"conversion config (same ids as the consumer's). A dead letter is deleted only after the sink answers\n" +
@@ -135,7 +135,7 @@ Commands:
 	fmt.Fprint(w, configHelp)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags (the commands each applies to in brackets):")
-	config.FlagHelp(w, config.RolesRun|config.RolesInspect, true)
+	config.FlagHelp(w, config.RolesRun|config.RolesInspect|config.RolesDeadLetters, true)
 	for _, c := range commands {
 		for _, line := range c.extra {
 			fmt.Fprintf(w, "%s [%s]\n", line, c.name)

@@ -34,6 +34,9 @@ const (
 	Consume
 	// Inspect options locate the bucket and manifest (inspect).
 	Inspect
+	// DeadLetters options are the ones dead-letters reads: the bucket,
+	// dead_letter_prefix, the sink, the conversion and logging.
+	DeadLetters
 )
 
 // Roles of the subcommands.
@@ -42,6 +45,10 @@ const (
 	RolesConsume = Consume
 	RolesRun     = Produce | Consume
 	RolesInspect = Inspect
+	// RolesDeadLetters is dead-letters (list, show, redrive): a subset of
+	// the consume options, without the consumer loop's own (listen,
+	// prefetch, intervals, breaker, ...), which it would ignore.
+	RolesDeadLetters = DeadLetters
 )
 
 // SinkTokenEnv is the environment variable that sets sink_token.
@@ -131,10 +138,10 @@ type Option struct {
 
 // Options is every setting bucketq knows, in help order.
 var Options = []*Option{
-	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect,
+	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
-	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect,
+	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
@@ -143,7 +150,7 @@ var Options = []*Option{
 	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume,
 		Usage: "object name prefix of batch files",
 		set:   func(c *Config, v string) error { c.DataPrefix = v; return objectName(v) }},
-	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume,
+	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume | DeadLetters,
 		Usage: "object name prefix for records the sink or converter rejected",
 		set:   func(c *Config, v string) error { c.DeadLetterPrefix = v; return objectName(v) }},
 	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
@@ -190,13 +197,13 @@ var Options = []*Option{
 			c.MemoryLimit, err = parseBytesUpTo(v, maxMemoryBytes)
 			return
 		}},
-	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume,
+	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume | DeadLetters,
 		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
 		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},
-	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume,
+	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume | DeadLetters,
 		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + ")",
 		set:   func(c *Config, v string) error { c.SinkToken = v; return nil }},
-	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume,
+	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume | DeadLetters,
 		Usage: "events per sink request",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
@@ -233,16 +240,16 @@ var Options = []*Option{
 	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: "10m", Roles: Produce | Consume,
 		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
-	{Key: "conversion", Kind: Tree, Roles: Consume,
+	{Key: "conversion", Kind: Tree, Roles: Consume | DeadLetters,
 		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtreeAtLine(n); return }},
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
 		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
 		set:   func(c *Config, v string) (err error) { c.ShutdownTimeout, err = parseDuration(v); return }},
-	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect,
+	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "debug, info, warn or error",
 		set:   setLogLevel},
-	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect,
+	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "log line format on stderr",
 		set:   setLogFormat},
 }
@@ -396,7 +403,7 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 			fromFile[k] = true
 		}
 	}
-	if tok := getenv(SinkTokenEnv); tok != "" && f.roles&Consume != 0 {
+	if tok := getenv(SinkTokenEnv); tok != "" && byKey["sink_token"].Roles&f.roles != 0 {
 		c.SinkToken = tok
 	}
 	for _, k := range f.order {
@@ -813,6 +820,9 @@ func (o *Option) Commands() []string {
 	}
 	if o.Roles&Inspect != 0 {
 		out = append(out, "inspect")
+	}
+	if o.Roles&DeadLetters != 0 {
+		out = append(out, "dead-letters")
 	}
 	return out
 }

@@ -478,3 +478,45 @@ func TestOneLine(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadLettersRole: dead-letters takes as flags only the options it
+// reads, loads a config file written for run (every key) with the values
+// it uses, and takes the sink token from the environment like consume.
+func TestDeadLettersRole(t *testing.T) {
+	var flags []string
+	f := NewFlags("dead-letters", RolesDeadLetters)
+	f.VisitAll(func(fl *flag.Flag) { flags = append(flags, fl.Name) })
+	want := []string{"bucket-dir", "config", "dead-letter-prefix", "log-format", "log-level", "sink", "sink-batch-size", "sink-token"}
+	if !reflect.DeepEqual(flags, want) {
+		t.Errorf("dead-letters flags %q, want %q", flags, want)
+	}
+	for _, fl := range []string{"listen", "prefetch", "poll-interval", "dequeue-interval", "gc-interval", "gc-grace-period",
+		"max-consecutive-poison", "shutdown-timeout", "memory-limit", "manifest-path", "data-prefix", "flush-interval", "token"} {
+		_, _, err := load(t, RolesDeadLetters, []string{"--" + fl, "1"}, nil)
+		if want := "test: flag provided but not defined: -" + fl; err == nil || err.Error() != want {
+			t.Errorf("--%s: err %v, want %q", fl, err, want)
+		}
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("--%s: err %T is not a usage error (exit 2)", fl, err)
+		}
+	}
+	p := writeConfig(t, fullConfig)
+	c, _, err := load(t, RolesDeadLetters, []string{"--config", p}, map[string]string{"SINK_TOKEN": "s3cret"})
+	if err != nil {
+		t.Fatalf("config file shared with run rejected by dead-letters: %v", err)
+	}
+	if c.DeadLetterPrefix != "q/dead" || c.Sink != "https://openmeter.example/api/v1/events" || c.SinkToken != "s3cret" ||
+		c.SinkBatchSize != 50 || len(c.Conversion) == 0 || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" {
+		t.Errorf("dead-letters config from the shared file: %+v", c)
+	}
+	for _, tc := range []struct {
+		roles Role
+		want  string
+	}{{RolesDeadLetters, "envtok"}, {RolesConsume, "envtok"}, {RolesRun, "envtok"}, {RolesProduce, ""}, {RolesInspect, ""}} {
+		c, _, err := load(t, tc.roles, nil, map[string]string{SinkTokenEnv: "envtok"})
+		if err != nil || c.SinkToken != tc.want {
+			t.Errorf("roles %b with %s set: sink token %q (%v), want %q", tc.roles, SinkTokenEnv, c.SinkToken, err, tc.want)
+		}
+	}
+}
