@@ -59,6 +59,12 @@ func TestREADMEDocumentsEverything(t *testing.T) {
 		if o.Default != "" && !strings.Contains(row, "`"+o.Default+"`") {
 			t.Errorf("README row of %s lacks default %s", o.Key, o.Default)
 		}
+		// The commands column (4th) lists exactly the commands using the key.
+		if cells := strings.Split(row, "|"); len(cells) > 4 {
+			if got, want := strings.TrimSpace(cells[4]), strings.Join(o.Commands(), ", "); got != want {
+				t.Errorf("README row of %s says commands %q, the code %q", o.Key, got, want)
+			}
+		}
 	}
 	rec := &descRecorder{}
 	metrics.New(rec)
