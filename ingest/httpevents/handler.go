@@ -1,14 +1,24 @@
 // Package httpevents is the OpenMeter-compatible CloudEvents front door
 // (POST /api/v1/events): it validates a request's events, hands them to a
 // producer as one Append, and answers 204 only once they are durable.
+//
+// Accepted bodies: one event (application/cloudevents+json), a JSON array
+// of events (application/cloudevents-batch+json) or either
+// (application/json), UTF-8, optionally Content-Encoding gzip (or x-gzip);
+// other encodings are refused with 415. Config.MaxBodyBytes bounds the body
+// after decompression.
 package httpevents
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -26,7 +36,7 @@ import (
 
 // Config tunes the handler. Zero fields take their defaults.
 type Config struct {
-	MaxBodyBytes int64            // default 8 MiB
+	MaxBodyBytes int64            // default 8 MiB; a gzip body's decompressed size
 	Tokens       []string         // if non-empty, require "Authorization: Bearer <one of them>"
 	Now          func() time.Time // receive time for events without "time"; default time.Now
 }
@@ -86,6 +96,11 @@ type reqState struct {
 	records [][]byte
 	hasTime []bool
 	extra   []byte // events with an inserted time, one arena per request
+
+	// gzip bodies only, allocated on first use and reused with the state.
+	br *bufio.Reader // buffers the wire body (gzip needs an io.ByteReader)
+	zr *gzip.Reader
+	lr io.LimitedReader // the decompressed bound
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -117,6 +132,10 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.fail(w, http.StatusUnsupportedMediaType, err.Error())
 	}
+	gz, err := contentEncoding(r.Header)
+	if err != nil {
+		return h.fail(w, http.StatusUnsupportedMediaType, err.Error(), "Accept-Encoding", "gzip")
+	}
 
 	st := statePool.Get().(*reqState)
 	defer func() {
@@ -129,16 +148,22 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 		}
 	}()
 
-	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
-	if r.ContentLength > 0 && r.ContentLength <= h.cfg.MaxBodyBytes {
-		st.body.Grow(int(r.ContentLength))
-	}
-	if _, err := st.body.ReadFrom(body); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+	if gz {
+		if code := h.readGzip(w, r, st); code != 0 {
+			return code
 		}
-		return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+	} else {
+		body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+		if r.ContentLength > 0 && r.ContentLength <= h.cfg.MaxBodyBytes {
+			st.body.Grow(int(r.ContentLength))
+		}
+		if _, err := st.body.ReadFrom(body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+			}
+			return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+		}
 	}
 	b := bytes.TrimSpace(st.body.Bytes())
 	if len(b) == 0 {
@@ -195,6 +220,82 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	h.m.IngestEvents.WithLabelValues(Front).Add(float64(len(st.records)))
 	w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
+}
+
+// readGzip decompresses the request body into st.body. It stops at
+// MaxBodyBytes+1 decompressed bytes (so a small "zip bomb" costs at most the
+// limit) and returns the status it answered, or 0 on success.
+func (h *handler) readGzip(w http.ResponseWriter, r *http.Request, st *reqState) int {
+	max := h.cfg.MaxBodyBytes
+	// The limit is on the decompressed size; the wire bound only stops a
+	// body that never ends (a stream of empty deflate blocks). It leaves
+	// room for gzip without compression (5 bytes per 64 KiB block + header),
+	// so any body within the limit is accepted however it was compressed.
+	wire := max + max/64 + 4096
+	if wire < max { // overflow
+		wire = max
+	}
+	body := http.MaxBytesReader(w, r.Body, wire)
+	if st.br == nil {
+		st.br = bufio.NewReader(body)
+		st.zr = new(gzip.Reader)
+	} else {
+		st.br.Reset(body)
+	}
+	// Drop the references to this request's body once done: the pooled
+	// readers outlive it.
+	defer st.br.Reset(nil)
+	err := st.zr.Reset(st.br)
+	if err == nil {
+		st.lr = io.LimitedReader{R: st.zr, N: max + 1}
+		_, err = st.body.ReadFrom(&st.lr)
+		st.lr.R = nil
+	}
+	switch {
+	case err == nil && int64(st.body.Len()) > max:
+		return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes after gzip decompression", max))
+	case err == nil:
+		return 0
+	}
+	var mbe *http.MaxBytesError
+	var cie flate.CorruptInputError
+	switch {
+	case errors.As(err, &mbe):
+		return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("gzip request body is larger than %d bytes on the wire (the limit is %d bytes decompressed)", mbe.Limit, max))
+	case err == io.EOF:
+		// Reset found no byte at all (ReadFrom never returns io.EOF).
+		return h.fail(w, http.StatusBadRequest, "request body is empty (Content-Encoding: gzip)")
+	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &cie),
+		errors.Is(err, io.ErrUnexpectedEOF):
+		return h.fail(w, http.StatusBadRequest, "request body is not valid gzip (Content-Encoding: gzip): "+err.Error())
+	}
+	return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+}
+
+// contentEncoding reports whether the body is gzip-encoded, and refuses
+// codings other than gzip, x-gzip and identity. Absent means identity.
+func contentEncoding(hdr http.Header) (gz bool, err error) {
+	vals := hdr["Content-Encoding"]
+	if len(vals) == 0 {
+		return false, nil
+	}
+	n := 0
+	for _, v := range vals {
+		for c := range strings.SplitSeq(v, ",") {
+			switch c = strings.TrimSpace(c); {
+			case c == "" || strings.EqualFold(c, "identity"):
+			case strings.EqualFold(c, "gzip") || strings.EqualFold(c, "x-gzip"):
+				gz = true
+				n++
+			default:
+				n = 2
+			}
+		}
+	}
+	if n > 1 {
+		return false, fmt.Errorf("unsupported Content-Encoding %q; accepted: gzip, x-gzip, identity (or no Content-Encoding header)", strings.Join(vals, ", "))
+	}
+	return gz, nil
 }
 
 func (h *handler) appendFailed(w http.ResponseWriter, ctx context.Context, err error, n int) int {
