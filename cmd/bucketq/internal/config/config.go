@@ -166,7 +166,7 @@ var Options = []*Option{
 		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication",
 		setList: func(c *Config, v []string) { c.Tokens = v }},
 	{Key: "max_body_bytes", Flag: "max-body-bytes", Kind: Bytes, Arg: "N", Default: "8388608", Roles: Produce,
-		Usage: "largest accepted request body (bytes; KiB/MiB/GiB suffixes allowed)",
+		Usage: "largest accepted request body, after gzip decompression (bytes; KiB/MiB/GiB suffixes allowed); above it 413",
 		set:   func(c *Config, v string) (err error) { c.MaxBodyBytes, err = parseBytes(v); return }},
 	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
 		Usage: "seal and upload the open batch after this long",
