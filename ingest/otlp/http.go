@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -143,7 +144,7 @@ func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request) ([]byte
 	gz := false
 	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
-	case "gzip":
+	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(rd)
 		if err != nil {
 			return nil, readError(err, max, true)
@@ -168,7 +169,8 @@ func readError(err error, max int64, gz bool) *httpError {
 	if errors.As(err, &mbe) {
 		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body exceeds %d bytes", max)}
 	}
-	if gz && (errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+	var corrupt flate.CorruptInputError
+	if gz && (errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &corrupt)) {
 		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot decompress gzip body: " + err.Error()}
 	}
 	// The client stopped sending: nothing was stored, it may retry.

@@ -629,3 +629,36 @@ func TestRetriedExportStoresTheSameBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPGzipVariants: x-gzip is gzip; a gzip stream whose deflate data is
+// corrupt is a 400 that says so, and nothing is stored.
+func TestHTTPGzipVariants(t *testing.T) {
+	good := gz(mustProto(t, logsReq(2)))
+	bad := append([]byte(nil), good...)
+	for i := 10; i < len(bad)-8; i++ {
+		bad[i] = 0xff // wreck the deflate stream, keep the gzip header
+	}
+	for _, tc := range []struct {
+		name, enc string
+		body      []byte
+		code      int
+		msg       string
+	}{
+		{"x-gzip", "x-gzip", good, http.StatusOK, ""},
+		{"GZIP", "GZIP", good, http.StatusOK, ""},
+		{"corrupt deflate", "gzip", bad, http.StatusBadRequest, "cannot decompress gzip body"},
+		{"br", "br", good, http.StatusUnsupportedMediaType, "unsupported Content-Encoding"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			h := NewHTTPHandler(rec, HTTPConfig{}, metrics.NewUnregistered(), nil)
+			w := post(t, h, "/v1/logs", ContentTypeProtobuf, tc.enc, tc.body)
+			if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.msg) {
+				t.Fatalf("status %d body %q, want %d containing %q", w.Code, w.Body.String(), tc.code, tc.msg)
+			}
+			if n := len(rec.got()); (tc.code == http.StatusOK) != (n == 1) {
+				t.Fatalf("%d records stored", n)
+			}
+		})
+	}
+}
