@@ -18,8 +18,8 @@
 // isolated and dead-lettered with the server's answer. A breaker bounds the
 // dead-lettering: after MaxConsecutivePoison events in a row refused alone,
 // further refusals hold the queue (retried every AuthRetryInterval, logged
-// at error level) instead of dead-lettering it, until the sink accepts an
-// event again.
+// at error level, gauge sink_breaker_open at 1) instead of dead-lettering
+// it, until the sink accepts an event again.
 //
 // Bound on redelivery: after a crash, or a failed dequeue write, the next
 // consumer re-sends exactly the events of the entries that were delivered

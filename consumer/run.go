@@ -67,6 +67,10 @@ type run struct {
 // abandoned and nothing undelivered is dequeued) or until a newer consumer
 // fences this one (returning an error wrapping manifest.ErrFenced).
 func (c *Consumer) Run(ctx context.Context) error {
+	// The breaker gauge describes this run: closed until it holds an
+	// event, and closed once it stops (it no longer holds anything).
+	c.m.SinkBreakerOpen.Set(0)
+	defer c.m.SinkBreakerOpen.Set(0)
 	var lease *manifest.Lease
 	for b := c.newBackoff(); ; {
 		var err error
@@ -551,6 +555,7 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 					"first_location", evs[0].st.e.Location, "first_sequence", evs[0].st.e.Sequence, "events", len(evs))
 			}
 			r.refusedAlone, r.held = 0, false
+			c.m.SinkBreakerOpen.Set(0)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -581,6 +586,7 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 					return nil
 				}
 				wait, result, r.held = c.cfg.AuthRetryInterval, "held", true
+				c.m.SinkBreakerOpen.Set(1)
 				c.log.Error("SINK REFUSES EVERY EVENT: too many events in a row refused alone; "+
 					"holding the queue instead of dead-lettering it (check the sink URL, proxy and API version; "+
 					"events already dead-lettered can be re-sent with `bucketq dead-letters redrive`)",

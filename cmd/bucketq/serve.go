@@ -62,15 +62,34 @@ func newQueue(store cas.Store, cfg *config.Config, m *metrics.Metrics, role stri
 // newConverter is the CloudEvents pass-through plus the OTLP converters
 // configured by the conversion key.
 func newConverter(cfg *config.Config) (convert.Converter, error) {
-	var oc otlpconv.Config
-	if err := config.DecodeStrict(cfg.Conversion, &oc); err != nil {
-		return nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
-	}
-	reg := convert.NewRegistry()
-	if err := otlpconv.Register(reg, oc); err != nil {
-		return nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
+	reg, _, err := newConverters(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return reg, nil
+}
+
+// newConverters is newConverter also returning the OTLP converters, whose
+// counters a serving command exports (exportConverterMetrics).
+func newConverters(cfg *config.Config) (*convert.Registry, *otlpconv.Converters, error) {
+	var oc otlpconv.Config
+	if err := config.DecodeStrict(cfg.Conversion, &oc); err != nil {
+		return nil, nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
+	}
+	c, err := otlpconv.Compile(oc)
+	if err != nil {
+		return nil, nil, &config.Error{Msg: fmt.Sprintf("config key %q: %v", "conversion", err)}
+	}
+	reg := convert.NewRegistry()
+	c.Register(reg)
+	return reg, c, nil
+}
+
+// exportConverterMetrics makes /metrics report the OTLP converters' count
+// of metric data points skipped for having no value
+// (buffer_points_skipped_no_value).
+func exportConverterMetrics(m *metrics.Metrics, oc *otlpconv.Converters) {
+	m.SetPointsSkippedNoValueSource(oc.NoValuePoints)
 }
 
 // listener is one server bound to its address; start serves until stop.
@@ -100,11 +119,12 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	// Everything that can be checked without I/O first, so a bad config
 	// never half-starts a process.
 	var (
-		conv convert.Converter
-		snk  sink.Sink
+		conv      convert.Converter
+		otlpConvs *otlpconv.Converters
+		snk       sink.Sink
 	)
 	if roles&config.Consume != 0 {
-		if conv, err = newConverter(cfg); err != nil {
+		if conv, otlpConvs, err = newConverters(cfg); err != nil {
 			return err
 		}
 		if snk, err = sink.FromURL(cfg.Sink, cfg.SinkToken, log); err != nil {
@@ -126,6 +146,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	if otlpConvs != nil {
+		exportConverterMetrics(m, otlpConvs)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

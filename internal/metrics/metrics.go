@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,6 +32,12 @@ type Metrics struct {
 	EventsConverted     *prometheus.CounterVec // label signal
 	ConsumerEpoch       prometheus.Gauge
 	ConsumerLastDequeue prometheus.Gauge
+	// PointsSkippedNoValue counts OTLP metric data points skipped by
+	// design (no recorded value, NaN or infinite number): not dead letters,
+	// so not in EntriesSkipped. Its value is read from the source set with
+	// SetPointsSkippedNoValueSource (0 until then).
+	PointsSkippedNoValue prometheus.CounterFunc
+	pointsNoValue        atomic.Pointer[func() uint64]
 
 	// Producer side.
 	BatchCreated       prometheus.Counter // batches sealed for upload
@@ -45,9 +53,12 @@ type Metrics struct {
 	CommitGroupEntries prometheus.Histogram
 
 	// Sink.
-	SinkEvents   *prometheus.CounterVec // label result: sent, retried, dead_lettered
+	SinkEvents   *prometheus.CounterVec // label result: sent, retried, dead_lettered, held
 	SinkRequests *prometheus.CounterVec // label status: HTTP code, or "error"
 	SinkDuration prometheus.Histogram
+	// SinkBreakerOpen is 1 while the consumer holds an event because the
+	// sink refuses every event (the max_consecutive_poison breaker), else 0.
+	SinkBreakerOpen prometheus.Gauge
 
 	// Ingest front doors.
 	IngestRequests *prometheus.CounterVec // labels front (http-events, otlp-http, otlp-grpc), code
@@ -102,13 +113,23 @@ func New(reg prometheus.Registerer) *Metrics {
 		BufferedBytes:      g("producer_buffered_bytes", "Bytes accepted but not yet committed."),
 		CommitGroupEntries: h("producer_commit_group_entries", "Batches committed per manifest write (group commit).", prometheus.ExponentialBuckets(1, 2, 8)),
 
-		SinkEvents:   cv("sink_events", "Events handled by the sink, by result (sent, retried, dead_lettered).", "result"),
-		SinkRequests: cv("sink_requests", "Sink requests by HTTP status (or error).", "status"),
-		SinkDuration: h("sink_request_duration_seconds", "Sink request latency.", lat),
+		SinkEvents:      cv("sink_events", "Events handled by the sink, by result (sent, retried, dead_lettered).", "result"),
+		SinkRequests:    cv("sink_requests", "Sink requests by HTTP status (or error).", "status"),
+		SinkDuration:    h("sink_request_duration_seconds", "Sink request latency.", lat),
+		SinkBreakerOpen: g("sink_breaker_open", "1 while the consumer holds an event because the sink refuses every event (the max_consecutive_poison breaker is open), else 0."),
 
 		IngestRequests: cv("ingest_requests", "Ingest requests by front door and response code.", "front", "code"),
 		IngestEvents:   cv("ingest_events", "Events or OTLP records accepted, by front door.", "front"),
 	}
+	m.PointsSkippedNoValue = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "buffer_points_skipped_no_value",
+		Help: "OTLP metric data points skipped by design, giving no event: no recorded value (NoRecordedValue flag), or a NaN or infinite sum or gauge number. Not dead-lettered; counted again on redelivery.",
+	}, func() float64 {
+		if f := m.pointsNoValue.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	reg.MustRegister(
 		m.BatchesCollected, m.EntriesCollected, m.BytesCollected, m.Acks, m.ConsumerLagSeconds,
 		m.QueueLength, m.FetchDuration, m.GCFilesDeleted, m.GCFilesFailed, m.GCDuration,
@@ -117,8 +138,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.BatchCreated, m.BatchSent, m.BatchBytes, m.BatchRecords, m.UploadFailures, m.CommitFailures,
 		m.Reuploads, m.AppendDuration, m.Backpressure, m.BufferedBytes, m.CommitGroupEntries,
 		m.SinkEvents, m.SinkRequests, m.SinkDuration, m.IngestRequests, m.IngestEvents,
+		m.PointsSkippedNoValue, m.SinkBreakerOpen,
 	)
 	return m
+}
+
+// SetPointsSkippedNoValueSource makes buffer_points_skipped_no_value report
+// f(), a count that only grows, such as (*otlpconv.Converters).NoValuePoints.
+// A nil f reports 0 again.
+func (m *Metrics) SetPointsSkippedNoValueSource(f func() uint64) {
+	if f == nil {
+		m.pointsNoValue.Store(nil)
+		return
+	}
+	m.pointsNoValue.Store(&f)
 }
 
 // NewUnregistered returns metrics registered with a throwaway registry, for

@@ -49,7 +49,8 @@
 // Metric data points with no value are skipped, not errors: a point with
 // the OTLP NoRecordedValue flag (for example a Prometheus staleness marker),
 // and a sum or gauge point whose number is NaN or infinite, gives no event
-// and is counted in Converters.NoValuePoints; the rest of the request is
+// and is counted in Converters.NoValuePoints (exported by the bucketq
+// command as buffer_points_skipped_no_value); the rest of the request is
 // converted and later items keep their ids. NaN and infinite numbers are
 // not valid JSON: in the built-in default data (a NaN attribute, the NaN
 // quantiles of an empty summary) they are written as null; in a mapped
