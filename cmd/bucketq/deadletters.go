@@ -479,8 +479,8 @@ type redriver struct {
 	dryRun    bool
 	out       io.Writer
 
-	redriven, refused, skipped, unfinished int
-	fatal                                  error // the sink refuses every request (401, 403, 404, ...)
+	redriven, partly, refused, skipped, unfinished int
+	fatal                                          error // the sink refuses every request (401, 403, 404, ...)
 }
 
 // job is one dead letter to re-drive.
@@ -489,6 +489,15 @@ type job struct {
 	events  []json.RawMessage
 	refused error // the sink's refusal (*sink.HTTPError) of the object's events
 	sent    bool
+
+	// A dead letter listing failed_items is re-driven item by item: the
+	// items that convert now are sent, and once the sink accepted them the
+	// object is rewritten listing only the items that still fail.
+	partial  bool
+	items    []int                   // partial: the item of each event
+	failing  []consumer.FailedItem   // partial: listed items that still fail conversion
+	sinkNo   map[int]*sink.HTTPError // partial: events the sink refused, by index in events
+	answered bool                    // partial: every event was answered (accepted or refused)
 }
 
 // run re-drives every matching dead letter within ctx (bounded by
@@ -506,8 +515,26 @@ func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error
 			return nil
 		}
 		err := r.send(ctx, jobs)
-		var done []*job
+		var done, rewrite []*job
 		for _, j := range jobs {
+			if j.partial {
+				if !j.answered {
+					r.unfinished++
+					continue
+				}
+				dl, delivered := j.remaining()
+				switch {
+				case len(dl.FailedItems) == 0:
+					done = append(done, j)
+				case delivered == 0:
+					r.refused++
+					fmt.Fprintf(r.out, "refused    %s: %s\n", j.it.name, shortText(dl.Error, 200))
+				default:
+					j.it.dl = dl
+					rewrite = append(rewrite, j)
+				}
+				continue
+			}
 			switch {
 			case j.sent:
 				done = append(done, j)
@@ -519,17 +546,18 @@ func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error
 			}
 		}
 		r.deleteSent(parent, done)
+		r.rewritePartly(parent, rewrite)
 		return err
 	})
 	if processed < total {
 		fmt.Fprintf(r.out, "not reached %d dead-letter objects\n", total-processed)
 		r.unfinished += total - processed
 	}
-	verb := "re-driven"
+	verb, partVerb := "re-driven", "partly re-driven"
 	if r.dryRun {
-		verb = "would re-drive"
+		verb, partVerb = "would re-drive", "would partly re-drive"
 	}
-	fmt.Fprintf(r.out, "%s %d, still refused %d, skipped %d", verb, r.redriven, r.refused, r.skipped)
+	fmt.Fprintf(r.out, "%s %d, %s %d, still refused %d, skipped %d", verb, r.redriven, partVerb, r.partly, r.refused, r.skipped)
 	if r.unfinished > 0 {
 		fmt.Fprintf(r.out, ", not finished %d", r.unfinished)
 	}
@@ -541,8 +569,9 @@ func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error
 		return fmt.Errorf("dead-letters redrive: stopped after --timeout %s; %d dead letters not finished (run it again)", timeout, r.unfinished)
 	case err != nil:
 		return fmt.Errorf("dead-letters redrive: %w", err)
-	case r.refused > 0 || r.unfinished > 0:
-		return fmt.Errorf("dead-letters redrive: %d dead letters still refused, %d not finished; they stay in %s", r.refused, r.unfinished, r.prefix)
+	case r.refused > 0 || r.partly > 0 || r.unfinished > 0:
+		return fmt.Errorf("dead-letters redrive: %d dead letters still refused, %d partly re-driven (their items that still fail stay listed), %d not finished; they stay in %s",
+			r.refused, r.partly, r.unfinished, r.prefix)
 	}
 	return nil
 }
@@ -571,67 +600,115 @@ func (r *redriver) prepare(it dlItem) *job {
 		}
 		evs = []json.RawMessage{dl.Event}
 	case dlConvert, dlUnknownSignal:
-		var err error
-		if evs, err = r.convert(dl); err != nil {
+		c, err := r.convert(dl)
+		if err != nil {
 			r.refused++
 			fmt.Fprintf(r.out, "refused    %s: conversion: %s\n", it.name, shortText(err.Error(), 200))
 			return nil
 		}
+		if c.partial {
+			return r.preparePartial(it, c)
+		}
+		evs = c.events
 	default:
 		return skip(fmt.Sprintf("unknown reason %q", dl.Reason))
 	}
 	if r.dryRun {
 		r.redriven++
-		fmt.Fprintf(r.out, "would send %s: %d events\n", it.name, len(evs))
-		for _, ev := range evs {
-			var c bytes.Buffer
-			if json.Compact(&c, ev) != nil {
-				c.Reset()
-				c.Write(ev)
-			}
-			fmt.Fprintf(r.out, "  %s\n", c.Bytes())
-		}
+		r.printWouldSend(it.name, evs, "")
 		return nil
 	}
 	return &job{it: it, events: evs}
+}
+
+// preparePartial is prepare for a dead letter listing failed_items: the
+// listed items that convert now are sent, those that still fail stay
+// listed. It is refused as a whole only when none of them converts.
+func (r *redriver) preparePartial(it dlItem, c converted) *job {
+	if len(c.failing) == len(it.dl.FailedItems) {
+		r.refused++
+		f := c.failing[0]
+		fmt.Fprintf(r.out, "refused    %s: conversion: %d items still cannot be converted; first: %s\n",
+			it.name, len(c.failing), shortText(f.Position+": "+f.Error, 200))
+		return nil
+	}
+	if r.dryRun {
+		if len(c.failing) == 0 {
+			r.redriven++
+			r.printWouldSend(it.name, c.events, "")
+			return nil
+		}
+		r.partly++
+		f := c.failing[0]
+		r.printWouldSend(it.name, c.events, fmt.Sprintf(" of %d listed items; %d still cannot be converted and would stay listed; first: %s",
+			len(it.dl.FailedItems), len(c.failing), shortText(f.Position+": "+f.Error, 200)))
+		return nil
+	}
+	return &job{it: it, events: c.events, partial: true, items: c.items, failing: c.failing}
+}
+
+// printWouldSend prints the events a dry run would send for name.
+func (r *redriver) printWouldSend(name string, evs []json.RawMessage, note string) {
+	fmt.Fprintf(r.out, "would send %s: %d events%s\n", name, len(evs), note)
+	for _, ev := range evs {
+		var c bytes.Buffer
+		if json.Compact(&c, ev) != nil {
+			c.Reset()
+			c.Write(ev)
+		}
+		fmt.Fprintf(r.out, "  %s\n", c.Bytes())
+	}
+}
+
+// converted is a dead letter converted again.
+type converted struct {
+	events []json.RawMessage
+	// partial: the dead letter lists failed_items; items holds the item of
+	// each event and failing the listed items that still fail (with the
+	// current config's error).
+	partial bool
+	items   []int
+	failing []consumer.FailedItem
 }
 
 // convert converts the stored records again, with the current conversion
 // config, exactly as the consumer would have: same location, sequence,
 // record index, header and ingestion time, so ids and times come out the
 // same. A dead letter listing failed_items (the consumer delivered the
-// record's other items) gives only those items' events; it is refused while
-// any of them still fails. Items that were delivered are not sent again,
-// even when the current config would now refuse them.
-func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
+// record's other items) gives only those items' events, and reports the
+// listed items that still fail instead of failing; any other record fails
+// whole while any of its items fails. Items that were delivered are not
+// sent again, even when the current config would now refuse them.
+func (r *redriver) convert(dl consumer.DeadLetter) (converted, error) {
+	var c converted
 	if dl.RecordIndex == nil {
-		return nil, errors.New("the dead letter has no record_index")
+		return c, errors.New("the dead letter has no record_index")
 	}
 	if dl.Header == "" || dl.IngestionTimeMs == 0 {
-		return nil, errors.New("the dead letter has no header or ingestion_time_ms (written by an older bucketq): converting it again would not reproduce the consumer's events")
+		return c, errors.New("the dead letter has no header or ingestion_time_ms (written by an older bucketq): converting it again would not reproduce the consumer's events")
 	}
 	raw, err := hex.DecodeString(dl.Header)
 	if err != nil {
-		return nil, fmt.Errorf("header %q: %v", dl.Header, err)
+		return c, fmt.Errorf("header %q: %v", dl.Header, err)
 	}
 	h, _, err := format.ParseHeader(raw)
 	if err != nil {
-		return nil, fmt.Errorf("header %q: %v", dl.Header, err)
+		return c, fmt.Errorf("header %q: %v", dl.Header, err)
 	}
 	if len(dl.Records) == 0 {
-		return nil, errors.New("the dead letter holds no records")
+		return c, errors.New("the dead letter holds no records")
 	}
 	var only map[int]bool // the items to send; nil: all
 	if len(dl.FailedItems) > 0 {
 		if len(dl.Records) != 1 {
-			return nil, fmt.Errorf("the dead letter lists failed_items but holds %d records, want 1", len(dl.Records))
+			return c, fmt.Errorf("the dead letter lists failed_items but holds %d records, want 1", len(dl.Records))
 		}
+		c.partial = true
 		only = make(map[int]bool, len(dl.FailedItems))
 		for _, f := range dl.FailedItems {
 			only[f.Item] = true
 		}
 	}
-	var out []json.RawMessage
 	for k, rec := range dl.Records {
 		idx := *dl.RecordIndex + k
 		evs, failed, err := convert.ConvertItems(r.conv, convert.Record{
@@ -639,7 +716,7 @@ func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
 			IngestionTimeMs: dl.IngestionTimeMs, Data: rec,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", idx, err)
+			return c, fmt.Errorf("record %d: %w", idx, err)
 		}
 		var still []convert.ItemError
 		for _, f := range failed {
@@ -647,20 +724,65 @@ func (r *redriver) convert(dl consumer.DeadLetter) ([]json.RawMessage, error) {
 				still = append(still, f)
 			}
 		}
-		if len(still) > 0 {
-			return nil, fmt.Errorf("record %d: %d items still cannot be converted; first: %w", idx, len(still), still[0])
+		if len(still) > 0 && !c.partial {
+			return c, fmt.Errorf("record %d: %d items still cannot be converted; first: %w", idx, len(still), still[0])
+		}
+		stillItem := make(map[int]bool, len(still))
+		for _, f := range still {
+			stillItem[f.Item] = true
+			c.failing = append(c.failing, consumer.FailedItem{Item: f.Item, Position: f.Position, Error: f.Err.Error()})
 		}
 		for j, ev := range evs {
 			if only != nil && !only[ev.Item] {
 				continue // delivered by the consumer
 			}
-			if !json.Valid(ev.JSON) {
-				return nil, fmt.Errorf("record %d: event %d is not valid JSON", idx, j)
+			if stillItem[ev.Item] {
+				continue // the item's other events wait for it to convert whole
 			}
-			out = append(out, ev.JSON)
+			if !json.Valid(ev.JSON) {
+				return c, fmt.Errorf("record %d: event %d is not valid JSON", idx, j)
+			}
+			c.events = append(c.events, ev.JSON)
+			c.items = append(c.items, ev.Item)
 		}
 	}
-	return out, nil
+	return c, nil
+}
+
+// remaining is the dead letter of a partial job after delivery: the
+// listed items that still fail conversion or whose events the sink refused
+// (with the sink's answer), in the listed order, and how many listed items
+// were delivered. An item is delivered only when the sink accepted all of
+// its events.
+func (j *job) remaining() (consumer.DeadLetter, int) {
+	dl := j.it.dl
+	why := make(map[int]string, len(j.failing))
+	pos := map[int]string{}
+	for _, f := range j.failing {
+		why[f.Item], pos[f.Item] = f.Error, f.Position
+	}
+	for i, he := range j.sinkNo {
+		if _, ok := why[j.items[i]]; !ok {
+			why[j.items[i]] = "the sink refused its event: " + he.Error()
+		}
+	}
+	var left []consumer.FailedItem
+	for _, f := range dl.FailedItems {
+		if e, ok := why[f.Item]; ok {
+			if p := pos[f.Item]; p != "" {
+				f.Position = p
+			}
+			f.Error = e
+			left = append(left, f)
+		}
+	}
+	delivered := len(dl.FailedItems) - len(left)
+	if len(left) > 0 {
+		dl.Error = fmt.Sprintf("record %d of %s (%s): %d items still cannot be delivered after dead-letters redrive delivered %d other listed items; first: %s: %s",
+			*dl.RecordIndex, dl.Location, dl.Signal, len(left), delivered, left[0].Position, left[0].Error)
+	}
+	dl.FailedItems = left
+	return dl, delivered
 }
 
 // send delivers the jobs' events in requests of up to batchSize events; a
@@ -691,6 +813,17 @@ func (r *redriver) send(ctx context.Context, jobs []*job) error {
 }
 
 func (r *redriver) deliver(ctx context.Context, group []*job) error {
+	if len(group) == 1 && group[0].partial {
+		j := group[0]
+		for start := 0; start < len(j.events); start += r.batchSize {
+			if err := r.deliverEvents(ctx, j, start, min(start+r.batchSize, len(j.events))); err != nil {
+				return err
+			}
+		}
+		j.answered = true
+		j.sent = len(j.sinkNo) == 0
+		return nil
+	}
 	if len(group) == 1 {
 		j := group[0]
 		for start := 0; start < len(j.events); start += r.batchSize {
@@ -716,7 +849,7 @@ func (r *redriver) deliver(ctx context.Context, group []*job) error {
 	}
 	if refused == nil {
 		for _, j := range group {
-			j.sent = true
+			j.sent, j.answered = true, true
 		}
 		return nil
 	}
@@ -725,6 +858,30 @@ func (r *redriver) deliver(ctx context.Context, group []*job) error {
 		return err
 	}
 	return r.deliver(ctx, group[half:])
+}
+
+// deliverEvents sends events [from, to) of a partial job; a refused
+// request is split in halves until the refused events are isolated, so the
+// items whose events the sink accepts can leave the dead letter.
+func (r *redriver) deliverEvents(ctx context.Context, j *job, from, to int) error {
+	refused, err := r.sendRetry(ctx, j.events[from:to])
+	if err != nil || refused == nil {
+		return err
+	}
+	if to-from == 1 {
+		var he *sink.HTTPError
+		errors.As(refused, &he)
+		if j.sinkNo == nil {
+			j.sinkNo = map[int]*sink.HTTPError{}
+		}
+		j.sinkNo[from] = he
+		return nil
+	}
+	mid := from + (to-from)/2
+	if err := r.deliverEvents(ctx, j, from, mid); err != nil {
+		return err
+	}
+	return r.deliverEvents(ctx, j, mid, to)
 }
 
 // sendRetry sends one request, reading answers as the consumer does
@@ -814,5 +971,35 @@ func (r *redriver) deleteSent(parent context.Context, done []*job) {
 		}
 		r.redriven++
 		fmt.Fprintf(r.out, "re-driven  %s: %d events\n", j.it.name, len(j.events))
+	}
+}
+
+// rewritePartly rewrites, in place, the dead letters of which some listed
+// items were delivered, listing only the items that still fail (each
+// job's it.dl is that new body). It runs only after the sink accepted the
+// delivered items' events: a crash or failed write before it only means
+// those events are sent again by the next redrive, with the same ids,
+// which the metering API deduplicates on (id, source).
+func (r *redriver) rewritePartly(parent context.Context, jobs []*job) {
+	if len(jobs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), dlDeleteTimeout)
+	defer cancel()
+	for _, j := range jobs {
+		dl := j.it.dl
+		body, err := json.MarshalIndent(dl, "", "  ")
+		if err == nil {
+			err = r.bkt.Upload(ctx, j.it.name, bytes.NewReader(body))
+		}
+		if err != nil {
+			r.unfinished++
+			fmt.Fprintf(r.out, "unrewritten %s: sent %d events, but rewriting it failed (%v); a later redrive sends them again (same ids, deduplicated)\n", j.it.name, len(j.events)-len(j.sinkNo), err)
+			continue
+		}
+		r.partly++
+		f := dl.FailedItems[0]
+		fmt.Fprintf(r.out, "partly     %s: %d events; %d items still fail and stay listed; first: %s\n",
+			j.it.name, len(j.events)-len(j.sinkNo), len(dl.FailedItems), shortText(f.Position+": "+f.Error, 200))
 	}
 }

@@ -240,7 +240,7 @@ func TestRedrivePoisonEvents(t *testing.T) {
 	// Dry run: prints the events, sends and deletes nothing.
 	before, reqs := e.om.Accepted(), e.om.RequestsByStatus()
 	code, out, _ = e.deadLetters("redrive", "--dry-run")
-	if code != 0 || !strings.Contains(out, `"id":"p1"`) || !strings.Contains(out, "would re-drive 2, still refused 0, skipped 1") {
+	if code != 0 || !strings.Contains(out, `"id":"p1"`) || !strings.Contains(out, "would re-drive 2, would partly re-drive 0, still refused 0, skipped 1") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
 	if e.om.Accepted() != before || fmt.Sprint(e.om.RequestsByStatus()) != fmt.Sprint(reqs) || len(e.objects()) != 4 {
@@ -250,7 +250,7 @@ func TestRedrivePoisonEvents(t *testing.T) {
 	// The fake still rejects p2: p1 is delivered and deleted, p2 stays.
 	e.om.SetPoison(func(ev openmetertest.Event) bool { return ev.ID == "p2" })
 	code, out, errOut = e.deadLetters("redrive")
-	if code != 1 || !strings.Contains(out, "re-driven 1, still refused 1, skipped 1") ||
+	if code != 1 || !strings.Contains(out, "re-driven 1, partly re-driven 0, still refused 1, skipped 1") ||
 		!strings.Contains(out, "refused    "+p2Name) || !strings.Contains(out, "skipped    "+corruptName) ||
 		!strings.Contains(errOut, "1 dead letters still refused") {
 		t.Fatalf("redrive with a refusal: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -267,7 +267,7 @@ func TestRedrivePoisonEvents(t *testing.T) {
 	e.om.SetPoison(nil)
 	e.om.FailNext(1, 503, "")
 	code, out, errOut = e.deadLetters("redrive")
-	if code != 0 || !strings.Contains(out, "re-driven 1, still refused 0, skipped 1") || !strings.Contains(errOut, "retrying") {
+	if code != 0 || !strings.Contains(out, "re-driven 1, partly re-driven 0, still refused 0, skipped 1") || !strings.Contains(errOut, "retrying") {
 		t.Fatalf("second redrive: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	if got := accepted(e.om); compact(t, got["p2"].Raw) != string(ceEvent("p2", true)) {
@@ -331,12 +331,12 @@ func TestRedriveConvertErrorsAfterConfigFix(t *testing.T) {
 
 	// Same (broken) config: still refused by the converter, nothing deleted.
 	code, out, _ := e.deadLetters("redrive")
-	if code != 1 || !strings.Contains(out, "re-driven 0, still refused 2, skipped 0") || !strings.Contains(out, "conversion:") {
+	if code != 1 || !strings.Contains(out, "re-driven 0, partly re-driven 0, still refused 2, skipped 0") || !strings.Contains(out, "conversion:") {
 		t.Fatalf("redrive with the old config: exit %d\n%s", code, out)
 	}
 	// Dry run with the fix: prints the events, changes nothing.
 	code, out, _ = e.deadLetters("redrive", "--config", fixed, "--dry-run", "--reason", "convert_error")
-	if code != 0 || !strings.Contains(out, "would re-drive 2, still refused 0, skipped 0") || !strings.Contains(out, `"subject":"c3"`) {
+	if code != 0 || !strings.Contains(out, "would re-drive 2, would partly re-drive 0, still refused 0, skipped 0") || !strings.Contains(out, `"subject":"c3"`) {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
 	if e.om.Accepted() != before || len(e.objects()) != 2 {
@@ -347,7 +347,7 @@ func TestRedriveConvertErrorsAfterConfigFix(t *testing.T) {
 	defer func(n int) { dlChunk = n }(dlChunk)
 	dlChunk = 1
 	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
-	if code != 0 || !strings.Contains(out, "re-driven 2, still refused 0, skipped 0") || !strings.Contains(errOut, "dead-letters: 2/2 objects done") {
+	if code != 0 || !strings.Contains(out, "re-driven 2, partly re-driven 0, still refused 0, skipped 0") || !strings.Contains(errOut, "dead-letters: 2/2 objects done") {
 		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if objs := e.objects(); len(objs) != 0 {
@@ -478,11 +478,11 @@ func TestRedrivePartialRecordSendsOnlyTheFailedItems(t *testing.T) {
 	before := e.om.Accepted()
 
 	code, out, _ := e.deadLetters("redrive", "--config", old)
-	if code != 1 || !strings.Contains(out, "re-driven 0, still refused 1") || !strings.Contains(out, "log record 1") {
+	if code != 1 || !strings.Contains(out, "re-driven 0, partly re-driven 0, still refused 1") || !strings.Contains(out, "log record 1") {
 		t.Fatalf("redrive with the old config: exit %d\n%s", code, out)
 	}
 	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
-	if code != 0 || !strings.Contains(out, "re-driven 1, still refused 0, skipped 0") || !strings.Contains(out, ": 1 events") {
+	if code != 0 || !strings.Contains(out, "re-driven 1, partly re-driven 0, still refused 0, skipped 0") || !strings.Contains(out, ": 1 events") {
 		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if objs := e.objects(); len(objs) != 0 {
@@ -614,5 +614,220 @@ func TestDeadLettersReadsAConfigFileSharedWithConsume(t *testing.T) {
 	code, out, errOut = e.deadLetters("redrive", "--config", shared, "--dry-run")
 	if code != 0 {
 		t.Fatalf("dead-letters redrive --dry-run with the consumer's config file: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// partialEnv dead-letters one OTLP logs record of four items with the
+// config subject attributes.customer: items 0 and 3 (customer) are
+// delivered, items 1 (tenant only) and 2 (project only) are listed in the
+// dead letter's failed_items.
+type partialEnv struct {
+	*dlEnv
+	rec      []byte
+	seq      uint64
+	loc      string
+	header   format.Header
+	ingestMs int64
+	name     string // the dead letter
+}
+
+func newPartialEnv(t *testing.T) *partialEnv {
+	t.Helper()
+	e := &partialEnv{dlEnv: newDLEnv(t), header: format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf), ingestMs: 1735732800250}
+	attr := func(k, v string) []*commonpb.KeyValue {
+		return []*commonpb.KeyValue{{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}}
+	}
+	var err error
+	e.rec, err = proto.Marshal(&collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
+		{TimeUnixNano: 1e18, Attributes: attr("customer", "c0")},
+		{TimeUnixNano: 2e18, Attributes: attr("tenant", "t1")},
+		{TimeUnixNano: 3e18, Attributes: attr("project", "p2")},
+		{TimeUnixNano: 4e18, Attributes: attr("customer", "c3")},
+	}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.seq, e.loc = e.putRecords(e.header, e.ingestMs, e.rec)
+	e.consume("--config", e.config("old.yaml", "attributes.customer"))
+	if got := accepted(e.om); len(got) != 2 {
+		t.Fatalf("consumer delivered %d events, want the 2 mappable items", len(got))
+	}
+	objs := e.objects()
+	if len(objs) != 1 || !strings.HasSuffix(objs[0], "convert-r000000.json") {
+		t.Fatalf("dead letters %v", objs)
+	}
+	e.name = objs[0]
+	if dl := e.readDL(e.name); len(dl.FailedItems) != 2 || dl.FailedItems[0].Item != 1 || dl.FailedItems[1].Item != 2 {
+		t.Fatalf("dead letter failed items %+v, want items 1 and 2", dl.FailedItems)
+	}
+	return e
+}
+
+// Subjects: the first maps tenants too (item 1), the second projects too.
+const (
+	subjectTenants  = `"has(attributes.customer) ? attributes.customer : attributes.tenant"`
+	subjectAllItems = `"has(attributes.customer) ? attributes.customer : has(attributes.tenant) ? attributes.tenant : attributes.project"`
+)
+
+// config writes a config file whose logs subject is subject.
+func (e *partialEnv) config(name, subject string) string {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte("conversion:\n  logs:\n    subject: "+subject+"\n"), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// want is the event of item i as the consumer converts the record with
+// subject, compacted.
+func (e *partialEnv) want(subject string, i int) string {
+	e.t.Helper()
+	conv, err := newConverter(&config.Config{Conversion: []byte("logs:\n  subject: " + subject + "\n")})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	evs, failed, err := convert.ConvertItems(conv, convert.Record{Location: e.loc, Sequence: e.seq, Index: 0, Header: e.header, IngestionTimeMs: e.ingestMs, Data: e.rec})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Item == i {
+			return compact(e.t, ev.JSON)
+		}
+	}
+	e.t.Fatalf("subject %s gives no event for item %d (failed %v)", subject, i, failed)
+	return ""
+}
+
+// sentSince is the events the fake accepted after the first n, compacted.
+func (e *partialEnv) sentSince(n int) []string {
+	var out []string
+	for _, ev := range e.om.Events()[n:] {
+		out = append(out, compact(e.t, ev.Raw))
+	}
+	return out
+}
+
+func (e *partialEnv) rawDL() []byte {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.dir, filepath.FromSlash(e.name)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// TestRedrivePartlyFixedRecordKeepsOnlyTheItemsThatStillFail: a config
+// fix that maps one of a dead letter's two failed items sends exactly that
+// item's event (byte for byte the consumer's with that config), rewrites
+// the object in place listing only the other item, and exits 1; a dry run
+// and a redrive that can add nothing change nothing; a full fix sends the
+// last event and deletes the object. No event is sent twice.
+func TestRedrivePartlyFixedRecordKeepsOnlyTheItemsThatStillFail(t *testing.T) {
+	e := newPartialEnv(t)
+	partFix, fullFix := e.config("part.yaml", subjectTenants), e.config("full.yaml", subjectAllItems)
+	orig := e.rawDL()
+	before := e.om.Accepted()
+
+	// Dry run: prints the one event it would send, changes nothing.
+	code, out, _ := e.deadLetters("redrive", "--config", partFix, "--dry-run")
+	if code != 1 || !strings.Contains(out, "would re-drive 0, would partly re-drive 1, still refused 0, skipped 0") ||
+		!strings.Contains(out, "would send "+e.name+": 1 events of 2 listed items; 1 still cannot be converted") ||
+		!strings.Contains(out, `"subject":"t1"`) || strings.Contains(out, `"subject":"c0"`) {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if e.om.Accepted() != before || !bytes.Equal(e.rawDL(), orig) {
+		t.Fatalf("dry run sent %d events or changed the dead letter", e.om.Accepted()-before)
+	}
+
+	// The part fix: item 1's event is sent, the object lists only item 2.
+	code, out, errOut := e.deadLetters("redrive", "--config", partFix)
+	if code != 1 || !strings.Contains(out, "re-driven 0, partly re-driven 1, still refused 0, skipped 0") ||
+		!strings.Contains(out, "partly     "+e.name+": 1 events; 1 items still fail") ||
+		!strings.Contains(errOut, "1 partly re-driven") {
+		t.Fatalf("redrive with the part fix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got, want := e.sentSince(before), []string{e.want(subjectTenants, 1)}; !slices.Equal(got, want) {
+		t.Fatalf("re-driven events\n got %v\nwant %v", got, want)
+	}
+	if objs := e.objects(); len(objs) != 1 || objs[0] != e.name {
+		t.Fatalf("dead letters after the part fix %v, want %s rewritten in place", objs, e.name)
+	}
+	dl, old := e.readDL(e.name), consumer.DeadLetter{}
+	if err := json.Unmarshal(orig, &old); err != nil {
+		t.Fatal(err)
+	}
+	if len(dl.FailedItems) != 1 || dl.FailedItems[0].Item != 2 || !strings.Contains(dl.FailedItems[0].Position, "log record 2") ||
+		!strings.Contains(dl.FailedItems[0].Error, "subject") {
+		t.Fatalf("rewritten failed items %+v, want only item 2 with the current config's error", dl.FailedItems)
+	}
+	if !strings.Contains(dl.Error, "1 items still cannot be delivered") || !strings.Contains(dl.Error, "delivered 1 other listed items") {
+		t.Fatalf("rewritten error %q", dl.Error)
+	}
+	if !slices.EqualFunc(dl.Records, old.Records, bytes.Equal) || dl.Header != old.Header || dl.IngestionTimeMs != old.IngestionTimeMs ||
+		dl.Sequence != old.Sequence || dl.Location != old.Location || *dl.RecordIndex != *old.RecordIndex || !dl.DeadLettered.Equal(old.DeadLettered) {
+		t.Fatalf("the rewrite changed more than the failed items:\n%+v\n%+v", dl, old)
+	}
+
+	// The part fix again adds nothing: refused, object untouched, no event.
+	rewritten, mid := e.rawDL(), e.om.Accepted()
+	code, out, _ = e.deadLetters("redrive", "--config", partFix)
+	if code != 1 || !strings.Contains(out, "re-driven 0, partly re-driven 0, still refused 1, skipped 0") || !strings.Contains(out, "log record 2") {
+		t.Fatalf("second redrive with the part fix: exit %d\n%s", code, out)
+	}
+	if e.om.Accepted() != mid || !bytes.Equal(e.rawDL(), rewritten) {
+		t.Fatalf("a redrive that can deliver nothing sent %d events or rewrote the object", e.om.Accepted()-mid)
+	}
+
+	// The full fix: item 2's event is sent, the object deleted.
+	code, out, errOut = e.deadLetters("redrive", "--config", fullFix)
+	if code != 0 || !strings.Contains(out, "re-driven 1, partly re-driven 0, still refused 0, skipped 0") {
+		t.Fatalf("redrive with the full fix: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got, want := e.sentSince(mid), []string{e.want(subjectAllItems, 2)}; !slices.Equal(got, want) {
+		t.Fatalf("re-driven events\n got %v\nwant %v", got, want)
+	}
+	if objs := e.objects(); len(objs) != 0 {
+		t.Fatalf("dead letters left %v", objs)
+	}
+	if e.om.Duplicates() != 0 || e.om.Distinct() != 4 {
+		t.Fatalf("duplicates %d, distinct %d (want 0 and the record's 4 items)", e.om.Duplicates(), e.om.Distinct())
+	}
+}
+
+// TestRedrivePartialKeepsItemsTheSinkRefuses: when both listed items
+// convert but the sink refuses (400) one item's event, the other's is
+// delivered and the object is rewritten listing the refused item with the
+// sink's answer; once the sink accepts it, the object is deleted.
+func TestRedrivePartialKeepsItemsTheSinkRefuses(t *testing.T) {
+	e := newPartialEnv(t)
+	fullFix := e.config("full.yaml", subjectAllItems)
+	before := e.om.Accepted()
+	e.om.SetPoison(func(ev openmetertest.Event) bool { return ev.Subject == "t1" })
+	code, out, errOut := e.deadLetters("redrive", "--config", fullFix)
+	if code != 1 || !strings.Contains(out, "re-driven 0, partly re-driven 1, still refused 0, skipped 0") {
+		t.Fatalf("redrive with a refusing sink: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got, want := e.sentSince(before), []string{e.want(subjectAllItems, 2)}; !slices.Equal(got, want) {
+		t.Fatalf("re-driven events\n got %v\nwant %v", got, want)
+	}
+	dl := e.readDL(e.name)
+	if len(dl.FailedItems) != 1 || dl.FailedItems[0].Item != 1 || !strings.Contains(dl.FailedItems[0].Error, "HTTP 400") ||
+		!strings.Contains(dl.FailedItems[0].Error, "rejected as poison") {
+		t.Fatalf("rewritten failed items %+v, want item 1 with the sink's answer", dl.FailedItems)
+	}
+
+	e.om.SetPoison(nil)
+	mid := e.om.Accepted()
+	code, out, errOut = e.deadLetters("redrive", "--config", fullFix)
+	if code != 0 || !strings.Contains(out, "re-driven 1, partly re-driven 0, still refused 0, skipped 0") {
+		t.Fatalf("redrive after the sink accepts: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got, want := e.sentSince(mid), []string{e.want(subjectAllItems, 1)}; !slices.Equal(got, want) {
+		t.Fatalf("re-driven events\n got %v\nwant %v", got, want)
+	}
+	if objs := e.objects(); len(objs) != 0 || e.om.Duplicates() != 0 || e.om.Distinct() != 4 {
+		t.Fatalf("dead letters left %v, duplicates %d, distinct %d", objs, e.om.Duplicates(), e.om.Distinct())
 	}
 }
