@@ -624,12 +624,11 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 				return err
 			}
 		}
-		if result == "held" {
-			// A hold may last hours: ack the entries completed before
-			// the held event, so a restart does not redeliver them.
-			if err := r.dequeueIfDue(ctx); err != nil {
-				return err
-			}
+		// An outage or a hold may last hours: ack the entries completed
+		// before these events (at most once per DequeueInterval), so a
+		// crash during it does not redeliver them.
+		if err := r.dequeueIfDue(ctx); err != nil {
+			return err
 		}
 	}
 }
