@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/thanos-io/objstore"
-	"github.com/thanos-io/objstore/providers/filesystem"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -30,7 +27,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
 
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
@@ -42,7 +38,6 @@ import (
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
-	"github.com/bucketq/bucketq/producer"
 )
 
 const manifestPath = "ingest/manifest"
@@ -60,37 +55,13 @@ func TestSDKExportersToOpenMeter(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	// Producer over a filesystem bucket and an in-memory manifest store.
-	bkt, err := filesystem.NewBucket(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := memstore.New()
-	pm := metrics.NewUnregistered()
-	prod, err := producer.New(bkt, manifest.NewQueue(store, manifestPath, manifest.Options{}), producer.Config{FlushInterval: 20 * time.Millisecond, Compression: format.CompressionZstd}, pm, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	// Producer over a filesystem bucket and an in-memory manifest store,
 	// OTLP receivers on loopback.
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	otlp.RegisterGRPC(gs, prod, pm, log)
-	go func() { _ = gs.Serve(grpcLis) }()
-	defer gs.Stop()
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: otlp.NewHTTPHandler(prod, otlp.HTTPConfig{}, pm, log)}
-	go func() { _ = hs.Serve(httpLis) }()
-	defer hs.Close()
+	st := startProducer(t, log)
+	bkt, store, pm, prod := st.bkt, st.store, st.m, st.prod
 
 	// Real SDK exporters, both transports for every signal.
-	want := exportEverything(ctx, t, grpcLis.Addr().String(), httpLis.Addr().String())
+	want := exportEverything(ctx, t, st.grpcAddr, st.httpAddr)
 	if err := prod.Close(ctx); err != nil {
 		t.Fatalf("producer close: %v", err)
 	}

@@ -5,12 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/thanos-io/objstore/providers/filesystem"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -23,13 +21,9 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
-	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/otlp"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
-	"github.com/bucketq/bucketq/manifest/cas/memstore"
-	"github.com/bucketq/bucketq/producer"
 )
 
 // TestRetriedExportIsDeduplicated: a client that retries an export whose
@@ -44,31 +38,8 @@ func TestRetriedExportIsDeduplicated(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	bkt, err := filesystem.NewBucket(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := memstore.New()
-	pm := metrics.NewUnregistered()
-	prod, err := producer.New(bkt, manifest.NewQueue(store, manifestPath, manifest.Options{}), producer.Config{FlushInterval: 20 * time.Millisecond, Compression: format.CompressionZstd}, pm, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	otlp.RegisterGRPC(gs, prod, pm, log)
-	go func() { _ = gs.Serve(grpcLis) }()
-	defer gs.Stop()
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: otlp.NewHTTPHandler(prod, otlp.HTTPConfig{}, pm, log)}
-	go func() { _ = hs.Serve(httpLis) }()
-	defer hs.Close()
+	st := startProducer(t, log)
+	bkt, store, prod := st.bkt, st.store, st.prod
 
 	req := func(base uint64) *collogspb.ExportLogsServiceRequest {
 		lr := func(ns uint64, subject string) *logspb.LogRecord {
@@ -88,9 +59,9 @@ func TestRetriedExportIsDeduplicated(t *testing.T) {
 	first := req(1_700_000_000_000_000_000)
 	// The first attempt and two retries of it, each answered only after
 	// it is committed, so each lands in a batch of its own.
-	postHTTP(ctx, t, httpLis.Addr().String(), otlp.ContentTypeProtobuf, first)
-	postHTTP(ctx, t, httpLis.Addr().String(), otlp.ContentTypeJSON, first)
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	postHTTP(ctx, t, st.httpAddr, otlp.ContentTypeProtobuf, first)
+	postHTTP(ctx, t, st.httpAddr, otlp.ContentTypeJSON, first)
+	conn, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +70,7 @@ func TestRetriedExportIsDeduplicated(t *testing.T) {
 		t.Fatalf("gRPC export: %v", err)
 	}
 	// Another export with the same items one millisecond later: other usage.
-	postHTTP(ctx, t, httpLis.Addr().String(), otlp.ContentTypeProtobuf, req(1_700_000_000_001_000_000))
+	postHTTP(ctx, t, st.httpAddr, otlp.ContentTypeProtobuf, req(1_700_000_000_001_000_000))
 	if err := prod.Close(ctx); err != nil {
 		t.Fatalf("producer close: %v", err)
 	}
