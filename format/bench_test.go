@@ -3,8 +3,6 @@ package format_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/benchpair"
 )
 
 // The benchmarks run the codec and a baseline in the same loop, one after
@@ -109,61 +108,21 @@ func recordBlock(recs [][]byte) []byte {
 	return b
 }
 
-// pairBench times codec and baseline alternately and reports the codec's
-// figures plus the baseline's time and the ratio under ratioUnit.
+// pairBench times codec and baseline alternately (internal/benchpair) and
+// reports the codec's figures plus the baseline's time and the ratio under
+// ratioUnit.
 func pairBench(b *testing.B, blockBytes int, ratioUnit string, codec, baseline func()) {
 	b.Helper()
-	// Allocation figures of the codec alone.
-	var m0, m1 runtime.MemStats
-	const allocRuns = 3
-	runtime.ReadMemStats(&m0)
-	for range allocRuns {
-		codec()
-	}
-	runtime.ReadMemStats(&m1)
-	baseline()
-
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	// No collection inside a timed pair: a GC cycle would charge its assist
-	// work to whichever side happened to trigger it. Collect between pairs
-	// instead (the allocation itself is reported in B/op and allocs/op).
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	b.SetBytes(int64(blockBytes))
-	b.ResetTimer()
-	var codecWall, codecCPU, rawCPU time.Duration
-	for i := 0; i < b.N; i++ {
-		runtime.GC()
-		// Alternate the order so neither side always runs with warm caches.
-		first, second := codec, baseline
-		if i%2 == 1 {
-			first, second = baseline, codec
-		}
-		w0, c0 := time.Now(), threadCPU()
-		first()
-		w1, c1 := time.Now(), threadCPU()
-		second()
-		w2, c2 := time.Now(), threadCPU()
-		if i%2 == 0 {
-			codecWall += w1.Sub(w0)
-			codecCPU += c1 - c0
-			rawCPU += c2 - c1
-		} else {
-			codecWall += w2.Sub(w1)
-			codecCPU += c2 - c1
-			rawCPU += c1 - c0
-		}
-	}
-	b.StopTimer()
-	n := float64(b.N)
-	b.ReportMetric(float64(codecWall.Nanoseconds())/n, "ns/op")
-	b.ReportMetric(float64(blockBytes)*n/codecWall.Seconds()/1e6, "MB/s")
-	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/allocRuns, "B/op")
-	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/allocRuns, "allocs/op")
-	b.ReportMetric(float64(codecCPU.Nanoseconds())/n, "cpu-ns/op")
-	b.ReportMetric(float64(rawCPU.Nanoseconds())/n, "raw-cpu-ns/op")
-	if rawCPU > 0 {
-		b.ReportMetric(codecCPU.Seconds()/rawCPU.Seconds(), ratioUnit)
+	r := benchpair.Run(b, blockBytes, codec, baseline)
+	n := float64(r.N)
+	b.ReportMetric(float64(r.Wall.Nanoseconds())/n, "ns/op")
+	b.ReportMetric(float64(blockBytes)*n/r.Wall.Seconds()/1e6, "MB/s")
+	b.ReportMetric(r.AllocBytes, "B/op")
+	b.ReportMetric(r.Allocs, "allocs/op")
+	b.ReportMetric(float64(r.CPU.Nanoseconds())/n, "cpu-ns/op")
+	b.ReportMetric(float64(r.BaseCPU.Nanoseconds())/n, "raw-cpu-ns/op")
+	if x := r.Ratio(); x > 0 {
+		b.ReportMetric(x, ratioUnit)
 	}
 }
 

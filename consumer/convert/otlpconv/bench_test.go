@@ -2,11 +2,8 @@ package otlpconv
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
 	"sort"
 	"testing"
-	"time"
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -19,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/benchpair"
 )
 
 // BenchmarkConvert measures the conversion of one 200-item OTLP record
@@ -68,59 +66,22 @@ func BenchmarkConvert(b *testing.B) {
 	}
 }
 
-// pairBench times conv and baseline alternately (as format/bench_test.go
-// does) and reports conv's figures, the baseline's CPU time and the ratio.
+// pairBench times conv and baseline alternately (internal/benchpair) and
+// reports conv's figures, the baseline's CPU time and the ratio.
 func pairBench(b *testing.B, recordBytes, events int, conv, baseline func()) {
 	b.Helper()
-	var m0, m1 runtime.MemStats
-	const allocRuns = 3
-	runtime.ReadMemStats(&m0)
-	for range allocRuns {
-		conv()
-	}
-	runtime.ReadMemStats(&m1)
-	baseline()
-
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	b.SetBytes(int64(recordBytes))
-	b.ResetTimer()
-	var convWall, convCPU, baseCPU time.Duration
-	for i := 0; i < b.N; i++ {
-		runtime.GC()
-		first, second := conv, baseline
-		if i%2 == 1 {
-			first, second = baseline, conv
-		}
-		w0, c0 := time.Now(), threadCPU()
-		first()
-		w1, c1 := time.Now(), threadCPU()
-		second()
-		w2, c2 := time.Now(), threadCPU()
-		if i%2 == 0 {
-			convWall += w1.Sub(w0)
-			convCPU += c1 - c0
-			baseCPU += c2 - c1
-		} else {
-			convWall += w2.Sub(w1)
-			convCPU += c2 - c1
-			baseCPU += c1 - c0
-		}
-	}
-	b.StopTimer()
-	n := float64(b.N)
-	allocs := float64(m1.Mallocs-m0.Mallocs) / allocRuns
-	b.ReportMetric(float64(convWall.Nanoseconds())/n, "ns/op")
-	b.ReportMetric(float64(recordBytes)*n/convWall.Seconds()/1e6, "MB/s")
-	b.ReportMetric(float64(events)*n/convWall.Seconds(), "events/s")
-	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/allocRuns, "B/op")
-	b.ReportMetric(allocs, "allocs/op")
-	b.ReportMetric(allocs/float64(events), "allocs/event")
-	b.ReportMetric(float64(convCPU.Nanoseconds())/n, "cpu-ns/op")
-	b.ReportMetric(float64(baseCPU.Nanoseconds())/n, "unmarshal-cpu-ns/op")
-	if baseCPU > 0 {
-		b.ReportMetric(convCPU.Seconds()/baseCPU.Seconds(), "x-unmarshal")
+	r := benchpair.Run(b, recordBytes, conv, baseline)
+	n := float64(r.N)
+	b.ReportMetric(float64(r.Wall.Nanoseconds())/n, "ns/op")
+	b.ReportMetric(float64(recordBytes)*n/r.Wall.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(events)*n/r.Wall.Seconds(), "events/s")
+	b.ReportMetric(r.AllocBytes, "B/op")
+	b.ReportMetric(r.Allocs, "allocs/op")
+	b.ReportMetric(r.Allocs/float64(events), "allocs/event")
+	b.ReportMetric(float64(r.CPU.Nanoseconds())/n, "cpu-ns/op")
+	b.ReportMetric(float64(r.BaseCPU.Nanoseconds())/n, "unmarshal-cpu-ns/op")
+	if x := r.Ratio(); x > 0 {
+		b.ReportMetric(x, "x-unmarshal")
 	}
 }
 
