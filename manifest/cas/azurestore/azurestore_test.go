@@ -41,15 +41,7 @@ func TestOpenYAMLConnectionString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := uniqueName(t)
-	v, err := s.WriteIf(ctx, name, []byte("hello"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, gv, err := s.Read(ctx, name)
-	if err != nil || string(got) != "hello" || gv != v {
-		t.Fatalf("Read = %q, %q, %v; want %q, %q, nil", got, gv, err, "hello", v)
-	}
+	casttest.RoundTrip(t, ctx, s, uniqueName(t))
 }
 
 // TestEmulatorEnforcesPreconditions uses the SDK directly, not the store:

@@ -362,3 +362,12 @@ func LandedWriteIsNeverAConflict(t *testing.T, s cas.Store, name string, sent fu
 		t.Fatalf("WriteIf at the read version %q: %v", v, err)
 	}
 }
+
+// RoundTrip creates name and reads it back: the content and the version
+// WriteIf returned must come back. It is the smoke test for a store opened
+// from configuration (the full suite runs on the store built directly).
+func RoundTrip(t *testing.T, ctx context.Context, s cas.Store, name string) {
+	t.Helper()
+	data := []byte("hello")
+	wantContent(t, ctx, s, name, data, mustWrite(t, ctx, s, name, data, ""))
+}

@@ -37,15 +37,7 @@ func TestOpenYAMLViaEmulatorHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	name := uniqueName(t)
-	v, err := s.WriteIf(ctx, name, []byte("hello"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, gv, err := s.Read(ctx, name)
-	if err != nil || string(got) != "hello" || gv != v {
-		t.Fatalf("Read = %q, %q, %v; want %q, %q, nil", got, gv, err, "hello", v)
-	}
+	casttest.RoundTrip(t, ctx, s, uniqueName(t))
 }
 
 // TestEmulatorEnforcesPreconditions talks to the emulator's JSON API
