@@ -14,12 +14,12 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/consumer"
@@ -239,22 +239,12 @@ func (d *deadLetters) names(ctx context.Context) ([]string, error) {
 // read gets and decodes names with a few parallel GETs, in order.
 func (d *deadLetters) read(ctx context.Context, names []string) []dlItem {
 	items := make([]dlItem, len(names))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < dlReaders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				items[i] = d.readOne(ctx, names[i])
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(dlReaders)
 	for i := range names {
-		next <- i
+		g.Go(func() error { items[i] = d.readOne(ctx, names[i]); return nil })
 	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait()
 	return items
 }
 
@@ -944,25 +934,18 @@ func (r *redriver) deleteSent(parent context.Context, done []*job) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), dlDeleteTimeout)
 	defer cancel()
 	errs := make([]error, len(done))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < dlReaders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				errs[i] = r.bkt.Delete(ctx, done[i].it.name)
-				if errs[i] != nil && r.bkt.IsObjNotFoundErr(errs[i]) {
-					errs[i] = nil // deleted meanwhile: gone either way
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(dlReaders)
 	for i := range done {
-		next <- i
+		g.Go(func() error {
+			errs[i] = r.bkt.Delete(ctx, done[i].it.name)
+			if errs[i] != nil && r.bkt.IsObjNotFoundErr(errs[i]) {
+				errs[i] = nil // deleted meanwhile: gone either way
+			}
+			return nil
+		})
 	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait()
 	for i, j := range done {
 		if errs[i] != nil {
 			r.unfinished++
