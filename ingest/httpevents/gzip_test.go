@@ -384,19 +384,5 @@ func BenchmarkHandler500Gzip(b *testing.B) {
 	b.SetBytes(int64(len(benchBody())))
 	b.ReportAllocs()
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		w := &nopWriter{h: http.Header{}}
-		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/api/v1/events", bytes.NewReader(body))
-			req.Header.Set("Content-Type", ctBatch)
-			req.Header.Set("Content-Encoding", "gzip")
-			clear(w.h)
-			w.code = 0
-			h.ServeHTTP(w, req)
-			if w.code != http.StatusNoContent {
-				b.Fatalf("status %d", w.code)
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)*500/b.Elapsed().Seconds(), "events/s")
+	postParallel(b, h, body, "gzip")
 }
