@@ -615,7 +615,6 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
-		r.publishLag() // the wait made the lag grow
 		// A newer consumer may have taken over while the sink was down:
 		// stop instead of delivering alongside it.
 		if time.Since(r.leaseChecked) >= c.cfg.PollInterval {
