@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -47,20 +48,43 @@ func ParseCompression(s string) (Compression, error) {
 }
 
 const (
-	// BatchVersion is the only batch format version.
-	BatchVersion uint16 = 1
-	// FooterSize is the size of the uncompressed batch footer.
-	FooterSize = 7
+	// BatchVersion1 is the opendata Buffer layout: a 7-byte footer and no
+	// checksum of its own (a zstd frame carries one; an uncompressed block
+	// has none).
+	BatchVersion1 uint16 = 1
+	// BatchVersion2 adds a CRC-32C of everything before it to the footer
+	// (11 bytes), so every change to a batch is detected (RFC 0001).
+	BatchVersion2 uint16 = 2
+	// BatchVersion is the version NewEncoder writes.
+	BatchVersion = BatchVersion2
+	// FooterSizeV1 and FooterSizeV2 are the footer sizes of each version.
+	FooterSizeV1 = 7
+	FooterSizeV2 = 11
 	// recordHeaderSize is the u32 length prefix of each record.
 	recordHeaderSize = 4
 )
 
+// castagnoli is the CRC-32C table (hardware-accelerated on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// FooterLen is the footer size of a batch version, 0 for an unknown one.
+func FooterLen(version uint16) int {
+	switch version {
+	case BatchVersion1:
+		return FooterSizeV1
+	case BatchVersion2:
+		return FooterSizeV2
+	}
+	return 0
+}
+
 // Sentinel errors, matched with errors.Is; every decode error wraps one of
 // these inside a *DecodeError that says where and what.
 var (
-	ErrTooShort           = errors.New("batch shorter than its footer")
+	ErrTooShort           = errors.New("batch truncated: shorter than its footer")
 	ErrUnknownCompression = errors.New("unknown compression")
 	ErrUnknownVersion     = errors.New("unsupported batch version")
+	ErrChecksum           = errors.New("batch checksum mismatch")
 	ErrRecordOverrun      = errors.New("record length runs past the record block")
 	ErrRecordCount        = errors.New("record count does not match footer")
 	ErrTrailingBytes      = errors.New("trailing bytes after the last record")
@@ -86,37 +110,75 @@ func decodeErr(err error, format string, args ...any) error {
 	return &DecodeError{Err: err, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Footer is the 7-byte trailer of every batch file.
+// Footer is the trailer of every batch file: 7 bytes in version 1, 11 in
+// version 2, which adds Checksum.
 type Footer struct {
 	Compression Compression
 	RecordCount uint32
 	Version     uint16
+	// Checksum is the CRC-32C (Castagnoli) of every byte of the file
+	// before it: the stored record block, compression and record_count.
+	// Version 2 only.
+	Checksum uint32
 }
 
-// AppendFooter appends the encoded footer to dst.
+// Len is the footer's encoded size.
+func (f Footer) Len() int { return FooterLen(f.Version) }
+
+// AppendFooter appends the encoded footer to dst, which must hold exactly
+// the batch's stored record block. For version 2 it computes the checksum
+// over dst and the footer fields before it (f.Checksum is ignored).
 func AppendFooter(dst []byte, f Footer) []byte {
 	dst = append(dst, byte(f.Compression))
 	dst = binary.LittleEndian.AppendUint32(dst, f.RecordCount)
+	if f.Version == BatchVersion2 {
+		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
+	}
 	return binary.LittleEndian.AppendUint16(dst, f.Version)
 }
 
-// ReadFooter parses the footer at the end of a batch file without touching
-// the record block. It checks length, version and compression code.
+// ReadFooter parses the footer at the end of a batch file. It checks length,
+// version and compression code, but not the checksum, so it never touches
+// the record block: DecodeBatch and VerifyChecksum check that.
 func ReadFooter(b []byte) (Footer, error) {
-	if len(b) < FooterSize {
-		return Footer{}, decodeErr(ErrTooShort, "%d bytes, footer needs %d", len(b), FooterSize)
+	if len(b) < 2 {
+		return Footer{}, decodeErr(ErrTooShort, "%d bytes, a footer needs at least %d", len(b), FooterSizeV1)
 	}
-	t := b[len(b)-FooterSize:]
+	v := binary.LittleEndian.Uint16(b[len(b)-2:])
+	n := FooterLen(v)
+	if n == 0 {
+		return Footer{Version: v}, decodeErr(ErrUnknownVersion, "the last two bytes read as version %d, this reader knows 1 and 2: the file is truncated, zeroed or not a bucketq batch", v)
+	}
+	if len(b) < n {
+		return Footer{Version: v}, decodeErr(ErrTooShort, "%d bytes, a version %d footer needs %d", len(b), v, n)
+	}
+	t := b[len(b)-n:]
 	f := Footer{
 		Compression: Compression(t[0]),
 		RecordCount: binary.LittleEndian.Uint32(t[1:5]),
-		Version:     binary.LittleEndian.Uint16(t[5:7]),
+		Version:     v,
 	}
-	if f.Version != BatchVersion {
-		return f, decodeErr(ErrUnknownVersion, "version %d, want %d", f.Version, BatchVersion)
+	if v == BatchVersion2 {
+		f.Checksum = binary.LittleEndian.Uint32(t[5:9])
 	}
 	if f.Compression != CompressionNone && f.Compression != CompressionZstd {
 		return f, decodeErr(ErrUnknownCompression, "code 0x%02x", uint8(f.Compression))
+	}
+	return f, nil
+}
+
+// VerifyChecksum checks a version 2 batch's CRC-32C; a version 1 batch has
+// none and passes. It reads the footer first and returns its errors.
+func VerifyChecksum(b []byte) (Footer, error) {
+	f, err := ReadFooter(b)
+	if err != nil {
+		return f, err
+	}
+	if f.Version != BatchVersion2 {
+		return f, nil
+	}
+	if got := crc32.Checksum(b[:len(b)-6], castagnoli); got != f.Checksum {
+		return f, decodeErr(ErrChecksum, "footer says crc32c %08x, the %d bytes before it hash to %08x: the file was changed or damaged after it was written", f.Checksum, len(b)-6, got)
 	}
 	return f, nil
 }
@@ -159,14 +221,26 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 // the flush threshold, then Finish. An Encoder may be Reset and reused.
 type Encoder struct {
 	compression Compression
+	version     uint16
 	block       []byte // uncompressed record block
 	count       uint32
 	err         error // a record or count the format cannot hold; Finish returns it
 }
 
-// NewEncoder returns an encoder for the given compression.
+// NewEncoder returns an encoder for the given compression that writes
+// BatchVersion (2, checksummed).
 func NewEncoder(c Compression) *Encoder {
-	return &Encoder{compression: c}
+	return &Encoder{compression: c, version: BatchVersion}
+}
+
+// NewEncoderVersion returns an encoder that writes the given batch version:
+// BatchVersion1 for readers of the opendata Buffer layout, which refuse
+// version 2. It panics on an unknown version (a programming error).
+func NewEncoderVersion(c Compression, version uint16) *Encoder {
+	if FooterLen(version) == 0 {
+		panic(fmt.Sprintf("format: unknown batch version %d", version))
+	}
+	return &Encoder{compression: c, version: version}
 }
 
 // Append adds one record. The bytes are copied.
@@ -190,7 +264,7 @@ func (e *Encoder) Count() int { return int(e.count) }
 
 // Size is the uncompressed size of the batch so far, footer included: an
 // upper bound for the compressed file, cheap enough to check on every append.
-func (e *Encoder) Size() int { return len(e.block) + FooterSize }
+func (e *Encoder) Size() int { return len(e.block) + FooterLen(e.version) }
 
 // Reset empties the encoder, keeping its buffer.
 func (e *Encoder) Reset() {
@@ -205,22 +279,23 @@ func (e *Encoder) Finish() ([]byte, error) {
 	if e.err != nil {
 		return nil, e.err
 	}
-	f := Footer{Compression: e.compression, RecordCount: e.count, Version: BatchVersion}
+	f := Footer{Compression: e.compression, RecordCount: e.count, Version: e.version}
+	fl := f.Len()
 	switch e.compression {
 	case CompressionNone:
-		out := make([]byte, 0, len(e.block)+FooterSize)
+		out := make([]byte, 0, len(e.block)+fl)
 		out = append(out, e.block...)
 		return AppendFooter(out, f), nil
 	case CompressionZstd:
 		if e.count == 0 {
 			// An empty batch is just the footer, whatever its compression.
-			return AppendFooter(make([]byte, 0, FooterSize), f), nil
+			return AppendFooter(make([]byte, 0, fl), f), nil
 		}
 		enc, _, err := zstdCodecs()
 		if err != nil {
 			return nil, err
 		}
-		out := enc.EncodeAll(e.block, make([]byte, 0, len(e.block)/2+FooterSize))
+		out := enc.EncodeAll(e.block, make([]byte, 0, len(e.block)/2+fl))
 		return AppendFooter(out, f), nil
 	}
 	return nil, fmt.Errorf("batch: cannot encode with %s", e.compression)
@@ -242,14 +317,15 @@ type Batch struct {
 	Records [][]byte
 }
 
-// DecodeBatch decodes a whole batch file. It never panics on bad input; every
-// failure is a *DecodeError wrapping one of the sentinel errors.
+// DecodeBatch decodes a whole batch file of either version, checking a
+// version 2 file's checksum before anything else. It never panics on bad
+// input; every failure is a *DecodeError wrapping one of the sentinel errors.
 func DecodeBatch(b []byte) (*Batch, error) {
-	f, err := ReadFooter(b)
+	f, err := VerifyChecksum(b)
 	if err != nil {
 		return nil, err
 	}
-	block := b[:len(b)-FooterSize]
+	block := b[:len(b)-f.Len()]
 	if f.Compression == CompressionZstd {
 		_, dec, err := zstdCodecs()
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,7 +63,8 @@ func TestRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ReadFooter: %v", err)
 				}
-				want := format.Footer{Compression: c, RecordCount: uint32(len(tc.records)), Version: format.BatchVersion}
+				want := format.Footer{Compression: c, RecordCount: uint32(len(tc.records)), Version: format.BatchVersion2,
+					Checksum: crc32.Checksum(b[:len(b)-6], crc32.MakeTable(crc32.Castagnoli))}
 				if f != want {
 					t.Fatalf("footer = %+v, want %+v", f, want)
 				}
@@ -76,7 +78,7 @@ func TestRoundTrip(t *testing.T) {
 				assertRecords(t, got.Records, tc.records)
 				if c == format.CompressionNone {
 					// Uncompressed size is exactly predictable.
-					wantLen := format.FooterSize
+					wantLen := format.FooterSizeV2
 					for _, r := range tc.records {
 						wantLen += 4 + len(r)
 					}
@@ -105,11 +107,14 @@ func TestEmptyBatchIsFooterOnly(t *testing.T) {
 	for _, c := range []struct {
 		c    format.Compression
 		want []byte
+		v    uint16
 	}{
-		{format.CompressionNone, []byte{0x00, 0, 0, 0, 0, 0x01, 0x00}},
-		{format.CompressionZstd, []byte{0x01, 0, 0, 0, 0, 0x01, 0x00}},
+		{format.CompressionNone, []byte{0x00, 0, 0, 0, 0, 0x01, 0x00}, 1},
+		{format.CompressionZstd, []byte{0x01, 0, 0, 0, 0, 0x01, 0x00}, 1},
+		{format.CompressionNone, []byte{0x00, 0, 0, 0, 0, 0x35, 0x76, 0x72, 0x45, 0x02, 0x00}, 2},
+		{format.CompressionZstd, []byte{0x01, 0, 0, 0, 0, 0x99, 0x19, 0x63, 0x7d, 0x02, 0x00}, 2},
 	} {
-		b, err := format.EncodeBatch(c.c, nil)
+		b, err := format.NewEncoderVersion(c.c, c.v).Finish()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,11 +144,11 @@ func TestEncoderSizeCountAndReset(t *testing.T) {
 	for _, c := range compressions {
 		t.Run(c.String(), func(t *testing.T) {
 			e := format.NewEncoder(c)
-			if e.Size() != format.FooterSize || e.Count() != 0 {
-				t.Fatalf("new encoder: Size %d Count %d, want %d 0", e.Size(), e.Count(), format.FooterSize)
+			if e.Size() != format.FooterSizeV2 || e.Count() != 0 {
+				t.Fatalf("new encoder: Size %d Count %d, want %d 0", e.Size(), e.Count(), format.FooterSizeV2)
 			}
 			recs := [][]byte{[]byte("hello"), {}, largeRecord(1000), []byte("x")}
-			want := format.FooterSize
+			want := format.FooterSizeV2
 			for i, r := range recs {
 				e.Append(r)
 				want += 4 + len(r)
@@ -166,7 +171,7 @@ func TestEncoderSizeCountAndReset(t *testing.T) {
 			}
 
 			e.Reset()
-			if e.Size() != format.FooterSize || e.Count() != 0 {
+			if e.Size() != format.FooterSizeV2 || e.Count() != 0 {
 				t.Fatalf("after Reset: Size %d Count %d", e.Size(), e.Count())
 			}
 			second := [][]byte{[]byte("after reset")}
@@ -285,6 +290,53 @@ func TestCompressionNames(t *testing.T) {
 }
 
 // rawBatch assembles a batch by hand: a record block and a footer.
+func encodeV1(c format.Compression, recs [][]byte) ([]byte, error) {
+	e := format.NewEncoderVersion(c, format.BatchVersion1)
+	for _, r := range recs {
+		e.Append(r)
+	}
+	return e.Finish()
+}
+
+// TestDecodeV2BitFlips flips every bit of version 2 batches, compressed or
+// not: each flip must be refused (CRC-32C detects every single-bit error).
+// Version 1 uncompressed batches have no such check; that is why version 2
+// exists (issue 9: 736 of 1,006 manifest flips decoded silently).
+func TestDecodeV2BitFlips(t *testing.T) {
+	for _, c := range compressions {
+		t.Run(c.String(), func(t *testing.T) {
+			good, err := format.EncodeBatch(c, recordsOf(20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for pos := range good {
+				for bit := range 8 {
+					b := bytes.Clone(good)
+					b[pos] ^= 1 << bit
+					if got, err := format.DecodeBatch(b); err == nil {
+						t.Fatalf("flip of bit %d at byte %d of %d decoded to %d records without error", bit, pos, len(good), len(got.Records))
+					}
+				}
+			}
+		})
+	}
+}
+
+// flipV2 encodes a small version 2 batch and flips one bit of byte pos
+// (counted from the end when negative).
+func flipV2(t testing.TB, c format.Compression, pos int) []byte {
+	t.Helper()
+	b, err := format.EncodeBatch(c, [][]byte{[]byte("one"), []byte("two"), []byte("three")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos < 0 {
+		pos += len(b)
+	}
+	b[pos] ^= 0x10
+	return b
+}
+
 func rawBatch(block []byte, c byte, count uint32, version uint16) []byte {
 	b := bytes.Clone(block)
 	b = append(b, c)
@@ -330,11 +382,13 @@ type decodeErrCase struct {
 // decodeErrorCases is one malformed batch for every decode error.
 func decodeErrorCases(t testing.TB) []decodeErrCase {
 	type tc = decodeErrCase
-	goodZstd, err := format.EncodeBatch(format.CompressionZstd, [][]byte{[]byte("one"), []byte("two"), []byte("three")})
+	// Version 1, so the zstd frame's own checksum is what must catch the
+	// flips below (version 2's CRC would catch them first).
+	goodZstd, err := encodeV1(format.CompressionZstd, [][]byte{[]byte("one"), []byte("two"), []byte("three")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	frameLen := len(goodZstd) - format.FooterSize
+	frameLen := len(goodZstd) - format.FooterSizeV1
 	flip := func(pos int) []byte {
 		b := bytes.Clone(goodZstd)
 		b[pos] ^= 0x40
@@ -343,9 +397,15 @@ func decodeErrorCases(t testing.TB) []decodeErrCase {
 	cases := []tc{
 		{"unknown compression 0x02", rawBatch(block("a"), 0x02, 1, 1), format.ErrUnknownCompression, []string{"unknown compression", "code 0x02"}},
 		{"unknown compression 0xff", rawBatch(nil, 0xff, 0, 1), format.ErrUnknownCompression, []string{"code 0xff"}},
-		{"version 0", rawBatch(block("a"), 0, 1, 0), format.ErrUnknownVersion, []string{"version 0, want 1"}},
-		{"version 2", rawBatch(block("a"), 0, 1, 2), format.ErrUnknownVersion, []string{"version 2, want 1"}},
-		{"version 0x0100 (big endian 1)", rawBatch(nil, 0, 0, 0x0100), format.ErrUnknownVersion, []string{"version 256, want 1"}},
+		{"version 0", rawBatch(block("a"), 0, 1, 0), format.ErrUnknownVersion, []string{"version 0, this reader knows 1 and 2", "truncated, zeroed or not a bucketq batch"}},
+		{"version 3", rawBatch(block("a"), 0, 1, 3), format.ErrUnknownVersion, []string{"version 3, this reader knows 1 and 2"}},
+		{"version 0x0100 (big endian 1)", rawBatch(nil, 0, 0, 0x0100), format.ErrUnknownVersion, []string{"version 256"}},
+		{"text file", []byte("root:x:0:0:root:/root:/bin/bash\n"), format.ErrUnknownVersion, []string{"version 2664", "not a bucketq batch"}},
+		{"v2 footer cut short", []byte{0, 1, 0, 0, 0, 2, 0}, format.ErrTooShort, []string{"7 bytes, a version 2 footer needs 11"}},
+		{"v2 uncompressed record byte flipped", flipV2(t, format.CompressionNone, 5), format.ErrChecksum, []string{"footer says crc32c", "changed or damaged"}},
+		{"v2 record count changed", flipV2(t, format.CompressionNone, -9), format.ErrChecksum, []string{"footer says crc32c"}},
+		{"v2 checksum byte changed", flipV2(t, format.CompressionZstd, -4), format.ErrChecksum, []string{"footer says crc32c"}},
+		{"v2 zstd frame byte flipped", flipV2(t, format.CompressionZstd, 10), format.ErrChecksum, []string{"footer says crc32c"}},
 		{"first record runs past block", rawBatch(append(binary.LittleEndian.AppendUint32(nil, 10), "abc"...), 0, 1, 1),
 			format.ErrRecordOverrun, []string{"record 0 at offset 0", "length 10", "3 bytes left"}},
 		{"second record runs past block", rawBatch(append(block("ab"), append(binary.LittleEndian.AppendUint32(nil, 5), "xy"...)...), 0, 2, 1),
@@ -368,9 +428,13 @@ func decodeErrorCases(t testing.TB) []decodeErrCase {
 		{"zstd frame declaring 512 MiB in 20 bytes", rawBatch(hugeFCSFrame(1<<29), 1, 1, 1), format.ErrCorruptZstd,
 			[]string{"frame declares 536870912 bytes of content, impossible in 20 compressed bytes"}},
 	}
-	for n := 0; n < format.FooterSize; n++ {
-		cases = append(cases, tc{fmt.Sprintf("%d bytes", n), make([]byte, n), format.ErrTooShort, []string{fmt.Sprintf("%d bytes, footer needs 7", n)}})
+	for n := 0; n < 2; n++ {
+		cases = append(cases, tc{fmt.Sprintf("%d bytes", n), make([]byte, n), format.ErrTooShort, []string{fmt.Sprintf("%d bytes, a footer needs at least 7", n)}})
 	}
+	for n := 2; n < format.FooterSizeV1; n++ {
+		cases = append(cases, tc{fmt.Sprintf("%d zero bytes", n), make([]byte, n), format.ErrUnknownVersion, []string{"version 0", "truncated, zeroed"}})
+	}
+	cases = append(cases, tc{"v1 footer cut short", []byte{1, 0, 0, 0, 1, 0}, format.ErrTooShort, []string{"6 bytes, a version 1 footer needs 7"}})
 	for n := 1; n <= 3; n++ {
 		stray := bytes.Repeat([]byte{0xAB}, n)
 		cases = append(cases,
@@ -420,11 +484,11 @@ func TestDecodeErrors(t *testing.T) {
 // corruption may decode to different records (the frame checksum is on).
 func TestDecodeZstdBitFlips(t *testing.T) {
 	recs := recordsOf(50)
-	good, err := format.EncodeBatch(format.CompressionZstd, recs)
+	good, err := encodeV1(format.CompressionZstd, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	frameLen := len(good) - format.FooterSize
+	frameLen := len(good) - format.FooterSizeV1
 	benign := 0
 	defer func() {
 		t.Logf("%d of %d single-bit flips decoded to the original records", benign, 2*frameLen)

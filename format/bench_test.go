@@ -153,7 +153,7 @@ func BenchmarkEncode(b *testing.B) {
 					raw, _ := rawZstdCodecs()
 					// Same destination sizing as Finish, so growth of the output is
 					// not counted against the baseline.
-					pairBench(b, len(blk), "x-raw-zstd", codec, func() { sink = raw.EncodeAll(blk, make([]byte, 0, len(blk)/2+format.FooterSize)) })
+					pairBench(b, len(blk), "x-raw-zstd", codec, func() { sink = raw.EncodeAll(blk, make([]byte, 0, len(blk)/2+format.FooterSizeV2)) })
 				} else {
 					dst := make([]byte, len(blk))
 					pairBench(b, len(blk), "x-memcpy", codec, func() { copy(dst, blk) })
@@ -183,7 +183,7 @@ func BenchmarkDecode(b *testing.B) {
 				}
 				if c == format.CompressionZstd {
 					_, raw := rawZstdCodecs()
-					frame := file[:len(file)-format.FooterSize]
+					frame := file[:len(file)-format.FooterSizeV2]
 					pairBench(b, len(blk), "x-raw-zstd", codec, func() {
 						out, err := raw.DecodeAll(frame, nil)
 						if err != nil || len(out) != len(blk) {

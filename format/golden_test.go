@@ -26,9 +26,42 @@ type golden struct {
 	compression format.Compression
 	records     []string
 	footerHex   string // as written in testdata/README.md
+	version     uint16 // 0 means 1
+}
+
+func (g golden) ver() uint16 {
+	if g.version == 0 {
+		return format.BatchVersion1
+	}
+	return g.version
+}
+
+func (g golden) encode() ([]byte, error) {
+	e := format.NewEncoderVersion(g.compression, g.ver())
+	for _, r := range g.recordBytes() {
+		e.Append(r)
+	}
+	return e.Finish()
 }
 
 var goldens = []golden{
+	{
+		file:        "none-v2.batch",
+		version:     2,
+		compression: format.CompressionNone,
+		records: []string{
+			`{"specversion":"1.0","type":"api-calls","id":"evt-0201","source":"gateway-eu","subject":"customer-1","time":"2025-01-01T00:00:00Z","data":{"method":"GET","path":"/v1/orders","duration_ms":7}}`,
+			`{"specversion":"1.0","type":"api-calls","id":"evt-0202","source":"gateway-eu","subject":"customer-3","time":"2025-01-01T00:00:01Z","data":{"method":"PUT","path":"/v1/orders/9","duration_ms":21}}`,
+		},
+		footerHex: "00 02 00 00 00 ca 97 1e 9d 02 00",
+	},
+	{
+		file:        "empty-v2.batch",
+		version:     2,
+		compression: format.CompressionNone,
+		records:     []string{},
+		footerHex:   "00 00 00 00 00 35 76 72 45 02 00",
+	},
 	{
 		file:        "none.batch",
 		compression: format.CompressionNone,
@@ -86,7 +119,7 @@ func spacedHex(b []byte) string {
 func TestGolden(t *testing.T) {
 	if *update {
 		for _, g := range goldens {
-			b, err := format.EncodeBatch(g.compression, g.recordBytes())
+			b, err := g.encode()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +139,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := spacedHex(b[len(b)-format.FooterSize:]); got != g.footerHex {
+			if got := spacedHex(b[len(b)-format.FooterLen(g.ver()):]); got != g.footerHex {
 				t.Fatalf("footer = %s, want %s", got, g.footerHex)
 			}
 			if !bytes.Contains(readme, []byte(g.file)) || !bytes.Contains(readme, []byte(g.footerHex)) {
@@ -116,12 +149,12 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeBatch: %v", err)
 			}
-			if batch.Footer.Compression != g.compression || int(batch.Footer.RecordCount) != len(g.records) || batch.Footer.Version != 1 {
-				t.Fatalf("footer %+v, want compression %v, %d records, version 1", batch.Footer, g.compression, len(g.records))
+			if batch.Footer.Compression != g.compression || int(batch.Footer.RecordCount) != len(g.records) || batch.Footer.Version != g.ver() {
+				t.Fatalf("footer %+v, want compression %v, %d records, version %d", batch.Footer, g.compression, len(g.records), g.ver())
 			}
 			assertRecords(t, batch.Records, g.recordBytes())
 
-			again, err := format.EncodeBatch(g.compression, batch.Records)
+			again, err := g.encode()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -87,9 +87,9 @@ func TestBatchJSONExact(t *testing.T) {
 		records bool
 		want    string
 	}{
-		{format.CompressionZstd, false, `{"compression":"zstd","record_count":3,"version":1}` + "\n"},
-		{format.CompressionNone, true, `{"compression":"none","record_count":3,"version":1,"records":["eyJpZCI6IjEifQ==","AAEC/w==",""]}` + "\n"},
-		{format.CompressionZstd, true, `{"compression":"zstd","record_count":3,"version":1,"records":["eyJpZCI6IjEifQ==","AAEC/w==",""]}` + "\n"},
+		{format.CompressionZstd, false, `{"compression":"zstd","record_count":3,"version":2}` + "\n"},
+		{format.CompressionNone, true, `{"compression":"none","record_count":3,"version":2,"records":["eyJpZCI6IjEifQ==","AAEC/w==",""]}` + "\n"},
+		{format.CompressionZstd, true, `{"compression":"zstd","record_count":3,"version":2,"records":["eyJpZCI6IjEifQ==","AAEC/w==",""]}` + "\n"},
 	} {
 		b, err := format.EncodeBatch(tc.c, recs)
 		if err != nil {
@@ -113,7 +113,7 @@ func TestBatchJSONExact(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	WriteJSON(&buf, got)
-	if want := `{"compression":"none","record_count":0,"version":1,"records":[]}` + "\n"; buf.String() != want {
+	if want := `{"compression":"none","record_count":0,"version":2,"records":[]}` + "\n"; buf.String() != want {
 		t.Errorf("empty batch: got %s want %s", buf.String(), want)
 	}
 }
@@ -127,7 +127,7 @@ func TestBatchCorrupt(t *testing.T) {
 		want error
 	}{
 		"too short":   {[]byte{1}, format.ErrTooShort},
-		"zstd broken": {bad, format.ErrCorruptZstd},
+		"zstd broken": {bad, format.ErrChecksum},
 	} {
 		if _, _, err := Batch(tc.b, false); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", name, err, tc.want)
