@@ -38,7 +38,7 @@ func BenchmarkAppendEntries(b *testing.B) {
 			b.SetBytes(int64(len(base)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := manifest.AppendEntries(base, add); err != nil {
+				if _, _, err := manifest.AppendEntries(base, add, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -8,25 +8,61 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 )
 
 const (
-	// Version is the only manifest format version.
-	Version uint16 = 1
-	// FooterSize is the size of the manifest footer.
-	FooterSize = 22
-	// entryFixed is the size of an entry without location and metadata,
-	// entry_len included.
+	// Version1 is the opendata Buffer manifest: a 22-byte footer and no
+	// checksums.
+	Version1 uint16 = 1
+	// Version2 ends every entry with a CRC-32C of the entry and adds a
+	// CRC-32C of the whole manifest to a 26-byte footer (RFC 0002).
+	Version2 uint16 = 2
+	// Version is the version queues write unless told otherwise.
+	Version = Version2
+	// FooterSizeV1 and FooterSizeV2 are the footer sizes of each version.
+	FooterSizeV1 = 22
+	FooterSizeV2 = 26
+	// entryFixed is the size of a version 1 entry without location and
+	// metadata, entry_len included.
 	entryFixed = 4 + 8 + 2 + 4
+	// entryCRCSize is what version 2 adds to each entry.
+	entryCRCSize = 4
 	// metadataFixed is the size of a metadata item without its payload.
 	metadataFixed = 4 + 8 + 4
 )
 
-// Decode errors, matched with errors.Is.
+// castagnoli is the CRC-32C table (hardware-accelerated on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// FooterLen is the footer size of a manifest version, 0 for an unknown one.
+func FooterLen(version uint16) int {
+	switch version {
+	case Version1:
+		return FooterSizeV1
+	case Version2:
+		return FooterSizeV2
+	}
+	return 0
+}
+
+// entryExtra is the per-entry checksum size of a version.
+func entryExtra(version uint16) int {
+	if version == Version2 {
+		return entryCRCSize
+	}
+	return 0
+}
+
+// Decode errors, matched with errors.Is. Every one of them means the object
+// is damaged: bucketq never writes a manifest that fails to decode, so a
+// reader stops (producers answer 503, the consumer exits) and nothing is
+// rewritten until an operator repairs it (bucketq repair manifest).
 var (
-	ErrTooShort       = errors.New("manifest shorter than its footer")
+	ErrTooShort       = errors.New("manifest truncated: shorter than its footer")
 	ErrVersion        = errors.New("unsupported manifest version")
+	ErrChecksum       = errors.New("manifest checksum mismatch")
 	ErrEntryOverrun   = errors.New("manifest entry runs past the entry block")
 	ErrEntryMalformed = errors.New("malformed manifest entry")
 	ErrEntryCount     = errors.New("manifest entry count does not match footer")
@@ -68,13 +104,20 @@ type NewEntry struct {
 	Metadata []Metadata
 }
 
-// Footer is the last 22 bytes of a manifest.
+// Footer is the end of a manifest: 22 bytes in version 1, 26 in version 2,
+// which adds Checksum.
 type Footer struct {
 	EntryCount   uint32
 	NextSequence uint64
 	Epoch        uint64
 	Version      uint16
+	// Checksum is the CRC-32C (Castagnoli) of every byte of the manifest
+	// before it. Version 2 only.
+	Checksum uint32
 }
+
+// Len is the footer's encoded size.
+func (f Footer) Len() int { return FooterLen(f.Version) }
 
 // Manifest is a decoded manifest. The zero value is the empty manifest that a
 // missing object stands for (epoch 0, next sequence 0).
@@ -82,9 +125,12 @@ type Manifest struct {
 	Entries      []Entry
 	NextSequence uint64
 	Epoch        uint64
+	// Version is the version it was decoded from, and the one Encode
+	// writes; 0 means Version.
+	Version uint16
 }
 
-// EncodedLen is the encoded size of the entry.
+// EncodedLen is the encoded size of the entry in version 1.
 func (e *Entry) EncodedLen() int {
 	n := entryFixed + len(e.Location)
 	for _, m := range e.Metadata {
@@ -97,15 +143,18 @@ func (e *Entry) validate() error {
 	if len(e.Location) > math.MaxUint16 {
 		return fmt.Errorf("manifest: location of %d bytes exceeds %d", len(e.Location), math.MaxUint16)
 	}
-	if e.EncodedLen()-4 > math.MaxUint32 {
+	if e.EncodedLen()+entryCRCSize-4 > math.MaxUint32 {
 		return fmt.Errorf("manifest: entry for %s too large", e.Location)
 	}
 	return nil
 }
 
-// AppendEntry appends the encoded entry to dst.
-func AppendEntry(dst []byte, e *Entry) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(e.EncodedLen()-4))
+// AppendEntry appends the entry encoded in the given version to dst. In
+// version 2 the entry ends with the CRC-32C of its bytes before it.
+func AppendEntry(dst []byte, e *Entry, version uint16) []byte {
+	start := len(dst)
+	extra := entryExtra(version)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(e.EncodedLen()+extra-4))
 	dst = binary.LittleEndian.AppendUint64(dst, e.Sequence)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(e.Location)))
 	dst = append(dst, e.Location...)
@@ -116,90 +165,132 @@ func AppendEntry(dst []byte, e *Entry) []byte {
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Payload)))
 		dst = append(dst, m.Payload...)
 	}
+	if extra > 0 {
+		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+	}
 	return dst
 }
 
-// AppendFooter appends the encoded footer to dst.
+// AppendFooter appends the encoded footer to dst, which must hold exactly
+// the manifest's entry block. For version 2 it computes the checksum over
+// dst and the footer fields before it (f.Checksum is ignored).
 func AppendFooter(dst []byte, f Footer) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, f.EntryCount)
 	dst = binary.LittleEndian.AppendUint64(dst, f.NextSequence)
 	dst = binary.LittleEndian.AppendUint64(dst, f.Epoch)
+	if f.Version == Version2 {
+		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
+	}
 	return binary.LittleEndian.AppendUint16(dst, f.Version)
 }
 
+// Empty returns the encoded empty manifest of a version (0 means Version):
+// the footer alone. It is what a missing manifest object stands for.
+func Empty(version uint16) []byte {
+	if version == 0 {
+		version = Version
+	}
+	return AppendFooter(nil, Footer{Version: version})
+}
+
 // ReadFooter decodes the footer of an encoded manifest without reading any
-// entry. An empty input is the empty manifest.
+// entry or checking the checksum (Verify does). An empty object is not a
+// manifest: bucketq never writes one shorter than its footer, and a missing
+// object, not an empty one, is the empty queue.
 func ReadFooter(b []byte) (Footer, error) {
 	if len(b) == 0 {
-		return Footer{Version: Version}, nil
+		return Footer{}, corrupt(ErrTooShort, "the object is empty (0 bytes); bucketq never writes a manifest shorter than its %d-byte footer, so it was truncated or overwritten", FooterSizeV1)
 	}
-	if len(b) < FooterSize {
-		return Footer{}, corrupt(ErrTooShort, "%d bytes, footer needs %d", len(b), FooterSize)
+	if len(b) < 2 {
+		return Footer{}, corrupt(ErrTooShort, "%d bytes, a footer needs at least %d", len(b), FooterSizeV1)
 	}
-	t := b[len(b)-FooterSize:]
+	v := binary.LittleEndian.Uint16(b[len(b)-2:])
+	n := FooterLen(v)
+	if n == 0 {
+		return Footer{Version: v}, corrupt(ErrVersion, "the last two bytes read as version %d, this reader knows 1 and 2: the object is truncated, zeroed or not a bucketq manifest", v)
+	}
+	if len(b) < n {
+		return Footer{Version: v}, corrupt(ErrTooShort, "%d bytes, a version %d footer needs %d", len(b), v, n)
+	}
+	t := b[len(b)-n:]
 	f := Footer{
 		EntryCount:   binary.LittleEndian.Uint32(t[0:4]),
 		NextSequence: binary.LittleEndian.Uint64(t[4:12]),
 		Epoch:        binary.LittleEndian.Uint64(t[12:20]),
-		Version:      binary.LittleEndian.Uint16(t[20:22]),
+		Version:      v,
 	}
-	if f.Version != Version {
-		return f, corrupt(ErrVersion, "version %d, want %d", f.Version, Version)
+	if v == Version2 {
+		f.Checksum = binary.LittleEndian.Uint32(t[20:24])
 	}
 	return f, nil
 }
 
-// Encode returns the manifest's bytes.
+// Verify reads the footer and, in version 2, checks the manifest's CRC-32C:
+// one pass over the bytes, without decoding any entry. Version 1 has no
+// checksum and passes.
+func Verify(b []byte) (Footer, error) {
+	f, err := ReadFooter(b)
+	if err != nil {
+		return f, err
+	}
+	if f.Version == Version2 {
+		if got := crc32.Checksum(b[:len(b)-6], castagnoli); got != f.Checksum {
+			return f, corrupt(ErrChecksum, "footer says crc32c %08x, the %d bytes before it hash to %08x: the object was changed or damaged after bucketq wrote it", f.Checksum, len(b)-6, got)
+		}
+	}
+	return f, nil
+}
+
+// Encode returns the manifest's bytes in m.Version (0 means Version).
 func (m *Manifest) Encode() []byte {
-	n := FooterSize
+	v := m.Version
+	if v == 0 {
+		v = Version
+	}
+	n := FooterLen(v)
 	for i := range m.Entries {
-		n += m.Entries[i].EncodedLen()
+		n += m.Entries[i].EncodedLen() + entryExtra(v)
 	}
 	out := make([]byte, 0, n)
 	for i := range m.Entries {
-		out = AppendEntry(out, &m.Entries[i])
+		out = AppendEntry(out, &m.Entries[i], v)
 	}
-	return AppendFooter(out, Footer{EntryCount: uint32(len(m.Entries)), NextSequence: m.NextSequence, Epoch: m.Epoch, Version: Version})
+	return AppendFooter(out, Footer{EntryCount: uint32(len(m.Entries)), NextSequence: m.NextSequence, Epoch: m.Epoch, Version: v})
 }
 
-// Decode decodes a whole manifest. An empty input is the empty manifest.
-// Payloads and locations are copied, so the result does not alias b.
-// It checks that sequences strictly increase and stay below next_sequence.
+// Decode decodes a whole manifest of either version, checking the checksums
+// of version 2 first. Payloads and locations are copied, so the result does
+// not alias b. It checks that sequences strictly increase and stay below
+// next_sequence. An empty input is an error (ErrTooShort), not the empty
+// manifest: see ReadFooter.
 func Decode(b []byte) (*Manifest, error) {
-	f, err := ReadFooter(b)
+	f, err := Verify(b)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{NextSequence: f.NextSequence, Epoch: f.Epoch}
-	if len(b) == 0 {
-		return m, nil
-	}
-	block := b[:len(b)-FooterSize]
-	if uint64(f.EntryCount)*entryFixed > uint64(len(block)) {
+	m := &Manifest{NextSequence: f.NextSequence, Epoch: f.Epoch, Version: f.Version}
+	block := b[:len(b)-f.Len()]
+	minEntry := uint64(entryFixed + entryExtra(f.Version))
+	if uint64(f.EntryCount)*minEntry > uint64(len(block)) {
 		return nil, corrupt(ErrEntryCount, "footer says %d entries, entry block has %d bytes", f.EntryCount, len(block))
 	}
 	m.Entries = make([]Entry, 0, f.EntryCount)
-	off := 0
-	for off < len(block) {
-		if len(block)-off < 4 {
-			return nil, corrupt(ErrEntryOverrun, "%d stray bytes at offset %d", len(block)-off, off)
-		}
-		n := binary.LittleEndian.Uint32(block[off:])
-		if uint64(n) > uint64(len(block)-off-4) {
-			return nil, corrupt(ErrEntryOverrun, "entry %d at offset %d has length %d, %d bytes left", len(m.Entries), off, n, len(block)-off-4)
-		}
-		e, err := decodeEntry(block[off+4 : off+4+int(n)])
+	err = walkEntries(block, f.Version, true, func(off int, body []byte) error {
+		e, err := decodeEntry(body)
 		if err != nil {
-			return nil, corrupt(ErrEntryMalformed, "entry %d at offset %d: %v", len(m.Entries), off, err)
+			return corrupt(ErrEntryMalformed, "entry %d at offset %d: %v", len(m.Entries), off, err)
 		}
 		if len(m.Entries) > 0 && e.Sequence <= m.Entries[len(m.Entries)-1].Sequence {
-			return nil, corrupt(ErrSequence, "entry %d has sequence %d after %d", len(m.Entries), e.Sequence, m.Entries[len(m.Entries)-1].Sequence)
+			return corrupt(ErrSequence, "entry %d has sequence %d after %d", len(m.Entries), e.Sequence, m.Entries[len(m.Entries)-1].Sequence)
 		}
 		if e.Sequence >= f.NextSequence {
-			return nil, corrupt(ErrSequence, "entry %d has sequence %d, next_sequence is %d", len(m.Entries), e.Sequence, f.NextSequence)
+			return corrupt(ErrSequence, "entry %d has sequence %d, next_sequence is %d", len(m.Entries), e.Sequence, f.NextSequence)
 		}
 		m.Entries = append(m.Entries, e)
-		off += 4 + int(n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if uint32(len(m.Entries)) != f.EntryCount {
 		return nil, corrupt(ErrEntryCount, "found %d entries, footer says %d", len(m.Entries), f.EntryCount)
@@ -207,18 +298,13 @@ func Decode(b []byte) (*Manifest, error) {
 	return m, nil
 }
 
-// scanLocations walks the entry block of b and calls fn with each entry's
-// sequence and location, without decoding metadata or allocating: it is how
-// a producer checks whether an append landed while appends stay free of
-// decoding. The location aliases b. It checks only what the walk needs
-// (entry lengths, location bounds, the entry count); Decode checks the rest.
-func scanLocations(b []byte, fn func(seq uint64, loc []byte)) error {
-	f, err := ReadFooter(b)
-	if err != nil || len(b) == 0 {
-		return err
-	}
-	block := b[:len(b)-FooterSize]
-	off, n := 0, uint32(0)
+// walkEntries calls fn with the offset and body (after entry_len, without
+// the version 2 checksum) of each entry of an entry block, checking entry
+// framing and, if checkCRC, each version 2 entry's checksum. It stops at
+// the first error, fn's included.
+func walkEntries(block []byte, version uint16, checkCRC bool, fn func(off int, body []byte) error) error {
+	extra := entryExtra(version)
+	off, n := 0, 0
 	for off < len(block) {
 		if len(block)-off < 4 {
 			return corrupt(ErrEntryOverrun, "%d stray bytes at offset %d", len(block)-off, off)
@@ -227,7 +313,38 @@ func scanLocations(b []byte, fn func(seq uint64, loc []byte)) error {
 		if uint64(l) > uint64(len(block)-off-4) {
 			return corrupt(ErrEntryOverrun, "entry %d at offset %d has length %d, %d bytes left", n, off, l, len(block)-off-4)
 		}
-		body := block[off+4 : off+4+int(l)]
+		if int(l) < extra {
+			return corrupt(ErrEntryMalformed, "entry %d at offset %d: length %d cannot hold its checksum", n, off, l)
+		}
+		end := off + 4 + int(l)
+		if extra > 0 && checkCRC {
+			want := binary.LittleEndian.Uint32(block[end-extra:])
+			if got := crc32.Checksum(block[off:end-extra], castagnoli); got != want {
+				return corrupt(ErrChecksum, "entry %d at offset %d: entry crc32c %08x, its bytes hash to %08x", n, off, want, got)
+			}
+		}
+		if err := fn(off, block[off+4:end-extra]); err != nil {
+			return err
+		}
+		off = end
+		n++
+	}
+	return nil
+}
+
+// scanLocations walks the entry block of b and calls fn with each entry's
+// sequence and location, without decoding metadata or allocating: it is how
+// a producer checks whether an append landed while appends stay free of
+// decoding. The location aliases b. It verifies the version 2 checksum and
+// checks what the walk needs (entry lengths, location bounds, the entry
+// count); Decode checks the rest.
+func scanLocations(b []byte, fn func(seq uint64, loc []byte)) error {
+	f, err := Verify(b)
+	if err != nil {
+		return err
+	}
+	n := uint32(0)
+	err = walkEntries(b[:len(b)-f.Len()], f.Version, false, func(off int, body []byte) error {
 		if len(body) < 8+2 {
 			return corrupt(ErrEntryMalformed, "entry %d at offset %d: %d bytes, need at least 10 for sequence and location length", n, off, len(body))
 		}
@@ -236,8 +353,11 @@ func scanLocations(b []byte, fn func(seq uint64, loc []byte)) error {
 			return corrupt(ErrEntryMalformed, "entry %d at offset %d: location of %d bytes and metadata count do not fit in %d bytes", n, off, ll, len(body)-10)
 		}
 		fn(binary.LittleEndian.Uint64(body), body[10:10+ll])
-		off += 4 + int(l)
 		n++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if n != f.EntryCount {
 		return corrupt(ErrEntryCount, "found %d entries, footer says %d", n, f.EntryCount)
@@ -288,12 +408,19 @@ func decodeEntry(b []byte) (Entry, error) {
 	return e, nil
 }
 
-// AppendEntries appends entries to an encoded manifest without decoding the
-// entries already there: it reads only the footer, assigns sequences from
-// next_sequence on, and writes a new footer with the same epoch. It returns
-// the new manifest bytes and the assigned sequences.
-func AppendEntries(b []byte, entries []NewEntry) ([]byte, []uint64, error) {
-	f, err := ReadFooter(b)
+// AppendEntries appends entries to an encoded manifest and writes it in
+// the given version (0 means Version). When b is already in that version it
+// does not decode the entries there: it verifies b's checksum (one pass, so
+// a damaged manifest is refused, never re-signed), copies the entry block,
+// encodes the new entries with sequences from next_sequence on, and writes a
+// new footer with the same epoch. A manifest in the other version is decoded
+// and re-encoded whole, once. It returns the new manifest bytes and the
+// assigned sequences.
+func AppendEntries(b []byte, entries []NewEntry, version uint16) ([]byte, []uint64, error) {
+	if version == 0 {
+		version = Version
+	}
+	f, err := Verify(b)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -303,19 +430,27 @@ func AppendEntries(b []byte, entries []NewEntry) ([]byte, []uint64, error) {
 	if f.NextSequence > math.MaxUint64-uint64(len(entries)) {
 		return nil, nil, fmt.Errorf("manifest: next_sequence %d leaves no room for %d more sequences", f.NextSequence, len(entries))
 	}
-	prefix := 0
-	if len(b) > 0 {
-		prefix = len(b) - FooterSize
+	var prefix []byte
+	if f.Version == version {
+		prefix = b[:len(b)-f.Len()]
+	} else {
+		m, err := Decode(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.Version = version
+		enc := m.Encode()
+		prefix = enc[:len(enc)-FooterLen(version)]
 	}
-	size := prefix + FooterSize
+	size := len(prefix) + FooterLen(version)
 	for i := range entries {
-		size += entryFixed + len(entries[i].Location)
+		size += entryFixed + entryExtra(version) + len(entries[i].Location)
 		for _, m := range entries[i].Metadata {
 			size += metadataFixed + len(m.Payload)
 		}
 	}
 	out := make([]byte, 0, size)
-	out = append(out, b[:prefix]...)
+	out = append(out, prefix...)
 	seqs := make([]uint64, len(entries))
 	for i := range entries {
 		e := Entry{Sequence: f.NextSequence, Location: entries[i].Location, Metadata: entries[i].Metadata}
@@ -324,10 +459,10 @@ func AppendEntries(b []byte, entries []NewEntry) ([]byte, []uint64, error) {
 		}
 		seqs[i] = f.NextSequence
 		f.NextSequence++
-		out = AppendEntry(out, &e)
+		out = AppendEntry(out, &e, version)
 	}
 	f.EntryCount += uint32(len(entries))
-	f.Version = Version
+	f.Version = version
 	return AppendFooter(out, f), seqs, nil
 }
 

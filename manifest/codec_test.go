@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"math"
 	"reflect"
 	"strings"
@@ -63,12 +65,25 @@ func TestRoundTrip(t *testing.T) {
 			{Sequence: math.MaxUint64 - 1, Location: long, Metadata: []manifest.Metadata{{Payload: bytes.Repeat([]byte{0xff}, 1000)}}},
 		}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, v := range []uint16{manifest.Version1, manifest.Version2} {
+		for _, tt := range tests {
+			roundTrip(t, v, tt.name, tt.m)
+		}
+	}
+}
+
+func roundTrip(t *testing.T, v uint16, name string, m manifest.Manifest) {
+	t.Run(fmt.Sprintf("v%d/%s", v, name), func(t *testing.T) {
+		tt := struct{ m manifest.Manifest }{m}
+		tt.m.Version = v
+		{
 			b := tt.m.Encode()
-			want := manifest.FooterSize
+			want := manifest.FooterLen(v)
 			for i := range tt.m.Entries {
 				want += tt.m.Entries[i].EncodedLen()
+				if v == manifest.Version2 {
+					want += 4
+				}
 			}
 			if len(b) != want {
 				t.Fatalf("encoded %d bytes, EncodedLen sums to %d", len(b), want)
@@ -85,32 +100,90 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if wantF := (manifest.Footer{EntryCount: uint32(len(tt.m.Entries)), NextSequence: tt.m.NextSequence, Epoch: tt.m.Epoch, Version: manifest.Version}); f != wantF {
+			wantF := manifest.Footer{EntryCount: uint32(len(tt.m.Entries)), NextSequence: tt.m.NextSequence, Epoch: tt.m.Epoch, Version: v}
+			if v == manifest.Version2 {
+				wantF.Checksum = crc32.Checksum(b[:len(b)-6], crc32.MakeTable(crc32.Castagnoli))
+			}
+			if f != wantF {
 				t.Fatalf("footer %+v, want %+v", f, wantF)
 			}
-		})
+			if got.Version != v {
+				t.Fatalf("decoded version %d, want %d", got.Version, v)
+			}
+		}
+	})
+}
+
+// TestEmptyObjectIsNotAManifest: a zero-byte object is damage (issue 9: one
+// was read as an empty queue, overwritten, and GC deleted 14 batches).
+func TestEmptyObjectIsNotAManifest(t *testing.T) {
+	for _, b := range [][]byte{nil, {}} {
+		if m, err := manifest.Decode(b); !errors.Is(err, manifest.ErrTooShort) || !strings.Contains(err.Error(), "empty") {
+			t.Fatalf("Decode(%v) = %+v, %v; want ErrTooShort saying the object is empty", b, m, err)
+		}
+		if _, err := manifest.ReadFooter(b); !errors.Is(err, manifest.ErrTooShort) {
+			t.Fatalf("ReadFooter(%v): %v, want ErrTooShort", b, err)
+		}
+		if _, _, err := manifest.AppendEntries(b, []manifest.NewEntry{{Location: "x"}}, 0); !errors.Is(err, manifest.ErrTooShort) {
+			t.Fatalf("AppendEntries(%v): %v, want ErrTooShort", b, err)
+		}
+	}
+	// The empty manifest is a bare footer: zeros plus the version (and in
+	// version 2 the CRC-32C of the 20 zero bytes).
+	if got, want := manifest.Empty(manifest.Version1), append(make([]byte, 20), 1, 0); !bytes.Equal(got, want) {
+		t.Fatalf("Empty(1) = %x, want %x", got, want)
+	}
+	want2 := binary.LittleEndian.AppendUint32(make([]byte, 20), crc32.Checksum(make([]byte, 20), crc32.MakeTable(crc32.Castagnoli)))
+	want2 = append(want2, 2, 0)
+	if got := (&manifest.Manifest{}).Encode(); !bytes.Equal(got, want2) || !bytes.Equal(manifest.Empty(0), want2) {
+		t.Fatalf("empty Encode = %x, Empty(0) = %x, want %x", got, manifest.Empty(0), want2)
+	}
+	for _, v := range []uint16{1, 2} {
+		m, err := manifest.Decode(manifest.Empty(v))
+		if err != nil || len(m.Entries) != 0 || m.NextSequence != 0 || m.Epoch != 0 || m.Version != v {
+			t.Fatalf("Decode(Empty(%d)) = %+v, %v", v, m, err)
+		}
 	}
 }
 
-func TestDecodeEmptyInputIsEmptyManifest(t *testing.T) {
-	for _, b := range [][]byte{nil, {}} {
-		m, err := manifest.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(m.Entries) != 0 || m.NextSequence != 0 || m.Epoch != 0 {
-			t.Fatalf("Decode(%v) = %+v, want the empty manifest", b, m)
-		}
-		f, err := manifest.ReadFooter(b)
-		if err != nil || f != (manifest.Footer{Version: manifest.Version}) {
-			t.Fatalf("ReadFooter(%v) = %+v, %v", b, f, err)
+// TestV2DetectsEveryBitFlip flips each bit of a version 2 manifest: every
+// flip is refused with a *CorruptError (issue 9: with version 1, 736 of
+// 1,006 flips decoded silently to changed content).
+func TestV2DetectsEveryBitFlip(t *testing.T) {
+	m := manifest.Manifest{NextSequence: 9, Epoch: 4, Entries: []manifest.Entry{
+		{Sequence: 5, Location: "ingest/data/01J0000000000000000000000A.batch", Metadata: []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: 1700000000000, Payload: hdr(4, 2)}}},
+		{Sequence: 8, Location: "ingest/data/01J0000000000000000000000B.batch", Metadata: []manifest.Metadata{{Payload: hdr(1, 1)}, {StartIndex: 7, Payload: hdr(2, 1)}}},
+	}}
+	good := m.Encode()
+	v1 := m
+	v1.Version = manifest.Version1
+	silent1 := 0
+	good1 := v1.Encode()
+	for pos := range good1 {
+		b := bytes.Clone(good1)
+		b[pos] ^= 1
+		if _, err := manifest.Decode(b); err == nil {
+			silent1++
 		}
 	}
-	// The empty manifest encodes to a bare footer of zeros plus version 1.
-	want := append(make([]byte, 20), 1, 0)
-	if got := (&manifest.Manifest{}).Encode(); !bytes.Equal(got, want) {
-		t.Fatalf("empty Encode = %x, want %x", got, want)
+	if silent1 == 0 {
+		t.Fatal("no bit flip of a version 1 manifest decoded: the version 2 comparison below proves nothing")
 	}
+	for pos := range good {
+		for bit := range 8 {
+			b := bytes.Clone(good)
+			b[pos] ^= 1 << bit
+			_, err := manifest.Decode(b)
+			var ce *manifest.CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("flip of bit %d at byte %d of %d: Decode error %v, want a *CorruptError", bit, pos, len(good), err)
+			}
+			if _, _, err := manifest.AppendEntries(b, []manifest.NewEntry{{Location: "y"}}, 0); err == nil {
+				t.Fatalf("flip of bit %d at byte %d: AppendEntries re-signed a damaged manifest", bit, pos)
+			}
+		}
+	}
+	t.Logf("version 1: %d of %d low-bit flips decoded silently; version 2: none of %d", silent1, len(good1), 8*len(good))
 }
 
 func TestDecodeDoesNotAlias(t *testing.T) {
@@ -188,7 +261,7 @@ func build(count uint32, next, epoch uint64, version uint16, entries ...rawEntry
 }
 
 func withFooter(raw []byte, count uint32, next uint64) []byte {
-	return manifest.AppendFooter(append([]byte(nil), raw...), manifest.Footer{EntryCount: count, NextSequence: next, Version: manifest.Version})
+	return manifest.AppendFooter(append([]byte(nil), raw...), manifest.Footer{EntryCount: count, NextSequence: next, Version: manifest.Version1})
 }
 
 func TestDecodeCorrupt(t *testing.T) {
@@ -210,6 +283,22 @@ func TestDecodeCorrupt(t *testing.T) {
 	overrun := good(3)
 	overrun.lenDelta = 1
 	withoutLast := func(b []byte, n int) []byte { return append([]byte(nil), b[:len(b)-n]...) }
+	v2 := (&manifest.Manifest{NextSequence: 10, Epoch: 1, Entries: []manifest.Entry{{Sequence: 3, Location: "ingest/data/x.batch"}}}).Encode()
+	flipped := func(b []byte, pos int) []byte {
+		b = bytes.Clone(b)
+		if pos < 0 {
+			pos += len(b)
+		}
+		b[pos] ^= 0x04
+		return b
+	}
+	// resigned recomputes a version 2 manifest's whole checksum, so only
+	// the entry checksums can catch what changed.
+	resigned := func(b []byte) []byte {
+		b = bytes.Clone(b)
+		binary.LittleEndian.PutUint32(b[len(b)-6:], crc32.Checksum(b[:len(b)-6], crc32.MakeTable(crc32.Castagnoli)))
+		return b
+	}
 
 	tests := []struct {
 		name string
@@ -218,9 +307,15 @@ func TestDecodeCorrupt(t *testing.T) {
 		text string // must appear in the error message
 	}{
 		{"one byte", []byte{1}, manifest.ErrTooShort, "1 bytes"},
-		{"21 bytes", make([]byte, 21), manifest.ErrTooShort, "21 bytes"},
+		{"empty object", []byte{}, manifest.ErrTooShort, "the object is empty"},
+		{"21 bytes ending in version 1", append(make([]byte, 19), 1, 0), manifest.ErrTooShort, "21 bytes, a version 1 footer needs 22"},
+		{"25 bytes ending in version 2", append(make([]byte, 23), 2, 0), manifest.ErrTooShort, "25 bytes, a version 2 footer needs 26"},
+		{"21 zero bytes", make([]byte, 21), manifest.ErrVersion, "truncated, zeroed or not a bucketq manifest"},
 		{"version 0", build(0, 0, 0, 0), manifest.ErrVersion, "version 0"},
-		{"version 2", build(0, 0, 0, 2), manifest.ErrVersion, "version 2"},
+		{"version 3", build(0, 0, 0, 3), manifest.ErrVersion, "version 3"},
+		{"v2 byte flipped", flipped(v2, 7), manifest.ErrChecksum, "footer says crc32c"},
+		{"v2 entry re-signed whole but not per entry", resigned(flipped(v2, 20)), manifest.ErrChecksum, "entry 0 at offset 0: entry crc32c"},
+		{"v2 footer fields changed", flipped(v2, -10), manifest.ErrChecksum, "footer says crc32c"},
 		{"valid manifest cut by one byte", withoutLast(valid, 1), manifest.ErrVersion, ""},
 		{"entry_len overruns block", build(1, 10, 0, 1, overrun), manifest.ErrEntryOverrun, "entry 0"},
 		{"stray bytes", withFooter(append(good(3).bytes(), 1, 2, 3), 1, 10), manifest.ErrEntryOverrun, "3 stray bytes"},
@@ -261,7 +356,7 @@ func TestDecodeCorrupt(t *testing.T) {
 }
 
 func TestReadFooterErrors(t *testing.T) {
-	if _, err := manifest.ReadFooter(make([]byte, 5)); !errors.Is(err, manifest.ErrTooShort) {
+	if _, err := manifest.ReadFooter([]byte{0, 0, 0, 1, 0}); !errors.Is(err, manifest.ErrTooShort) {
 		t.Fatalf("5 bytes: %v", err)
 	}
 	if _, err := manifest.ReadFooter(build(0, 0, 0, 9)); !errors.Is(err, manifest.ErrVersion) {
@@ -285,7 +380,7 @@ func TestAppendEntries(t *testing.T) {
 		{Location: "ingest/data/c.batch", Metadata: []manifest.Metadata{{Payload: hdr(1, 1)}, {StartIndex: 3, Payload: hdr(2, 1)}}},
 	}
 	t.Run("to empty input", func(t *testing.T) {
-		out, seqs, err := manifest.AppendEntries(nil, newEntries[:1])
+		out, seqs, err := manifest.AppendEntries(manifest.Empty(0), newEntries[:1], 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +395,7 @@ func TestAppendEntries(t *testing.T) {
 	})
 	t.Run("assigns from next_sequence and keeps epoch", func(t *testing.T) {
 		base := manifest.Manifest{NextSequence: 40, Epoch: 9, Entries: []manifest.Entry{{Sequence: 12, Location: "old"}}}
-		out, seqs, err := manifest.AppendEntries(base.Encode(), newEntries)
+		out, seqs, err := manifest.AppendEntries(base.Encode(), newEntries, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +422,7 @@ func TestAppendEntries(t *testing.T) {
 		if _, err := manifest.Decode(in); err == nil {
 			t.Fatal("the garbage manifest decodes; the test proves nothing")
 		}
-		out, seqs, err := manifest.AppendEntries(in, newEntries[:2])
+		out, seqs, err := manifest.AppendEntries(in, newEntries[:2], manifest.Version1)
 		if err != nil {
 			t.Fatalf("AppendEntries read more than the footer: %v", err)
 		}
@@ -348,16 +443,16 @@ func TestAppendEntries(t *testing.T) {
 		// two new entries.
 		var want []byte
 		for i, e := range newEntries[:2] {
-			want = manifest.AppendEntry(want, &manifest.Entry{Sequence: seqs[i], Location: e.Location, Metadata: e.Metadata})
+			want = manifest.AppendEntry(want, &manifest.Entry{Sequence: seqs[i], Location: e.Location, Metadata: e.Metadata}, manifest.Version1)
 		}
-		if mid := out[len(garbage) : len(out)-manifest.FooterSize]; !bytes.Equal(mid, want) {
+		if mid := out[len(garbage) : len(out)-manifest.FooterSizeV1]; !bytes.Equal(mid, want) {
 			t.Fatalf("appended entries\n%x\nwant\n%x", mid, want)
 		}
 	})
 	t.Run("does not modify its input", func(t *testing.T) {
 		in := (&manifest.Manifest{NextSequence: 3, Entries: []manifest.Entry{{Sequence: 2, Location: "x"}}}).Encode()
 		saved := append([]byte(nil), in...)
-		if _, _, err := manifest.AppendEntries(in[:len(in):len(in)], newEntries); err != nil {
+		if _, _, err := manifest.AppendEntries(in[:len(in):len(in)], newEntries, 0); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(in, saved) {
@@ -366,7 +461,7 @@ func TestAppendEntries(t *testing.T) {
 	})
 	t.Run("no entries rewrites the footer only", func(t *testing.T) {
 		in := build(0, 5, 2, 1)
-		out, seqs, err := manifest.AppendEntries(in, nil)
+		out, seqs, err := manifest.AppendEntries(in, nil, manifest.Version1)
 		if err != nil || len(seqs) != 0 || !bytes.Equal(out, in) {
 			t.Fatalf("out %x seqs %v err %v", out, seqs, err)
 		}
@@ -378,16 +473,16 @@ func TestAppendEntries(t *testing.T) {
 		want    string
 		is      error
 	}{
-		{"too short", []byte{1, 2, 3}, newEntries, "", manifest.ErrTooShort},
+		{"too short", []byte{1, 2, 3, 1, 0}, newEntries, "", manifest.ErrTooShort},
 		{"bad version", build(0, 0, 0, 3), newEntries, "", manifest.ErrVersion},
-		{"location too long", nil, []manifest.NewEntry{{Location: strings.Repeat("l", math.MaxUint16+1)}}, "location of 65536 bytes", nil},
+		{"location too long", manifest.Empty(0), []manifest.NewEntry{{Location: strings.Repeat("l", math.MaxUint16+1)}}, "location of 65536 bytes", nil},
 		{"entry count overflow", build(math.MaxUint32, 0, 0, 1), newEntries[:1], "entries already", nil},
 		{"sequence overflow", build(0, math.MaxUint64, 0, 1), newEntries[:1], "next_sequence", nil},
 		{"sequence overflow in group", build(0, math.MaxUint64-1, 0, 1), newEntries[:2], "next_sequence", nil},
 	}
 	for _, tt := range errTests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, _, err := manifest.AppendEntries(tt.in, tt.entries)
+			out, _, err := manifest.AppendEntries(tt.in, tt.entries, 0)
 			if err == nil {
 				t.Fatalf("AppendEntries succeeded: %x", out)
 			}
@@ -400,7 +495,7 @@ func TestAppendEntries(t *testing.T) {
 		})
 	}
 	t.Run("last sequence below overflow is fine", func(t *testing.T) {
-		out, seqs, err := manifest.AppendEntries(build(0, math.MaxUint64-1, 0, 1), newEntries[:1])
+		out, seqs, err := manifest.AppendEntries(build(0, math.MaxUint64-1, 0, 1), newEntries[:1], 0)
 		if err != nil {
 			t.Fatal(err)
 		}

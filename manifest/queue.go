@@ -26,6 +26,10 @@ type Options struct {
 	// OnWrite and OnConflict, if set, are called for every write attempt
 	// and every conflict (metrics hooks).
 	OnWrite, OnConflict func()
+	// Version is the manifest version every write produces: Version2
+	// (checksummed, the default when zero) or Version1 for readers of the
+	// opendata Buffer layout. Reads accept both.
+	Version uint16
 }
 
 func (o *Options) defaults() {
@@ -38,6 +42,9 @@ func (o *Options) defaults() {
 	if o.RetryTimeout <= 0 {
 		o.RetryTimeout = 30 * time.Second
 	}
+	if o.Version == 0 {
+		o.Version = Version
+	}
 }
 
 // Queue is the queue protocol on one manifest object. It holds no state
@@ -48,8 +55,12 @@ type Queue struct {
 	opts  Options
 }
 
-// NewQueue returns the queue on the manifest object at path.
+// NewQueue returns the queue on the manifest object at path. It panics on
+// an unknown opts.Version (a programming error).
 func NewQueue(store cas.Store, path string, opts Options) *Queue {
+	if opts.Version != 0 && FooterLen(opts.Version) == 0 {
+		panic(fmt.Sprintf("manifest: unknown version %d", opts.Version))
+	}
 	opts.defaults()
 	return &Queue{store: store, path: path, opts: opts}
 }
@@ -58,11 +69,16 @@ func NewQueue(store cas.Store, path string, opts Options) *Queue {
 func (q *Queue) Path() string { return q.path }
 
 // read returns the raw manifest and its version; a missing object is the
-// empty manifest with the empty version.
+// encoded empty manifest with the empty version. An existing empty object
+// is returned as it is, and fails to decode: it is damage, not an empty
+// queue (a queue overwriting it would orphan every batch it listed).
 func (q *Queue) read(ctx context.Context) ([]byte, cas.Version, error) {
 	b, v, err := q.store.Read(ctx, q.path)
 	if errors.Is(err, cas.ErrNotExist) {
-		return nil, "", nil
+		return Empty(q.opts.Version), "", nil
+	}
+	if err == nil && b == nil {
+		b = []byte{}
 	}
 	return b, v, err
 }
@@ -173,7 +189,7 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 				return true, nil
 			}
 		}
-		out, s, err := AppendEntries(b, entries)
+		out, s, err := AppendEntries(b, entries, q.opts.Version)
 		if err != nil {
 			return true, err
 		}
@@ -268,6 +284,7 @@ func (q *Queue) Fence(ctx context.Context) (*Lease, error) {
 			return false, err
 		}
 		m.Epoch++
+		m.Version = q.opts.Version
 		if err := q.write(ctx, m.Encode(), v); err != nil {
 			return false, err
 		}
@@ -329,6 +346,7 @@ func (l *Lease) Dequeue(ctx context.Context, through uint64) ([]Entry, error) {
 			return true, nil
 		}
 		m.Entries = keep
+		m.Version = l.q.opts.Version
 		if err := l.q.write(ctx, m.Encode(), v); err != nil {
 			return false, err
 		}

@@ -845,7 +845,8 @@ func TestQueueOptionsCountWrites(t *testing.T) {
 	var conflicts atomic.Int64
 	store.BeforeWrite = func(name string) error {
 		if conflicts.Add(1) == 1 {
-			store.Put(name, nil) // someone else wrote: our version is stale
+			cur, _, _ := store.Read(context.Background(), name)
+			store.Put(name, cur) // someone else wrote: our version is stale
 		}
 		return nil
 	}

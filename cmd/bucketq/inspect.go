@@ -57,7 +57,10 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	if what == "manifest" {
 		b, _, err := store.Read(ctx, cfg.ManifestPath)
-		if err != nil && !errors.Is(err, cas.ErrNotExist) {
+		if errors.Is(err, cas.ErrNotExist) {
+			return fmt.Errorf("manifest %s: no such object in the bucket (nothing was ever committed there, or --manifest-path is wrong)", cfg.ManifestPath)
+		}
+		if err != nil {
 			return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)
 		}
 		m, err := inspect.Manifest(b)

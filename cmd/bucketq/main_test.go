@@ -179,6 +179,12 @@ func TestConfigErrorsExit2(t *testing.T) {
 	}
 	// The alias alone is data_prefix.
 	ok := file("ok.yaml", "data_path_prefix: q/data\nmanifest_path: q/manifest\n")
+	if err := os.MkdirAll(filepath.Join(dir, "q"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "q", "manifest"), manifest.Empty(0), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 0 || !strings.Contains(out, `"entries":[]`) {
 		t.Errorf("alias config: exit %d, %q %q", code, out, errOut)
 	}
@@ -217,15 +223,15 @@ func TestInspectThroughTheCommand(t *testing.T) {
 		want string // stdout for 0, stderr substring otherwise
 	}{
 		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir}, 0,
-			`{"version":1,"epoch":4,"next_sequence":9,"entries":[{"sequence":8,"location":"ingest/data/b1.batch","metadata":[{"start_index":0,"ingestion_time_ms":1735732800250,"payload":"01040200","signal":"events","encoding":"cloudevents-json"}]}]}` + "\n"},
+			`{"version":2,"epoch":4,"next_sequence":9,"entries":[{"sequence":8,"location":"ingest/data/b1.batch","metadata":[{"start_index":0,"ingestion_time_ms":1735732800250,"payload":"01040200","signal":"events","encoding":"cloudevents-json"}]}]}` + "\n"},
 		{[]string{"inspect", "batch", "ingest/data/b1.batch", "--bucket-dir", dir, "--json"}, 0,
 			`{"compression":"zstd","record_count":2,"version":2}` + "\n"},
 		{[]string{"inspect", "batch", "--records", "--json", "ingest/data/b1.batch", "--bucket-dir", dir}, 0,
 			`{"compression":"zstd","record_count":2,"version":2,"records":["eyJpZCI6IjEifQ==","eyJpZCI6IjIifQ=="]}` + "\n"},
-		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 0,
-			`{"version":1,"epoch":0,"next_sequence":0,"entries":[]}` + "\n"},
+		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 1,
+			"bucketq: manifest missing/manifest: no such object"},
 		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "other/manifest"}, 1,
-			"bucketq: manifest other/manifest: manifest: manifest shorter than its footer"},
+			"bucketq: manifest other/manifest: manifest: unsupported manifest version: the last two bytes read as version 770"},
 		{[]string{"inspect", "batch", "ingest/data/bad.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/bad.batch (18 bytes): batch:"},
 		{[]string{"inspect", "batch", "ingest/data/none.batch", "--bucket-dir", dir}, 1,

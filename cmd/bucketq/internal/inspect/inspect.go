@@ -54,7 +54,7 @@ type BatchJSON struct {
 	Records     *[]string `json:"records,omitempty"`
 }
 
-// Manifest decodes an encoded manifest (empty input = the empty manifest).
+// Manifest decodes an encoded manifest of either version.
 func Manifest(b []byte) (ManifestJSON, error) {
 	f, err := manifest.ReadFooter(b)
 	if err != nil {

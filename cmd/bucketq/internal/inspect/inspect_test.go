@@ -29,7 +29,7 @@ func TestManifestJSONExact(t *testing.T) {
 	if err := WriteJSON(&buf, got); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"version":1,"epoch":7,"next_sequence":12,"entries":[` +
+	want := `{"version":2,"epoch":7,"next_sequence":12,"entries":[` +
 		`{"sequence":10,"location":"ingest/data/a","metadata":[` +
 		`{"start_index":0,"ingestion_time_ms":1700000000000,"payload":"01040200","signal":"events","encoding":"cloudevents-json"},` +
 		`{"start_index":3,"ingestion_time_ms":1700000000001,"payload":"01020100","signal":"logs","encoding":"otlp-protobuf"}]},` +
@@ -43,7 +43,7 @@ func TestManifestJSONExact(t *testing.T) {
 
 func TestManifestJSONEmpty(t *testing.T) {
 	for name, b := range map[string][]byte{
-		"missing object":   nil,
+		"missing object":   manifest.Empty(manifest.Version1),
 		"drained, epoch 3": (&manifest.Manifest{Epoch: 3, NextSequence: 40}).Encode(),
 	} {
 		got, err := Manifest(b)
@@ -54,7 +54,7 @@ func TestManifestJSONEmpty(t *testing.T) {
 		WriteJSON(&buf, got)
 		want := map[string]string{
 			"missing object":   `{"version":1,"epoch":0,"next_sequence":0,"entries":[]}` + "\n",
-			"drained, epoch 3": `{"version":1,"epoch":3,"next_sequence":40,"entries":[]}` + "\n",
+			"drained, epoch 3": `{"version":2,"epoch":3,"next_sequence":40,"entries":[]}` + "\n",
 		}[name]
 		if buf.String() != want {
 			t.Errorf("%s: got %s want %s", name, buf.String(), want)
@@ -63,15 +63,20 @@ func TestManifestJSONEmpty(t *testing.T) {
 }
 
 func TestManifestCorrupt(t *testing.T) {
-	good := (&manifest.Manifest{NextSequence: 1, Entries: []manifest.Entry{{Sequence: 0, Location: "l"}}}).Encode()
+	// Version 1 for the structural errors: version 2's checksum would
+	// catch them first (the "bit flipped" case).
+	good := (&manifest.Manifest{Version: manifest.Version1, NextSequence: 1, Entries: []manifest.Entry{{Sequence: 0, Location: "l"}}}).Encode()
+	good2 := (&manifest.Manifest{NextSequence: 1, Entries: []manifest.Entry{{Sequence: 0, Location: "l"}}}).Encode()
 	cases := map[string]struct {
 		b    []byte
 		want error
 	}{
-		"too short":       {[]byte{1, 2, 3}, manifest.ErrTooShort},
+		"too short":       {[]byte{1, 2, 3, 1, 0}, manifest.ErrTooShort},
+		"empty object":    {[]byte{}, manifest.ErrTooShort},
+		"bit flipped":     {append(append([]byte{}, good2[:3]...), append([]byte{good2[3] ^ 1}, good2[4:]...)...), manifest.ErrChecksum},
 		"bad version":     {append(append([]byte{}, good[:len(good)-2]...), 9, 0), manifest.ErrVersion},
-		"truncated entry": {append(append([]byte{}, good[:5]...), good[len(good)-manifest.FooterSize:]...), manifest.ErrEntryCount},
-		"entry overrun":   {append(append([]byte{}, good[:len(good)-manifest.FooterSize-1]...), good[len(good)-manifest.FooterSize:]...), manifest.ErrEntryOverrun},
+		"truncated entry": {append(append([]byte{}, good[:5]...), good[len(good)-manifest.FooterSizeV1:]...), manifest.ErrEntryCount},
+		"entry overrun":   {append(append([]byte{}, good[:len(good)-manifest.FooterSizeV1-1]...), good[len(good)-manifest.FooterSizeV1:]...), manifest.ErrEntryOverrun},
 	}
 	for name, tc := range cases {
 		if _, err := Manifest(tc.b); !errors.Is(err, tc.want) {
