@@ -10,6 +10,12 @@ import (
 	"github.com/thanos-io/objstore"
 )
 
+// TimestampSlack is how much older than GCGracePeriod an unreferenced file
+// must look before GC deletes it: one second of modification-time
+// resolution (S3, GCS and Azure report whole seconds) plus one second of
+// clock difference between producers and the store.
+const TimestampSlack = 2 * time.Second
+
 // CollectGarbage runs one GC cycle: it lists DataPrefix, THEN reads the
 // manifest, and deletes listed objects the manifest does not reference that
 // are older than GCGracePeriod — dequeued batches and orphans uploaded but
@@ -35,7 +41,16 @@ func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("gc: list %s: %w", dir, err)
 	}
 	// The manifest is read after the listing: a batch committed while we
-	// listed is then referenced, and one not yet committed is young.
+	// listed is then referenced, and one not yet committed is young. Age
+	// is measured against the time just before that read: a producer's
+	// commit of a file is over at most 3/4 of the grace period after the
+	// file's upload began (RFC 0002), so a file older than the grace period
+	// then cannot be committed after the read. Stores report modification
+	// times in whole seconds (S3's LastModified) and clocks differ a little,
+	// so a file must look older than the grace period by TimestampSlack
+	// too: without it a grace period of a few seconds deleted a batch that
+	// a commit landing just after the read referenced (issue 9, item 4).
+	cutoff := c.now().Add(-c.cfg.GCGracePeriod - TimestampSlack)
 	man, err := c.q.Read(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("gc: %w", err)
@@ -44,7 +59,6 @@ func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 	for _, e := range man.Entries {
 		refs[e.Location] = struct{}{}
 	}
-	cutoff := c.now().Add(-c.cfg.GCGracePeriod)
 	deleted := 0
 	var errs []error
 	fail := func(err error) {

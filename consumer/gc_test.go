@@ -15,7 +15,9 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
+	"github.com/bucketq/bucketq/manifest"
 )
 
 // failOnceBucket fails the first Delete or Attributes call for one object
@@ -142,5 +144,76 @@ func TestGCFailureCountedLoggedAndRetriedNextCycle(t *testing.T) {
 				t.Fatalf("queue %d events %d: the referenced batch was meant to stay queued", h.queueLen(), len(h.om.Events()))
 			}
 		})
+	}
+}
+
+// secondsBucket reports modification times in whole seconds, as S3's
+// LastModified does, and commits one batch to the manifest the first time
+// GC asks for its age: a producer's commit landing just after GC read the
+// manifest.
+type secondsBucket struct {
+	objstore.Bucket
+	name   string
+	commit func()
+	once   sync.Once
+}
+
+func (b *secondsBucket) Attributes(ctx context.Context, name string) (objstore.ObjectAttributes, error) {
+	if name == b.name {
+		b.once.Do(b.commit)
+	}
+	a, err := b.Bucket.Attributes(ctx, name)
+	a.LastModified = a.LastModified.Truncate(time.Second)
+	return a, err
+}
+
+// TestGCAllowsForWholeSecondTimestamps: a batch 1.4 s old (within the 3/4
+// of a 2 s grace period in which a producer may still commit it) when GC
+// reads the manifest, and committed just after, must survive although the
+// store rounds its age up to 2.3 s. GC compared the rounded time with the
+// grace period alone and deleted the batch the manifest now referenced
+// (issue 9, item 4: an acknowledged event lost with a short grace period).
+func TestGCAllowsForWholeSecondTimestamps(t *testing.T) {
+	h := newHarness(t, openmetertest.Options{})
+	ctx := context.Background()
+	const grace = 2 * time.Second
+	clock := &fakeClock{t: time.Unix(time.Now().Unix(), 100e6)} // x.1 s
+	const name = "ingest/data/2024/late-commit.batch"
+	if err := h.bkt.Upload(ctx, name, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	mtime := clock.Now().Add(-1400 * time.Millisecond) // x-1.3 s, reported as x-2 s
+	if err := os.Chtimes(filepath.Join(h.dir, name), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	fb := &secondsBucket{Bucket: h.bkt, name: name, commit: func() {
+		if _, err := h.q.Append(ctx, manifest.NewEntry{Location: name, Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}); err != nil {
+			t.Error(err)
+		}
+	}}
+	cfg := h.config(func(c *Config) { c.GCGracePeriod = grace })
+	c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience}), cfg, h.m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = clock.Now
+	if _, err := c.CollectGarbage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.bkt.Exists(ctx, name); err != nil || !ok {
+		t.Fatalf("GC deleted %s, which the manifest references (exists %v, %v)", name, ok, err)
+	}
+	// Once it is older than the grace period plus the slack by the store's
+	// clock, an unreferenced file goes.
+	const orphan = "ingest/data/2024/orphan.batch"
+	if err := h.bkt.Upload(ctx, orphan, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	old := clock.Now().Add(-grace - TimestampSlack - time.Second)
+	if err := os.Chtimes(filepath.Join(h.dir, orphan), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.CollectGarbage(ctx); err != nil || n != 1 {
+		t.Fatalf("second cycle deleted %d, %v; want the orphan", n, err)
 	}
 }

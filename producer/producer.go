@@ -26,6 +26,7 @@ import (
 	mrand "math/rand/v2"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -48,7 +49,11 @@ type Config struct {
 	MaxBufferedBytes  int64              // memory bound on accepted, uncommitted record bytes; default 128 MiB
 	GCGracePeriod     time.Duration      // the consumer's GC grace period (must match it); default 10m
 	UploadConcurrency int                // batches encoded and uploaded at once; default 4
-	CommitTimeout     time.Duration      // a sealed batch's time to be uploaded and committed, retries included; default 2m
+	CommitTimeout     time.Duration      // a sealed batch's time to be uploaded and committed, retries included; default 2m, cut to GCGracePeriod/2 if longer
+	// FormatVersion is the batch format version written (format.BatchVersion2,
+	// checksummed, when zero; format.BatchVersion1 for opendata readers).
+	// The manifest version is the queue's (manifest.Options.Version).
+	FormatVersion uint16
 }
 
 // QueueOptions returns manifest queue options whose hooks count the
@@ -108,7 +113,11 @@ func (c *Config) defaults() {
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = DefaultCommitTimeout
 	}
+	if c.FormatVersion == 0 {
+		c.FormatVersion = format.BatchVersion
+	}
 }
+
 
 // Retry backoff bounds for uploads and commits.
 const (
@@ -179,6 +188,8 @@ type Producer struct {
 	buffered int64
 
 	closeOnce sync.Once
+
+	corrupt atomic.Bool // the last commit found the manifest damaged
 }
 
 // New returns a running producer. Call Close to flush and stop it.
@@ -201,6 +212,18 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 	cfg.defaults()
 	if cfg.Compression != format.CompressionNone && cfg.Compression != format.CompressionZstd {
 		return nil, fmt.Errorf("producer: unknown compression %s", cfg.Compression)
+	}
+	if format.FooterLen(cfg.FormatVersion) == 0 {
+		return nil, fmt.Errorf("producer: unknown batch format version %d (want 1 or 2)", cfg.FormatVersion)
+	}
+	// A request waits at most CommitTimeout, and GC must never take its
+	// batch for an orphan meanwhile. Re-uploading old batches (refreshOld)
+	// keeps that true for any timeout, but a commit that outlives the grace
+	// period only makes the client wait for a write that is racing GC: give
+	// up (5xx, nothing committed) at half the grace period instead.
+	if limit := cfg.GCGracePeriod / 2; cfg.CommitTimeout > limit {
+		log.Warn("commit timeout cut to half the GC grace period", "commit_timeout", cfg.CommitTimeout, "gc_grace_period", cfg.GCGracePeriod, "effective", limit)
+		cfg.CommitTimeout = limit
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Producer{
@@ -285,7 +308,7 @@ func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte
 
 // openLocked starts a new open batch and its flush timer.
 func (p *Producer) openLocked() {
-	b := &batch{enc: format.NewEncoder(p.cfg.Compression), done: make(chan struct{})}
+	b := &batch{enc: format.NewEncoderVersion(p.cfg.Compression, p.cfg.FormatVersion), done: make(chan struct{})}
 	p.cur = b
 	p.timer = time.AfterFunc(p.cfg.FlushInterval, func() {
 		p.mu.Lock()
@@ -490,6 +513,9 @@ func (p *Producer) commit(group []*batch) {
 		if uncertain {
 			rest, err := p.dropCommitted(group)
 			if err != nil {
+				if p.failIfCorrupt(group, err) {
+					return
+				}
 				lastErr = err
 				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
 				p.backoff(&backoff)
@@ -521,7 +547,13 @@ func (p *Producer) commit(group []*batch) {
 		ctx, cancel := context.WithDeadline(p.ctx, deadline)
 		_, err := p.q.Append(ctx, entries...)
 		cancel()
+		if err != nil && p.failIfCorrupt(group, err) {
+			return
+		}
 		if err == nil {
+			if p.corrupt.Swap(false) {
+				p.log.Info("manifest readable again; commits resumed")
+			}
 			p.m.CommitGroupEntries.Observe(float64(len(group)))
 			for _, b := range group {
 				p.m.BatchSent.Inc()
@@ -537,6 +569,25 @@ func (p *Producer) commit(group []*batch) {
 		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
 		p.backoff(&backoff)
 	}
+}
+
+// failIfCorrupt fails the whole group at once if err says the manifest is
+// damaged: retrying cannot mend it, and holding requests for CommitTimeout
+// only to answer 503 then (issue 9, item 11) helps no one. It logs once per
+// stretch of damage, and reports whether it failed the group.
+func (p *Producer) failIfCorrupt(group []*batch, err error) bool {
+	var ce *manifest.CorruptError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	if !p.corrupt.Swap(true) {
+		p.log.Error("manifest is damaged: refusing every commit until it is repaired (see bucketq repair manifest); requests get 503", "err", err)
+	}
+	p.m.CommitFailures.Inc()
+	for _, b := range group {
+		p.complete(b, fmt.Errorf("producer: batch %s not committed: %w", b.name, err))
+	}
+	return true
 }
 
 // dropCommitted completes the batches of group already in the manifest
