@@ -118,7 +118,6 @@ func (c *Config) defaults() {
 	}
 }
 
-
 // Retry backoff bounds for uploads and commits.
 const (
 	minBackoff = 20 * time.Millisecond
