@@ -83,7 +83,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		var ce *manifest.CorruptError
 		if errors.As(err, &ce) {
-			return fmt.Errorf("consumer: fence %s: %w", c.q.Path(), err)
+			return fmt.Errorf("manifest %s is damaged; nothing was delivered or deleted. Check it with `bucketq inspect manifest --verify`, repair it with `bucketq repair manifest` (README: when the manifest is damaged): %w", c.q.Path(), err)
 		}
 		wait := b.next()
 		c.log.Warn("fencing the queue failed; retrying", "manifest", c.q.Path(), "error", err, "wait", wait)
@@ -129,6 +129,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // loop returns only ctx errors and ErrFenced; everything else is retried.
 func (r *run) loop(ctx context.Context) error {
 	c := r.c
+	corruptLogged := false // log a damaged manifest once per stretch
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -143,7 +144,10 @@ func (r *run) loop(ctx context.Context) error {
 			}
 			var ce *manifest.CorruptError
 			if errors.As(err, &ce) {
-				c.log.Error("MANIFEST IS CORRUPT: delivery is stalled until it is repaired", "manifest", c.q.Path(), "error", err)
+				if !corruptLogged {
+					corruptLogged = true
+					c.log.Error("MANIFEST IS DAMAGED: delivery and GC are stalled until it is repaired (bucketq repair manifest)", "manifest", c.q.Path(), "error", err)
+				}
 			} else {
 				c.log.Warn("reading manifest failed; retrying", "manifest", c.q.Path(), "error", err)
 			}
@@ -151,6 +155,10 @@ func (r *run) loop(ctx context.Context) error {
 				return err
 			}
 			continue
+		}
+		if corruptLogged {
+			corruptLogged = false
+			c.log.Info("manifest readable again; delivery resumed", "manifest", c.q.Path())
 		}
 		c.m.QueueLength.Set(float64(len(man.Entries)))
 		r.waiting = man.From(r.next)

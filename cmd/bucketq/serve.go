@@ -56,7 +56,7 @@ func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objs
 // newQueue returns a queue whose writes and conflicts count for role.
 func newQueue(store cas.Store, cfg *config.Config, m *metrics.Metrics, role string) *manifest.Queue {
 	writes, conflicts := m.ManifestWrites.WithLabelValues(role), m.ManifestConflicts.WithLabelValues(role)
-	return manifest.NewQueue(store, cfg.ManifestPath, manifest.Options{OnWrite: writes.Inc, OnConflict: conflicts.Inc})
+	return manifest.NewQueue(store, cfg.ManifestPath, manifest.Options{OnWrite: writes.Inc, OnConflict: conflicts.Inc, Version: cfg.FormatVersion})
 }
 
 // newConverter is the CloudEvents pass-through plus the OTLP converters
@@ -171,6 +171,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			FlushSizeBytes:   cfg.FlushSizeBytes,
 			Compression:      cfg.Compression,
 			Uncompressed:     cfg.Compression == format.CompressionNone,
+			FormatVersion:    cfg.FormatVersion,
 			MaxBufferedBytes: cfg.MaxBufferedBytes,
 			GCGracePeriod:    cfg.GCGracePeriod,
 		}, m, log.With("part", "producer"))

@@ -74,6 +74,7 @@ type Config struct {
 	FlushInterval    time.Duration
 	FlushSizeBytes   int
 	Compression      format.Compression
+	FormatVersion    uint16 // batch and manifest version written: 2, or 1 for opendata interop
 	MaxBufferedBytes int64
 	MemoryLimit      int64 // Go soft memory limit; 0 = none
 
@@ -181,6 +182,9 @@ var Options = []*Option{
 	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: "zstd", Roles: Produce,
 		Usage: "batch file compression",
 		set:   setCompression},
+	{Key: "format_version", Flag: "format-version", Arg: "2|1", Default: "2", Roles: Produce | Consume,
+		Usage: "batch and manifest format written: 2 (checksummed) or 1 (opendata Buffer v1, for its readers; no checksums); both are read",
+		set:   setFormatVersion},
 	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "134217728", Roles: Produce,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
 		set: func(c *Config, v string) (err error) {
@@ -737,6 +741,18 @@ func sinkURL(v string) error {
 		return nil
 	}
 	return fmt.Errorf("invalid sink %q (want http(s)://HOST/api/v1/events, file:PATH or stdout)", v)
+}
+
+func setFormatVersion(c *Config, v string) error {
+	switch v {
+	case "1":
+		c.FormatVersion = 1
+	case "2":
+		c.FormatVersion = 2
+	default:
+		return fmt.Errorf("invalid format version %q (want 2, or 1 for opendata Buffer readers)", v)
+	}
+	return nil
 }
 
 func setCompression(c *Config, v string) error {
