@@ -12,8 +12,9 @@
 // after every sink flush and when idle. Nothing is dequeued before it is
 // complete, and no failure of the sink drops events: 429/503 honour
 // Retry-After, other 5xx, timeouts and connection errors back off
-// exponentially (with jitter, capped at MaxBackoff) forever, 401/403 and
-// other configuration errors retry every AuthRetryInterval with error logs,
+// exponentially (with jitter, capped at MaxBackoff) forever, 401/403, any
+// 3xx (the sink never follows a redirect) and other configuration errors
+// retry every AuthRetryInterval with error logs,
 // and a 400 (413, 422) bisects the request until the rejected events are
 // isolated and dead-lettered with the server's answer. A breaker bounds the
 // dead-lettering: after MaxConsecutivePoison events in a row refused alone,

@@ -609,7 +609,11 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 				c.log.Warn("sink throttled or unavailable; waiting", append(logArgs, "status", he.Status, "wait", wait)...)
 			case sink.Operator:
 				wait = c.cfg.AuthRetryInterval
-				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", append(logArgs, "status", he.Status, "wait", wait)...)
+				args := append(logArgs, "status", he.Status, "wait", wait)
+				if he.Location != "" {
+					args = append(args, "redirect_location", he.Location) // a 3xx: redirects are never followed
+				}
+				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", args...)
 			default:
 				wait = b.next()
 				c.log.Warn("sink failed; retrying", append(logArgs, "status", he.Status, "wait", wait)...)

@@ -877,8 +877,9 @@ func (r *redriver) deliverEvents(ctx context.Context, j *job, from, to int) erro
 // sendRetry sends one request, reading answers as the consumer does
 // (sink.Classify): 2xx delivered; Reject (400, 413, 422) refused; Throttle
 // (429, 503) honours Retry-After; Transient (408, 409, 425, other 5xx,
-// transport errors) backs off exponentially; Operator (401, 403, 404, ...)
-// stops the redrive, since only an operator can fix it.
+// transport errors) backs off exponentially; Operator (401, 403, 404, ...,
+// and any 3xx: the sink never follows a redirect) stops the redrive, since
+// only an operator can fix it.
 // Retries end with ctx (--timeout).
 func (r *redriver) sendRetry(ctx context.Context, evs []json.RawMessage) (refused error, err error) {
 	backoff := dlMinBackoff

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -829,5 +833,48 @@ func TestRedrivePartialKeepsItemsTheSinkRefuses(t *testing.T) {
 	}
 	if objs := e.objects(); len(objs) != 0 || e.om.Duplicates() != 0 || e.om.Distinct() != 4 {
 		t.Fatalf("dead letters left %v, duplicates %d, distinct %d", objs, e.om.Duplicates(), e.om.Distinct())
+	}
+}
+
+// TestRedriveStopsOnRedirect: a sink that answers a redirect stops the
+// redrive like a 401: exit 1 with an error naming the status and the
+// Location, the redirect target never requested (a followed 301/302/303
+// is a GET without the events whose 2xx would delete the dead letter),
+// and the dead letter kept.
+func TestRedriveStopsOnRedirect(t *testing.T) {
+	e := newDLEnv(t)
+	e.om.SetPoison(openmetertest.PoisonFlag)
+	e.putRecords(format.EventsHeader, time.Now().UnixMilli(), ceEvent("p", true))
+	e.consume()
+	if len(e.objects()) != 1 {
+		t.Fatalf("dead letters %v", e.objects())
+	}
+	e.om.SetPoison(nil)
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		var redirected, final atomic.Int64
+		mux := http.NewServeMux()
+		mux.HandleFunc("/api/v1/events", func(w http.ResponseWriter, r *http.Request) {
+			redirected.Add(1)
+			_, _ = io.Copy(io.Discard, r.Body)
+			http.Redirect(w, r, "/final/api/v1/events", status)
+		})
+		mux.HandleFunc("/final/", func(w http.ResponseWriter, r *http.Request) {
+			final.Add(1)
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusNoContent)
+		})
+		srv := httptest.NewServer(mux)
+		code, out, errOut := run(t, nil, "dead-letters", "redrive", "--bucket-dir", e.dir, "--sink", srv.URL+"/api/v1/events", "--timeout", "20s")
+		srv.Close()
+		if code != 1 || !strings.Contains(errOut, "the sink refuses requests") ||
+			!strings.Contains(errOut, fmt.Sprintf("HTTP %d", status)) || !strings.Contains(errOut, `"/final/api/v1/events"`) {
+			t.Fatalf("redrive against a %d: exit %d\n%s\n%s", status, code, out, errOut)
+		}
+		if redirected.Load() != 1 || final.Load() != 0 {
+			t.Fatalf("%d: %d requests redirected, %d to the target; want 1 and 0", status, redirected.Load(), final.Load())
+		}
+		if len(e.objects()) != 1 {
+			t.Fatalf("%d: dead letters %v after the redrive, want the one kept", status, e.objects())
+		}
 	}
 }

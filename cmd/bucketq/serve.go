@@ -227,7 +227,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			return err
 		}
 		// The ingest tokens protect every front door, not only /api/v1/events.
-		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), nil)
+		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(m))
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}
@@ -236,7 +236,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes))}, auth.New(cfg.Tokens).GRPC()...)
+		opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes))}, auth.New(cfg.Tokens).GRPC(otlp.UnauthenticatedGRPC(m))...)
 		grpcSrv = grpc.NewServer(opts...)
 		otlp.RegisterGRPC(grpcSrv, prod, m, log.With("part", "otlp-grpc"))
 		servers = append(servers, &listener{name: "otlp-grpc", ln: ln, serve: grpcSrv.Serve, stop: func(ctx context.Context) error {

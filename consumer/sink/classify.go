@@ -11,8 +11,9 @@ const (
 	Transient Class = iota
 	// Throttle: retry after the answer's Retry-After (429, 503).
 	Throttle
-	// Operator: only an operator can fix it (401, 403, 404 and other 4xx);
-	// retry slowly and loudly, or stop.
+	// Operator: only an operator can fix it (401, 403, 404 and other 4xx,
+	// and any 3xx: the sink never follows a redirect); retry slowly and
+	// loudly, or stop.
 	Operator
 	// Reject: the server refused the events themselves (400, 413, 422);
 	// bisect to find the ones it refuses.
@@ -28,7 +29,7 @@ func Classify(status int) Class {
 		return Throttle
 	case status == 408 || status == 425 || status == 409:
 		return Transient
-	case status >= 400 && status < 500:
+	case status >= 300 && status < 500:
 		return Operator
 	}
 	return Transient

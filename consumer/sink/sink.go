@@ -37,10 +37,17 @@ type HTTPError struct {
 	Status     int
 	RetryAfter time.Duration // parsed Retry-After (seconds or HTTP date); 0 if absent
 	Body       string        // response body, truncated to maxErrorBody
+	Location   string        // the Location header of a 3xx answer (redirects are never followed)
 }
 
 func (e *HTTPError) Error() string {
 	msg := fmt.Sprintf("sink: HTTP %d %s", e.Status, http.StatusText(e.Status))
+	if e.Status >= 300 && e.Status < 400 {
+		// A followed redirect turns the POST into a GET without the
+		// events, so the sink never follows one: the operator must point
+		// the sink at the final URL.
+		msg += fmt.Sprintf(" to Location %q: the sink does not follow redirects; set the sink URL to the final endpoint", e.Location)
+	}
 	if e.RetryAfter > 0 {
 		msg += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
 	}
@@ -93,7 +100,7 @@ func FromURL(target, token string, log *slog.Logger) (Sink, error) {
 // HTTPOptions tune an HTTP sink.
 type HTTPOptions struct {
 	Timeout   time.Duration // per request; default 30s
-	Client    *http.Client  // default: a client with Timeout
+	Client    *http.Client  // default: a client with Timeout; used through a copy that never follows redirects
 	UserAgent string        // default "bucketq"
 }
 
@@ -110,13 +117,19 @@ func NewHTTP(endpoint, token string, opts HTTPOptions) *HTTP {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: opts.Timeout}
+	client := &http.Client{Timeout: opts.Timeout}
+	if opts.Client != nil {
+		c := *opts.Client // a copy: the caller's client keeps its own redirect policy
+		client = &c
 	}
+	// Never follow a redirect: Go would re-send a 301/302/303 as a GET
+	// without the body, and its 2xx would count as delivered. A 3xx is
+	// returned as is and classified Operator (the queue is held).
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if opts.UserAgent == "" {
 		opts.UserAgent = "bucketq"
 	}
-	return &HTTP{url: endpoint, token: token, client: opts.Client, ua: opts.UserAgent}
+	return &HTTP{url: endpoint, token: token, client: client, ua: opts.UserAgent}
 }
 
 // StatusSender is implemented by sinks that can say which HTTP status
@@ -160,11 +173,15 @@ func (h *HTTP) SendStatus(ctx context.Context, events []json.RawMessage) (int, e
 		return resp.StatusCode, nil
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	return resp.StatusCode, &HTTPError{
+	he := &HTTPError{
 		Status:     resp.StatusCode,
 		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Body:       string(b),
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		he.Location = resp.Header.Get("Location")
+	}
+	return resp.StatusCode, he
 }
 
 // Close implements Sink.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // Tokens is a set of accepted bearer tokens. The zero value (no tokens)
@@ -75,27 +76,47 @@ func (t Tokens) HTTP(next http.Handler, reject func(w http.ResponseWriter, r *ht
 			reject(w, r)
 			return
 		}
-		http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
+		Unauthorized(w, r)
 	})
+}
+
+// Unauthorized writes the plain-text 401 that HTTP answers when its reject
+// function is nil (a reject function may call it and add to it).
+func Unauthorized(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
 }
 
 // GRPC returns server options that refuse calls without an accepted token
 // in the "authorization" metadata with codes.Unauthenticated (none when
-// authentication is off).
-func (t Tokens) GRPC() []grpc.ServerOption {
+// authentication is off). The check runs in a tap handle, on the call's
+// headers before its message is received: a call without the token is
+// refused whatever its size (not ResourceExhausted by the receive limit)
+// and none of its message is read. The interceptors repeat the check for
+// transports that run no tap handle (grpc.Server.ServeHTTP). rejected, if
+// not nil, is called once for every refused call (for metrics).
+func (t Tokens) GRPC(rejected func()) []grpc.ServerOption {
 	if !t.Enabled() {
 		return nil
 	}
-	check := func(ctx context.Context) error {
-		md, _ := metadata.FromIncomingContext(ctx)
+	allow := func(md metadata.MD) error {
 		for _, v := range md.Get("authorization") {
 			if t.Allow(v) {
 				return nil
 			}
 		}
+		if rejected != nil {
+			rejected()
+		}
 		return status.Error(codes.Unauthenticated, "missing or invalid bearer token")
 	}
+	check := func(ctx context.Context) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		return allow(md)
+	}
 	return []grpc.ServerOption{
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			return ctx, allow(info.Header)
+		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := check(ctx); err != nil {
 				return nil, err

@@ -1,9 +1,22 @@
 package auth
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 func TestAllow(t *testing.T) {
@@ -58,7 +71,72 @@ func TestHTTPWrapper(t *testing.T) {
 			t.Errorf("401 without WWW-Authenticate: Bearer")
 		}
 	}
-	if New(nil).HTTP(next, nil) == nil || len(New(nil).GRPC()) != 0 {
+	if New(nil).HTTP(next, nil) == nil || len(New(nil).GRPC(nil)) != 0 {
 		t.Error("auth off must pass requests through and add no gRPC options")
+	}
+}
+
+// acceptLogs is an OTLP logs service that accepts every export.
+type acceptLogs struct {
+	collogs.UnimplementedLogsServiceServer
+	calls atomic.Int64
+}
+
+func (a *acceptLogs) Export(context.Context, *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsServiceResponse, error) {
+	a.calls.Add(1)
+	return &collogs.ExportLogsServiceResponse{}, nil
+}
+
+// TestGRPCChecksTokenBeforeMessage: on a real gRPC server with a 1 KiB
+// receive limit, a call without the token is refused Unauthenticated
+// whatever its size (the check reads the headers, not the message), one
+// with the token is held to the size limit, and rejected is called once per
+// refused call.
+func TestGRPCChecksTokenBeforeMessage(t *testing.T) {
+	var rejected atomic.Int64
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(1 << 10)}, New([]string{"k"}).GRPC(func() { rejected.Add(1) })...)...)
+	svc := &acceptLogs{}
+	collogs.RegisterLogsServiceServer(srv, svc)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := collogs.NewLogsServiceClient(conn)
+	req := func(size int) *collogs.ExportLogsServiceRequest {
+		return &collogs.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{SchemaUrl: strings.Repeat("x", size)}}}
+	}
+	for _, c := range []struct {
+		authz string
+		size  int
+		want  codes.Code
+	}{
+		{"", 4 << 10, codes.Unauthenticated},
+		{"Bearer x", 4 << 10, codes.Unauthenticated},
+		{"", 10, codes.Unauthenticated},
+		{"Bearer k", 4 << 10, codes.ResourceExhausted},
+		{"Bearer k", 10, codes.OK},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		if c.authz != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", c.authz)
+		}
+		_, err := client.Export(ctx, req(c.size))
+		cancel()
+		if got := status.Code(err); got != c.want {
+			t.Errorf("authorization %q, %d bytes: %v, want %v", c.authz, c.size, err, c.want)
+		}
+	}
+	if n := rejected.Load(); n != 3 {
+		t.Errorf("rejected called %d times, want 3", n)
+	}
+	if n := svc.calls.Load(); n != 1 {
+		t.Errorf("the service ran %d times, want 1", n)
 	}
 }

@@ -44,6 +44,14 @@ func RegisterGRPC(s *grpc.Server, app producer.Appender, m *metrics.Metrics, log
 		}), &grpcTraces{r: r})
 }
 
+// UnauthenticatedGRPC is the rejected callback of auth.Tokens.GRPC for the
+// OTLP/gRPC server: it counts each call refused for its token in
+// ingest_requests with front otlp-grpc and code Unauthenticated, as the
+// server's other answers are counted by their gRPC code.
+func UnauthenticatedGRPC(m *metrics.Metrics) func() {
+	return func() { m.IngestRequests.WithLabelValues(FrontGRPC, codes.Unauthenticated.String()).Inc() }
+}
+
 // withDecodeErrors returns a copy of the generated service description
 // whose Export handler answers a request body that cannot be decoded with
 // INVALID_ARGUMENT and a BadRequest detail (the OTLP specification's code

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -78,6 +79,17 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeStatus(w, ct, herr)
 	}
 	h.r.m.IngestRequests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
+}
+
+// UnauthorizedHTTP is the reject function of auth.Tokens.HTTP in front of
+// the OTLP/HTTP handler: auth's plain-text 401, counted in ingest_requests
+// with front otlp-http and code 401, as the handler counts its own answers
+// (and /api/v1/events its 401s).
+func UnauthorizedHTTP(m *metrics.Metrics) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		auth.Unauthorized(w, r)
+		m.IngestRequests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
+	}
 }
 
 func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string) *httpError {
