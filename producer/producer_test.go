@@ -977,3 +977,36 @@ func TestDrainAnswersWaitingAppends(t *testing.T) {
 		t.Fatalf("%d entries after Close, want 2", n)
 	}
 }
+
+// TestDamagedManifestFailsAtOnce: a zero-byte or bit-flipped manifest is
+// damage; the producer must answer with an error at once, write nothing over
+// it, and not hold the request for CommitTimeout (issue 9, items 2 and 11:
+// producers held requests ~121 s, then one committed on top of an empty
+// object and the consumer's GC deleted every batch it had listed).
+func TestDamagedManifestFailsAtOnce(t *testing.T) {
+	good := (&manifest.Manifest{NextSequence: 3, Epoch: 2, Entries: []manifest.Entry{
+		{Sequence: 2, Location: "ingest/data/old.batch", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}}}).Encode()
+	flipped := bytes.Clone(good)
+	flipped[12] ^= 0x08
+	for name, damaged := range map[string][]byte{"zero bytes": {}, "one bit flipped": flipped} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, Config{FlushInterval: time.Millisecond, CommitTimeout: time.Hour, GCGracePeriod: 4 * time.Hour}, func(e *env) {
+				e.store.Put(manifestPath, damaged)
+			})
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := e.p.Append(ctx, format.EventsHeader, [][]byte{[]byte(`{"id":"1"}`)})
+			var ce *manifest.CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Append = %v, want an error wrapping *manifest.CorruptError", err)
+			}
+			if waited := time.Since(start); waited > 30*time.Second {
+				t.Fatalf("Append failed only after %s: it retried a damaged manifest", waited)
+			}
+			if cur, _, _ := e.store.Read(ctx, manifestPath); !bytes.Equal(cur, damaged) {
+				t.Fatalf("the damaged manifest was overwritten with %d bytes", len(cur))
+			}
+		})
+	}
+}

@@ -41,7 +41,7 @@ var commands = []command{
 			"bucketq consume --config bucketq.yaml",
 			"BUCKETQ_SINK_TOKEN=... bucketq consume --bucket-dir ./data --listen 127.0.0.1:8889 --sink https://openmeter.cloud/api/v1/events",
 		}},
-	{name: "inspect", short: "print the manifest or a batch file (table or JSON)", usage: "bucketq inspect manifest [--json] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]", roles: config.RolesInspect,
+	{name: "inspect", short: "print the manifest or a batch file (table or JSON)", usage: "bucketq inspect manifest [--json | --verify] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]", roles: config.RolesInspect,
 		summary: "Print the manifest (footer and entries), or the footer (and records) of one batch file.\n" +
 			"LOCATION is the batch's object name as the manifest lists it. --json prints one line of JSON:\n" +
 			"  manifest: {\"version\":1,\"epoch\":E,\"next_sequence\":N,\"entries\":[{\"sequence\":S,\"location\":\"...\",\n" +
@@ -51,11 +51,27 @@ var commands = []command{
 		examples: []string{
 			"bucketq inspect manifest --bucket-dir ./data",
 			"bucketq inspect manifest --config bucketq.yaml --json",
+			"bucketq inspect manifest --config bucketq.yaml --verify",
 			"bucketq inspect batch ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch --records",
 		},
 		extra: []string{
 			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
+			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; exit 1 on damage"),
+		}},
+	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [flags]", roles: config.RolesInspect,
+		summary: "Repair a manifest that no longer decodes (producers answer 503, the consumer refuses to start). Stop the\n" +
+			"consumer first. Every entry whose own CRC-32C verifies is kept, in order; an entry whose checksum fails\n" +
+			"is dropped and listed with its location as read; the walk stops where no entry can be framed. The new\n" +
+			"manifest gets a next_sequence above every sequence seen and a fresh epoch (which fences any consumer).\n" +
+			"The damaged object is saved first as MANIFEST.damaged-TIMESTAMP; no batch file is deleted. Version 1\n" +
+			"manifests carry no checksums and are refused. Check first with: bucketq inspect manifest --verify",
+		examples: []string{
+			"bucketq repair manifest --config bucketq.yaml --dry-run",
+			"bucketq repair manifest --bucket-dir ./data",
+		},
+		extra: []string{
+			fmt.Sprintf("  %-34s %s", "--dry-run", "report what would be kept and dropped; write nothing"),
 		}},
 	{name: "dead-letters", short: "list, show and re-drive dead letters (alias deadletters)",
 		usage: "bucketq dead-letters list [--reason REASON] [--json] [flags]\n  bucketq dead-letters show NAME [flags]\n  bucketq dead-letters redrive [--reason REASON] [--dry-run] [--timeout DURATION] [flags]",

@@ -7,8 +7,13 @@ import (
 	"io"
 	"os"
 
+	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/inspect"
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
 
@@ -17,6 +22,7 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fl := config.NewFlags("inspect", config.RolesInspect)
 	asJSON := fl.Bool("json", false, "print JSON")
 	records := fl.Bool("records", false, "print the batch's records")
+	verify := fl.Bool("verify", false, "check the manifest's checksums and read and check every batch it lists; exit 1 on any damage")
 	pos, err := fl.Parse(args)
 	if err != nil {
 		return err
@@ -30,6 +36,8 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		if *records {
 			return &config.Error{Msg: "inspect manifest: --records applies to inspect batch"}
 		}
+	case what == "batch" && len(pos) == 2 && *verify:
+		return &config.Error{Msg: "inspect batch: --verify applies to inspect manifest (a batch is always verified)"}
 	case what == "batch" && len(pos) == 2:
 	case what == "batch":
 		return &config.Error{Msg: "inspect batch: want exactly one LOCATION (the batch's object name)"}
@@ -65,7 +73,13 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		m, err := inspect.Manifest(b)
 		if err != nil {
+			if *verify {
+				return fmt.Errorf("manifest %s (%d bytes) is DAMAGED: %w\nSee what a repair would keep with: bucketq repair manifest --dry-run", cfg.ManifestPath, len(b), err)
+			}
 			return fmt.Errorf("manifest %s: %w", cfg.ManifestPath, err)
+		}
+		if *verify {
+			return verifyBatches(ctx, bkt, cfg.ManifestPath, len(b), m, stdout)
 		}
 		if *asJSON {
 			return inspect.WriteJSON(stdout, m)
@@ -94,4 +108,54 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return inspect.WriteJSON(stdout, bj)
 	}
 	return inspect.WriteBatchTable(stdout, location, bj, recs)
+}
+
+// verifyBatches reads every batch the manifest lists and checks it decodes
+// (checksum included), a few at a time; it prints one line per damaged or
+// missing batch and a summary, and fails if any is.
+func verifyBatches(ctx context.Context, bkt objstore.Bucket, path string, size int, m inspect.ManifestJSON, stdout io.Writer) error {
+	problems := make([]string, len(m.Entries))
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i, e := range m.Entries {
+		g.Go(func() error {
+			rc, err := bkt.Get(ctx, e.Location)
+			if err != nil {
+				if bkt.IsObjNotFoundErr(err) {
+					problems[i] = fmt.Sprintf("sequence %d: batch %s is MISSING", e.Sequence, e.Location)
+				} else {
+					problems[i] = fmt.Sprintf("sequence %d: reading batch %s: %v", e.Sequence, e.Location, err)
+				}
+				return nil
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				problems[i] = fmt.Sprintf("sequence %d: reading batch %s: %v", e.Sequence, e.Location, err)
+				return nil
+			}
+			if _, err := format.DecodeBatch(b); err != nil {
+				problems[i] = fmt.Sprintf("sequence %d: batch %s (%d bytes) is DAMAGED: %v", e.Sequence, e.Location, len(b), err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	bad := 0
+	for _, p := range problems {
+		if p != "" {
+			bad++
+			fmt.Fprintln(stdout, p)
+		}
+	}
+	checks := "no checksums (version 1)"
+	if m.Version == manifest.Version2 {
+		checks = "checksums verify"
+	}
+	fmt.Fprintf(stdout, "manifest %s: version %d, %d bytes, %s; epoch %d, next_sequence %d; %d of %d batches read and verified\n",
+		path, m.Version, size, checks, m.Epoch, m.NextSequence, len(m.Entries)-bad, len(m.Entries))
+	if bad > 0 {
+		return fmt.Errorf("manifest %s lists %d damaged or missing batches", path, bad)
+	}
+	return nil
 }

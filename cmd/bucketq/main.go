@@ -63,6 +63,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = serveCommand(ctx, cmd, config.RolesRun, rest, stderr, getenv)
 	case "inspect":
 		err = inspectCommand(ctx, rest, stdout, stderr, getenv)
+	case "repair":
+		err = repairCommand(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = benchCommand(ctx, rest, stdout, stderr)
 	case "dead-letters", "deadletters":

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas"
+)
+
+// repairCommand runs `bucketq repair manifest [--dry-run]`: it keeps what a
+// damaged manifest can prove (manifest.SalvageManifest), saves the damaged
+// object beside it first, and writes the result with a conditional write on
+// the version it read. It never deletes anything.
+func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
+	fl := config.NewFlags("repair", config.RolesInspect)
+	dryRun := fl.Bool("dry-run", false, "report what a repair would keep and drop, and write nothing")
+	pos, err := fl.Parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "manifest" {
+		return &config.Error{Msg: "repair: want \"repair manifest\""}
+	}
+	cfg, err := fl.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.ObjectStore == nil {
+		if _, err := os.Stat(cfg.BucketDir); err != nil {
+			return fmt.Errorf("bucket directory: %w", err)
+		}
+	}
+	bkt, store, err := openBucket(ctx, cfg, cfg.Logger(stderr))
+	if err != nil {
+		return err
+	}
+	defer bkt.Close()
+
+	b, v, err := store.Read(ctx, cfg.ManifestPath)
+	if errors.Is(err, cas.ErrNotExist) {
+		return fmt.Errorf("manifest %s: no such object in the bucket: nothing to repair (a missing manifest is an empty queue)", cfg.ManifestPath)
+	}
+	if err != nil {
+		return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)
+	}
+	_, derr := manifest.Decode(b)
+	s, err := manifest.SalvageManifest(b, time.Now())
+	if errors.Is(err, manifest.ErrNotDamaged) {
+		fmt.Fprintf(stdout, "manifest %s verifies (%d bytes): nothing to repair\n", cfg.ManifestPath, len(b))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", cfg.ManifestPath, err)
+	}
+	m := s.Manifest
+	fmt.Fprintf(stdout, "manifest %s (%d bytes) is damaged: %v\n", cfg.ManifestPath, len(b), derr)
+	if s.FooterOK {
+		fmt.Fprintf(stdout, "  footer as read (unverified): version %d, %d entries, next_sequence %d, epoch %d\n", s.Footer.Version, s.Footer.EntryCount, s.Footer.NextSequence, s.Footer.Epoch)
+	} else {
+		fmt.Fprintf(stdout, "  footer unreadable: entries are walked from the start of the object\n")
+	}
+	fmt.Fprintf(stdout, "  keep %d entries whose checksums verify", len(m.Entries))
+	if len(m.Entries) > 0 {
+		fmt.Fprintf(stdout, " (sequences %d..%d)", m.Entries[0].Sequence, m.Entries[len(m.Entries)-1].Sequence)
+	}
+	fmt.Fprintln(stdout)
+	for _, d := range s.Dropped {
+		fmt.Fprintf(stdout, "  DROP entry at offset %d: %s; as read (unverified): sequence %d, location %q\n", d.Offset, d.Reason, d.Sequence, d.Location)
+	}
+	if s.UnreadableFrom >= 0 {
+		fmt.Fprintf(stdout, "  DROP %d bytes from offset %d: no entry can be framed there\n", s.UnreadableBytes, s.UnreadableFrom)
+	}
+	fmt.Fprintf(stdout, "  write: %d entries, next_sequence %d, epoch %d (fences any running consumer)\n", len(m.Entries), m.NextSequence, m.Epoch)
+	if *dryRun {
+		fmt.Fprintln(stdout, "dry run: nothing written")
+		return nil
+	}
+	saved := fmt.Sprintf("%s.damaged-%s", cfg.ManifestPath, time.Now().UTC().Format("20060102T150405.000Z"))
+	if _, err := store.WriteIf(ctx, saved, b, ""); err != nil {
+		return fmt.Errorf("saving the damaged manifest as %s before repairing: %w (nothing was changed)", saved, err)
+	}
+	fmt.Fprintf(stdout, "saved the damaged object as %s\n", saved)
+	if _, err := store.WriteIf(ctx, cfg.ManifestPath, m.Encode(), v); err != nil {
+		if errors.Is(err, cas.ErrConflict) {
+			return fmt.Errorf("manifest %s changed while repairing (is a producer or consumer still running?); run repair again: %w", cfg.ManifestPath, err)
+		}
+		return fmt.Errorf("writing the repaired manifest %s: %w", cfg.ManifestPath, err)
+	}
+	fmt.Fprintf(stdout, "repaired %s\n", cfg.ManifestPath)
+	if n := len(s.Dropped); n > 0 || s.UnreadableFrom >= 0 {
+		var locs []string
+		for _, d := range s.Dropped {
+			if d.Location != "" {
+				locs = append(locs, d.Location)
+			}
+		}
+		fmt.Fprintf(stdout, "Events of dropped entries are in batch files the manifest no longer lists; GC deletes such files once they\n"+
+			"are older than gc_grace_period. Before restarting the consumer, inspect and keep what you need:\n"+
+			"  bucketq inspect batch LOCATION --records\n")
+		if len(locs) > 0 {
+			fmt.Fprintf(stdout, "Locations as read from the dropped entries (unverified): %s\n", strings.Join(locs, " "))
+		}
+	}
+	return nil
+}
