@@ -149,3 +149,25 @@ func FuzzParseAndValidate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseValidate500 measures the scanner alone (parseBody and
+// validateEvent) on BenchmarkHandler500's body, without the HTTP plumbing
+// whose noise hides small changes to the scanner.
+func BenchmarkParseValidate500(b *testing.B) {
+	body := benchBody()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var events [][]byte
+	for b.Loop() {
+		var err error
+		events, _, err = parseBody(events[:0], body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, ev := range events {
+			if _, err := validateEvent(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
