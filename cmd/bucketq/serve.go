@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/thanos-io/objstore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
@@ -28,6 +29,7 @@ import (
 	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/httpevents"
 	"github.com/bucketq/bucketq/ingest/otlp"
+	"github.com/bucketq/bucketq/ingest/reqbody"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -36,6 +38,9 @@ import (
 
 // readyTimeout bounds one /readyz probe.
 const readyTimeout = 5 * time.Second
+
+// idleTimeout closes keep-alive connections without a request this long.
+const idleTimeout = 2 * time.Minute
 
 // openBucket opens the configured bucket and its CAS store.
 func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objstore.Bucket, cas.Store, error) {
@@ -161,6 +166,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		servers  []*listener
 		grpcSrv  *grpc.Server
 		serveErr = make(chan error, 4)
+
+		bodyBudget *reqbody.Budget
+		bodyLimits reqbody.Limits
 	)
 	if roles&config.Produce != 0 {
 		q := newQueue(store, cfg, m, "producer")
@@ -178,7 +186,11 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
 		}
-		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens}, m, log.With("part", "http-events")))
+		// Both HTTP front doors read bodies under one rate guard and one
+		// budget for the bytes of bodies being received.
+		bodyBudget = reqbody.NewBudget(cfg.MaxBufferedBytes)
+		bodyLimits = reqbody.Limits{Timeout: cfg.BodyReadTimeout, MinRate: cfg.BodyMinRate}
+		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, m, log.With("part", "http-events")))
 	}
 	if roles&config.Consume != 0 {
 		q := newQueue(store, cfg, m, "consumer")
@@ -218,7 +230,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 		servers = append(servers, &listener{name: "http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}
 	if prod != nil && cfg.OTLPHTTP != "" {
@@ -227,8 +239,8 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			return err
 		}
 		// The ingest tokens protect every front door, not only /api/v1/events.
-		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes}, m, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(m))
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes, BodyLimits: bodyLimits, Budget: bodyBudget}, m, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(m))
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}
 	if prod != nil && cfg.OTLPGRPC != "" {
@@ -236,7 +248,13 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes))}, auth.New(cfg.Tokens).GRPC(otlp.UnauthenticatedGRPC(m))...)
+		opts := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+			// Connections that never finish their handshake, sit idle, or
+			// hold streams for ever are closed (clients reconnect).
+			grpc.ConnectionTimeout(10 * time.Second),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout, MaxConnectionAge: 30 * time.Minute,
+				MaxConnectionAgeGrace: 3 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		}, auth.New(cfg.Tokens).GRPC(otlp.UnauthenticatedGRPC(m))...)
 		grpcSrv = grpc.NewServer(opts...)
 		otlp.RegisterGRPC(grpcSrv, prod, m, log.With("part", "otlp-grpc"))
 		servers = append(servers, &listener{name: "otlp-grpc", ln: ln, serve: grpcSrv.Serve, stop: func(ctx context.Context) error {

@@ -137,7 +137,12 @@ func TestGzipRejected(t *testing.T) {
 		{"bad size in trailer", "gzip", string(badSize), 400, []string{"not valid gzip"}},
 		{"not deflate", "gzip", string(badMethod), 400, []string{"not valid gzip", "header"}},
 		{"corrupt deflate data", "gzip", string(badDeflate), 400, []string{"not valid gzip", "corrupt"}},
-		{"trailing junk after the stream", "gzip", zgood + "junk after the gzip member", 400, []string{"not valid gzip"}},
+		{"trailing junk after the stream", "gzip", zgood + "junk after the gzip member", 400, []string{"not valid gzip", "trailing data after the gzip stream"}},
+		{"one byte after the stream", "gzip", zgood + "x", 400, []string{"not valid gzip", "trailing data after the gzip stream"}},
+		{"a NUL after the stream", "gzip", zgood + "\x00", 400, []string{"trailing data after the gzip stream"}},
+		{"half a magic after the stream", "gzip", zgood + "\x1f", 400, []string{"trailing data after the gzip stream"}},
+		{"junk after two members", "gzip", zgood + zgood + "junk", 400, []string{"trailing data after the gzip stream"}},
+		{"truncated second member", "gzip", zgood + zgood[:5], 400, []string{"not valid gzip", "unexpected EOF"}},
 		{"empty gzip body", "gzip", "", 400, []string{"empty"}},
 		{"gzip of nothing", "gzip", gz(t, ""), 400, []string{"empty"}},
 		{"gzip of blanks", "x-gzip", gz(t, " \n\t "), 400, []string{"empty"}},
@@ -153,6 +158,9 @@ func TestGzipRejected(t *testing.T) {
 				if !strings.Contains(detail, sub) {
 					t.Errorf("detail %q does not contain %q", detail, sub)
 				}
+			}
+			if strings.Contains(detail, "gzip): gzip:") {
+				t.Errorf("detail %q repeats its prefix", detail)
 			}
 			if c.code == 415 {
 				if got := w.Header().Get("Accept-Encoding"); got != "gzip" {

@@ -6,7 +6,9 @@
 // of events (application/cloudevents-batch+json) or either
 // (application/json), UTF-8, optionally Content-Encoding gzip (or x-gzip);
 // other encodings are refused with 415. Config.MaxBodyBytes bounds the body
-// after decompression.
+// after decompression. Bodies are read under package reqbody's guards: a
+// body slower than Config.BodyLimits allow is answered 408, and its bytes
+// are reserved against Config.Budget as they arrive (429 when spent).
 package httpevents
 
 import (
@@ -30,6 +32,7 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/auth"
+	"github.com/bucketq/bucketq/ingest/reqbody"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -39,6 +42,8 @@ type Config struct {
 	MaxBodyBytes int64            // default 8 MiB; a gzip body's decompressed size
 	Tokens       []string         // if non-empty, require "Authorization: Bearer <one of them>"
 	Now          func() time.Time // receive time for events without "time"; default time.Now
+	BodyLimits   reqbody.Limits   // minimum body rate; zero fields take reqbody's defaults
+	Budget       *reqbody.Budget  // bytes of bodies being read, shared with other front doors; nil: no bound
 }
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -148,23 +153,24 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 		}
 	}()
 
+	// Memory is reserved as the body arrives, never the declared length.
+	rd := reqbody.New(w, r, h.cfg.Budget, h.cfg.BodyLimits)
+	defer rd.Release()
 	if gz {
-		if code := h.readGzip(w, r, st); code != 0 {
+		if code := h.readGzip(w, rd, st); code != 0 {
 			return code
 		}
 	} else {
-		body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
-		if r.ContentLength > 0 && r.ContentLength <= h.cfg.MaxBodyBytes {
-			st.body.Grow(int(r.ContentLength))
-		}
-		if _, err := st.body.ReadFrom(body); err != nil {
+		body := http.MaxBytesReader(w, rd, h.cfg.MaxBodyBytes)
+		if err := rd.ReadAll(&st.body, body, r.ContentLength); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
 				return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
 			}
-			return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			return h.readFailed(w, err)
 		}
 	}
+	rd.Done()
 	b := bytes.TrimSpace(st.body.Bytes())
 	if len(b) == 0 {
 		return h.fail(w, http.StatusBadRequest, "request body is empty")
@@ -222,10 +228,29 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusNoContent
 }
 
+// readFailed answers a body that could not be read: too slow (408, and the
+// connection is closed), the body budget spent (429), or the client's
+// error (400).
+func (h *handler) readFailed(w http.ResponseWriter, err error) int {
+	var slow *reqbody.TooSlowError
+	switch {
+	case errors.As(err, &slow):
+		return h.fail(w, http.StatusRequestTimeout, slow.Error(), "Connection", "close")
+	case errors.Is(err, reqbody.ErrBudget):
+		return h.fail(w, http.StatusTooManyRequests, err.Error()+"; retry later", "Retry-After", "1")
+	}
+	return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+}
+
+// errTrailingData is wire data after the last gzip member.
+var errTrailingData = errors.New("trailing data after the gzip stream")
+
 // readGzip decompresses the request body into st.body. It stops at
 // MaxBodyBytes+1 decompressed bytes (so a small "zip bomb" costs at most the
-// limit) and returns the status it answered, or 0 on success.
-func (h *handler) readGzip(w http.ResponseWriter, r *http.Request, st *reqState) int {
+// limit) and returns the status it answered, or 0 on success. Concatenated
+// gzip members are one body; anything else after the last member is an
+// error.
+func (h *handler) readGzip(w http.ResponseWriter, rd *reqbody.Reader, st *reqState) int {
 	max := h.cfg.MaxBodyBytes
 	// The limit is on the decompressed size; the wire bound only stops a
 	// body that never ends (a stream of empty deflate blocks). It leaves
@@ -235,7 +260,7 @@ func (h *handler) readGzip(w http.ResponseWriter, r *http.Request, st *reqState)
 	if wire < max { // overflow
 		wire = max
 	}
-	body := http.MaxBytesReader(w, r.Body, wire)
+	body := http.MaxBytesReader(w, rd, wire)
 	if st.br == nil {
 		st.br = bufio.NewReader(body)
 		st.zr = new(gzip.Reader)
@@ -246,11 +271,28 @@ func (h *handler) readGzip(w http.ResponseWriter, r *http.Request, st *reqState)
 	// readers outlive it.
 	defer st.br.Reset(nil)
 	err := st.zr.Reset(st.br)
-	if err == nil {
-		st.lr = io.LimitedReader{R: st.zr, N: max + 1}
-		_, err = st.body.ReadFrom(&st.lr)
+	for err == nil {
+		st.zr.Multistream(false) // to tell another member from trailing junk
+		st.lr = io.LimitedReader{R: st.zr, N: max + 1 - int64(st.body.Len())}
+		err = rd.ReadAll(&st.body, &st.lr, -1)
 		st.lr.R = nil
+		if err != nil || int64(st.body.Len()) > max {
+			break
+		}
+		next, perr := st.br.Peek(2)
+		switch {
+		case len(next) == 0 && perr == io.EOF:
+		case len(next) == 2 && next[0] == 0x1f && next[1] == 0x8b: // another member's magic
+			err = st.zr.Reset(st.br)
+			continue
+		case perr != nil && perr != io.EOF:
+			err = perr
+		default:
+			err = errTrailingData
+		}
+		break
 	}
+	rd.Done()
 	switch {
 	case err == nil && int64(st.body.Len()) > max:
 		return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes after gzip decompression", max))
@@ -266,10 +308,11 @@ func (h *handler) readGzip(w http.ResponseWriter, r *http.Request, st *reqState)
 		// Reset found no byte at all (ReadFrom never returns io.EOF).
 		return h.fail(w, http.StatusBadRequest, "request body is empty (Content-Encoding: gzip)")
 	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &cie),
-		errors.Is(err, io.ErrUnexpectedEOF):
-		return h.fail(w, http.StatusBadRequest, "request body is not valid gzip (Content-Encoding: gzip): "+err.Error())
+		errors.Is(err, io.ErrUnexpectedEOF), err == errTrailingData:
+		// "gzip: invalid header" would say gzip twice.
+		return h.fail(w, http.StatusBadRequest, "request body is not valid gzip (Content-Encoding: gzip): "+strings.TrimPrefix(err.Error(), "gzip: "))
 	}
-	return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
+	return h.readFailed(w, err)
 }
 
 // contentEncoding reports whether the body is gzip-encoded, and refuses

@@ -146,6 +146,11 @@ func TestAccepts(t *testing.T) {
 		{"escaped key counts as the attribute", ctCE, `{"\u0069d":"e","source":"s","type":"t","subject":"u","specversion":"1.0","time":"2026-01-01T00:00:00Z"}`, []string{`{"\u0069d":"e","source":"s","type":"t","subject":"u","specversion":"1.0","time":"2026-01-01T00:00:00Z"}`}},
 		{"escaped values", ctCE, ev(`e\"1`, `"time":"2026-01-01T00:00:00Z"`), []string{ev(`e\"1`, `"time":"2026-01-01T00:00:00Z"`)}},
 		{"time inserted when absent", ctCE, ev("t"), []string{"{" + fixedStamp + ev("t")[1:]}},
+		{"id of MaxIDBytes", ctCE, ev(strings.Repeat("i", MaxIDBytes), `"time":"2026-01-01T00:00:00Z"`), []string{ev(strings.Repeat("i", MaxIDBytes), `"time":"2026-01-01T00:00:00Z"`)}},
+		{"id with inner and outer spaces", ctCE, ev(" a b ", `"time":"2026-01-01T00:00:00Z"`), []string{ev(" a b ", `"time":"2026-01-01T00:00:00Z"`)}},
+		{"UTF-8 and surrogate pairs", ctCE, ev(`é-\u00e9-😀-\ud83d\ude00`, `"time":"2026-01-01T00:00:00Z"`, `"data":{"ü":"\uD83D\uDE00 ✓"}`), []string{ev(`é-\u00e9-😀-\ud83d\ude00`, `"time":"2026-01-01T00:00:00Z"`, `"data":{"ü":"\uD83D\uDE00 ✓"}`)}},
+		{"years 0001 and 9999", ctBatch, "[" + ev("y1", `"time":"0001-01-01T00:00:00Z"`) + "," + ev("y2", `"time":"9999-12-31T23:59:59.999999999Z"`) + "]",
+			[]string{ev("y1", `"time":"0001-01-01T00:00:00Z"`), ev("y2", `"time":"9999-12-31T23:59:59.999999999Z"`)}},
 		{"time inserted only where absent", ctBatch, "[" + ev("t1") + "," + one + "," + ev("t2", `"data":{}`) + "]",
 			[]string{"{" + fixedStamp + ev("t1")[1:], one, "{" + fixedStamp + ev("t2", `"data":{}`)[1:]}},
 	}
@@ -224,6 +229,26 @@ func TestRejects(t *testing.T) {
 		{"data array", "", ctCE, ev("x", `"data":[1]`), 400, `"data" must be a JSON object or null`},
 		{"data number", "", ctCE, ev("x", `"data":3`), 400, `"data" must be a JSON object or null`},
 		{"duplicate id", "", ctCE, ev("x", `"id":"y"`), 400, `"id" appears more than once`},
+		// Valid JSON syntax carrying text that is no text: encoding/json
+		// would store U+FFFD in its place.
+		{"invalid UTF-8 in id", "", ctCE, ev("a\xffb"), 400, `event[0]: "id": invalid UTF-8 (byte 0xFF) in a string at offset`},
+		{"invalid UTF-8 in data of the 2nd event", "", ctBatch, "[" + good + "," + ev("x", "\"data\":{\"k\":[\"\xc3\x28\"]}") + "]", 400, `event[1]: "data": invalid UTF-8 (byte 0xC3)`},
+		{"UTF-8 encoded surrogate in source", "", ctCE, strings.Replace(good, `"src"`, "\"\xed\xa0\x80\"", 1), 400, `event[0]: "source": invalid UTF-8 (byte 0xED)`},
+		{"invalid UTF-8 in an attribute name", "", ctCE, ev("x", "\"\xff\":1"), 400, `event[0]: invalid UTF-8 (byte 0xFF) in a string at offset`},
+		{"lone high surrogate in id", "", ctCE, ev(`\ud800`), 400, `event[0]: "id": lone UTF-16 surrogate \ud800 in a string`},
+		{"high surrogate then a non-surrogate", "", ctCE, ev(`\ud83d\u0041`), 400, `"id": lone UTF-16 surrogate \ud83d`},
+		{"lone low surrogate in data", "", ctCE, ev("x", `"data":{"a":"\uDC00"}`), 400, `event[0]: "data": lone UTF-16 surrogate \uDC00`},
+		{"blank id", "", ctCE, ev(" "), 400, `event[0]: "id" is blank`},
+		{"id of tabs and newlines", "", ctCE, ev(`\t\n`), 400, `event[0]: "id" contains the control character U+0009`},
+		{"id NUL", "", ctCE, ev(`\u0000`), 400, `event[0]: "id" contains the control character U+0000 at byte 0`},
+		{"id with C1 control", "", ctCE, ev("a\u0085"), 400, `"id" contains the control character U+0085 at byte 1`},
+		{"id of 900 KB", "", ctCE, ev(strings.Repeat("x", 900<<10)), 400, `event[0]: "id" is 921600 bytes long; at most 256 are allowed`},
+		{"id one byte too long", "", ctCE, ev(strings.Repeat("é", MaxIDBytes/2) + "x"), 400, `"id" is 257 bytes long`},
+		{"escaped id too long", "", ctCE, ev(strings.Repeat(`\u00e9`, MaxIDBytes/2+1)), 400, `"id" is 258 bytes long`},
+		{"time year 0000", "", ctCE, ev("x", `"time":"0000-01-01T00:00:00Z"`), 400, `event[0]: "time" is not RFC 3339: year 0000 is outside 0001-9999`},
+		{"raw control character", "", ctCE, ev("x", "\"data\":{\"a\":\"\x01\"}"), 400, `control character U+0001 in a string (escape it as \u0001)`},
+		{"byte order mark", "", ctCE, "\xef\xbb\xbf" + good, 400, "byte order mark (BOM)"},
+		{"stray non-ASCII byte named as a byte", "", ctCE, "\xef" + good, 400, "unexpected byte 0xEF, want a value"},
 		{"bad event deep in a batch", "", ctBatch, "[" + good + "," + good + "," + good + "," + evWithout("subject") + "]", 400, `event[3]: "subject" is required`},
 	}
 	for _, f := range []string{"id", "source", "type", "subject", "specversion"} {
@@ -239,7 +264,10 @@ func TestRejects(t *testing.T) {
 			w := s.do(method, c.ct, c.body)
 			detail := checkProblem(t, w, c.code)
 			if !strings.Contains(detail, c.detail) {
-				t.Errorf("detail %q does not contain %q", detail, c.detail)
+				t.Errorf("detail %q does not contain %q", detail, abbreviateString(c.detail))
+			}
+			if strings.Contains(detail, "character character") {
+				t.Errorf("detail %q repeats a word", detail)
 			}
 			if c.code == 405 && w.Header().Get("Allow") != http.MethodPost {
 				t.Errorf("405 without Allow: POST")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // parseBody validates b (no surrounding whitespace) as one JSON value with
@@ -14,10 +16,15 @@ import (
 // surrounding whitespace, appended to dst: the elements of a top-level
 // array, or b itself. It never builds maps and never copies an event.
 func parseBody(dst [][]byte, b []byte) (events [][]byte, isArray bool, err error) {
+	if bytes.HasPrefix(b, bom) {
+		// RFC 8259 section 8.1: JSON text must not begin with a BOM; a
+		// parser may ignore one, but a clear refusal beats a guess.
+		return dst, false, errors.New("the request body begins with a UTF-8 byte order mark (BOM), which JSON does not allow (RFC 8259 section 8.1); send the JSON text without it")
+	}
 	if b[0] != '[' {
 		end, err := validValue(b, 0, 0)
 		if err != nil {
-			return dst, false, err
+			return dst, false, inEvent(err, b, 0, 0)
 		}
 		if end != len(b) {
 			end = skipSpace(b, end)
@@ -32,7 +39,7 @@ func parseBody(dst [][]byte, b []byte) (events [][]byte, isArray bool, err error
 		for {
 			end, err := validValue(b, i, 1)
 			if err != nil {
-				return dst, true, err
+				return dst, true, inEvent(err, b, len(dst), i)
 			}
 			dst = append(dst, b[i:end])
 			i = skipSpace(b, end)
@@ -55,23 +62,93 @@ func parseBody(dst [][]byte, b []byte) (events [][]byte, isArray bool, err error
 	return dst, true, nil
 }
 
+// bom is the UTF-8 byte order mark.
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
 // syntaxError is invalid JSON at a 0-based byte offset of the trimmed body.
 type syntaxError struct {
 	off int
 	msg string
+	enc bool // a string is not valid UTF-8 (or holds a lone surrogate escape); see locate
 }
 
 func (e *syntaxError) Error() string {
 	return fmt.Sprintf("invalid JSON at offset %d: %s", e.off, e.msg)
 }
 
+// encodingError is a syntaxError with enc set, placed in its event and
+// attribute: JSON that is valid but for its text encoding is most likely a
+// client's bad data in one field, so the answer names the field.
+type encodingError struct {
+	*syntaxError
+	event int
+	field string // the event's top-level attribute holding the string; "" if not known
+}
+
+func (e *encodingError) Error() string {
+	if e.field == "" {
+		return fmt.Sprintf("event[%d]: %s at offset %d", e.event, e.msg, e.off)
+	}
+	return fmt.Sprintf("event[%d]: %q: %s at offset %d", e.event, e.field, e.msg, e.off)
+}
+
+// inEvent turns an encoding error in the event (number n) that starts at
+// b[start] into an encodingError; other errors are returned as they are.
+func inEvent(err error, b []byte, n, start int) error {
+	se, ok := err.(*syntaxError)
+	if !ok || !se.enc {
+		return err
+	}
+	return &encodingError{syntaxError: se, event: n, field: fieldAt(b, start, se.off)}
+}
+
+// fieldAt returns the name of the top-level attribute of the object at
+// b[start] whose value holds the first error of b, at off; "" if the object
+// is not one or the error is not in a value. Only error paths call it.
+func fieldAt(b []byte, start, off int) string {
+	if b[start] != '{' {
+		return ""
+	}
+	i := skipSpace(b, start+1)
+	for i < len(b) && b[i] == '"' {
+		kend, err := validString(b, i)
+		if err != nil {
+			return "" // the error is in the key
+		}
+		name, _ := stringValue(b[i:kend])
+		i = skipSpace(b, kend)
+		if i >= len(b) || b[i] != ':' {
+			return ""
+		}
+		vend, err := validValue(b, skipSpace(b, i+1), 1)
+		if err != nil || off < vend {
+			return name
+		}
+		i = skipSpace(b, vend)
+		if i >= len(b) || b[i] != ',' {
+			return ""
+		}
+		i = skipSpace(b, i+1)
+	}
+	return ""
+}
+
 func synErr(off int, format string, args ...any) error {
 	return &syntaxError{off: off, msg: fmt.Sprintf(format, args...)}
+}
+
+func encErr(off int, format string, args ...any) error {
+	return &syntaxError{off: off, msg: fmt.Sprintf(format, args...), enc: true}
 }
 
 func describe(b []byte, i int) string {
 	if i >= len(b) {
 		return "end of input"
+	}
+	if b[i] >= utf8.RuneSelf {
+		// Not a character on its own: name the byte, not the Latin-1
+		// character it would be.
+		return fmt.Sprintf("byte 0x%02X", b[i])
 	}
 	return "character " + strconv.QuoteRuneToASCII(rune(b[i]))
 }
@@ -220,8 +297,8 @@ func validNumber(b []byte, i int) (int, error) {
 	return i, nil
 }
 
-// plainByte is true for bytes that may appear unescaped in a string and are
-// not its end: everything but '"', '\\' and control characters.
+// plainByte is true for bytes that may appear unescaped in a valid string
+// and are not its end: everything but '"', '\\' and control characters.
 var plainByte = func() (t [256]bool) {
 	for c := 0x20; c < 256; c++ {
 		t[c] = c != '"' && c != '\\'
@@ -229,19 +306,55 @@ var plainByte = func() (t [256]bool) {
 	return t
 }()
 
+// plainASCII is plainByte for ASCII only: validString checks the UTF-8 of
+// the other bytes.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// hexVal decodes the 4 hex digits at b[i:i+4] (already checked).
+func hexVal(b []byte, i int) rune {
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
 func isHex(c byte) bool {
 	return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
-// validString checks the string that opens at b[i] == '"'.
+// validString checks the string that opens at b[i] == '"': JSON syntax,
+// UTF-8, and \u escapes that are not lone UTF-16 surrogates (which decode to
+// no character: encoding/json would store U+FFFD instead).
 func validString(b []byte, i int) (int, error) {
 	j := i + 1
 	for {
-		for j < len(b) && plainByte[b[j]] {
+		for j < len(b) && plainASCII[b[j]] {
 			j++
 		}
 		if j >= len(b) {
 			return j, synErr(j, "unexpected end of input in a string")
+		}
+		if b[j] >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(b[j:])
+			if r == utf8.RuneError && size == 1 {
+				return j, encErr(j, "invalid UTF-8 (byte 0x%02X) in a string", b[j])
+			}
+			j += size
+			continue
 		}
 		switch b[j] {
 		case '"':
@@ -259,12 +372,22 @@ func validString(b []byte, i int) (int, error) {
 						return j + k, synErr(j+k, "unexpected %s in a \\u escape", describe(b, j+k))
 					}
 				}
+				if r := hexVal(b, j+2); r >= 0xD800 && r <= 0xDFFF {
+					// A surrogate: valid only as a high one followed by an
+					// escaped low one.
+					if r >= 0xDC00 || j+12 > len(b) || b[j+6] != '\\' || b[j+7] != 'u' ||
+						!isHex(b[j+8]) || !isHex(b[j+9]) || !isHex(b[j+10]) || !isHex(b[j+11]) ||
+						!(hexVal(b, j+8) >= 0xDC00 && hexVal(b, j+8) <= 0xDFFF) {
+						return j, encErr(j, "lone UTF-16 surrogate %s in a string (not a character)", b[j:j+6])
+					}
+					j += 6
+				}
 				j += 6
 			default:
 				return j + 1, synErr(j+1, "invalid escape %s in a string", describe(b, j+1))
 			}
 		default:
-			return j, synErr(j, "control character %s in a string", describe(b, j))
+			return j, synErr(j, "control character U+%04X in a string (escape it as \\u%04x)", b[j], b[j])
 		}
 	}
 }
@@ -324,6 +447,11 @@ func skipValue(b []byte, i int) int {
 type eventInfo struct {
 	hasTime bool
 }
+
+// MaxIDBytes bounds an event's "id" (decoded, in bytes). OpenMeter keeps
+// the id as a string for deduplication; longer ids are a client bug, not
+// data to store.
+const MaxIDBytes = 256
 
 // required are the CloudEvents context attributes that must be non-empty strings.
 var required = [...]string{"id", "source", "type", "subject", "specversion"}
@@ -470,6 +598,11 @@ func checkField(bit int, name string, val []byte) error {
 		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
 			return fmt.Errorf("%q is not RFC 3339: %s", name, strconv.Quote(abbreviateString(s)))
 		}
+		// time.Parse takes year 0000, RFC 3339 starts at 0001. A parsed
+		// time begins with its 4-digit year.
+		if s[:4] == "0000" {
+			return fmt.Errorf("%q is not RFC 3339: year 0000 is outside 0001-9999: %s", name, strconv.Quote(abbreviateString(s)))
+		}
 		return nil
 	}
 	inner, escaped, ok := rawString(val)
@@ -479,10 +612,63 @@ func checkField(bit int, name string, val []byte) error {
 	if len(inner) == 0 {
 		return fmt.Errorf("%q is required (got an empty string)", name)
 	}
+	if bit == fID {
+		return checkID(val, inner, escaped)
+	}
 	if bit == fSpecversion && (escaped || string(inner) != "1.0") {
 		if s, _ := stringValue(val); s != "1.0" {
 			return fmt.Errorf("%q must be \"1.0\", got %s", name, strconv.Quote(abbreviateString(s)))
 		}
+	}
+	return nil
+}
+
+// printableASCII is true for the ASCII bytes that are not control characters.
+var printableASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x7F; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
+// checkID checks the id string val (inner without quotes, escaped if it
+// holds escapes): at most MaxIDBytes, not blank, no control characters.
+func checkID(val, inner []byte, escaped bool) error {
+	id := inner
+	if escaped {
+		s, _ := stringValue(val)
+		id = []byte(s)
+	}
+	if len(id) > MaxIDBytes {
+		return fmt.Errorf(`"id" is %d bytes long; at most %d are allowed`, len(id), MaxIDBytes)
+	}
+	// The common case fast: a raw string of valid JSON has no C0 control
+	// characters, leaving DEL and C1 (U+0080-U+009F, UTF-8 0xC2 0x80-0x9F).
+	if !escaped && bytes.IndexByte(id, 0x7F) < 0 && bytes.IndexByte(id, 0xC2) < 0 {
+		if c := id[0]; c > ' ' && c < utf8.RuneSelf {
+			return nil
+		}
+		if len(bytes.TrimSpace(id)) == 0 {
+			return fmt.Errorf(`"id" is blank (only whitespace): %s`, strconv.Quote(abbreviateString(string(id))))
+		}
+		return nil
+	}
+	for k := 0; k < len(id); k++ {
+		c := id[k]
+		if printableASCII[c] {
+			continue
+		}
+		r, size := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, size = utf8.DecodeRune(id[k:])
+		}
+		if unicode.IsControl(r) {
+			return fmt.Errorf(`"id" contains the control character U+%04X at byte %d`, r, k)
+		}
+		k += size - 1
+	}
+	if len(bytes.TrimSpace(id)) == 0 {
+		return fmt.Errorf(`"id" is blank (only whitespace): %s`, strconv.Quote(abbreviateString(string(id))))
 	}
 	return nil
 }

@@ -3,9 +3,12 @@ package httpevents
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestParseBodySyntaxErrors(t *testing.T) {
@@ -50,6 +53,36 @@ func TestParseBodySyntaxErrors(t *testing.T) {
 	}
 }
 
+// hasLoneSurrogate reports whether the valid JSON b has a \u escape of a
+// UTF-16 surrogate that is not a high one followed by an escaped low one.
+// In valid JSON every backslash is in a string, so a flat scan suffices.
+func hasLoneSurrogate(b []byte) bool {
+	isSurr := func(i int, lo, hi rune) bool {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return false
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		return err == nil && rune(v) >= lo && rune(v) <= hi
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		switch {
+		case isSurr(i, 0xD800, 0xDBFF):
+			if !isSurr(i+6, 0xDC00, 0xDFFF) {
+				return true
+			}
+			i += 11
+		case isSurr(i, 0xDC00, 0xDFFF):
+			return true
+		default:
+			i++ // skip the escaped character
+		}
+	}
+	return false
+}
+
 func TestParseBodyDepthLimit(t *testing.T) {
 	deep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
 	if _, _, err := parseBody(nil, []byte(deep)); err == nil || !strings.Contains(err.Error(), "nesting") {
@@ -62,10 +95,13 @@ func TestParseBodyDepthLimit(t *testing.T) {
 }
 
 // FuzzParseAndValidate checks the hand-written scanner against
-// encoding/json: the same inputs are valid, arrays split into the same
-// elements, and an event that passes validation has, per encoding/json,
-// every required attribute as a non-empty string, specversion "1.0", an RFC
-// 3339 time if any, and object-or-null data.
+// encoding/json: the same inputs are valid (when they are also valid UTF-8
+// without lone surrogate escapes, which encoding/json lets through as
+// U+FFFD), arrays split into the same elements, and an event that passes
+// validation has, per encoding/json, every required attribute as a
+// non-empty string, specversion "1.0", an RFC 3339 time if any (year
+// 0001-9999), object-or-null data, and an id of at most MaxIDBytes, not
+// blank, without control characters.
 func FuzzParseAndValidate(f *testing.F) {
 	seeds := []string{
 		`[{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0"}]`,
@@ -76,6 +112,20 @@ func FuzzParseAndValidate(f *testing.F) {
 		`{"ID":"a","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
 		`[1e5, -0.5E-3, true, false, null, "\ud83d\ude00"]`,
 		`{"a":"` + "\xff\xfe" + `"}`,
+		"\xef\xbb\xbf" + `{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"` + "\xff" + `","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0","data":{"k":"` + "\xc3\x28" + `"}}`,
+		`{"id":"\ud800","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"\udc00\ud800","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"\ud83d\ude00","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`["\ud83d\u0041", "\ud83d"]`,
+		`{"id":" ","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"\u0000","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"a\u0085b","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"` + strings.Repeat("x", MaxIDBytes+1) + `","source":"s","type":"t","subject":"u","specversion":"1.0"}`,
+		`{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0","time":"0000-01-01T00:00:00Z"}`,
+		`{"id":"a","source":"s","type":"t","subject":"u","specversion":"1.0","time":"0001-01-01T00:30:00+01:00"}`,
+		"{\"a\":\"\x01\"}",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -86,8 +136,9 @@ func FuzzParseAndValidate(f *testing.F) {
 			return
 		}
 		events, isArray, err := parseBody(nil, b)
-		if (err == nil) != json.Valid(b) {
-			t.Fatalf("parseBody err %v, json.Valid %v", err, json.Valid(b))
+		valid := json.Valid(b) && utf8.Valid(b) && !hasLoneSurrogate(b) && !bytes.HasPrefix(b, bom)
+		if (err == nil) != valid {
+			t.Fatalf("parseBody err %v, json.Valid %v, utf8.Valid %v", err, json.Valid(b), utf8.Valid(b))
 		}
 		if err != nil {
 			return
@@ -133,9 +184,14 @@ func FuzzParseAndValidate(f *testing.F) {
 				var s string
 				if json.Unmarshal(raw, &s) != nil {
 					refOK = false
-				} else if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				} else if tm, err := time.Parse(time.RFC3339Nano, s); err != nil || tm.Year() < 1 {
 					refOK = false
 				}
+			}
+			var id string
+			if json.Unmarshal(ref["id"], &id) != nil || len(id) > MaxIDBytes || strings.TrimSpace(id) == "" ||
+				strings.IndexFunc(id, unicode.IsControl) >= 0 {
+				refOK = false
 			}
 			if raw, ok := ref["data"]; ok && raw[0] != '{' && string(raw) != "null" {
 				refOK = false
@@ -148,4 +204,26 @@ func FuzzParseAndValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkParseValidate500 measures the scanner alone (parseBody and
+// validateEvent) on BenchmarkHandler500's body, without the HTTP plumbing
+// whose noise hides small changes to the scanner.
+func BenchmarkParseValidate500(b *testing.B) {
+	body := benchBody()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var events [][]byte
+	for b.Loop() {
+		var err error
+		events, _, err = parseBody(events[:0], body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, ev := range events {
+			if _, err := validateEvent(ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -169,7 +169,7 @@ func (r *receiver) exportGRPC(ctx context.Context, sig *signal, req proto.Messag
 	case outcomeCanceled:
 		st = status.FromContextError(ctx.Err())
 	default:
-		st = retryStatus(codes.Unavailable, "bucketq producer could not store the request: "+err.Error(), UnavailableRetryDelay)
+		st = retryStatus(codes.Unavailable, "the request could not be stored durably, retry it: "+err.Error(), UnavailableRetryDelay)
 	}
 	r.m.IngestRequests.WithLabelValues(FrontGRPC, st.Code().String()).Inc()
 	return st.Err()

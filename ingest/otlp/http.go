@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bucketq/bucketq/ingest/auth"
+	"github.com/bucketq/bucketq/ingest/reqbody"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -42,6 +43,12 @@ type HTTPConfig struct {
 	// MaxBodyBytes bounds the request body, compressed and decompressed;
 	// above it the request is answered 413. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyLimits is the minimum body rate (package reqbody); slower
+	// bodies are answered 408. Zero fields take reqbody's defaults.
+	BodyLimits reqbody.Limits
+	// Budget bounds the bytes of bodies being read, shared with the other
+	// front doors; when spent, requests are answered 429. Nil: no bound.
+	Budget *reqbody.Budget
 }
 
 // NewHTTPHandler returns the OTLP/HTTP receiver: POST /v1/logs, /v1/metrics
@@ -69,6 +76,7 @@ type httpError struct {
 	msg        string
 	badRequest bool
 	retryAfter time.Duration
+	closeConn  bool // answer with Connection: close
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -114,7 +122,9 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 	}
 	*ct = mt
 
-	body, herr := h.readBody(w, req)
+	rd := reqbody.New(w, req, h.cfg.Budget, h.cfg.BodyLimits)
+	defer rd.Release()
+	body, herr := h.readBody(w, req, rd)
 	if herr != nil {
 		return herr
 	}
@@ -134,7 +144,7 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 	case outcomeBackpressure:
 		return &httpError{code: http.StatusTooManyRequests, msg: "bucketq producer memory bound reached, retry later", retryAfter: BackpressureRetryDelay}
 	default: // unavailable, or the client went away
-		return &httpError{code: http.StatusServiceUnavailable, msg: "bucketq producer could not store the request: " + err.Error(), retryAfter: UnavailableRetryDelay}
+		return &httpError{code: http.StatusServiceUnavailable, msg: "the request could not be stored durably, retry it: " + err.Error(), retryAfter: UnavailableRetryDelay}
 	}
 
 	resp, err := marshal(mt, sig.newResp())
@@ -148,11 +158,13 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 	return nil
 }
 
-// readBody reads the (possibly gzip-encoded) body, bounded by MaxBodyBytes
-// both on the wire and decompressed.
-func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request) ([]byte, *httpError) {
+// readBody reads the (possibly gzip-encoded) body through body, bounded by
+// MaxBodyBytes both on the wire and decompressed, reserving its bytes as they
+// arrive (never the declared length up front).
+func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request, body *reqbody.Reader) ([]byte, *httpError) {
 	max := h.cfg.MaxBodyBytes
-	var rd io.Reader = http.MaxBytesReader(w, req.Body, max)
+	var rd io.Reader = http.MaxBytesReader(w, body, max)
+	hint := req.ContentLength
 	gz := false
 	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -162,18 +174,19 @@ func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request) ([]byte
 			return nil, readError(err, max, true)
 		}
 		defer zr.Close()
-		rd, gz = zr, true
+		rd, gz, hint = zr, true, -1
 	default:
 		return nil, &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported Content-Encoding %q (want gzip or none)", enc)}
 	}
-	data, err := io.ReadAll(io.LimitReader(rd, max+1))
-	if err != nil {
+	var data bytes.Buffer
+	if err := body.ReadAll(&data, io.LimitReader(rd, max+1), hint); err != nil {
 		return nil, readError(err, max, gz)
 	}
-	if int64(len(data)) > max {
+	body.Done()
+	if int64(data.Len()) > max {
 		return nil, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("decompressed body exceeds %d bytes", max)}
 	}
-	return data, nil
+	return data.Bytes(), nil
 }
 
 func readError(err error, max int64, gz bool) *httpError {
@@ -181,9 +194,17 @@ func readError(err error, max int64, gz bool) *httpError {
 	if errors.As(err, &mbe) {
 		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body exceeds %d bytes", max)}
 	}
+	var slow *reqbody.TooSlowError
+	if errors.As(err, &slow) {
+		return &httpError{code: http.StatusRequestTimeout, msg: slow.Error(), closeConn: true}
+	}
+	if errors.Is(err, reqbody.ErrBudget) {
+		return &httpError{code: http.StatusTooManyRequests, msg: err.Error() + ", retry later", retryAfter: BackpressureRetryDelay}
+	}
 	var corrupt flate.CorruptInputError
 	if gz && (errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &corrupt)) {
-		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot decompress gzip body: " + err.Error()}
+		// "gzip: invalid header" would say gzip twice.
+		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot decompress gzip body: " + strings.TrimPrefix(err.Error(), "gzip: ")}
 	}
 	// The client stopped sending: nothing was stored, it may retry.
 	return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot read body: " + err.Error()}
@@ -209,6 +230,9 @@ func writeStatus(w http.ResponseWriter, ct string, e *httpError) {
 		secs := int64(math.Ceil(e.retryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
+	if e.closeConn {
+		w.Header().Set("Connection", "close")
+	}
 	body, err := marshal(ct, st)
 	if err != nil {
 		body = nil
@@ -228,6 +252,8 @@ func grpcCode(httpCode int) codes.Code {
 		return codes.Unimplemented
 	case http.StatusRequestEntityTooLarge:
 		return codes.InvalidArgument
+	case http.StatusRequestTimeout:
+		return codes.DeadlineExceeded
 	case http.StatusTooManyRequests:
 		return codes.ResourceExhausted
 	case http.StatusServiceUnavailable:

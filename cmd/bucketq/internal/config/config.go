@@ -70,6 +70,10 @@ type Config struct {
 	OTLPHTTP     string
 	Tokens       []string
 	MaxBodyBytes int64
+	// BodyReadTimeout and BodyMinRate: a request body may take
+	// BodyReadTimeout plus 1s per BodyMinRate bytes (reqbody.Limits).
+	BodyReadTimeout time.Duration
+	BodyMinRate     int64
 
 	FlushInterval    time.Duration
 	FlushSizeBytes   int
@@ -169,6 +173,12 @@ var Options = []*Option{
 	{Key: "max_body_bytes", Flag: "max-body-bytes", Kind: Bytes, Arg: "N", Default: "8388608", Roles: Produce,
 		Usage: "largest accepted request body, after gzip decompression (bytes; KiB/MiB/GiB suffixes allowed); above it 413",
 		set:   func(c *Config, v string) (err error) { c.MaxBodyBytes, err = parseBytes(v); return }},
+	{Key: "body_read_timeout", Flag: "body-read-timeout", Kind: Duration, Arg: "DURATION", Default: "10s", Roles: Produce,
+		Usage: "every request body (POST /api/v1/events, OTLP/HTTP) may take this long, plus 1s per body_min_rate bytes received; a slower one gets 408 and its connection is closed",
+		set:   func(c *Config, v string) (err error) { c.BodyReadTimeout, err = parseDuration(v); return }},
+	{Key: "body_min_rate", Flag: "body-min-rate", Kind: Bytes, Arg: "N", Default: "16384", Roles: Produce,
+		Usage: "bytes per second a request body must keep up after body_read_timeout (KiB/MiB suffixes allowed)",
+		set:   func(c *Config, v string) (err error) { c.BodyMinRate, err = parseBytes(v); return }},
 	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
 		Usage: "seal and upload the open batch after this long",
 		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},

@@ -87,6 +87,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter",
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
+		BodyReadTimeout: 10 * time.Second, BodyMinRate: 16 << 10,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
 		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, DequeueInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
 		MaxConsecutivePoison: 100, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
@@ -107,6 +108,8 @@ otlp_grpc: ""
 otlp_http: 127.0.0.1:14318
 tokens: [a, "${TOKEN_B}"]
 max_body_bytes: 1KiB
+body_read_timeout: 3s
+body_min_rate: 1KiB
 flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
@@ -139,6 +142,7 @@ func TestEveryKey(t *testing.T) {
 	want := &Config{
 		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
+		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",

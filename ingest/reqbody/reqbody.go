@@ -1,0 +1,191 @@
+// Package reqbody reads the request bodies of the HTTP ingest front doors
+// (CloudEvents and OTLP/HTTP) with two guards against slow or careless
+// clients:
+//
+//   - A minimum rate. A body must arrive within Limits.Timeout plus one
+//     second per Limits.MinRate bytes received so far. The connection's
+//     read deadline enforces it (http.ResponseController), so a client that
+//     sends its headers and then nothing is cut off as well as one that
+//     trickles. The front doors answer 408 and the connection is closed.
+//   - A shared memory budget. Body bytes are reserved in chunks as they
+//     arrive, against a Budget shared by the front doors, never the declared
+//     Content-Length up front; when it is spent the front doors answer 429.
+package reqbody
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Limits.
+const (
+	DefaultTimeout = 10 * time.Second
+	DefaultMinRate = 16 << 10 // bytes per second
+)
+
+// chunk is how much of a body is reserved at a time.
+const chunk = 64 << 10
+
+// Limits are the minimum-rate guard. Zero fields take their defaults.
+type Limits struct {
+	Timeout time.Duration // every body gets this long, whatever its size
+	MinRate int64         // and one more second per MinRate bytes received
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTimeout
+	}
+	if l.MinRate <= 0 {
+		l.MinRate = DefaultMinRate
+	}
+	return l
+}
+
+// TooSlowError is a body that did not keep the minimum rate.
+type TooSlowError struct {
+	Received int64
+	Elapsed  time.Duration
+	Limits   Limits
+}
+
+func (e *TooSlowError) Error() string {
+	return fmt.Sprintf("the request body arrived too slowly: %d bytes in %v; a body may take %v plus 1s per %d bytes",
+		e.Received, e.Elapsed.Round(time.Millisecond), e.Limits.Timeout, e.Limits.MinRate)
+}
+
+// ErrBudget is returned when the budget for request bodies is spent.
+var ErrBudget = errors.New("the memory bound for request bodies being received is reached")
+
+// Budget is a bound on the body bytes held by requests in progress, shared
+// by the front doors. The zero value is no bound.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget returns a budget of max bytes (no bound if max <= 0).
+func NewBudget(max int64) *Budget { return &Budget{max: max} }
+
+func (b *Budget) reserve(n int64) bool {
+	if b == nil || b.max <= 0 {
+		return true
+	}
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *Budget) release(n int64) {
+	if b != nil && b.max > 0 && n > 0 {
+		b.used.Add(-n)
+	}
+}
+
+// Used returns the bytes reserved now.
+func (b *Budget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
+
+// Reader is a request's body under the guards. Read it (directly or through
+// decoders) with ReadAll, call Done as soon as the body is read, and Release
+// once the bytes read are no longer held.
+type Reader struct {
+	body     io.ReadCloser
+	rc       *http.ResponseController
+	lim      Limits
+	start    time.Time
+	n        int64     // bytes received
+	deadline time.Time // the read deadline set, zero if none
+	noConn   bool      // the writer cannot set read deadlines: check after each Read
+	budget   *Budget
+	reserved int64
+	lr       io.LimitedReader
+}
+
+// New starts the guards on r's body.
+func New(w http.ResponseWriter, r *http.Request, budget *Budget, lim Limits) *Reader {
+	return &Reader{body: r.Body, rc: http.NewResponseController(w), lim: lim.withDefaults(), start: time.Now(), budget: budget}
+}
+
+// Read reads the wire body, failing with a *TooSlowError when it arrives
+// slower than the Limits allow.
+func (rd *Reader) Read(p []byte) (int, error) {
+	due := rd.start.Add(rd.lim.Timeout + time.Duration(rd.n)*time.Second/time.Duration(rd.lim.MinRate))
+	if !rd.noConn && !due.Equal(rd.deadline) {
+		if err := rd.rc.SetReadDeadline(due); err != nil {
+			rd.noConn = true
+		} else {
+			rd.deadline = due
+		}
+	}
+	n, err := rd.body.Read(p)
+	rd.n += int64(n)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, rd.tooSlow()
+	}
+	if rd.noConn && err == nil && time.Now().After(due) {
+		return n, rd.tooSlow()
+	}
+	return n, err
+}
+
+// Close closes the request body.
+func (rd *Reader) Close() error { return rd.body.Close() }
+
+func (rd *Reader) tooSlow() error {
+	return &TooSlowError{Received: rd.n, Elapsed: time.Since(rd.start), Limits: rd.lim}
+}
+
+// ReadAll appends what src (rd or a decoder reading rd) yields to dst until
+// EOF, reserving each chunk against the budget before reading it; hint, if
+// positive, is the expected size (the first chunk is no larger than
+// needed). It returns src's error or ErrBudget.
+func (rd *Reader) ReadAll(dst *bytes.Buffer, src io.Reader, hint int64) error {
+	size := int64(chunk)
+	if hint >= 0 && hint < size {
+		size = hint + 1 // +1: room to see EOF
+	}
+	for {
+		if !rd.budget.reserve(size) {
+			return ErrBudget
+		}
+		rd.reserved += size
+		rd.lr = io.LimitedReader{R: src, N: size}
+		n, err := dst.ReadFrom(&rd.lr)
+		rd.lr.R = nil
+		if err != nil {
+			return err
+		}
+		if n < size {
+			return nil
+		}
+		size = chunk
+	}
+}
+
+// Done ends the rate guard once the body is read: the connection keeps no
+// read deadline while the request waits for its answer.
+func (rd *Reader) Done() {
+	if !rd.deadline.IsZero() {
+		_ = rd.rc.SetReadDeadline(time.Time{})
+		rd.deadline = time.Time{}
+	}
+}
+
+// Release returns the reserved bytes to the budget.
+func (rd *Reader) Release() {
+	rd.budget.release(rd.reserved)
+	rd.reserved = 0
+}
