@@ -41,8 +41,12 @@ import (
 // Config tunes a Producer. Zero fields take their defaults, which are the
 // bucketq command's defaults.
 type Config struct {
-	DataPrefix        string             // default "ingest/data"; batches are {DataPrefix}/{ULID}.batch
-	FlushInterval     time.Duration      // default 250ms; a batch is sealed this long after its first record
+	DataPrefix    string        // default "ingest/data"; batches are {DataPrefix}/{ULID}.batch
+	FlushInterval time.Duration // default 250ms; the longest a record waits for its batch to be sealed
+	// MinSealInterval is the least time between two seals (the cost cap:
+	// each seal is one object PUT and, grouped, at most one manifest CAS).
+	// Zero: a batch is sealed as soon as an upload slot is free.
+	MinSealInterval   time.Duration
 	FlushSizeBytes    int                // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
 	Compression       format.Compression // default (zero value) zstd; set Uncompressed for none
 	Uncompressed      bool               // write batches with format.CompressionNone (the zero Compression means zstd)
@@ -178,13 +182,16 @@ type Producer struct {
 	inflight  sync.WaitGroup     // sealed, not yet completed batches
 	committer sync.WaitGroup
 
-	mu       sync.Mutex
-	closed   bool
-	draining bool // seal each batch as soon as an Append has filled it
-	cur      *batch
-	timer    *time.Timer
-	pending  []*batch // sealed, in seal order, not yet handed to a commit
-	buffered int64
+	mu        sync.Mutex
+	uploading int         // sealed batches whose upload has not ended
+	lastSeal  time.Time   // when the last batch was sealed
+	capTimer  *time.Timer // seals the open batch when MinSealInterval allows
+	closed    bool
+	draining  bool // seal each batch as soon as an Append has filled it
+	cur       *batch
+	timer     *time.Timer
+	pending   []*batch // sealed, in seal order, not yet handed to a commit
+	buffered  int64
 
 	closeOnce sync.Once
 
@@ -238,6 +245,9 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 		stop:      make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
+		// The cost cap counts from the start too: with MinSealInterval at
+		// or above FlushInterval, batches are sealed by the timer alone.
+		lastSeal: time.Now(),
 	}
 	p.committer.Add(1)
 	go p.commitLoop()
@@ -290,6 +300,8 @@ func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte
 	b.bytes += size
 	if p.draining || b.enc.Size() >= p.cfg.FlushSizeBytes {
 		p.sealLocked()
+	} else {
+		p.groupCommitLocked()
 	}
 	p.mu.Unlock()
 
@@ -318,6 +330,32 @@ func (p *Producer) openLocked() {
 	})
 }
 
+// groupCommitLocked seals the open batch as soon as it can be uploaded:
+// when an upload slot is free and MinSealInterval has passed since the last
+// seal. Otherwise the batch keeps gathering records, and is sealed when an
+// upload ends (finishUpload), when the cost cap allows (capTimer), when it
+// is full, or FlushInterval after its first record, whichever comes first.
+// So a lone request costs one upload and one commit, and under load batches
+// grow with the time the store takes: group commit.
+func (p *Producer) groupCommitLocked() {
+	b := p.cur
+	if b == nil || b.records == 0 || p.uploading >= p.cfg.UploadConcurrency {
+		return
+	}
+	if wait := p.cfg.MinSealInterval - time.Since(p.lastSeal); wait > 0 {
+		if p.capTimer == nil {
+			p.capTimer = time.AfterFunc(wait, func() {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.capTimer = nil
+				p.groupCommitLocked()
+			})
+		}
+		return
+	}
+	p.sealLocked()
+}
+
 // sealLocked closes the open batch to new records and starts its upload.
 func (p *Producer) sealLocked() {
 	b := p.cur
@@ -329,9 +367,15 @@ func (p *Producer) sealLocked() {
 		p.timer.Stop()
 		p.timer = nil
 	}
+	if p.capTimer != nil {
+		p.capTimer.Stop()
+		p.capTimer = nil
+	}
 	if b.records == 0 {
 		return
 	}
+	p.uploading++
+	p.lastSeal = time.Now()
 	b.state = stateUploading
 	b.deadline = time.Now().Add(p.cfg.CommitTimeout)
 	p.pending = append(p.pending, b)
@@ -404,6 +448,9 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 
 func (p *Producer) finishUpload(b *batch, err error) {
 	p.mu.Lock()
+	p.uploading--
+	// An upload slot is free: the records gathered meanwhile go now.
+	p.groupCommitLocked()
 	if err != nil {
 		b.state = stateFailed
 		b.err = err

@@ -395,7 +395,7 @@ func TestUncertainCommitNotDuplicated(t *testing.T) {
 
 func TestSizeFlushKeepsAppendsWhole(t *testing.T) {
 	// Records of 30 bytes cost 34 in the batch; footer is 7.
-	e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 100})
+	e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 100, MinSealInterval: time.Hour})
 	a := appendAsync(e.p, format.EventsHeader, recs("a", 2, 30)) // 75 bytes: stays open
 	waitFor(t, "append a accepted", func() bool { return e.p.openRecords() == 2 })
 	notReturned(t, a, "before any flush trigger")
@@ -431,7 +431,7 @@ func TestSizeFlushKeepsAppendsWhole(t *testing.T) {
 func TestIntervalFlush(t *testing.T) {
 	for _, interval := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond} {
 		t.Run(interval.String(), func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: interval})
+			e := newEnv(t, Config{FlushInterval: interval, MinSealInterval: time.Hour})
 			start := time.Now()
 			if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 1, 10)); err != nil {
 				t.Fatal(err)
@@ -646,7 +646,7 @@ func TestReuploadBeforeCommitWhenUploadIsOld(t *testing.T) {
 }
 
 func TestCloseFlushesOpenBatch(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour})
+	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
 	ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
 	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -670,7 +670,7 @@ func TestCloseFlushesOpenBatch(t *testing.T) {
 }
 
 func TestCloseGivesUpWithContext(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour, CommitTimeout: time.Hour}, func(e *env) {
+	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour, CommitTimeout: time.Hour}, func(e *env) {
 		e.store.BeforeWrite = func(string) error { return errors.New("injected manifest outage") }
 	})
 	ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
@@ -940,7 +940,7 @@ func TestZeroConfigDefaults(t *testing.T) {
 // committed, once Drain is called; Appends after Drain are answered without
 // waiting for the interval too; after Close they fail with ErrClosed.
 func TestDrainAnswersWaitingAppends(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour})
+	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
 	first := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
 	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
 	notReturned(t, first, "before Drain, with an hour-long flush interval")

@@ -176,6 +176,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		prod, err = producer.New(bkt, q, producer.Config{
 			DataPrefix:       cfg.DataPrefix,
 			FlushInterval:    cfg.FlushInterval,
+			MinSealInterval:  minSealInterval(cfg),
 			FlushSizeBytes:   cfg.FlushSizeBytes,
 			Compression:      cfg.Compression,
 			Uncompressed:     cfg.Compression == format.CompressionNone,
@@ -412,4 +413,18 @@ func consumerConfig(cfg *config.Config) consumer.Config {
 		GCGracePeriod:        cfg.GCGracePeriod,
 		MaxConsecutivePoison: cfg.ConsumerMaxConsecutivePoison(),
 	}
+}
+
+// minSealInterval resolves min_seal_interval's auto: no cap on a directory
+// bucket, where a seal costs nothing but a file; config.ObjectStoreMinSealInterval
+// on an object store, where each seal is billed and the manifest's CAS rate
+// is shared by every producer.
+func minSealInterval(cfg *config.Config) time.Duration {
+	if cfg.MinSealInterval != config.MinSealIntervalAuto {
+		return cfg.MinSealInterval
+	}
+	if cfg.ObjectStore == nil {
+		return 0
+	}
+	return config.ObjectStoreMinSealInterval
 }

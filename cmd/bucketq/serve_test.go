@@ -218,7 +218,7 @@ func TestShutdownFlushesInFlightRequest(t *testing.T) {
 			var stderr syncBuffer
 			done := make(chan int, 1)
 			args := append([]string{"produce", "--bucket-dir", bucketDir, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
-				"--flush-interval", flushInterval.String(), "--shutdown-timeout", "40s"}, tc.args...)
+				"--flush-interval", flushInterval.String(), "--min-seal-interval", "1h", "--shutdown-timeout", "40s"}, tc.args...)
 			go func() { done <- runMain(ctx, args, io.Discard, &stderr, func(string) string { return "" }) }()
 			waitServing(t, base, &stderr)
 

@@ -78,7 +78,8 @@ type Config struct {
 	FlushInterval    time.Duration
 	FlushSizeBytes   int
 	Compression      format.Compression
-	FormatVersion    uint16 // batch and manifest version written: 2, or 1 for opendata interop
+	FormatVersion    uint16        // batch and manifest version written: 2, or 1 for opendata interop
+	MinSealInterval  time.Duration // MinSealIntervalAuto until the command resolves it
 	MaxBufferedBytes int64
 	MemoryLimit      int64 // Go soft memory limit; 0 = none
 
@@ -179,8 +180,11 @@ var Options = []*Option{
 	{Key: "body_min_rate", Flag: "body-min-rate", Kind: Bytes, Arg: "N", Default: "16384", Roles: Produce,
 		Usage: "bytes per second a request body must keep up after body_read_timeout (KiB/MiB suffixes allowed)",
 		set:   func(c *Config, v string) (err error) { c.BodyMinRate, err = parseBytes(v); return }},
+	{Key: "min_seal_interval", Flag: "min-seal-interval", Arg: "DURATION|auto", Default: "auto", Roles: Produce,
+		Usage: "least time between two batch seals, the cost cap (each seal is one object PUT and at most one manifest write); a lone request is sealed at once if this much has passed; auto: 0 on a directory bucket, 250ms on an object store",
+		set:   setMinSealInterval},
 	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
-		Usage: "seal and upload the open batch after this long",
+		Usage: "the longest a record waits for its batch to be sealed (batches are sealed sooner, when an upload slot is free)",
 		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
 	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: "4194304", Roles: Produce,
 		Usage: "seal and upload the open batch once it holds this many bytes",
@@ -751,6 +755,29 @@ func sinkURL(v string) error {
 		return nil
 	}
 	return fmt.Errorf("invalid sink %q (want http(s)://HOST/api/v1/events, file:PATH or stdout)", v)
+}
+
+// MinSealIntervalAuto is MinSealInterval's "auto": the command picks 0 for a
+// directory bucket and ObjectStoreMinSealInterval for an object store.
+const MinSealIntervalAuto = -1
+
+// ObjectStoreMinSealInterval is min_seal_interval's auto value on an object
+// store: at most 4 seals a second per producer, today's worst case under
+// load, which keeps a busy producer's PUT and CAS rate (and bill) where it
+// was and several producers within one manifest object's CAS rate.
+const ObjectStoreMinSealInterval = 250 * time.Millisecond
+
+func setMinSealInterval(c *Config, v string) error {
+	if v == "auto" {
+		c.MinSealInterval = MinSealIntervalAuto
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("invalid duration %q (want auto, 0 or a duration such as 250ms)", v)
+	}
+	c.MinSealInterval = d
+	return nil
 }
 
 func setFormatVersion(c *Config, v string) error {

@@ -88,7 +88,7 @@ func TestDefaults(t *testing.T) {
 		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter",
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
 		BodyReadTimeout: 10 * time.Second, BodyMinRate: 16 << 10,
-		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
+		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MinSealInterval: MinSealIntervalAuto, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
 		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, DequeueInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
 		MaxConsecutivePoison: 100, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
@@ -114,6 +114,7 @@ flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
 format_version: 1
+min_seal_interval: 40ms
 max_buffered_bytes: 2048
 memory_limit: 512MiB
 sink: https://openmeter.example/api/v1/events
@@ -143,7 +144,7 @@ func TestEveryKey(t *testing.T) {
 		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
-		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
+		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
@@ -252,6 +253,7 @@ func TestBadConfig(t *testing.T) {
 		{"flush_interval: -1s", `config key "flush_interval": invalid duration "-1s": must be positive`},
 		{"poll_interval: 1", `config key "poll_interval": invalid duration "1"`},
 		{"gc_interval: x", `config key "gc_interval": invalid duration`},
+		{"min_seal_interval: -1s", `config key "min_seal_interval": invalid duration "-1s" (want auto, 0 or a duration such as 250ms)`},
 		{"format_version: 3", `config key "format_version": invalid format version "3" (want 2, or 1 for opendata Buffer readers)`},
 		{"gc_grace_period: 0s", `config key "gc_grace_period": invalid duration "0s": must be positive`},
 		{"shutdown_timeout: soon", `config key "shutdown_timeout": invalid duration`},
