@@ -12,7 +12,7 @@ import (
 	"github.com/bucketq/bucketq/format"
 )
 
-// TestLoneRequestIsSealedAtOnce: with an upload slot free, a request's batch
+// TestLoneRequestIsSealedAtOnce: with no batch in flight, a request's batch
 // is sealed at once, not after FlushInterval (issue 10: every ack waited the
 // 250 ms timer, so one-event-per-request clients got a few hundred events/s).
 func TestLoneRequestIsSealedAtOnce(t *testing.T) {
@@ -22,7 +22,7 @@ func TestLoneRequestIsSealedAtOnce(t *testing.T) {
 		err := e.p.Append(ctx, format.EventsHeader, recs(fmt.Sprint("lone", i), 1, 10))
 		cancel()
 		if err != nil {
-			t.Fatalf("append %d: %v (with FlushInterval 1h, only a seal on a free upload slot answers it)", i, err)
+			t.Fatalf("append %d: %v (with FlushInterval 1h, only group commit answers it)", i, err)
 		}
 	}
 	if got := e.readCommitted(); len(got) != 3 {
@@ -30,13 +30,13 @@ func TestLoneRequestIsSealedAtOnce(t *testing.T) {
 	}
 }
 
-// TestBatchesGrowUnderASlowStore: while every upload slot is busy, arriving
-// records gather in the open batch, which is sealed when a slot frees: the
+// TestBatchesGrowUnderASlowStore: while a batch is being written, arriving
+// records gather in the open batch, which is sealed when it is done: the
 // number of objects follows the store's speed, not the request count.
 func TestBatchesGrowUnderASlowStore(t *testing.T) {
 	gate := make(chan struct{})
 	var once sync.Once
-	e := newEnv(t, Config{FlushInterval: time.Hour, UploadConcurrency: 1}, func(e *env) {
+	e := newEnv(t, Config{FlushInterval: time.Hour}, func(e *env) {
 		e.bkt.delay = func(name string, n int64) time.Duration {
 			if n == 1 {
 				<-gate // the first upload waits until every other append is in
@@ -55,7 +55,7 @@ func TestBatchesGrowUnderASlowStore(t *testing.T) {
 	}
 	wg.Add(1)
 	go append1("first")
-	waitUntil(t, "the first batch sealed", func() bool { return e.p.inUpload() == 1 })
+	waitUntil(t, "the first batch sealed", func() bool { return e.p.inFlight() == 1 })
 	for i := range clients {
 		wg.Add(1)
 		go append1(fmt.Sprint("c", i))
@@ -124,8 +124,8 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func (p *Producer) inUpload() int {
+func (p *Producer) inFlight() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.uploading
+	return p.unfinished
 }

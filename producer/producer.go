@@ -45,7 +45,7 @@ type Config struct {
 	FlushInterval time.Duration // default 250ms; the longest a record waits for its batch to be sealed
 	// MinSealInterval is the least time between two seals (the cost cap:
 	// each seal is one object PUT and, grouped, at most one manifest CAS).
-	// Zero: a batch is sealed as soon as an upload slot is free.
+	// Zero: a batch is sealed as soon as the one before it is committed.
 	MinSealInterval   time.Duration
 	FlushSizeBytes    int                // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
 	Compression       format.Compression // default (zero value) zstd; set Uncompressed for none
@@ -182,16 +182,16 @@ type Producer struct {
 	inflight  sync.WaitGroup     // sealed, not yet completed batches
 	committer sync.WaitGroup
 
-	mu        sync.Mutex
-	uploading int         // sealed batches whose upload has not ended
-	lastSeal  time.Time   // when the last batch was sealed
-	capTimer  *time.Timer // seals the open batch when MinSealInterval allows
-	closed    bool
-	draining  bool // seal each batch as soon as an Append has filled it
-	cur       *batch
-	timer     *time.Timer
-	pending   []*batch // sealed, in seal order, not yet handed to a commit
-	buffered  int64
+	mu         sync.Mutex
+	unfinished int         // sealed batches not yet committed or failed
+	lastSeal   time.Time   // when the last batch was sealed
+	capTimer   *time.Timer // seals the open batch when MinSealInterval allows
+	closed     bool
+	draining   bool // seal each batch as soon as an Append has filled it
+	cur        *batch
+	timer      *time.Timer
+	pending    []*batch // sealed, in seal order, not yet handed to a commit
+	buffered   int64
 
 	closeOnce sync.Once
 
@@ -330,16 +330,20 @@ func (p *Producer) openLocked() {
 	})
 }
 
-// groupCommitLocked seals the open batch as soon as it can be uploaded:
-// when an upload slot is free and MinSealInterval has passed since the last
-// seal. Otherwise the batch keeps gathering records, and is sealed when an
-// upload ends (finishUpload), when the cost cap allows (capTimer), when it
-// is full, or FlushInterval after its first record, whichever comes first.
-// So a lone request costs one upload and one commit, and under load batches
-// grow with the time the store takes: group commit.
+// groupCommitLocked seals the open batch as soon as it can be written: when
+// no other sealed batch is still being uploaded and committed, and
+// MinSealInterval has passed since the last seal. Otherwise the batch keeps
+// gathering records, and is sealed when the batch before it is done
+// (complete), when the cost cap allows (capTimer), when it is full, or
+// FlushInterval after its first record, whichever comes first. So a lone
+// request costs one upload and one commit, and under load batches grow with
+// the time the store takes: group commit, as databases do it. One batch in
+// flight (full batches aside) gave the most events/s and the lowest p99 on
+// a directory bucket: with two or four, concurrent fsyncs slowed each other
+// and batches were smaller (BENCHMARKS.md).
 func (p *Producer) groupCommitLocked() {
 	b := p.cur
-	if b == nil || b.records == 0 || p.uploading >= p.cfg.UploadConcurrency {
+	if b == nil || b.records == 0 || p.unfinished > 0 {
 		return
 	}
 	if wait := p.cfg.MinSealInterval - time.Since(p.lastSeal); wait > 0 {
@@ -374,7 +378,7 @@ func (p *Producer) sealLocked() {
 	if b.records == 0 {
 		return
 	}
-	p.uploading++
+	p.unfinished++
 	p.lastSeal = time.Now()
 	b.state = stateUploading
 	b.deadline = time.Now().Add(p.cfg.CommitTimeout)
@@ -448,9 +452,6 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 
 func (p *Producer) finishUpload(b *batch, err error) {
 	p.mu.Lock()
-	p.uploading--
-	// An upload slot is free: the records gathered meanwhile go now.
-	p.groupCommitLocked()
 	if err != nil {
 		b.state = stateFailed
 		b.err = err
@@ -468,8 +469,11 @@ func (p *Producer) finishUpload(b *batch, err error) {
 // complete releases a batch's buffered bytes and wakes its waiters.
 func (p *Producer) complete(b *batch, err error) {
 	p.mu.Lock()
+	p.unfinished--
 	p.buffered -= b.bytes
 	p.m.BufferedBytes.Set(float64(p.buffered))
+	// The pipeline is free: the records gathered meanwhile go now.
+	p.groupCommitLocked()
 	p.mu.Unlock()
 	b.err = err
 	b.data = nil
