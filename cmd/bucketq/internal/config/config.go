@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/objname"
 )
 
 // Role says which subcommands an option applies to.
@@ -146,13 +147,13 @@ var Options = []*Option{
 		setTree: setObjectStore},
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
 		Usage: "object name of the manifest (the queue)",
-		set:   func(c *Config, v string) error { c.ManifestPath = v; return objectName(v) }},
+		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
 	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume,
 		Usage: "object name prefix of batch files",
-		set:   func(c *Config, v string) error { c.DataPrefix = v; return objectName(v) }},
+		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
 	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume | DeadLetters,
 		Usage: "object name prefix for records the sink or converter rejected",
-		set:   func(c *Config, v string) error { c.DeadLetterPrefix = v; return objectName(v) }},
+		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
 	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
 		Usage: "HTTP address for POST /api/v1/events (produce, run), GET /metrics, /healthz, /readyz; empty disables",
 		set:   func(c *Config, v string) error { c.Listen = v; return hostPort(v) }},
@@ -569,16 +570,14 @@ func DecodeStrict(b []byte, v any) error {
 	return dec.Decode(v)
 }
 
-// check validates what no single value can: how the names relate.
+// check validates what no single value can: how the names relate. The
+// setters only let clean names through (objname), so comparing them as
+// strings is comparing the objects they name.
 func (c *Config) check() error {
-	inside := func(name, prefix string) bool {
-		name, prefix = strings.TrimSuffix(name, "/"), strings.TrimSuffix(prefix, "/")
-		return name == prefix || strings.HasPrefix(name, prefix+"/")
-	}
-	if inside(c.ManifestPath, c.DataPrefix) {
+	if objname.Within(c.ManifestPath, c.DataPrefix) {
 		return errorf(`config key "manifest_path": %q is inside data_prefix %q, where garbage collection deletes objects`, c.ManifestPath, c.DataPrefix)
 	}
-	if inside(c.DeadLetterPrefix, c.DataPrefix) || inside(c.DataPrefix, c.DeadLetterPrefix) {
+	if objname.Overlap(c.DeadLetterPrefix, c.DataPrefix) {
 		return errorf(`config key "dead_letter_prefix": %q overlaps data_prefix %q, where garbage collection deletes objects`, c.DeadLetterPrefix, c.DataPrefix)
 	}
 	return nil
@@ -608,16 +607,6 @@ func (c *Config) checkLimits(roles Role, getenv Env) error {
 func nonEmpty(v string) error {
 	if v == "" {
 		return errors.New("must not be empty")
-	}
-	return nil
-}
-
-func objectName(v string) error {
-	if strings.Trim(v, "/") == "" {
-		return fmt.Errorf("invalid object name %q: must not be empty", v)
-	}
-	if strings.HasPrefix(v, "/") {
-		return fmt.Errorf("invalid object name %q: must not start with /", v)
 	}
 	return nil
 }

@@ -520,3 +520,90 @@ func TestDeadLettersRole(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectNamesMustBeClean: manifest_path, data_prefix and
+// dead_letter_prefix are accepted only in clean form (a prefix may end in
+// one "/"), so ".", ".." and "//" cannot hide an overlap from the check
+// that keeps garbage collection out of the manifest and the dead letters.
+// Each is tried as a config key and as a flag; the error names both the
+// key (or flag) and the value.
+func TestObjectNamesMustBeClean(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		want       string // "" = accepted
+	}{
+		{"data_prefix", "./ingest", `"." path segment`},
+		{"data_prefix", "ingest/./", `"." path segment`},
+		{"data_prefix", "ingest/data/..", `".." path segment`},
+		{"data_prefix", "ingest//data", `empty path segment`},
+		{"data_prefix", "ingest/data//", `empty path segment`},
+		{"data_prefix", "../ingest/data", `".." path segment`},
+		{"data_prefix", "/ingest/data", `must not start with /`},
+		{"dead_letter_prefix", "ingest/data/../dead", `".." path segment`},
+		{"dead_letter_prefix", "./ingest/data/dl", `"." path segment`},
+		{"manifest_path", "ingest/data/../manifest", `".." path segment`},
+		{"manifest_path", "./ingest/manifest", `"." path segment`},
+		{"manifest_path", "ingest/manifest/", `empty path segment`},
+		{"manifest_path", "ingest//manifest", `empty path segment`},
+		// Clean names that used to pass still do.
+		{"data_prefix", "ingest/data/", ""},
+		{"data_prefix", "other/data", ""},
+		{"dead_letter_prefix", "ingest/dead-letter/", ""},
+		{"manifest_path", "queue/manifest", ""},
+	} {
+		flagName := strings.ReplaceAll(tc.key, "_", "-")
+		p := writeConfig(t, tc.key+": '"+tc.value+"'\n")
+		for _, args := range [][]string{{"--config", p}, {"--" + flagName, tc.value}} {
+			c, _, err := load(t, RolesRun, args, nil)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("%s %q: %v", args[0], tc.value, err)
+				} else if got := map[string]string{"data_prefix": c.DataPrefix, "dead_letter_prefix": c.DeadLetterPrefix, "manifest_path": c.ManifestPath}[tc.key]; got != strings.TrimSuffix(tc.value, "/") {
+					t.Errorf("%s %q: stored as %q", args[0], tc.value, got)
+				}
+				continue
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("%s %q (%s): err = %v, want a config error", args[0], tc.value, tc.key, err)
+				continue
+			}
+			name := `config key "` + tc.key + `"`
+			if args[0] != "--config" {
+				name = "flag --" + flagName
+			}
+			for _, s := range []string{name, `"` + tc.value + `"`, tc.want} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%s %q: error %q lacks %q", args[0], tc.value, err, s)
+				}
+			}
+		}
+	}
+}
+
+// TestOverlapIsCheckedOnCleanNames: the layouts of the issue, written with
+// ".", ".." or "//", used to pass the overlap check (the strings differ)
+// while naming overlapping objects. Now they are refused (not clean), and
+// their clean spelling is refused as overlapping.
+func TestOverlapIsCheckedOnCleanNames(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data-prefix", "./ingest"}, `flag --data-prefix: invalid object name "./ingest"`},
+		{[]string{"--data-prefix", "ingest"}, `config key "manifest_path": "ingest/manifest" is inside data_prefix "ingest"`},
+		{[]string{"--data-prefix", "ingest/./"}, `flag --data-prefix: invalid object name "ingest/./"`},
+		{[]string{"--data-prefix", "ingest/"}, `config key "manifest_path": "ingest/manifest" is inside data_prefix "ingest"`},
+		{[]string{"--data-prefix", "ingest/data/.."}, `flag --data-prefix: invalid object name "ingest/data/.."`},
+		{[]string{"--dead-letter-prefix", "ingest/data/x/.."}, `flag --dead-letter-prefix: invalid object name "ingest/data/x/.."`},
+		{[]string{"--dead-letter-prefix", "ingest/data/"}, `config key "dead_letter_prefix": "ingest/data" overlaps data_prefix "ingest/data"`},
+		{[]string{"--dead-letter-prefix", "ingest"}, `config key "dead_letter_prefix": "ingest" overlaps data_prefix "ingest/data"`},
+		{[]string{"--manifest-path", "ingest//data/m"}, `flag --manifest-path: invalid object name "ingest//data/m"`},
+		{[]string{"--manifest-path", "ingest/data/m"}, `config key "manifest_path": "ingest/data/m" is inside data_prefix "ingest/data"`},
+	} {
+		_, _, err := load(t, RolesRun, tc.args, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want prefix %q", tc.args, err, tc.want)
+		}
+	}
+}
