@@ -1,5 +1,6 @@
 // Package config turns the bucketq command line into one validated Config:
-// built-in defaults, then the --config YAML file (with ${ENV} expansion),
+// built-in defaults, then the --config YAML file (with ${ENV} expansion
+// inside its values),
 // then the environment (BUCKETQ_SINK_TOKEN), then flags. Every option is
 // declared once in Options, which drives the flags, the YAML keys, the help
 // text and the error messages, so they cannot drift apart.
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -396,7 +398,7 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 		if err != nil {
 			return nil, errorf("config file: %v", err)
 		}
-		keys, err := Apply(c, raw, getenv)
+		keys, err := Apply(c, raw, getenv, f.roles)
 		if err != nil {
 			return nil, err
 		}
@@ -434,19 +436,21 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 	return c, nil
 }
 
-// Apply merges the YAML config text raw into c, after expanding ${VAR} and
-// $VAR from getenv (unset variables expand to "", "$$" is a literal "$").
-// It returns the keys it set. Unknown keys are errors.
-func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
-	text := os.Expand(string(raw), func(name string) string {
-		if name == "$" {
-			return "$"
-		}
-		return getenv(name)
-	})
+// Apply merges the YAML config text raw into c and returns the keys it
+// set. Unknown keys are errors. The text is parsed first; then ${VAR} and
+// $VAR are expanded from getenv inside scalar values only (see
+// expandTree), so no value can change the structure of the file. roles
+// are the command's: a key it does not use whose value names an unset
+// variable is skipped (one file serves hosts with different
+// environments), every other error stands.
+func Apply(c *Config, raw []byte, getenv Env, roles Role) ([]string, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		return nil, errorf("config file: %v", err)
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		hint := ""
+		if unquotedFlowVar.Match(raw) {
+			hint = ` (inside [ ] or { } a ${VAR} must be quoted: ["${VAR}"])`
+		}
+		return nil, errorf("config file: %v%s", err, hint)
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil // empty file
@@ -472,6 +476,12 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 			return nil, errorf("config key %q (line %d): given twice", k.Value, k.Line)
 		}
 		seen[k.Value] = true
+		if err := expandTree(v, getenv, ""); err != nil {
+			if o.Roles&roles == 0 {
+				continue // not this command's key
+			}
+			return nil, errorf("config key %q %v", k.Value, err)
+		}
 		if prev := byName[name]; prev != nil {
 			// The key and its alias: fine when they agree.
 			if prev.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode || prev.Value != v.Value {
@@ -486,6 +496,132 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// unquotedFlowVar finds a ${ right after [ { or , : a YAML error there is
+// most likely an unquoted ${VAR} in a flow sequence or mapping.
+var unquotedFlowVar = regexp.MustCompile(`[\[{,]\s*\$\{`)
+
+// expandTree expands environment variables in every scalar value under n,
+// in place: mapping values and sequence items, never mapping keys, and
+// never across nodes, so an expanded value stays one scalar whatever it
+// holds (a newline, ": ", " #", a leading "*"). A plain (unquoted,
+// untagged) scalar that changed is re-typed from its new text when the
+// subtree is re-encoded (port: ${PORT} is still a number, as it was when
+// the file was expanded as text); a quoted one stays a string. The error
+// names the line, the path below the key, and the variable.
+func expandTree(n *yaml.Node, getenv Env, at string) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v, err := expandEnv(n.Value, getenv)
+		if err != nil {
+			if at != "" {
+				return fmt.Errorf("(%s, line %d): %v", at, n.Line, err)
+			}
+			return fmt.Errorf("(line %d): %v", n.Line, err)
+		}
+		if v != n.Value {
+			n.Value = v
+			if n.Style == 0 {
+				n.Tag = "" // resolved again from the new text on encoding
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := expandTree(n.Content[i+1], getenv, joinPath(at, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if err := expandTree(item, getenv, joinPath(at, "["+strconv.Itoa(i)+"]")); err != nil {
+				return err
+			}
+		}
+	}
+	// Aliases share the node of their anchor, which is expanded where it
+	// is defined.
+	return nil
+}
+
+func joinPath(at, elem string) string {
+	if at == "" || strings.HasPrefix(elem, "[") {
+		return at + elem
+	}
+	return at + "." + elem
+}
+
+// expandEnv expands $NAME and ${NAME} from getenv: "$$" is a literal "$",
+// ${NAME:-default} gives default when NAME is unset or empty, and a "$"
+// followed by anything else is itself. NAME is a letter or "_", then
+// letters, digits and "_". A variable that is unset or empty, without a
+// default, is an error naming it: an empty token or path is never what a
+// config file meant.
+func expandEnv(s string, getenv Env) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		var name, def, ref string
+		hasDef := false
+		switch next := s[i+1]; {
+		case next == '$':
+			b.WriteByte('$')
+			i += 2
+			continue
+		case next == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("%q: unterminated ${ (write $$ for a literal $)", s[i:])
+			}
+			ref = s[i : i+end+1]
+			name, def, hasDef = strings.Cut(ref[2:len(ref)-1], ":-")
+			if !isEnvName(name) {
+				return "", fmt.Errorf("%q: not a variable reference (want ${NAME} or ${NAME:-default}; $$ is a literal $)", ref)
+			}
+			i += end + 1
+		case isEnvNameStart(next):
+			j := i + 2
+			for j < len(s) && isEnvNameChar(s[j]) {
+				j++
+			}
+			ref, name = s[i:j], s[i+1:j]
+			i = j
+		default:
+			b.WriteByte('$')
+			i++
+			continue
+		}
+		v := getenv(name)
+		if v == "" {
+			if !hasDef {
+				return "", fmt.Errorf("%s: environment variable %s is not set or empty (write ${%s:-default} for a default, ${%s:-} to allow empty)", ref, name, name, name)
+			}
+			v = def
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+func isEnvNameStart(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isEnvNameChar(c byte) bool  { return isEnvNameStart(c) || c >= '0' && c <= '9' }
+func isEnvName(s string) bool {
+	if s == "" || !isEnvNameStart(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isEnvNameChar(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func setNode(c *Config, o *Option, v *yaml.Node) error {

@@ -185,7 +185,7 @@ object_store:
 		t.Fatalf("object_store = %+v", os)
 	}
 	// --bucket-dir overrides the file's object store.
-	c, _, err = load(t, RolesRun, []string{"--config", p, "--bucket-dir", "/tmp/b"}, nil)
+	c, _, err = load(t, RolesRun, []string{"--config", p, "--bucket-dir", "/tmp/b"}, map[string]string{"S3_HOST": "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,11 @@ func TestEnvExpansion(t *testing.T) {
 		{"sink_token: ${T}", "tok"},
 		{"sink_token: $T", "tok"},
 		{"sink_token: pre-${T}-post", "pre-tok-post"},
-		{"sink_token: ${UNSET}", ""}, // unset expands to empty, like a shell
-		{"sink_token: a$$b", "a$b"},  // $$ is a literal $
+		{"sink_token: a$$b", "a$b"}, // $$ is a literal $
+		{"sink_token: ${UNSET:-dflt}", "dflt"},
+		{"sink_token: ${T:-dflt}", "tok"},
+		{"sink_token: a$-b$1$", "a$-b$1$"}, // a $ before no name is itself
+		{"sink_token: x # ${UNSET} in a comment is not expanded", "x"},
 	} {
 		p := writeConfig(t, tc.text)
 		c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"T": "tok"})
@@ -605,5 +608,124 @@ func TestOverlapIsCheckedOnCleanNames(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want prefix %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestEnvExpansionCannotChangeStructure: variables are expanded inside
+// scalar values after parsing, so a value holding YAML syntax stays that
+// value (the file used to be expanded as text: "abc #def" lost "#def", a
+// newline injected keys, ": " and a leading "*" gave YAML errors naming no
+// variable).
+func TestEnvExpansionCannotChangeStructure(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, val string
+		want            func(c *Config) string // the value as stored
+	}{
+		{"comment", "sink_token: ${V}", "abc #def", func(c *Config) string { return c.SinkToken }},
+		{"comment quoted", `sink_token: "${V}"`, "abc #def", func(c *Config) string { return c.SinkToken }},
+		{"comment in list", `tokens: ["${V}"]`, "abc #def", func(c *Config) string { return strings.Join(c.Tokens, "|") }},
+		{"colon", "sink_token: ${V}", "a: b", func(c *Config) string { return c.SinkToken }},
+		{"alias", "sink_token: ${V}", "*abc", func(c *Config) string { return c.SinkToken }},
+		{"anchor", "sink_token: ${V}", "&abc", func(c *Config) string { return c.SinkToken }},
+		{"flow", "sink_token: ${V}", "[a, b]", func(c *Config) string { return c.SinkToken }},
+		{"quote", `sink_token: '${V}'`, `it's "x"`, func(c *Config) string { return c.SinkToken }},
+		{"newline in a subtree", "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${V}\n", "d\nprefix: evil",
+			func(c *Config) string {
+				var os struct {
+					Config struct{ Directory string }
+					Prefix string
+				}
+				if err := yaml.Unmarshal(c.ObjectStore, &os); err != nil {
+					return err.Error()
+				}
+				return os.Config.Directory + os.Prefix
+			}},
+		{"comment in a subtree", "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${V}\n", "d #x",
+			func(c *Config) string {
+				var os struct{ Config struct{ Directory string } }
+				yaml.Unmarshal(c.ObjectStore, &os)
+				return os.Config.Directory
+			}},
+	} {
+		p := writeConfig(t, tc.text+"\n")
+		c, _, err := load(t, RolesRun, []string{"--config", p}, map[string]string{"V": tc.val})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := tc.want(c); got != tc.val {
+			t.Errorf("%s: stored %q, want %q", tc.name, got, tc.val)
+		}
+		if c.Listen != "127.0.0.1:8888" {
+			t.Errorf("%s: listen changed to %q", tc.name, c.Listen)
+		}
+	}
+	// A newline cannot add a key either: the whole value is the token
+	// (which is then refused as a token, naming the key).
+	p := writeConfig(t, "sink_token: ${V}\n")
+	c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"V": "abc\nlisten: 0.0.0.0:9"})
+	if err == nil && (c.Listen != "127.0.0.1:8888" || c.SinkToken != "abc\nlisten: 0.0.0.0:9") {
+		t.Errorf("newline injected a key: listen %q, sink_token %q", c.Listen, c.SinkToken)
+	}
+	// A plain scalar is typed from its expanded text, as when the file was
+	// expanded as text (insecure: ${INSECURE} is still a bool); a quoted one
+	// stays a string.
+	p = writeConfig(t, "object_store:\n  type: S3\n  config:\n    insecure: ${B}\n    port: ${N}\n    name: '${N}'\n")
+	c, _, err = load(t, RolesRun, []string{"--config", p}, map[string]string{"B": "true", "N": "9000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var typed struct {
+		Config struct {
+			Insecure bool   `yaml:"insecure"`
+			Port     int    `yaml:"port"`
+			Name     string `yaml:"name"`
+		}
+	}
+	if err := yaml.Unmarshal(c.ObjectStore, &typed); err != nil || !typed.Config.Insecure || typed.Config.Port != 9000 || typed.Config.Name != "9000" {
+		t.Errorf("typed values: %+v, %v (yaml %s)", typed, err, c.ObjectStore)
+	}
+}
+
+// TestEnvExpansionErrors: an unset (or empty) variable is an error naming
+// the variable, the key and the line (it used to expand to "" silently:
+// tokens: ["${UNSET}"] turned authentication off), and so is a malformed
+// reference.
+func TestEnvExpansionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		roles Role
+		text  string
+		want  []string
+	}{
+		{RolesRun, "listen: ''\ntokens: [\"${UNSET}\"]", []string{`config key "tokens" ([0], line 2)`, "${UNSET}", "environment variable UNSET is not set or empty"}},
+		{RolesRun, "sink_token: $EMPTY", []string{`config key "sink_token" (line 1)`, "$EMPTY", "environment variable EMPTY is not set or empty"}},
+		{RolesRun, "object_store:\n  type: S3\n  config:\n    secret_key: ${AWS_SECRET}\n", []string{`config key "object_store" (config.secret_key, line 4)`, "environment variable AWS_SECRET"}},
+		{RolesRun, "conversion:\n  logs:\n    type: '\"${KIND}\"'\n", []string{`config key "conversion" (logs.type, line 3)`, "environment variable KIND"}},
+		{RolesRun, "sink_token: ${T", []string{`config key "sink_token" (line 1)`, "unterminated ${"}},
+		{RolesRun, "sink_token: ${1X}", []string{`config key "sink_token" (line 1)`, `"${1X}": not a variable reference`}},
+		{RolesRun, "sink_token: ${}", []string{`"${}": not a variable reference`}},
+		{RolesRun, "tokens: [${T}]", []string{"config file: yaml:", `must be quoted: ["${VAR}"]`}},
+		// A key of another command is still checked when its variables are set ...
+		{RolesConsume, "flush_interval: ${SET}", []string{`config key "flush_interval": invalid duration "x"`}},
+	} {
+		p := writeConfig(t, tc.text+"\n")
+		_, _, err := load(t, tc.roles, []string{"--config", p}, map[string]string{"EMPTY": "", "SET": "x"})
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%q: err = %v, want a config error", tc.text, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q lacks %q", tc.text, err, w)
+			}
+		}
+	}
+	// ... but one the command ignores may name a variable only set where
+	// it is used: the consumer host need not have the ingest token.
+	p := writeConfig(t, "tokens: [\"${INGEST_TOKEN}\"]\nsink_token: ${SINK}\n")
+	c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"SINK": "s"})
+	if err != nil || c.SinkToken != "s" || c.Tokens != nil {
+		t.Errorf("consume with an ingest-only variable unset: %v, %+v", err, c)
 	}
 }
