@@ -1,9 +1,9 @@
 // Package config turns the bucketq command line into one validated Config:
-// built-in defaults, then the --config YAML file (with ${ENV} expansion
-// inside its values),
-// then the environment (BUCKETQ_SINK_TOKEN), then flags. Every option is
-// declared once in Options, which drives the flags, the YAML keys, the help
-// text and the error messages, so they cannot drift apart.
+// built-in defaults, then the --config YAML file (with ${ENV} expanded
+// inside its values), then the environment (BUCKETQ_SINK_TOKEN), then
+// flags. Every option is declared once in Options, which drives the flags,
+// the YAML keys, the help text and the error messages, so they cannot
+// drift apart.
 package config
 
 import (
