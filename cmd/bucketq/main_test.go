@@ -125,6 +125,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 	badYAML := file("typo.yaml", "conversion:\n  logs:\n    typ: '\"x\"'\n    sourc: '\"y\"'\n")
 	alias := file("alias.yaml", "data_prefix: a/data\ndata_path_prefix: b/data\n")
 	small := file("small.yaml", "max_buffered_bytes: 4MiB\n")
+	unsetTok := file("unset.yaml", "tokens: [\"${INGEST_TOKEN}\"]\n")
 	// Each command gets its own bucket directory and no listener beyond
 	// the one under test, so a missing check cannot touch shared state.
 	withDefaults := func(args []string) []string {
@@ -156,6 +157,14 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{[]string{"produce", "--max-buffered-bytes", "2048"}, []string{`bucketq: config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (2048) must be at least twice max_body_bytes (8388608)`}},
 		{[]string{"run", "--config", small}, []string{`config keys "max_buffered_bytes" and "max_body_bytes"`}},
 		{[]string{"produce", "--max-buffered-bytes", "512MiB"}, []string{`bucketq: config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (536870912)`}},
+		// An empty token used to start with authentication off, silently.
+		{[]string{"produce", "--token", ""}, []string{`bucketq: flag --token: token 1 of 1: empty token`}},
+		{[]string{"run", "--otlp-grpc", "127.0.0.1:0", "--token", " "}, []string{`bucketq: flag --token: token 1 of 1: empty token`}},
+		{[]string{"produce", "--config", unsetTok}, []string{`bucketq: config key "tokens" ([0], line 1): ${INGEST_TOKEN}: environment variable INGEST_TOKEN is not set or empty`}},
+		{[]string{"consume", "--sink", "http://127.0.0.1:1/api/v1/events", "--sink-token", ""}, []string{`bucketq: flag --sink-token: empty token (omit sink_token to send no token)`}},
+		// Dots hid an overlap with the data prefix, where GC deletes.
+		{[]string{"consume", "--data-prefix", "ingest/data/.."}, []string{`bucketq: flag --data-prefix: invalid object name "ingest/data/..": ".." path segment (write the clean name "ingest")`}},
+		{[]string{"run", "--data-prefix", "./ingest"}, []string{`bucketq: flag --data-prefix: invalid object name "./ingest"`}},
 	} {
 		args := withDefaults(tc.args)
 		// Without the checks some of these would serve until cancelled; with

@@ -270,6 +270,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		where = "object_store"
 	}
 	log.Info("bucketq started", "command", name, "bucket", where, "manifest", cfg.ManifestPath, "sink", sinkForLog(roles, cfg.Sink))
+	logAuthentication(log, roles, cfg)
 
 	// Wait for a signal or a failure.
 	var failure error

@@ -134,8 +134,8 @@ type Option struct {
 	Arg     string // placeholder in help (DIR, URL, ...)
 	Usage   string
 	Roles   Role
-	set     func(c *Config, v string) error // String, Duration, Int, Bytes
-	setList func(c *Config, v []string)     // List
+	set     func(c *Config, v string) error   // String, Duration, Int, Bytes
+	setList func(c *Config, v []string) error // List
 	setTree func(c *Config, n *yaml.Node) error
 }
 
@@ -166,8 +166,8 @@ var Options = []*Option{
 		Usage: "OTLP/HTTP listen address (/v1/logs, /v1/metrics, /v1/traces); empty disables",
 		set:   func(c *Config, v string) error { c.OTLPHTTP = v; return hostPort(v) }},
 	{Key: "tokens", Flag: "token", Kind: List, Arg: "TOKEN", Roles: Produce,
-		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication",
-		setList: func(c *Config, v []string) { c.Tokens = v }},
+		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication (logged as a warning at start-up); an empty token is an error",
+		setList: setTokens},
 	{Key: "max_body_bytes", Flag: "max-body-bytes", Kind: Bytes, Arg: "N", Default: "8388608", Roles: Produce,
 		Usage: "largest accepted request body, after gzip decompression (bytes; KiB/MiB/GiB suffixes allowed); above it 413",
 		set:   func(c *Config, v string) (err error) { c.MaxBodyBytes, err = parseBytes(v); return }},
@@ -204,8 +204,14 @@ var Options = []*Option{
 		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
 		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},
 	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume | DeadLetters,
-		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + ")",
-		set:   func(c *Config, v string) error { c.SinkToken = v; return nil }},
+		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + "); omit it to send none, an empty value is an error",
+		set: func(c *Config, v string) error {
+			if err := checkToken(v); err != nil {
+				return fmt.Errorf("%v (omit sink_token to send no token)", err)
+			}
+			c.SinkToken = v
+			return nil
+		}},
 	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume | DeadLetters,
 		Usage: "events per sink request",
 		set: func(c *Config, v string) error {
@@ -407,12 +413,16 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 		}
 	}
 	if tok := getenv(SinkTokenEnv); tok != "" && byKey["sink_token"].Roles&f.roles != 0 {
-		c.SinkToken = tok
+		if err := byKey["sink_token"].set(c, tok); err != nil {
+			return nil, errorf("environment variable %s: %v", SinkTokenEnv, err)
+		}
 	}
 	for _, k := range f.order {
 		o := byKey[k]
 		if o.Kind == List {
-			o.setList(c, f.lists[k])
+			if err := o.setList(c, f.lists[k]); err != nil {
+				return nil, errorf("flag --%s: %v", o.Flag, err)
+			}
 			continue
 		}
 		v := f.scalars[k]
@@ -630,8 +640,7 @@ func setNode(c *Config, o *Option, v *yaml.Node) error {
 		return o.setTree(c, v)
 	case List:
 		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
-			o.setList(c, nil)
-			return nil
+			return o.setList(c, nil)
 		}
 		if v.Kind != yaml.SequenceNode {
 			return fmt.Errorf("want a list of strings (line %d)", v.Line)
@@ -643,8 +652,7 @@ func setNode(c *Config, o *Option, v *yaml.Node) error {
 			}
 			list = append(list, item.Value)
 		}
-		o.setList(c, list)
-		return nil
+		return o.setList(c, list)
 	}
 	if v.Kind != yaml.ScalarNode {
 		return fmt.Errorf("want a single value (line %d)", v.Line)
@@ -736,6 +744,37 @@ func (c *Config) checkLimits(roles Role, getenv Env) error {
 	// run without pause once the buffer fills. GOMEMLIMIT replaces the key.
 	if c.MemoryLimit > 0 && c.MemoryLimit < c.MaxBufferedBytes && getenv("GOMEMLIMIT") == "" {
 		return errorf(`config keys "memory_limit" and "max_buffered_bytes": memory_limit (%d) must be at least max_buffered_bytes (%d), or the GC runs without pause once the buffer fills; raise it or set 0 to disable`, c.MemoryLimit, c.MaxBufferedBytes)
+	}
+	return nil
+}
+
+// setTokens sets the ingest tokens. An empty list is no authentication
+// (serve logs it loudly); an empty token in the list is an error, not a
+// token that is silently dropped, which used to turn authentication off
+// when a variable was unset.
+func setTokens(c *Config, v []string) error {
+	for i, tok := range v {
+		if err := checkToken(tok); err != nil {
+			return fmt.Errorf("token %d of %d: %v", i+1, len(v), err)
+		}
+	}
+	c.Tokens = v
+	return nil
+}
+
+// checkToken refuses bearer tokens that cannot work: empty or white space
+// (no authentication where one was meant), white space around it (the
+// token a request sends is trimmed, so it would never match), or control
+// characters (not sendable in a header). The token itself is secret and
+// not printed.
+func checkToken(tok string) error {
+	switch {
+	case strings.TrimSpace(tok) == "":
+		return errors.New("empty token")
+	case strings.TrimSpace(tok) != tok:
+		return errors.New("token has white space around it")
+	case strings.ContainsFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("token contains a control character (a newline?)")
 	}
 	return nil
 }

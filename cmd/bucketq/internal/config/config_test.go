@@ -663,10 +663,11 @@ func TestEnvExpansionCannotChangeStructure(t *testing.T) {
 	// A newline cannot add a key either: the whole value is the token
 	// (which is then refused as a token, naming the key).
 	p := writeConfig(t, "sink_token: ${V}\n")
-	c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"V": "abc\nlisten: 0.0.0.0:9"})
-	if err == nil && (c.Listen != "127.0.0.1:8888" || c.SinkToken != "abc\nlisten: 0.0.0.0:9") {
-		t.Errorf("newline injected a key: listen %q, sink_token %q", c.Listen, c.SinkToken)
+	_, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"V": "abc\nlisten: 0.0.0.0:9"})
+	if err == nil || !strings.HasPrefix(err.Error(), `config key "sink_token": token contains a control character`) {
+		t.Errorf("newline in sink_token: %v", err)
 	}
+	var c *Config
 	// A plain scalar is typed from its expanded text, as when the file was
 	// expanded as text (insecure: ${INSECURE} is still a bool); a quoted one
 	// stays a string.
@@ -727,5 +728,61 @@ func TestEnvExpansionErrors(t *testing.T) {
 	c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"SINK": "s"})
 	if err != nil || c.SinkToken != "s" || c.Tokens != nil {
 		t.Errorf("consume with an ingest-only variable unset: %v, %+v", err, c)
+	}
+}
+
+// TestEmptyTokens: an empty or blank ingest token, or an explicitly empty
+// sink_token, is an error naming the key, flag or variable (an empty
+// ingest token used to be dropped, leaving no token: authentication off;
+// an empty sink_token sent no Authorization header). The token is secret:
+// the error never prints it.
+func TestEmptyTokens(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		text string // config file, if any
+		env  map[string]string
+		want string // "" = accepted
+	}{
+		{args: []string{"--token", ""}, want: `flag --token: token 1 of 1: empty token`},
+		{args: []string{"--token", "good", "--token", "  "}, want: `flag --token: token 2 of 2: empty token`},
+		{args: []string{"--token", " s3cret"}, want: `flag --token: token 1 of 1: token has white space around it`},
+		{args: []string{"--token", "s3cret\n"}, want: `flag --token: token 1 of 1: token has white space around it`},
+		{args: []string{"--token", "s3\x01cret"}, want: `flag --token: token 1 of 1: token contains a control character`},
+		{text: `tokens: [""]`, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: `tokens: ["${TOK}"]`, env: map[string]string{"TOK": " "}, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: `tokens: ["${TOK:-}"]`, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: "tokens:\n  -\n", want: `config key "tokens": token 1 of 1: empty token`},
+		{args: []string{"--sink-token", ""}, want: `flag --sink-token: empty token (omit sink_token to send no token)`},
+		{args: []string{"--sink-token", "\t"}, want: `flag --sink-token: empty token`},
+		{text: `sink_token: ""`, want: `config key "sink_token": empty token`},
+		{text: `sink_token:`, want: `config key "sink_token": empty token`},
+		{env: map[string]string{SinkTokenEnv: " "}, want: `environment variable BUCKETQ_SINK_TOKEN: empty token`},
+		// What stays valid: no tokens at all (authentication off, logged
+		// at start-up), no sink_token, real tokens.
+		{},
+		{text: "tokens: []"},
+		{text: "tokens:"},
+		{args: []string{"--token", "a", "--token", "b c"}},
+		{args: []string{"--sink-token", "s3cret"}},
+		{env: map[string]string{SinkTokenEnv: ""}},
+	} {
+		args := tc.args
+		if tc.text != "" {
+			args = append([]string{"--config", writeConfig(t, tc.text+"\n")}, args...)
+		}
+		_, _, err := load(t, RolesRun, args, tc.env)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%q %q: %v", args, tc.text, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q %q: err = %v, want a config error starting %q", args, tc.text, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3") {
+			t.Errorf("%q: the error prints the token: %v", args, err)
+		}
 	}
 }
