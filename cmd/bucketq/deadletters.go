@@ -96,6 +96,9 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		if len(pos) != 2 {
 			return &config.Error{Msg: "dead-letters show: want exactly one NAME (as dead-letters list prints it)"}
 		}
+		if err := config.ObjectArg("dead-letters show NAME", pos[1]); err != nil {
+			return err
+		}
 	default:
 		return &config.Error{Msg: fmt.Sprintf("dead-letters: unknown action %q (want list, show or redrive)", sub)}
 	}
@@ -306,7 +309,7 @@ func (d *deadLetters) each(ctx context.Context, fn func([]dlItem) error) (proces
 func (d *deadLetters) show(ctx context.Context, name string, stdout io.Writer) error {
 	b, err := d.get(ctx, name)
 	if err != nil && d.bkt.IsObjNotFoundErr(err) && !strings.HasPrefix(name, d.prefix) {
-		if b2, err2 := d.get(ctx, d.prefix+strings.TrimPrefix(name, "/")); err2 == nil {
+		if b2, err2 := d.get(ctx, d.prefix+name); err2 == nil {
 			b, err = b2, nil
 		}
 	}

@@ -31,6 +31,9 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 			return &config.Error{Msg: "inspect manifest: --records applies to inspect batch"}
 		}
 	case what == "batch" && len(pos) == 2:
+		if err := config.ObjectArg("inspect batch LOCATION", pos[1]); err != nil {
+			return err
+		}
 	case what == "batch":
 		return &config.Error{Msg: "inspect batch: want exactly one LOCATION (the batch's object name)"}
 	case what == "manifest":

@@ -779,6 +779,17 @@ func checkToken(tok string) error {
 	return nil
 }
 
+// ObjectArg checks an object name given as a command-line argument (what
+// names the argument, e.g. "inspect batch LOCATION") by the rules of the
+// name keys: clean, relative, no "." or ".." segments. It is the one check
+// for every name a user passes, so "../../etc/passwd" reaches no bucket.
+func ObjectArg(what, name string) error {
+	if err := objname.Check(name); err != nil {
+		return errorf("%s: %v", what, err)
+	}
+	return nil
+}
+
 func nonEmpty(v string) error {
 	if v == "" {
 		return errors.New("must not be empty")
