@@ -33,7 +33,7 @@ func TestTokensProtectEveryFrontDoor(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runMain(ctx, []string{"produce", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+		done <- runMain(ctx, []string{"produce", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 			"--otlp-http", otlpHTTP, "--otlp-grpc", otlpGRPC, "--token", "s3cret", "--flush-interval", "10ms"},
 			io.Discard, &stderr, func(string) string { return "" })
 	}()

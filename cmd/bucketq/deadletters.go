@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -130,12 +129,8 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 				"(or file:/dev/stdout to print the events), since re-driven dead letters are deleted"}
 		}
 	}
-	if cfg.ObjectStore == nil {
-		// Reading dead letters must not create an empty bucket directory.
-		if _, err := os.Stat(cfg.BucketDir); err != nil {
-			return fmt.Errorf("bucket directory: %w", err)
-		}
-	}
+	// openBucket refuses a missing bucket directory: reading dead letters
+	// must not create one.
 	log := cfg.Logger(stderr)
 	bkt, _, err := openBucket(ctx, cfg, log)
 	if err != nil {

@@ -20,9 +20,10 @@ type command struct {
 var commands = []command{
 	{name: "run", short: "produce and consume in one process (the quick start)", usage: "bucketq run [flags]", roles: config.RolesRun,
 		summary: "Produce and consume in one process: accept events, queue them in the bucket, deliver them.\n" +
-			"With no flags it uses the directory ./data as the bucket and prints delivered events on stdout.",
+			"With no flags it uses the directory ./data as the bucket and prints delivered events on stdout;\n" +
+			"--create-bucket-dir creates ./data the first time (a missing bucket directory is an error).",
 		examples: []string{
-			"bucketq run",
+			"bucketq run --create-bucket-dir",
 			"bucketq run --bucket-dir /var/lib/bucketq --sink https://openmeter.cloud/api/v1/events --sink-token \"$OPENMETER_TOKEN\"",
 		}},
 	{name: "produce", short: "accept events over HTTP and OTLP and queue them in the bucket", usage: "bucketq produce [flags]", roles: config.RolesProduce,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/inspect"
@@ -45,12 +44,8 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if cfg.ObjectStore == nil {
-		// Inspecting must not create an empty bucket directory.
-		if _, err := os.Stat(cfg.BucketDir); err != nil {
-			return fmt.Errorf("bucket directory: %w", err)
-		}
-	}
+	// openBucket refuses a missing bucket directory: inspecting must not
+	// create one.
 	log := cfg.Logger(stderr)
 	bkt, store, err := openBucket(ctx, cfg, log)
 	if err != nil {
@@ -60,7 +55,13 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	if what == "manifest" {
 		b, _, err := store.Read(ctx, cfg.ManifestPath)
-		if err != nil && !errors.Is(err, cas.ErrNotExist) {
+		if errors.Is(err, cas.ErrNotExist) {
+			// Not an empty queue: a producer or consumer writes the
+			// manifest when it starts, so this is most likely a wrong
+			// --manifest-path or bucket.
+			return fmt.Errorf("manifest %s: no such object in the bucket (check manifest_path / --manifest-path and the bucket)", cfg.ManifestPath)
+		}
+		if err != nil {
 			return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)
 		}
 		m, err := inspect.Manifest(b)

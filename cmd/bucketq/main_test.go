@@ -186,9 +186,10 @@ func TestConfigErrorsExit2(t *testing.T) {
 			}
 		}
 	}
-	// The alias alone is data_prefix.
+	// The alias alone is data_prefix (inspect reads the file's
+	// manifest_path; there is no manifest there).
 	ok := file("ok.yaml", "data_path_prefix: q/data\nmanifest_path: q/manifest\n")
-	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 0 || !strings.Contains(out, `"entries":[]`) {
+	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 1 || !strings.Contains(errOut, "bucketq: manifest q/manifest: no such object in the bucket") {
 		t.Errorf("alias config: exit %d, %q %q", code, out, errOut)
 	}
 }
@@ -231,16 +232,20 @@ func TestInspectThroughTheCommand(t *testing.T) {
 			`{"compression":"zstd","record_count":2,"version":1}` + "\n"},
 		{[]string{"inspect", "batch", "--records", "--json", "ingest/data/b1.batch", "--bucket-dir", dir}, 0,
 			`{"compression":"zstd","record_count":2,"version":1,"records":["eyJpZCI6IjEifQ==","eyJpZCI6IjIifQ=="]}` + "\n"},
-		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 0,
-			`{"version":1,"epoch":0,"next_sequence":0,"entries":[]}` + "\n"},
+		// A missing manifest is a mistake (a typo in --manifest-path), not
+		// an empty queue: producers and consumers write it on start.
+		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 1,
+			"bucketq: manifest missing/manifest: no such object in the bucket (check manifest_path / --manifest-path and the bucket)\n"},
+		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "ingest/nope"}, 1,
+			"bucketq: manifest ingest/nope: no such object in the bucket"},
 		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "other/manifest"}, 1,
 			"bucketq: manifest other/manifest: manifest: manifest shorter than its footer"},
 		{[]string{"inspect", "batch", "ingest/data/bad.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/bad.batch (18 bytes): batch:"},
 		{[]string{"inspect", "batch", "ingest/data/none.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/none.batch: no such object"},
-		{[]string{"inspect", "manifest", "--bucket-dir", filepath.Join(dir, "nope")}, 1,
-			"bucketq: bucket directory: stat " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{[]string{"inspect", "manifest", "--bucket-dir", filepath.Join(dir, "nope")}, 2,
+			`bucketq: config key "bucket_dir": bucket directory "` + filepath.Join(dir, "nope") + `" does not exist`},
 	} {
 		code, out, errOut := run(t, nil, tc.args...)
 		if code != tc.code {

@@ -39,6 +39,9 @@ const readyTimeout = 5 * time.Second
 
 // openBucket opens the configured bucket and its CAS store.
 func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objstore.Bucket, cas.Store, error) {
+	if err := checkBucketDir(cfg); err != nil {
+		return nil, nil, err
+	}
 	if cfg.ObjectStore != nil {
 		bkt, store, err := bucket.Open(ctx, cfg.ObjectStore, log)
 		if err != nil {

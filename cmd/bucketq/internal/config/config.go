@@ -63,6 +63,10 @@ type Config struct {
 	// object_store key, or nil when the bucket is the directory BucketDir.
 	ObjectStore []byte
 	BucketDir   string
+	// CreateBucketDir lets produce, consume and run create a missing
+	// directory bucket; without it a missing directory is an error (a
+	// typo must not start an empty queue).
+	CreateBucketDir bool
 
 	ManifestPath     string
 	DataPrefix       string
@@ -121,6 +125,7 @@ const (
 	Int
 	Bytes
 	List // repeatable flag, YAML sequence
+	Bool // flag without a value (--name, --name=false), YAML true/false
 	Tree // YAML mapping, config file only
 )
 
@@ -144,6 +149,14 @@ var Options = []*Option{
 	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
+	{Key: "create_bucket_dir", Flag: "create-bucket-dir", Kind: Bool, Default: "false", Roles: Produce | Consume,
+		Usage: "create the bucket directory (bucket_dir, or object_store's FILESYSTEM directory) if it does not exist; without it a missing directory is an error",
+		set: func(c *Config, v string) (err error) {
+			if c.CreateBucketDir, err = strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("invalid boolean %q (want true or false)", v)
+			}
+			return nil
+		}},
 	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
@@ -346,7 +359,7 @@ func NewFlags(name string, roles Role) *Flags {
 			continue
 		}
 		o := o
-		f.Func(o.Flag, o.Usage, func(v string) error {
+		set := func(v string) error {
 			if _, seen := f.scalars[o.Key]; !seen && f.lists[o.Key] == nil {
 				f.order = append(f.order, o.Key)
 			}
@@ -356,7 +369,12 @@ func NewFlags(name string, roles Role) *Flags {
 				f.scalars[o.Key] = v
 			}
 			return nil
-		})
+		}
+		if o.Kind == Bool {
+			f.BoolFunc(o.Flag, o.Usage, set)
+		} else {
+			f.Func(o.Flag, o.Usage, set)
+		}
 	}
 	return f
 }
@@ -966,7 +984,7 @@ func FlagHelp(w io.Writer, roles Role, withRoles bool) {
 		}
 		name := o.Key + ": (file only)"
 		if o.Flag != "" {
-			name = "--" + o.Flag + " " + o.Arg
+			name = strings.TrimSpace("--" + o.Flag + " " + o.Arg)
 		}
 		var extra []string
 		if o.Default != "" {

@@ -99,6 +99,7 @@ func TestDefaults(t *testing.T) {
 // fullConfig sets every key to a non-default value.
 const fullConfig = `
 bucket_dir: /ignored-because-object-store-wins-only-without-it
+create_bucket_dir: true
 manifest_path: q/manifest
 data_prefix: q/data
 dead_letter_prefix: q/dead
@@ -136,7 +137,7 @@ func TestEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
+		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
