@@ -94,8 +94,9 @@ var commands = []command{
 const configHelp = `Configuration:
   Every flag is also a key in the --config YAML file (snake_case: --flush-interval is flush_interval,
   --token is the list tokens). Precedence, lowest first: built-in default < config file <
-  environment (only BUCKETQ_SINK_TOKEN, for sink_token) < flags. The file may use ${VAR} or $VAR
-  (expanded from the environment; unset variables become empty; $$ is a literal $). Unknown keys
+  environment (only BUCKETQ_SINK_TOKEN, for sink_token) < flags. Values in the file may use ${VAR},
+  $VAR or ${VAR:-default} (expanded inside values after parsing; an unset or empty VAR without a
+  default is an error; $$ is a literal $; quote a ${VAR} inside [ ] or { }). Unknown keys
   are errors. One file can serve every command: keys a command does not use are ignored.
   The bucket is either --bucket-dir DIR (default ./data) or, in the file only, object_store: with
   exactly the thanos objstore config, for example:
