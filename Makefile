@@ -20,8 +20,11 @@ test:
 unit:
 	$(GO) test -count=1 $(PKGS)
 
+# run: the README's first run, on a fresh machine: ./data is created if
+# missing (bucketq itself refuses a missing bucket directory without
+# --create-bucket-dir, so a typo cannot start an empty queue).
 run: build
-	$(BIN) run
+	$(BIN) run --create-bucket-dir
 
 # bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy,
 # manifest codec and queue, HTTP handler, S3 manifest commits with and

@@ -66,14 +66,74 @@ func (b *durableFS) path(name string) (string, error) {
 	if name == "" {
 		return "", errors.New("object name is empty")
 	}
-	file := filepath.Join(b.root, name)
-	if rel, err := filepath.Rel(b.root, file); err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	file, err := b.inside(name)
+	if err != nil {
+		return "", err
+	}
+	if file == b.root {
 		return "", fmt.Errorf("object name %q: not a path inside the bucket directory", name)
 	}
 	if strings.HasPrefix(filepath.Base(file), TempPrefix) {
 		return "", fmt.Errorf("object name %q: names starting with %q are reserved for temporary files", name, TempPrefix)
 	}
 	return file, nil
+}
+
+// inside maps an object name (or "" for the root) to its path, refusing
+// one that leaves the bucket directory ("../../etc/passwd"): objstore's
+// filesystem bucket joins names to its root as they come, so without this
+// a name from the command line or a hostile manifest reads or deletes
+// files outside the bucket.
+func (b *durableFS) inside(name string) (string, error) {
+	file := filepath.Join(b.root, name)
+	if rel, err := filepath.Rel(b.root, file); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("object name %q: not a path inside the bucket directory", name)
+	}
+	return file, nil
+}
+
+// Get, GetRange, Exists, Attributes, Iter and IterWithAttributes are
+// objstore's, after checking that the name stays inside the bucket.
+func (b *durableFS) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if _, err := b.inside(name); err != nil {
+		return nil, err
+	}
+	return b.Bucket.Get(ctx, name)
+}
+
+func (b *durableFS) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if _, err := b.inside(name); err != nil {
+		return nil, err
+	}
+	return b.Bucket.GetRange(ctx, name, off, length)
+}
+
+func (b *durableFS) Exists(ctx context.Context, name string) (bool, error) {
+	if _, err := b.inside(name); err != nil {
+		return false, err
+	}
+	return b.Bucket.Exists(ctx, name)
+}
+
+func (b *durableFS) Attributes(ctx context.Context, name string) (objstore.ObjectAttributes, error) {
+	if _, err := b.inside(name); err != nil {
+		return objstore.ObjectAttributes{}, err
+	}
+	return b.Bucket.Attributes(ctx, name)
+}
+
+func (b *durableFS) Iter(ctx context.Context, dir string, f func(string) error, opts ...objstore.IterOption) error {
+	if _, err := b.inside(dir); err != nil {
+		return err
+	}
+	return b.Bucket.Iter(ctx, dir, f, opts...)
+}
+
+func (b *durableFS) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, opts ...objstore.IterOption) error {
+	if _, err := b.inside(dir); err != nil {
+		return err
+	}
+	return b.Bucket.IterWithAttributes(ctx, dir, f, opts...)
 }
 
 // Upload writes r to name durably: temp file, fsync, rename, fsync of the
@@ -193,7 +253,10 @@ func (b *durableFS) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	file := filepath.Join(b.root, name)
+	file, err := b.inside(name)
+	if err != nil {
+		return err
+	}
 	if file == b.root {
 		return nil // objstore's filesystem Delete does nothing here either
 	}

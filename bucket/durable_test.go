@@ -450,3 +450,71 @@ func (noSink) Send(context.Context, []json.RawMessage) error {
 	return errors.New("noSink: not for sending")
 }
 func (noSink) Close() error { return nil }
+
+// TestDirectoryBucketStaysInsideItsDirectory: an object name that leaves
+// the bucket directory is an error for every operation (objstore's
+// filesystem bucket used to read, list and delete such files:
+// `bucketq inspect batch ../../../../etc/passwd`).
+func TestDirectoryBucketStaysInsideItsDirectory(t *testing.T) {
+	for name, open := range dirBuckets(t) {
+		t.Run(name, func(t *testing.T) {
+			bkt, root, dir := open(t)
+			ctx := context.Background()
+			// A file next to the bucket directory.
+			outside := filepath.Join(filepath.Dir(dir), "outside-"+filepath.Base(dir))
+			if err := os.MkdirAll(outside, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			secret := filepath.Join(outside, "secret")
+			if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rel, err := filepath.Rel(root, secret) // where names start
+			if err != nil {
+				t.Fatal(err)
+			}
+			escape := filepath.ToSlash(rel) // ../outside-NNN/secret (one more ../ with a prefix)
+			deep := "../../../../../../../../../.." + secret
+			for _, n := range []string{escape, "ingest/../../" + filepath.ToSlash(rel), deep, "tenant/../../" + filepath.ToSlash(rel)} {
+				if _, err := bkt.Get(ctx, n); err == nil || !strings.Contains(err.Error(), "not a path inside the bucket directory") {
+					t.Errorf("Get(%q): %v", n, err)
+				}
+				if _, err := bkt.GetRange(ctx, n, 0, 3); err == nil {
+					t.Errorf("GetRange(%q) succeeded", n)
+				}
+				if ok, err := bkt.Exists(ctx, n); err == nil {
+					t.Errorf("Exists(%q) = %v, nil", n, ok)
+				}
+				if _, err := bkt.Attributes(ctx, n); err == nil {
+					t.Errorf("Attributes(%q) succeeded", n)
+				}
+				if err := bkt.Iter(ctx, n+"/..", func(string) error { return nil }); err == nil {
+					t.Errorf("Iter(%q) succeeded", n+"/..")
+				}
+				if err := bkt.IterWithAttributes(ctx, n+"/..", func(objstore.IterObjectAttributes) error { return nil }); err == nil {
+					t.Errorf("IterWithAttributes(%q) succeeded", n+"/..")
+				}
+				if err := bkt.Upload(ctx, n, strings.NewReader("x")); err == nil {
+					t.Errorf("Upload(%q) succeeded", n)
+				}
+				if err := bkt.Delete(ctx, n); err == nil {
+					t.Errorf("Delete(%q) succeeded", n)
+				}
+			}
+			if b, err := os.ReadFile(secret); err != nil || string(b) != "secret" {
+				t.Fatalf("the file outside the bucket: %q, %v", b, err)
+			}
+			// Names inside still work, dots and all, and so does listing the root.
+			if err := bkt.Upload(ctx, "ingest/data/b", strings.NewReader("b")); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := bkt.Exists(ctx, "ingest/x/../data/b"); !ok || err != nil {
+				t.Errorf("Exists inside: %v, %v", ok, err)
+			}
+			var names []string
+			if err := bkt.Iter(ctx, "", func(n string) error { names = append(names, n); return nil }, objstore.WithRecursiveIter()); err != nil || !slices.Contains(names, "ingest/data/b") {
+				t.Errorf("Iter of the root: %q, %v", names, err)
+			}
+		})
+	}
+}

@@ -34,7 +34,7 @@ func TestTokenCheckedBeforeMessageSize(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runMain(ctx, []string{"produce", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+		done <- runMain(ctx, []string{"produce", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 			"--otlp-http", otlpHTTP, "--otlp-grpc", otlpGRPC, "--token", "s3cret", "--max-body-bytes", "1MiB", "--flush-interval", "10ms"},
 			io.Discard, &stderr, func(string) string { return "" })
 	}()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 )
 
 // TestTokensProtectEveryFrontDoor: with --token, the CloudEvents endpoint,
@@ -30,7 +33,7 @@ func TestTokensProtectEveryFrontDoor(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runMain(ctx, []string{"produce", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+		done <- runMain(ctx, []string{"produce", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 			"--otlp-http", otlpHTTP, "--otlp-grpc", otlpGRPC, "--token", "s3cret", "--flush-interval", "10ms"},
 			io.Discard, &stderr, func(string) string { return "" })
 	}()
@@ -111,6 +114,56 @@ func TestTokensProtectEveryFrontDoor(t *testing.T) {
 		ccancel()
 		if got := status.Code(err); got != a.want {
 			t.Errorf("otlp-grpc with authorization %q: %v, want %v", a.md, err, a.want)
+		}
+	}
+	// The start-up log says so, naming every front door.
+	want := `msg="authentication enabled" tokens=1 front_doors=http-events,otlp-grpc,otlp-http`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("start-up log lacks %q:\n%s", want, stderr.String())
+			break
+		}
+	}
+}
+
+// TestStartupLogSaysWhetherAuthenticationIsOn: the start-up log names the
+// open front doors and whether they check tokens, and warns when they do
+// not (no tokens used to mean no authentication without a word), and when
+// an http(s) sink gets no token.
+func TestStartupLogSaysWhetherAuthenticationIsOn(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		roles config.Role
+		cfg   config.Config
+		want  []string // lines, in order; none = no output
+	}{
+		{"tokens, every door", config.RolesProduce, config.Config{Listen: "a:1", OTLPGRPC: "a:2", OTLPHTTP: "a:3", Tokens: []string{"x", "y"}},
+			[]string{`level=INFO msg="authentication enabled" tokens=2 front_doors=http-events,otlp-grpc,otlp-http`}},
+		{"no tokens", config.RolesProduce, config.Config{Listen: "a:1", OTLPGRPC: "a:2", OTLPHTTP: "a:3"},
+			[]string{`level=WARN msg="authentication disabled: no tokens configured (--token, key tokens); every request is accepted" front_doors=http-events,otlp-grpc,otlp-http`}},
+		{"no tokens, OTLP only", config.RolesProduce, config.Config{OTLPGRPC: "a:2"},
+			[]string{`level=WARN msg="authentication disabled: no tokens configured (--token, key tokens); every request is accepted" front_doors=otlp-grpc`}},
+		{"tokens, no listener", config.RolesProduce, config.Config{Tokens: []string{"x"}}, nil},
+		{"run, http sink without token", config.RolesRun, config.Config{Listen: "a:1", Tokens: []string{"x"}, Sink: "https://om.example/api/v1/events"},
+			[]string{`level=INFO msg="authentication enabled" tokens=1 front_doors=http-events`,
+				`level=WARN msg="sink authentication disabled: no sink_token configured (--sink-token, key sink_token, env BUCKETQ_SINK_TOKEN); requests carry no Authorization header" sink=https://om.example/api/v1/events`}},
+		{"consume, http sink with token", config.RolesConsume, config.Config{Listen: "a:1", Sink: "http://om/api/v1/events", SinkToken: "t"}, nil},
+		{"consume, stdout sink", config.RolesConsume, config.Config{Listen: "a:1", Sink: "stdout"}, nil},
+	} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))
+		logAuthentication(log, tc.roles, &tc.cfg)
+		var got []string
+		if s := strings.TrimSpace(buf.String()); s != "" {
+			got = strings.Split(s, "\n")
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -96,6 +95,9 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		if len(pos) != 2 {
 			return &config.Error{Msg: "dead-letters show: want exactly one NAME (as dead-letters list prints it)"}
 		}
+		if err := config.ObjectArg("dead-letters show NAME", pos[1]); err != nil {
+			return err
+		}
 	default:
 		return &config.Error{Msg: fmt.Sprintf("dead-letters: unknown action %q (want list, show or redrive)", sub)}
 	}
@@ -127,12 +129,8 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 				"(or file:/dev/stdout to print the events), since re-driven dead letters are deleted"}
 		}
 	}
-	if cfg.ObjectStore == nil {
-		// Reading dead letters must not create an empty bucket directory.
-		if _, err := os.Stat(cfg.BucketDir); err != nil {
-			return fmt.Errorf("bucket directory: %w", err)
-		}
-	}
+	// openBucket refuses a missing bucket directory: reading dead letters
+	// must not create one.
 	log := cfg.Logger(stderr)
 	bkt, _, err := openBucket(ctx, cfg, log)
 	if err != nil {
@@ -306,7 +304,7 @@ func (d *deadLetters) each(ctx context.Context, fn func([]dlItem) error) (proces
 func (d *deadLetters) show(ctx context.Context, name string, stdout io.Writer) error {
 	b, err := d.get(ctx, name)
 	if err != nil && d.bkt.IsObjNotFoundErr(err) && !strings.HasPrefix(name, d.prefix) {
-		if b2, err2 := d.get(ctx, d.prefix+strings.TrimPrefix(name, "/")); err2 == nil {
+		if b2, err2 := d.get(ctx, d.prefix+name); err2 == nil {
 			b, err = b2, nil
 		}
 	}

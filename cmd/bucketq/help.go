@@ -20,9 +20,10 @@ type command struct {
 var commands = []command{
 	{name: "run", short: "produce and consume in one process (the quick start)", usage: "bucketq run [flags]", roles: config.RolesRun,
 		summary: "Produce and consume in one process: accept events, queue them in the bucket, deliver them.\n" +
-			"With no flags it uses the directory ./data as the bucket and prints delivered events on stdout.",
+			"With no flags it uses the directory ./data as the bucket and prints delivered events on stdout;\n" +
+			"--create-bucket-dir creates ./data the first time (a missing bucket directory is an error).",
 		examples: []string{
-			"bucketq run",
+			"bucketq run --create-bucket-dir",
 			"bucketq run --bucket-dir /var/lib/bucketq --sink https://openmeter.cloud/api/v1/events --sink-token \"$OPENMETER_TOKEN\"",
 		}},
 	{name: "produce", short: "accept events over HTTP and OTLP and queue them in the bucket", usage: "bucketq produce [flags]", roles: config.RolesProduce,
@@ -109,8 +110,9 @@ var commands = []command{
 const configHelp = `Configuration:
   Every flag is also a key in the --config YAML file (snake_case: --flush-interval is flush_interval,
   --token is the list tokens). Precedence, lowest first: built-in default < config file <
-  environment (only BUCKETQ_SINK_TOKEN, for sink_token) < flags. The file may use ${VAR} or $VAR
-  (expanded from the environment; unset variables become empty; $$ is a literal $). Unknown keys
+  environment (only BUCKETQ_SINK_TOKEN, for sink_token) < flags. Values in the file may use ${VAR},
+  $VAR or ${VAR:-default} (expanded inside values after parsing; an unset or empty VAR without a
+  default is an error; $$ is a literal $; quote a ${VAR} inside [ ] or { }). Unknown keys
   are errors. One file can serve every command: keys a command does not use are ignored.
   The bucket is either --bucket-dir DIR (default ./data) or, in the file only, object_store: with
   exactly the thanos objstore config, for example:

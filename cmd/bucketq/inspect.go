@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/thanos-io/objstore"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +38,9 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	case what == "batch" && len(pos) == 2 && *verify:
 		return &config.Error{Msg: "inspect batch: --verify applies to inspect manifest (a batch is always verified)"}
 	case what == "batch" && len(pos) == 2:
+		if err := config.ObjectArg("inspect batch LOCATION", pos[1]); err != nil {
+			return err
+		}
 	case what == "batch":
 		return &config.Error{Msg: "inspect batch: want exactly one LOCATION (the batch's object name)"}
 	case what == "manifest":
@@ -50,12 +52,8 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if cfg.ObjectStore == nil {
-		// Inspecting must not create an empty bucket directory.
-		if _, err := os.Stat(cfg.BucketDir); err != nil {
-			return fmt.Errorf("bucket directory: %w", err)
-		}
-	}
+	// openBucket refuses a missing bucket directory: inspecting must not
+	// create one.
 	log := cfg.Logger(stderr)
 	bkt, store, err := openBucket(ctx, cfg, log)
 	if err != nil {
@@ -66,7 +64,10 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if what == "manifest" {
 		b, _, err := store.Read(ctx, cfg.ManifestPath)
 		if errors.Is(err, cas.ErrNotExist) {
-			return fmt.Errorf("manifest %s: no such object in the bucket (nothing was ever committed there, or --manifest-path is wrong)", cfg.ManifestPath)
+			// Not an empty queue: a consumer writes the manifest when
+			// it starts and a producer at its first commit, so this is most likely a wrong
+			// --manifest-path or bucket.
+			return fmt.Errorf("manifest %s: no such object in the bucket (check manifest_path / --manifest-path and the bucket)", cfg.ManifestPath)
 		}
 		if err != nil {
 			return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)

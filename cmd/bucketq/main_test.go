@@ -125,6 +125,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 	badYAML := file("typo.yaml", "conversion:\n  logs:\n    typ: '\"x\"'\n    sourc: '\"y\"'\n")
 	alias := file("alias.yaml", "data_prefix: a/data\ndata_path_prefix: b/data\n")
 	small := file("small.yaml", "max_buffered_bytes: 4MiB\n")
+	unsetTok := file("unset.yaml", "tokens: [\"${INGEST_TOKEN}\"]\n")
 	// Each command gets its own bucket directory and no listener beyond
 	// the one under test, so a missing check cannot touch shared state.
 	withDefaults := func(args []string) []string {
@@ -156,6 +157,14 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{[]string{"produce", "--max-buffered-bytes", "2048"}, []string{`bucketq: config keys "max_buffered_bytes" and "max_body_bytes": max_buffered_bytes (2048) must be at least twice max_body_bytes (8388608)`}},
 		{[]string{"run", "--config", small}, []string{`config keys "max_buffered_bytes" and "max_body_bytes"`}},
 		{[]string{"produce", "--max-buffered-bytes", "512MiB"}, []string{`bucketq: config keys "memory_limit" and "max_buffered_bytes": memory_limit (268435456) must be at least max_buffered_bytes (536870912)`}},
+		// An empty token used to start with authentication off, silently.
+		{[]string{"produce", "--token", ""}, []string{`bucketq: flag --token: token 1 of 1: empty token`}},
+		{[]string{"run", "--otlp-grpc", "127.0.0.1:0", "--token", " "}, []string{`bucketq: flag --token: token 1 of 1: empty token`}},
+		{[]string{"produce", "--config", unsetTok}, []string{`bucketq: config key "tokens" ([0], line 1): ${INGEST_TOKEN}: environment variable INGEST_TOKEN is not set or empty`}},
+		{[]string{"consume", "--sink", "http://127.0.0.1:1/api/v1/events", "--sink-token", ""}, []string{`bucketq: flag --sink-token: empty token (omit sink_token to send no token)`}},
+		// Dots hid an overlap with the data prefix, where GC deletes.
+		{[]string{"consume", "--data-prefix", "ingest/data/.."}, []string{`bucketq: flag --data-prefix: invalid object name "ingest/data/..": ".." path segment (write the clean name "ingest")`}},
+		{[]string{"run", "--data-prefix", "./ingest"}, []string{`bucketq: flag --data-prefix: invalid object name "./ingest"`}},
 	} {
 		args := withDefaults(tc.args)
 		// Without the checks some of these would serve until cancelled; with
@@ -177,15 +186,10 @@ func TestConfigErrorsExit2(t *testing.T) {
 			}
 		}
 	}
-	// The alias alone is data_prefix.
+	// The alias alone is data_prefix (inspect reads the file's
+	// manifest_path; there is no manifest there).
 	ok := file("ok.yaml", "data_path_prefix: q/data\nmanifest_path: q/manifest\n")
-	if err := os.MkdirAll(filepath.Join(dir, "q"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "q", "manifest"), manifest.Empty(0), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 0 || !strings.Contains(out, `"entries":[]`) {
+	if code, out, errOut := run(t, nil, "inspect", "manifest", "--json", "--config", ok, "--bucket-dir", dir); code != 1 || !strings.Contains(errOut, "bucketq: manifest q/manifest: no such object in the bucket") {
 		t.Errorf("alias config: exit %d, %q %q", code, out, errOut)
 	}
 }
@@ -228,16 +232,20 @@ func TestInspectThroughTheCommand(t *testing.T) {
 			`{"compression":"zstd","record_count":2,"version":2}` + "\n"},
 		{[]string{"inspect", "batch", "--records", "--json", "ingest/data/b1.batch", "--bucket-dir", dir}, 0,
 			`{"compression":"zstd","record_count":2,"version":2,"records":["eyJpZCI6IjEifQ==","eyJpZCI6IjIifQ=="]}` + "\n"},
+		// A missing manifest is a mistake (a typo in --manifest-path), not
+		// an empty queue: a consumer writes it when it starts.
 		{[]string{"inspect", "manifest", "--json", "--bucket-dir", dir, "--manifest-path", "missing/manifest"}, 1,
-			"bucketq: manifest missing/manifest: no such object"},
+			"bucketq: manifest missing/manifest: no such object in the bucket (check manifest_path / --manifest-path and the bucket)\n"},
+		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "ingest/nope"}, 1,
+			"bucketq: manifest ingest/nope: no such object in the bucket"},
 		{[]string{"inspect", "manifest", "--bucket-dir", dir, "--manifest-path", "other/manifest"}, 1,
 			"bucketq: manifest other/manifest: manifest: unsupported manifest version: the last two bytes read as version 770"},
 		{[]string{"inspect", "batch", "ingest/data/bad.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/bad.batch (18 bytes): batch:"},
 		{[]string{"inspect", "batch", "ingest/data/none.batch", "--bucket-dir", dir}, 1,
 			"bucketq: batch ingest/data/none.batch: no such object"},
-		{[]string{"inspect", "manifest", "--bucket-dir", filepath.Join(dir, "nope")}, 1,
-			"bucketq: bucket directory: stat " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{[]string{"inspect", "manifest", "--bucket-dir", filepath.Join(dir, "nope")}, 2,
+			`bucketq: config key "bucket_dir": bucket directory "` + filepath.Join(dir, "nope") + `" does not exist`},
 	} {
 		code, out, errOut := run(t, nil, tc.args...)
 		if code != tc.code {

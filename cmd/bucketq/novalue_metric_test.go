@@ -32,7 +32,7 @@ func TestRunExportsNoValuePoints(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runMain(ctx, []string{"run", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+		done <- runMain(ctx, []string{"run", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 			"--otlp-grpc=", "--otlp-http", otlpAddr, "--sink", "file:" + sinkFile, "--flush-interval", "20ms", "--poll-interval", "20ms"},
 			io.Discard, &stderr, func(string) string { return "" })
 	}()

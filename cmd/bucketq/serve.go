@@ -44,6 +44,9 @@ const idleTimeout = 2 * time.Minute
 
 // openBucket opens the configured bucket and its CAS store.
 func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objstore.Bucket, cas.Store, error) {
+	if err := checkBucketDir(cfg); err != nil {
+		return nil, nil, err
+	}
 	if cfg.ObjectStore != nil {
 		bkt, store, err := bucket.Open(ctx, cfg.ObjectStore, log)
 		if err != nil {
@@ -290,6 +293,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		where = "object_store"
 	}
 	log.Info("bucketq started", "command", name, "bucket", where, "manifest", cfg.ManifestPath, "sink", sinkForLog(roles, cfg.Sink))
+	logAuthentication(log, roles, cfg)
 
 	// Wait for a signal or a failure.
 	var failure error

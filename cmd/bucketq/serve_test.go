@@ -67,7 +67,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runMain(ctx, []string{"run", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+		done <- runMain(ctx, []string{"run", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 			"--otlp-grpc=", "--otlp-http=", "--sink", "file:" + sinkFile, "--flush-interval", "20ms", "--poll-interval", "20ms"},
 			io.Discard, &stderr, func(string) string { return "" })
 	}()
@@ -217,7 +217,7 @@ func TestShutdownFlushesInFlightRequest(t *testing.T) {
 			defer cancel()
 			var stderr syncBuffer
 			done := make(chan int, 1)
-			args := append([]string{"produce", "--bucket-dir", bucketDir, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
+			args := append([]string{"produce", "--create-bucket-dir", "--bucket-dir", bucketDir, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
 				"--flush-interval", flushInterval.String(), "--min-seal-interval", "1h", "--shutdown-timeout", "40s"}, tc.args...)
 			go func() { done <- runMain(ctx, args, io.Discard, &stderr, func(string) string { return "" }) }()
 			waitServing(t, base, &stderr)

@@ -49,7 +49,7 @@ func TestSlowBodiesProcess(t *testing.T) {
 		t.Fatalf("go build ./cmd/bucketq: %v\n%s", err, out)
 	}
 	addr, otlpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "produce", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
+	cmd := exec.Command(bin, "produce", "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"), "--listen", addr,
 		"--otlp-grpc=", "--otlp-http", otlpAddr, "--log-level", "warn",
 		"--body-read-timeout", timeout.String(), "--body-min-rate", "64KiB")
 	var out syncBuffer

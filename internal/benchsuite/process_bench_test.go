@@ -67,7 +67,7 @@ func startProducer(b *testing.B, bin, bucket string, extra ...string) *producerP
 	args := []string{"produce", "--listen", freeAddr(b), "--otlp-grpc=", "--otlp-http=", "--log-level", "warn"}
 	switch bucket {
 	case "fs":
-		args = append(args, "--bucket-dir", filepath.Join(dir, "bucket"))
+		args = append(args, "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"))
 	case "s3":
 		for _, k := range []string{s3store.EnvEndpoint, s3store.EnvAccessKey, s3store.EnvSecretKey, s3store.EnvBucket} {
 			if os.Getenv(k) == "" {

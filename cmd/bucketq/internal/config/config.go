@@ -1,8 +1,9 @@
 // Package config turns the bucketq command line into one validated Config:
-// built-in defaults, then the --config YAML file (with ${ENV} expansion),
-// then the environment (BUCKETQ_SINK_TOKEN), then flags. Every option is
-// declared once in Options, which drives the flags, the YAML keys, the help
-// text and the error messages, so they cannot drift apart.
+// built-in defaults, then the --config YAML file (with ${ENV} expanded
+// inside its values), then the environment (BUCKETQ_SINK_TOKEN), then
+// flags. Every option is declared once in Options, which drives the flags,
+// the YAML keys, the help text and the error messages, so they cannot
+// drift apart.
 package config
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/objname"
 )
 
 // Role says which subcommands an option applies to.
@@ -60,6 +63,10 @@ type Config struct {
 	// object_store key, or nil when the bucket is the directory BucketDir.
 	ObjectStore []byte
 	BucketDir   string
+	// CreateBucketDir lets produce, consume and run create a missing
+	// directory bucket; without it a missing directory is an error (a
+	// typo must not start an empty queue).
+	CreateBucketDir bool
 
 	ManifestPath     string
 	DataPrefix       string
@@ -124,6 +131,7 @@ const (
 	Int
 	Bytes
 	List // repeatable flag, YAML sequence
+	Bool // flag without a value (--name, --name=false), YAML true/false
 	Tree // YAML mapping, config file only
 )
 
@@ -137,8 +145,8 @@ type Option struct {
 	Arg     string // placeholder in help (DIR, URL, ...)
 	Usage   string
 	Roles   Role
-	set     func(c *Config, v string) error // String, Duration, Int, Bytes
-	setList func(c *Config, v []string)     // List
+	set     func(c *Config, v string) error   // String, Duration, Int, Bytes
+	setList func(c *Config, v []string) error // List
 	setTree func(c *Config, n *yaml.Node) error
 }
 
@@ -147,18 +155,26 @@ var Options = []*Option{
 	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
+	{Key: "create_bucket_dir", Flag: "create-bucket-dir", Kind: Bool, Default: "false", Roles: Produce | Consume,
+		Usage: "create the bucket directory (bucket_dir, or object_store's FILESYSTEM directory) if it does not exist; without it a missing directory is an error",
+		set: func(c *Config, v string) (err error) {
+			if c.CreateBucketDir, err = strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("invalid boolean %q (want true or false)", v)
+			}
+			return nil
+		}},
 	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
 		Usage: "object name of the manifest (the queue)",
-		set:   func(c *Config, v string) error { c.ManifestPath = v; return objectName(v) }},
+		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
 	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume,
 		Usage: "object name prefix of batch files",
-		set:   func(c *Config, v string) error { c.DataPrefix = v; return objectName(v) }},
+		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
 	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume | DeadLetters,
 		Usage: "object name prefix for records the sink or converter rejected",
-		set:   func(c *Config, v string) error { c.DeadLetterPrefix = v; return objectName(v) }},
+		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
 	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
 		Usage: "HTTP address for POST /api/v1/events (produce, run), GET /metrics, /healthz, /readyz; empty disables",
 		set:   func(c *Config, v string) error { c.Listen = v; return hostPort(v) }},
@@ -169,8 +185,8 @@ var Options = []*Option{
 		Usage: "OTLP/HTTP listen address (/v1/logs, /v1/metrics, /v1/traces); empty disables",
 		set:   func(c *Config, v string) error { c.OTLPHTTP = v; return hostPort(v) }},
 	{Key: "tokens", Flag: "token", Kind: List, Arg: "TOKEN", Roles: Produce,
-		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication",
-		setList: func(c *Config, v []string) { c.Tokens = v }},
+		Usage:   "bearer token accepted by the ingest endpoints; repeat for several; none = no authentication (logged as a warning at start-up); an empty token is an error",
+		setList: setTokens},
 	{Key: "max_body_bytes", Flag: "max-body-bytes", Kind: Bytes, Arg: "N", Default: "8388608", Roles: Produce,
 		Usage: "largest accepted request body, after gzip decompression (bytes; KiB/MiB/GiB suffixes allowed); above it 413",
 		set:   func(c *Config, v string) (err error) { c.MaxBodyBytes, err = parseBytes(v); return }},
@@ -219,8 +235,14 @@ var Options = []*Option{
 		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
 		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},
 	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume | DeadLetters,
-		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + ")",
-		set:   func(c *Config, v string) error { c.SinkToken = v; return nil }},
+		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + "); omit it to send none, an empty value is an error",
+		set: func(c *Config, v string) error {
+			if err := checkToken(v); err != nil {
+				return fmt.Errorf("%v (omit sink_token to send no token)", err)
+			}
+			c.SinkToken = v
+			return nil
+		}},
 	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume | DeadLetters,
 		Usage: "events per sink request",
 		set: func(c *Config, v string) error {
@@ -355,7 +377,7 @@ func NewFlags(name string, roles Role) *Flags {
 			continue
 		}
 		o := o
-		f.Func(o.Flag, o.Usage, func(v string) error {
+		set := func(v string) error {
 			if _, seen := f.scalars[o.Key]; !seen && f.lists[o.Key] == nil {
 				f.order = append(f.order, o.Key)
 			}
@@ -365,7 +387,12 @@ func NewFlags(name string, roles Role) *Flags {
 				f.scalars[o.Key] = v
 			}
 			return nil
-		})
+		}
+		if o.Kind == Bool {
+			f.BoolFunc(o.Flag, o.Usage, set)
+		} else {
+			f.Func(o.Flag, o.Usage, set)
+		}
 	}
 	return f
 }
@@ -413,7 +440,7 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 		if err != nil {
 			return nil, errorf("config file: %v", err)
 		}
-		keys, err := Apply(c, raw, getenv)
+		keys, err := Apply(c, raw, getenv, f.roles)
 		if err != nil {
 			return nil, err
 		}
@@ -422,12 +449,16 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 		}
 	}
 	if tok := getenv(SinkTokenEnv); tok != "" && byKey["sink_token"].Roles&f.roles != 0 {
-		c.SinkToken = tok
+		if err := byKey["sink_token"].set(c, tok); err != nil {
+			return nil, errorf("environment variable %s: %v", SinkTokenEnv, err)
+		}
 	}
 	for _, k := range f.order {
 		o := byKey[k]
 		if o.Kind == List {
-			o.setList(c, f.lists[k])
+			if err := o.setList(c, f.lists[k]); err != nil {
+				return nil, errorf("flag --%s: %v", o.Flag, err)
+			}
 			continue
 		}
 		v := f.scalars[k]
@@ -451,19 +482,21 @@ func (f *Flags) Load(getenv Env) (*Config, error) {
 	return c, nil
 }
 
-// Apply merges the YAML config text raw into c, after expanding ${VAR} and
-// $VAR from getenv (unset variables expand to "", "$$" is a literal "$").
-// It returns the keys it set. Unknown keys are errors.
-func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
-	text := os.Expand(string(raw), func(name string) string {
-		if name == "$" {
-			return "$"
-		}
-		return getenv(name)
-	})
+// Apply merges the YAML config text raw into c and returns the keys it
+// set. Unknown keys are errors. The text is parsed first; then ${VAR} and
+// $VAR are expanded from getenv inside scalar values only (see
+// expandTree), so no value can change the structure of the file. roles
+// are the command's: a key it does not use whose value names an unset
+// variable is skipped (one file serves hosts with different
+// environments), every other error stands.
+func Apply(c *Config, raw []byte, getenv Env, roles Role) ([]string, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		return nil, errorf("config file: %v", err)
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		hint := ""
+		if unquotedFlowVar.Match(raw) {
+			hint = ` (inside [ ] or { } a ${VAR} must be quoted: ["${VAR}"])`
+		}
+		return nil, errorf("config file: %v%s", err, hint)
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil // empty file
@@ -489,6 +522,12 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 			return nil, errorf("config key %q (line %d): given twice", k.Value, k.Line)
 		}
 		seen[k.Value] = true
+		if err := expandTree(v, getenv, ""); err != nil {
+			if o.Roles&roles == 0 {
+				continue // not this command's key
+			}
+			return nil, errorf("config key %q %v", k.Value, err)
+		}
 		if prev := byName[name]; prev != nil {
 			// The key and its alias: fine when they agree.
 			if prev.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode || prev.Value != v.Value {
@@ -505,14 +544,139 @@ func Apply(c *Config, raw []byte, getenv Env) ([]string, error) {
 	return keys, nil
 }
 
+// unquotedFlowVar finds a ${ right after [ { or , : a YAML error there is
+// most likely an unquoted ${VAR} in a flow sequence or mapping.
+var unquotedFlowVar = regexp.MustCompile(`[\[{,]\s*\$\{`)
+
+// expandTree expands environment variables in every scalar value under n,
+// in place: mapping values and sequence items, never mapping keys, and
+// never across nodes, so an expanded value stays one scalar whatever it
+// holds (a newline, ": ", " #", a leading "*"). A plain (unquoted,
+// untagged) scalar that changed is re-typed from its new text when the
+// subtree is re-encoded (port: ${PORT} is still a number, as it was when
+// the file was expanded as text); a quoted one stays a string. The error
+// names the line, the path below the key, and the variable.
+func expandTree(n *yaml.Node, getenv Env, at string) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v, err := expandEnv(n.Value, getenv)
+		if err != nil {
+			if at != "" {
+				return fmt.Errorf("(%s, line %d): %v", at, n.Line, err)
+			}
+			return fmt.Errorf("(line %d): %v", n.Line, err)
+		}
+		if v != n.Value {
+			n.Value = v
+			if n.Style == 0 {
+				n.Tag = "" // resolved again from the new text on encoding
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := expandTree(n.Content[i+1], getenv, joinPath(at, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if err := expandTree(item, getenv, joinPath(at, "["+strconv.Itoa(i)+"]")); err != nil {
+				return err
+			}
+		}
+	}
+	// Aliases share the node of their anchor, which is expanded where it
+	// is defined.
+	return nil
+}
+
+func joinPath(at, elem string) string {
+	if at == "" || strings.HasPrefix(elem, "[") {
+		return at + elem
+	}
+	return at + "." + elem
+}
+
+// expandEnv expands $NAME and ${NAME} from getenv: "$$" is a literal "$",
+// ${NAME:-default} gives default when NAME is unset or empty, and a "$"
+// followed by anything else is itself. NAME is a letter or "_", then
+// letters, digits and "_". A variable that is unset or empty, without a
+// default, is an error naming it: an empty token or path is never what a
+// config file meant.
+func expandEnv(s string, getenv Env) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		var name, def, ref string
+		hasDef := false
+		switch next := s[i+1]; {
+		case next == '$':
+			b.WriteByte('$')
+			i += 2
+			continue
+		case next == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("%q: unterminated ${ (write $$ for a literal $)", s[i:])
+			}
+			ref = s[i : i+end+1]
+			name, def, hasDef = strings.Cut(ref[2:len(ref)-1], ":-")
+			if !isEnvName(name) {
+				return "", fmt.Errorf("%q: not a variable reference (want ${NAME} or ${NAME:-default}; $$ is a literal $)", ref)
+			}
+			i += end + 1
+		case isEnvNameStart(next):
+			j := i + 2
+			for j < len(s) && isEnvNameChar(s[j]) {
+				j++
+			}
+			ref, name = s[i:j], s[i+1:j]
+			i = j
+		default:
+			b.WriteByte('$')
+			i++
+			continue
+		}
+		v := getenv(name)
+		if v == "" {
+			if !hasDef {
+				return "", fmt.Errorf("%s: environment variable %s is not set or empty (write ${%s:-default} for a default, ${%s:-} to allow empty)", ref, name, name, name)
+			}
+			v = def
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+func isEnvNameStart(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isEnvNameChar(c byte) bool  { return isEnvNameStart(c) || c >= '0' && c <= '9' }
+func isEnvName(s string) bool {
+	if s == "" || !isEnvNameStart(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isEnvNameChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func setNode(c *Config, o *Option, v *yaml.Node) error {
 	switch o.Kind {
 	case Tree:
 		return o.setTree(c, v)
 	case List:
 		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
-			o.setList(c, nil)
-			return nil
+			return o.setList(c, nil)
 		}
 		if v.Kind != yaml.SequenceNode {
 			return fmt.Errorf("want a list of strings (line %d)", v.Line)
@@ -524,8 +688,7 @@ func setNode(c *Config, o *Option, v *yaml.Node) error {
 			}
 			list = append(list, item.Value)
 		}
-		o.setList(c, list)
-		return nil
+		return o.setList(c, list)
 	}
 	if v.Kind != yaml.ScalarNode {
 		return fmt.Errorf("want a single value (line %d)", v.Line)
@@ -587,16 +750,14 @@ func DecodeStrict(b []byte, v any) error {
 	return dec.Decode(v)
 }
 
-// check validates what no single value can: how the names relate.
+// check validates what no single value can: how the names relate. The
+// setters only let clean names through (objname), so comparing them as
+// strings is comparing the objects they name.
 func (c *Config) check() error {
-	inside := func(name, prefix string) bool {
-		name, prefix = strings.TrimSuffix(name, "/"), strings.TrimSuffix(prefix, "/")
-		return name == prefix || strings.HasPrefix(name, prefix+"/")
-	}
-	if inside(c.ManifestPath, c.DataPrefix) {
+	if objname.Within(c.ManifestPath, c.DataPrefix) {
 		return errorf(`config key "manifest_path": %q is inside data_prefix %q, where garbage collection deletes objects`, c.ManifestPath, c.DataPrefix)
 	}
-	if inside(c.DeadLetterPrefix, c.DataPrefix) || inside(c.DataPrefix, c.DeadLetterPrefix) {
+	if objname.Overlap(c.DeadLetterPrefix, c.DataPrefix) {
 		return errorf(`config key "dead_letter_prefix": %q overlaps data_prefix %q, where garbage collection deletes objects`, c.DeadLetterPrefix, c.DataPrefix)
 	}
 	return nil
@@ -623,19 +784,51 @@ func (c *Config) checkLimits(roles Role, getenv Env) error {
 	return nil
 }
 
-func nonEmpty(v string) error {
-	if v == "" {
-		return errors.New("must not be empty")
+// setTokens sets the ingest tokens. An empty list is no authentication
+// (serve logs it loudly); an empty token in the list is an error, not a
+// token that is silently dropped, which used to turn authentication off
+// when a variable was unset.
+func setTokens(c *Config, v []string) error {
+	for i, tok := range v {
+		if err := checkToken(tok); err != nil {
+			return fmt.Errorf("token %d of %d: %v", i+1, len(v), err)
+		}
+	}
+	c.Tokens = v
+	return nil
+}
+
+// checkToken refuses bearer tokens that cannot work: empty or white space
+// (no authentication where one was meant), white space around it (the
+// token a request sends is trimmed, so it would never match), or control
+// characters (not sendable in a header). The token itself is secret and
+// not printed.
+func checkToken(tok string) error {
+	switch {
+	case strings.TrimSpace(tok) == "":
+		return errors.New("empty token")
+	case strings.TrimSpace(tok) != tok:
+		return errors.New("token has white space around it")
+	case strings.ContainsFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("token contains a control character (a newline?)")
 	}
 	return nil
 }
 
-func objectName(v string) error {
-	if strings.Trim(v, "/") == "" {
-		return fmt.Errorf("invalid object name %q: must not be empty", v)
+// ObjectArg checks an object name given as a command-line argument (what
+// names the argument, e.g. "inspect batch LOCATION") by the rules of the
+// name keys: clean, relative, no "." or ".." segments. It is the one check
+// for every name a user passes, so "../../etc/passwd" reaches no bucket.
+func ObjectArg(what, name string) error {
+	if err := objname.Check(name); err != nil {
+		return errorf("%s: %v", what, err)
 	}
-	if strings.HasPrefix(v, "/") {
-		return fmt.Errorf("invalid object name %q: must not start with /", v)
+	return nil
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
 	}
 	return nil
 }
@@ -844,7 +1037,7 @@ func FlagHelp(w io.Writer, roles Role, withRoles bool) {
 		}
 		name := o.Key + ": (file only)"
 		if o.Flag != "" {
-			name = "--" + o.Flag + " " + o.Arg
+			name = strings.TrimSpace("--" + o.Flag + " " + o.Arg)
 		}
 		var extra []string
 		if o.Default != "" {

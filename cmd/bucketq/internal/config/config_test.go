@@ -100,6 +100,7 @@ func TestDefaults(t *testing.T) {
 // fullConfig sets every key to a non-default value.
 const fullConfig = `
 bucket_dir: /ignored-because-object-store-wins-only-without-it
+create_bucket_dir: true
 manifest_path: q/manifest
 data_prefix: q/data
 dead_letter_prefix: q/dead
@@ -141,7 +142,7 @@ func TestEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "/ignored-because-object-store-wins-only-without-it", ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
+		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead",
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
@@ -191,7 +192,7 @@ object_store:
 		t.Fatalf("object_store = %+v", os)
 	}
 	// --bucket-dir overrides the file's object store.
-	c, _, err = load(t, RolesRun, []string{"--config", p, "--bucket-dir", "/tmp/b"}, nil)
+	c, _, err = load(t, RolesRun, []string{"--config", p, "--bucket-dir", "/tmp/b"}, map[string]string{"S3_HOST": "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +206,11 @@ func TestEnvExpansion(t *testing.T) {
 		{"sink_token: ${T}", "tok"},
 		{"sink_token: $T", "tok"},
 		{"sink_token: pre-${T}-post", "pre-tok-post"},
-		{"sink_token: ${UNSET}", ""}, // unset expands to empty, like a shell
-		{"sink_token: a$$b", "a$b"},  // $$ is a literal $
+		{"sink_token: a$$b", "a$b"}, // $$ is a literal $
+		{"sink_token: ${UNSET:-dflt}", "dflt"},
+		{"sink_token: ${T:-dflt}", "tok"},
+		{"sink_token: a$-b$1$", "a$-b$1$"}, // a $ before no name is itself
+		{"sink_token: x # ${UNSET} in a comment is not expanded", "x"},
 	} {
 		p := writeConfig(t, tc.text)
 		c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"T": "tok"})
@@ -525,6 +529,269 @@ func TestDeadLettersRole(t *testing.T) {
 		c, _, err := load(t, tc.roles, nil, map[string]string{SinkTokenEnv: "envtok"})
 		if err != nil || c.SinkToken != tc.want {
 			t.Errorf("roles %b with %s set: sink token %q (%v), want %q", tc.roles, SinkTokenEnv, c.SinkToken, err, tc.want)
+		}
+	}
+}
+
+// TestObjectNamesMustBeClean: manifest_path, data_prefix and
+// dead_letter_prefix are accepted only in clean form (a prefix may end in
+// one "/"), so ".", ".." and "//" cannot hide an overlap from the check
+// that keeps garbage collection out of the manifest and the dead letters.
+// Each is tried as a config key and as a flag; the error names both the
+// key (or flag) and the value.
+func TestObjectNamesMustBeClean(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		want       string // "" = accepted
+	}{
+		{"data_prefix", "./ingest", `"." path segment`},
+		{"data_prefix", "ingest/./", `"." path segment`},
+		{"data_prefix", "ingest/data/..", `".." path segment`},
+		{"data_prefix", "ingest//data", `empty path segment`},
+		{"data_prefix", "ingest/data//", `empty path segment`},
+		{"data_prefix", "../ingest/data", `".." path segment`},
+		{"data_prefix", "/ingest/data", `must not start with /`},
+		{"dead_letter_prefix", "ingest/data/../dead", `".." path segment`},
+		{"dead_letter_prefix", "./ingest/data/dl", `"." path segment`},
+		{"manifest_path", "ingest/data/../manifest", `".." path segment`},
+		{"manifest_path", "./ingest/manifest", `"." path segment`},
+		{"manifest_path", "ingest/manifest/", `empty path segment`},
+		{"manifest_path", "ingest//manifest", `empty path segment`},
+		// Clean names that used to pass still do.
+		{"data_prefix", "ingest/data/", ""},
+		{"data_prefix", "other/data", ""},
+		{"dead_letter_prefix", "ingest/dead-letter/", ""},
+		{"manifest_path", "queue/manifest", ""},
+	} {
+		flagName := strings.ReplaceAll(tc.key, "_", "-")
+		p := writeConfig(t, tc.key+": '"+tc.value+"'\n")
+		for _, args := range [][]string{{"--config", p}, {"--" + flagName, tc.value}} {
+			c, _, err := load(t, RolesRun, args, nil)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("%s %q: %v", args[0], tc.value, err)
+				} else if got := map[string]string{"data_prefix": c.DataPrefix, "dead_letter_prefix": c.DeadLetterPrefix, "manifest_path": c.ManifestPath}[tc.key]; got != strings.TrimSuffix(tc.value, "/") {
+					t.Errorf("%s %q: stored as %q", args[0], tc.value, got)
+				}
+				continue
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("%s %q (%s): err = %v, want a config error", args[0], tc.value, tc.key, err)
+				continue
+			}
+			name := `config key "` + tc.key + `"`
+			if args[0] != "--config" {
+				name = "flag --" + flagName
+			}
+			for _, s := range []string{name, `"` + tc.value + `"`, tc.want} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%s %q: error %q lacks %q", args[0], tc.value, err, s)
+				}
+			}
+		}
+	}
+}
+
+// TestOverlapIsCheckedOnCleanNames: the layouts of the issue, written with
+// ".", ".." or "//", used to pass the overlap check (the strings differ)
+// while naming overlapping objects. Now they are refused (not clean), and
+// their clean spelling is refused as overlapping.
+func TestOverlapIsCheckedOnCleanNames(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data-prefix", "./ingest"}, `flag --data-prefix: invalid object name "./ingest"`},
+		{[]string{"--data-prefix", "ingest"}, `config key "manifest_path": "ingest/manifest" is inside data_prefix "ingest"`},
+		{[]string{"--data-prefix", "ingest/./"}, `flag --data-prefix: invalid object name "ingest/./"`},
+		{[]string{"--data-prefix", "ingest/"}, `config key "manifest_path": "ingest/manifest" is inside data_prefix "ingest"`},
+		{[]string{"--data-prefix", "ingest/data/.."}, `flag --data-prefix: invalid object name "ingest/data/.."`},
+		{[]string{"--dead-letter-prefix", "ingest/data/x/.."}, `flag --dead-letter-prefix: invalid object name "ingest/data/x/.."`},
+		{[]string{"--dead-letter-prefix", "ingest/data/"}, `config key "dead_letter_prefix": "ingest/data" overlaps data_prefix "ingest/data"`},
+		{[]string{"--dead-letter-prefix", "ingest"}, `config key "dead_letter_prefix": "ingest" overlaps data_prefix "ingest/data"`},
+		{[]string{"--manifest-path", "ingest//data/m"}, `flag --manifest-path: invalid object name "ingest//data/m"`},
+		{[]string{"--manifest-path", "ingest/data/m"}, `config key "manifest_path": "ingest/data/m" is inside data_prefix "ingest/data"`},
+	} {
+		_, _, err := load(t, RolesRun, tc.args, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want prefix %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestEnvExpansionCannotChangeStructure: variables are expanded inside
+// scalar values after parsing, so a value holding YAML syntax stays that
+// value (the file used to be expanded as text: "abc #def" lost "#def", a
+// newline injected keys, ": " and a leading "*" gave YAML errors naming no
+// variable).
+func TestEnvExpansionCannotChangeStructure(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, val string
+		want            func(c *Config) string // the value as stored
+	}{
+		{"comment", "sink_token: ${V}", "abc #def", func(c *Config) string { return c.SinkToken }},
+		{"comment quoted", `sink_token: "${V}"`, "abc #def", func(c *Config) string { return c.SinkToken }},
+		{"comment in list", `tokens: ["${V}"]`, "abc #def", func(c *Config) string { return strings.Join(c.Tokens, "|") }},
+		{"colon", "sink_token: ${V}", "a: b", func(c *Config) string { return c.SinkToken }},
+		{"alias", "sink_token: ${V}", "*abc", func(c *Config) string { return c.SinkToken }},
+		{"anchor", "sink_token: ${V}", "&abc", func(c *Config) string { return c.SinkToken }},
+		{"flow", "sink_token: ${V}", "[a, b]", func(c *Config) string { return c.SinkToken }},
+		{"quote", `sink_token: '${V}'`, `it's "x"`, func(c *Config) string { return c.SinkToken }},
+		{"newline in a subtree", "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${V}\n", "d\nprefix: evil",
+			func(c *Config) string {
+				var os struct {
+					Config struct{ Directory string }
+					Prefix string
+				}
+				if err := yaml.Unmarshal(c.ObjectStore, &os); err != nil {
+					return err.Error()
+				}
+				return os.Config.Directory + os.Prefix
+			}},
+		{"comment in a subtree", "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${V}\n", "d #x",
+			func(c *Config) string {
+				var os struct{ Config struct{ Directory string } }
+				yaml.Unmarshal(c.ObjectStore, &os)
+				return os.Config.Directory
+			}},
+	} {
+		p := writeConfig(t, tc.text+"\n")
+		c, _, err := load(t, RolesRun, []string{"--config", p}, map[string]string{"V": tc.val})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := tc.want(c); got != tc.val {
+			t.Errorf("%s: stored %q, want %q", tc.name, got, tc.val)
+		}
+		if c.Listen != "127.0.0.1:8888" {
+			t.Errorf("%s: listen changed to %q", tc.name, c.Listen)
+		}
+	}
+	// A newline cannot add a key either: the whole value is the token
+	// (which is then refused as a token, naming the key).
+	p := writeConfig(t, "sink_token: ${V}\n")
+	_, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"V": "abc\nlisten: 0.0.0.0:9"})
+	if err == nil || !strings.HasPrefix(err.Error(), `config key "sink_token": token contains a control character`) {
+		t.Errorf("newline in sink_token: %v", err)
+	}
+	var c *Config
+	// A plain scalar is typed from its expanded text, as when the file was
+	// expanded as text (insecure: ${INSECURE} is still a bool); a quoted one
+	// stays a string.
+	p = writeConfig(t, "object_store:\n  type: S3\n  config:\n    insecure: ${B}\n    port: ${N}\n    name: '${N}'\n")
+	c, _, err = load(t, RolesRun, []string{"--config", p}, map[string]string{"B": "true", "N": "9000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var typed struct {
+		Config struct {
+			Insecure bool   `yaml:"insecure"`
+			Port     int    `yaml:"port"`
+			Name     string `yaml:"name"`
+		}
+	}
+	if err := yaml.Unmarshal(c.ObjectStore, &typed); err != nil || !typed.Config.Insecure || typed.Config.Port != 9000 || typed.Config.Name != "9000" {
+		t.Errorf("typed values: %+v, %v (yaml %s)", typed, err, c.ObjectStore)
+	}
+}
+
+// TestEnvExpansionErrors: an unset (or empty) variable is an error naming
+// the variable, the key and the line (it used to expand to "" silently:
+// tokens: ["${UNSET}"] turned authentication off), and so is a malformed
+// reference.
+func TestEnvExpansionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		roles Role
+		text  string
+		want  []string
+	}{
+		{RolesRun, "listen: ''\ntokens: [\"${UNSET}\"]", []string{`config key "tokens" ([0], line 2)`, "${UNSET}", "environment variable UNSET is not set or empty"}},
+		{RolesRun, "sink_token: $EMPTY", []string{`config key "sink_token" (line 1)`, "$EMPTY", "environment variable EMPTY is not set or empty"}},
+		{RolesRun, "object_store:\n  type: S3\n  config:\n    secret_key: ${AWS_SECRET}\n", []string{`config key "object_store" (config.secret_key, line 4)`, "environment variable AWS_SECRET"}},
+		{RolesRun, "conversion:\n  logs:\n    type: '\"${KIND}\"'\n", []string{`config key "conversion" (logs.type, line 3)`, "environment variable KIND"}},
+		{RolesRun, "sink_token: ${T", []string{`config key "sink_token" (line 1)`, "unterminated ${"}},
+		{RolesRun, "sink_token: ${1X}", []string{`config key "sink_token" (line 1)`, `"${1X}": not a variable reference`}},
+		{RolesRun, "sink_token: ${}", []string{`"${}": not a variable reference`}},
+		{RolesRun, "tokens: [${T}]", []string{"config file: yaml:", `must be quoted: ["${VAR}"]`}},
+		// A key of another command is still checked when its variables are set ...
+		{RolesConsume, "flush_interval: ${SET}", []string{`config key "flush_interval": invalid duration "x"`}},
+	} {
+		p := writeConfig(t, tc.text+"\n")
+		_, _, err := load(t, tc.roles, []string{"--config", p}, map[string]string{"EMPTY": "", "SET": "x"})
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%q: err = %v, want a config error", tc.text, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q lacks %q", tc.text, err, w)
+			}
+		}
+	}
+	// ... but one the command ignores may name a variable only set where
+	// it is used: the consumer host need not have the ingest token.
+	p := writeConfig(t, "tokens: [\"${INGEST_TOKEN}\"]\nsink_token: ${SINK}\n")
+	c, _, err := load(t, RolesConsume, []string{"--config", p}, map[string]string{"SINK": "s"})
+	if err != nil || c.SinkToken != "s" || c.Tokens != nil {
+		t.Errorf("consume with an ingest-only variable unset: %v, %+v", err, c)
+	}
+}
+
+// TestEmptyTokens: an empty or blank ingest token, or an explicitly empty
+// sink_token, is an error naming the key, flag or variable (an empty
+// ingest token used to be dropped, leaving no token: authentication off;
+// an empty sink_token sent no Authorization header). The token is secret:
+// the error never prints it.
+func TestEmptyTokens(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		text string // config file, if any
+		env  map[string]string
+		want string // "" = accepted
+	}{
+		{args: []string{"--token", ""}, want: `flag --token: token 1 of 1: empty token`},
+		{args: []string{"--token", "good", "--token", "  "}, want: `flag --token: token 2 of 2: empty token`},
+		{args: []string{"--token", " s3cret"}, want: `flag --token: token 1 of 1: token has white space around it`},
+		{args: []string{"--token", "s3cret\n"}, want: `flag --token: token 1 of 1: token has white space around it`},
+		{args: []string{"--token", "s3\x01cret"}, want: `flag --token: token 1 of 1: token contains a control character`},
+		{text: `tokens: [""]`, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: `tokens: ["${TOK}"]`, env: map[string]string{"TOK": " "}, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: `tokens: ["${TOK:-}"]`, want: `config key "tokens": token 1 of 1: empty token`},
+		{text: "tokens:\n  -\n", want: `config key "tokens": token 1 of 1: empty token`},
+		{args: []string{"--sink-token", ""}, want: `flag --sink-token: empty token (omit sink_token to send no token)`},
+		{args: []string{"--sink-token", "\t"}, want: `flag --sink-token: empty token`},
+		{text: `sink_token: ""`, want: `config key "sink_token": empty token`},
+		{text: `sink_token:`, want: `config key "sink_token": empty token`},
+		{env: map[string]string{SinkTokenEnv: " "}, want: `environment variable BUCKETQ_SINK_TOKEN: empty token`},
+		// What stays valid: no tokens at all (authentication off, logged
+		// at start-up), no sink_token, real tokens.
+		{},
+		{text: "tokens: []"},
+		{text: "tokens:"},
+		{args: []string{"--token", "a", "--token", "b c"}},
+		{args: []string{"--sink-token", "s3cret"}},
+		{env: map[string]string{SinkTokenEnv: ""}},
+	} {
+		args := tc.args
+		if tc.text != "" {
+			args = append([]string{"--config", writeConfig(t, tc.text+"\n")}, args...)
+		}
+		_, _, err := load(t, RolesRun, args, tc.env)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%q %q: %v", args, tc.text, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q %q: err = %v, want a config error starting %q", args, tc.text, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3") {
+			t.Errorf("%q: the error prints the token: %v", args, err)
 		}
 	}
 }

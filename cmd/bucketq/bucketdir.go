@@ -1,0 +1,49 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+)
+
+// checkBucketDir refuses a directory bucket whose directory does not exist
+// (or is not a directory), unless create_bucket_dir is set: opening one
+// creates it, so a typo in --bucket-dir used to start a producer writing
+// into a new, empty queue, or a consumer waiting on one. The directory is
+// bucket_dir, or the directory of an object_store of type FILESYSTEM.
+// Only produce, consume and run can set create_bucket_dir: inspect and
+// dead-letters never create a bucket.
+func checkBucketDir(cfg *config.Config) error {
+	key, dir := "bucket_dir", cfg.BucketDir
+	if cfg.ObjectStore != nil {
+		var os struct {
+			Type   string `yaml:"type"`
+			Config struct {
+				Directory string `yaml:"directory"`
+			} `yaml:"config"`
+		}
+		if yaml.Unmarshal(cfg.ObjectStore, &os) != nil || !strings.EqualFold(os.Type, "FILESYSTEM") || os.Config.Directory == "" {
+			return nil // not a directory bucket, or bucket.Open says what is wrong
+		}
+		key, dir = "object_store", os.Config.Directory
+	}
+	if cfg.CreateBucketDir {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &config.Error{Msg: fmt.Sprintf("config key %q: bucket directory %q does not exist (a typo? create it, or pass --create-bucket-dir to let produce, consume or run create it)", key, dir)}
+	case err != nil:
+		return fmt.Errorf("bucket directory %s: %w", dir, err)
+	case !fi.IsDir():
+		return &config.Error{Msg: fmt.Sprintf("config key %q: bucket directory %q is not a directory", key, dir)}
+	}
+	return nil
+}
