@@ -67,6 +67,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -157,11 +158,6 @@ func (c *Config) defaults() {
 	}
 }
 
-// within reports whether name is the prefix dir itself or below it.
-func within(name, dir string) bool {
-	return name == dir || strings.HasPrefix(name, dir+"/")
-}
-
 // Consumer is the single reader of one manifest.
 type Consumer struct {
 	bkt  objstore.Bucket
@@ -190,10 +186,23 @@ func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sin
 		return nil, errors.New("consumer: nil sink")
 	}
 	cfg.defaults()
-	if within(cfg.DeadLetterPrefix, cfg.DataPrefix) || within(cfg.DataPrefix, cfg.DeadLetterPrefix) {
+	// GC deletes by prefix, so every name must be clean (no "./ingest" that
+	// a textual check would take for another prefix) before the overlap
+	// checks; the command checks the same with internal/objname.
+	var err error
+	if cfg.DataPrefix, err = objname.Prefix(cfg.DataPrefix); err != nil {
+		return nil, fmt.Errorf("consumer: DataPrefix: %w", err)
+	}
+	if cfg.DeadLetterPrefix, err = objname.Prefix(cfg.DeadLetterPrefix); err != nil {
+		return nil, fmt.Errorf("consumer: DeadLetterPrefix: %w", err)
+	}
+	if err := objname.Check(q.Path()); err != nil {
+		return nil, fmt.Errorf("consumer: manifest path: %w", err)
+	}
+	if objname.Overlap(cfg.DeadLetterPrefix, cfg.DataPrefix) {
 		return nil, fmt.Errorf("consumer: DeadLetterPrefix %q and DataPrefix %q overlap; GC would delete dead letters", cfg.DeadLetterPrefix, cfg.DataPrefix)
 	}
-	if within(q.Path(), cfg.DataPrefix) {
+	if objname.Within(q.Path(), cfg.DataPrefix) {
 		return nil, fmt.Errorf("consumer: manifest %q is under DataPrefix %q; GC would delete it", q.Path(), cfg.DataPrefix)
 	}
 	if m == nil {

@@ -777,3 +777,31 @@ func TestFencedWhileSinkIsDownStops(t *testing.T) {
 		t.Fatal("entry lost")
 	}
 }
+
+// TestNewRefusesUncleanPrefixes: GC deletes by prefix, so "./ingest/data"
+// or "ingest/data/.." must not slip past the overlap check as another name
+// (issue 9, item 5), for library users as for the command.
+func TestNewRefusesUncleanPrefixes(t *testing.T) {
+	h := newHarness(t, openmetertest.Options{})
+	for _, tc := range []struct{ data, dead string }{
+		{"./ingest/data", "ingest/dead-letter"},
+		{"ingest/data/..", "ingest/dead-letter"},
+		{"ingest//data", "ingest/dead-letter"},
+		{"ingest/data", "ingest/data/./dl"},
+		{"ingest", "ingest/./dead"},
+	} {
+		cfg := h.config(func(c *Config) { c.DataPrefix, c.DeadLetterPrefix = tc.data, tc.dead })
+		if _, err := New(h.bkt, h.q, convert.NewRegistry(), noopSink{}, cfg, h.m, nil); err == nil {
+			t.Errorf("New accepted data prefix %q and dead-letter prefix %q", tc.data, tc.dead)
+		}
+	}
+	cfg := h.config(func(c *Config) { c.DataPrefix, c.DeadLetterPrefix = "ingest/data/", "ingest/dead-letter" })
+	if _, err := New(h.bkt, h.q, convert.NewRegistry(), noopSink{}, cfg, h.m, nil); err != nil {
+		t.Errorf("a trailing slash is still accepted: %v", err)
+	}
+}
+
+type noopSink struct{}
+
+func (noopSink) Send(context.Context, []json.RawMessage) error { return nil }
+func (noopSink) Close() error { return nil }
