@@ -110,7 +110,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stopLag()
 	if errors.Is(err, manifest.ErrFenced) {
 		c.log.Error("consumer fenced by a newer consumer; stopping", "manifest", c.q.Path(), "epoch", lease.Epoch(), "error", err)
-		return fmt.Errorf("consumer: %w", err)
+		return err // the caller names the consumer; ErrFenced names the manifest
 	}
 	if ctx.Err() != nil {
 		// Dequeue what was delivered, to spare the next consumer the
