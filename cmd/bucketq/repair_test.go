@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/thanos-io/objstore"
+
+	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas/s3store"
 )
 
 // TestVerifyAndRepairDamagedManifest walks the operator's procedure on a
@@ -17,15 +23,57 @@ import (
 // verifies, saves the damaged object, and afterwards --verify passes
 // (issue 9, item 11).
 func TestVerifyAndRepairDamagedManifest(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("directory", func(t *testing.T) {
+		dir := t.TempDir()
+		bkt, _, err := bucket.OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifyAndRepair(t, bkt, []string{"--bucket-dir", dir})
+	})
+	t.Run("s3", func(t *testing.T) {
+		yaml := s3store.TestBucketYAML(t)
+		bkt, _, err := bucket.Open(context.Background(), yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bkt.Close()
+		conf := filepath.Join(t.TempDir(), "s3.yaml")
+		indented := "object_store:\n  " + strings.ReplaceAll(strings.TrimSpace(string(yaml)), "\n", "\n  ") + "\n"
+		if err := os.WriteFile(conf, []byte(indented), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		verifyAndRepair(t, bkt, []string{"--config", conf})
+	})
+}
+
+func verifyAndRepair(t *testing.T, bkt objstore.Bucket, bucket []string) {
+	ctx := context.Background()
 	put := func(name string, b []byte) {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Helper()
+		if err := bkt.Upload(ctx, name, bytes.NewReader(b)); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
+	}
+	get := func(name string) []byte {
+		t.Helper()
+		rc, err := bkt.Get(ctx, name)
+		if err != nil {
 			t.Fatal(err)
 		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	exists := func(name string) bool {
+		ok, err := bkt.Exists(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
 	}
 	var entries []manifest.Entry
 	for i, name := range []string{"a", "b", "c"} {
@@ -38,7 +86,6 @@ func TestVerifyAndRepairDamagedManifest(t *testing.T) {
 		entries = append(entries, manifest.Entry{Sequence: uint64(10 + i), Location: loc, Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}})
 	}
 	good := (&manifest.Manifest{NextSequence: 13, Epoch: 4, Entries: entries}).Encode()
-	bucket := []string{"--bucket-dir", dir}
 	args := func(a ...string) []string { return append(a, bucket...) }
 
 	put("ingest/manifest", good)
@@ -46,7 +93,7 @@ func TestVerifyAndRepairDamagedManifest(t *testing.T) {
 		t.Fatalf("verify of a good manifest: exit %d, %q %q", code, out, errOut)
 	}
 	// A damaged batch is found by --verify.
-	bad, _ := os.ReadFile(filepath.Join(dir, "ingest/data/c.batch"))
+	bad := get("ingest/data/c.batch")
 	bad[3] ^= 1
 	put("ingest/data/c.batch", bad)
 	if code, out, _ := run(t, nil, args("inspect", "manifest", "--verify")...); code != 1 || !strings.Contains(out, "batch ingest/data/c.batch") || !strings.Contains(out, "checksum mismatch") {
@@ -66,22 +113,29 @@ func TestVerifyAndRepairDamagedManifest(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "keep 2 entries") || !strings.Contains(out, "DROP entry") || !strings.Contains(out, "dry run: nothing written") {
 		t.Fatalf("repair --dry-run: exit %d, %q %q", code, out, errOut)
 	}
-	if cur, _ := os.ReadFile(filepath.Join(dir, "ingest/manifest")); !bytes.Equal(cur, damaged) {
+	if cur := get("ingest/manifest"); !bytes.Equal(cur, damaged) {
 		t.Fatal("repair --dry-run changed the manifest")
 	}
 	code, out, errOut = run(t, nil, args("repair", "manifest")...)
 	if code != 0 || !strings.Contains(out, "repaired ingest/manifest") {
 		t.Fatalf("repair: exit %d, %q %q", code, out, errOut)
 	}
-	saved, _ := filepath.Glob(filepath.Join(dir, "ingest", "manifest.damaged-*[0-9]Z"))
+	var saved []string
+	if err := bkt.Iter(ctx, "ingest/", func(name string) error {
+		if strings.HasPrefix(name, "ingest/manifest.damaged-") && strings.HasSuffix(name, "Z") {
+			saved = append(saved, name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if len(saved) != 1 {
 		t.Fatalf("damaged copies %v, want one", saved)
 	}
-	if b, _ := os.ReadFile(saved[0]); !bytes.Equal(b, damaged) {
+	if b := get(saved[0]); !bytes.Equal(b, damaged) {
 		t.Fatal("the saved copy is not the damaged object")
 	}
-	cur, _ := os.ReadFile(filepath.Join(dir, "ingest/manifest"))
-	m, err := manifest.Decode(cur)
+	m, err := manifest.Decode(get("ingest/manifest"))
 	if err != nil {
 		t.Fatalf("repaired manifest: %v", err)
 	}
@@ -105,8 +159,8 @@ func TestVerifyAndRepairDamagedManifest(t *testing.T) {
 		t.Fatalf("repair of a zero-byte manifest: exit %d, %q %q", code, out, errOut)
 	}
 	for _, e := range entries {
-		if _, err := os.Stat(filepath.Join(dir, e.Location)); err != nil {
-			t.Fatalf("repair removed %s: %v", e.Location, err)
+		if !exists(e.Location) {
+			t.Fatalf("repair removed %s", e.Location)
 		}
 	}
 }
