@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -153,5 +154,42 @@ func FuzzAppendEntries(f *testing.F) {
 			want.Entries = append(want.Entries, manifest.Entry{Sequence: seqs[i], Location: e.Location, Metadata: e.Metadata})
 		}
 		equalManifest(t, got, want)
+	})
+}
+
+// FuzzSalvageManifest: a repair never panics, refuses what decodes, and
+// whatever it salvages encodes to a manifest that decodes, keeps sequences
+// rising and below next_sequence, and fences (an epoch above the old one).
+func FuzzSalvageManifest(f *testing.F) {
+	for _, g := range goldens {
+		b := readGolden(f, g.file)
+		f.Add(b)
+		if len(b) > 30 {
+			d := bytes.Clone(b)
+			d[30] ^= 1
+			f.Add(d)
+			f.Add(b[:len(b)-7])
+		}
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		now := time.UnixMilli(1_800_000_000_000)
+		s, err := manifest.SalvageManifest(b, now)
+		if err != nil {
+			if _, derr := manifest.Decode(b); derr == nil && !errors.Is(err, manifest.ErrNotDamaged) {
+				t.Fatalf("a manifest that decodes was refused with %v", err)
+			}
+			return
+		}
+		m, err := manifest.Decode(s.Manifest.Encode())
+		if err != nil {
+			t.Fatalf("salvaged manifest does not decode: %v", err)
+		}
+		if s.FooterOK && m.Epoch <= s.Footer.Epoch {
+			t.Fatalf("epoch %d does not fence the old %d", m.Epoch, s.Footer.Epoch)
+		}
+		if m.Epoch < uint64(now.UnixMilli()) {
+			t.Fatalf("epoch %d below the clock", m.Epoch)
+		}
 	})
 }
