@@ -1,9 +1,9 @@
 #!/bin/bash
 # scripts/groupcommit-matrix.sh — the group-commit table of BENCHMARKS.md §2a (make build first).
 # before (timer seals: --min-seal-interval 1h, so flush_interval 250ms seals, as before group commit) vs after (group commit)
-BQ=/work/scratch/bq
+BQ=${BQ:-bin/bucketq}
 run() { # minseal clients batch
-  D=$(mktemp -d /work/scratch/bd.XXXX)
+  D=$(mktemp -d)
   $BQ produce --bucket-dir $D --listen 127.0.0.1:18889 --otlp-grpc= --otlp-http= --log-level warn --min-seal-interval $1 > /dev/null 2>&1 &
   P=$!
   for i in $(seq 50); do curl -s -o /dev/null 127.0.0.1:18889/readyz && break; sleep 0.1; done
