@@ -195,9 +195,16 @@ func (h *harness) deadLetters() map[string]DeadLetter {
 			return err
 		}
 		defer rc.Close()
-		var dl DeadLetter
-		if err := json.NewDecoder(rc).Decode(&dl); err != nil {
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			return err
+		}
+		dl, err := DecodeDeadLetter(b)
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if dl.Version != DeadLetterVersion {
+			return fmt.Errorf("%s: version %d, want %d (checksummed)", name, dl.Version, DeadLetterVersion)
 		}
 		out[name] = dl
 		return nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"path"
 	"strings"
 	"time"
@@ -20,7 +22,14 @@ import (
 // deterministically (DeadLetterPrefix/<sequence>-<batch name>/<kind>...json),
 // so a redelivered entry overwrites its own dead letters instead of adding
 // copies.
+//
+// Version 2 objects (DeadLetterVersion) carry CRC32C, a checksum of every
+// other field; DecodeDeadLetter verifies it. Objects without "version" were
+// written before checksums (version 1) and are read unverified.
 type DeadLetter struct {
+	// Version is DeadLetterVersion in what bucketq writes; 0 (absent):
+	// version 1, no checksum.
+	Version int `json:"version,omitempty"`
 	// Reason: "poison_event" (the sink refused it), "unknown_signal",
 	// "batch_missing", "batch_corrupt" or "convert_error" (Error holds the
 	// converter's message). It is also the reason label of
@@ -59,6 +68,74 @@ type DeadLetter struct {
 	BatchCopy    string    `json:"batch_copy,omitempty"`
 	Epoch        uint64    `json:"epoch"`
 	DeadLettered time.Time `json:"dead_lettered_at"`
+	// CRC32C is the CRC-32C (Castagnoli), 8 lowercase hex digits, of the
+	// compact JSON encoding (json.Marshal) of this dead letter with CRC32C
+	// empty: it covers every other field, version included.
+	CRC32C string `json:"crc32c,omitempty"`
+}
+
+// DeadLetterVersion is the version of the dead-letter objects bucketq
+// writes: 2 = checksummed (CRC32C). Version 1 objects have no "version".
+const DeadLetterVersion = 2
+
+// ErrDeadLetterDamaged marks a dead-letter object that is not the JSON
+// bucketq wrote: its checksum does not match, it is not a JSON object, or
+// its version is one this bucketq does not read. Such an object must not
+// be re-sent, deleted or rewritten.
+var ErrDeadLetterDamaged = errors.New("dead letter changed or damaged")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum is the CRC32C a dead letter with dl's fields carries.
+func (dl DeadLetter) checksum() (string, error) {
+	dl.CRC32C = ""
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%08x", crc32.Checksum(b, castagnoli)), nil
+}
+
+// EncodeDeadLetter is the body of a dead-letter object: dl as version 2,
+// with a fresh checksum, pretty-printed.
+func EncodeDeadLetter(dl DeadLetter) ([]byte, error) {
+	dl.Version = DeadLetterVersion
+	sum, err := dl.checksum()
+	if err != nil {
+		return nil, err
+	}
+	dl.CRC32C = sum
+	return json.MarshalIndent(dl, "", "  ")
+}
+
+// DecodeDeadLetter decodes and verifies the body of a dead-letter object.
+// A version 2 object must carry the checksum of its fields; a version 1
+// object (no "version", no "crc32c") is returned unverified, with Version
+// 0. Errors wrap ErrDeadLetterDamaged; the decoded fields are returned
+// with a checksum mismatch, for display only.
+func DecodeDeadLetter(b []byte) (DeadLetter, error) {
+	var dl DeadLetter
+	if err := json.Unmarshal(b, &dl); err != nil {
+		return DeadLetter{}, fmt.Errorf("%w: not a JSON dead letter: %v", ErrDeadLetterDamaged, err)
+	}
+	switch {
+	case dl.Version == 0 && dl.CRC32C == "":
+		return dl, nil // version 1: written before checksums
+	case dl.Version != 0 && dl.Version != DeadLetterVersion:
+		return dl, fmt.Errorf("%w: version %d is not one this bucketq reads (1 or %d): written by a newer bucketq, or damaged",
+			ErrDeadLetterDamaged, dl.Version, DeadLetterVersion)
+	case dl.CRC32C == "":
+		return dl, fmt.Errorf("%w: version %d without crc32c: the object was changed or damaged after bucketq wrote it", ErrDeadLetterDamaged, dl.Version)
+	}
+	want, err := dl.checksum()
+	if err != nil {
+		return dl, fmt.Errorf("%w: re-encoding it for its checksum: %v", ErrDeadLetterDamaged, err)
+	}
+	if dl.CRC32C != want {
+		return dl, fmt.Errorf("%w: crc32c says %q, its fields hash to %q: the object was changed or damaged after bucketq wrote it",
+			ErrDeadLetterDamaged, dl.CRC32C, want)
+	}
+	return dl, nil
 }
 
 // FailedItem is one item of a record that could not be converted.
@@ -151,7 +228,7 @@ func (r *run) writeDLJSON(ctx context.Context, name string, dl DeadLetter) error
 		dl.Records = append(dl.Records, []byte(dl.Event))
 		dl.Event = nil
 	}
-	body, err := json.MarshalIndent(dl, "", "  ")
+	body, err := EncodeDeadLetter(dl)
 	if err != nil {
 		return fmt.Errorf("encode dead letter %s: %w", name, err)
 	}

@@ -185,6 +185,11 @@ type dlItem struct {
 	name string
 	dl   consumer.DeadLetter
 	err  error // the object could not be read or decoded
+	// damaged: err is consumer.ErrDeadLetterDamaged (a checksum mismatch,
+	// not JSON, an unknown version): never sent, deleted or rewritten.
+	damaged bool
+	// unverified: a version 1 object (no checksum), read as before.
+	unverified bool
 }
 
 // reasonFromName is the reason the consumer's naming gives an object,
@@ -253,9 +258,12 @@ func (d *deadLetters) readOne(ctx context.Context, name string) dlItem {
 		it.err = err
 		return it
 	}
-	if err := json.Unmarshal(b, &it.dl); err != nil {
-		it.err = fmt.Errorf("not a dead letter: %w", err)
+	it.dl, it.err = consumer.DecodeDeadLetter(b)
+	if it.err != nil {
+		it.damaged = errors.Is(it.err, consumer.ErrDeadLetterDamaged)
+		return it
 	}
+	it.unverified = it.dl.Version == 0
 	return it
 }
 
@@ -300,12 +308,15 @@ func (d *deadLetters) each(ctx context.Context, fn func([]dlItem) error) (proces
 }
 
 // show prints one dead letter as indented JSON. name is the object name,
-// or a name relative to the dead-letter prefix.
+// or a name relative to the dead-letter prefix. A dead letter that fails
+// its checksum is still printed, after a warning on stderr, and show
+// returns the error; one without a checksum (version 1) gets a note.
 func (d *deadLetters) show(ctx context.Context, name string, stdout io.Writer) error {
 	b, err := d.get(ctx, name)
 	if err != nil && d.bkt.IsObjNotFoundErr(err) && !strings.HasPrefix(name, d.prefix) {
 		if b2, err2 := d.get(ctx, d.prefix+name); err2 == nil {
 			b, err = b2, nil
+			name = d.prefix + strings.TrimPrefix(name, "/")
 		}
 	}
 	if err != nil {
@@ -316,11 +327,21 @@ func (d *deadLetters) show(ctx context.Context, name string, stdout io.Writer) e
 	}
 	var out bytes.Buffer
 	if err := json.Indent(&out, bytes.TrimSpace(b), "", "  "); err != nil {
-		return fmt.Errorf("dead letter %s (%d bytes) is not JSON: %w", name, len(b), err)
+		return fmt.Errorf("dead letter %s (%d bytes) is not JSON, so it was changed or damaged: %w", name, len(b), err)
 	}
 	out.WriteByte('\n')
-	_, err = stdout.Write(out.Bytes())
-	return err
+	dl, verr := consumer.DecodeDeadLetter(b)
+	switch {
+	case verr != nil:
+		verr = fmt.Errorf("dead letter %s: %w", name, verr)
+		fmt.Fprintf(d.stderr, "WARNING: %v\nWARNING: do not trust what follows; redrive will not send, delete or rewrite this object\n", verr)
+	case dl.Version == 0:
+		fmt.Fprintf(d.stderr, "note: dead letter %s has no checksum (version 1, written by an older bucketq): not verified\n", name)
+	}
+	if _, err := stdout.Write(out.Bytes()); err != nil {
+		return err
+	}
+	return verr
 }
 
 // listEntry is one line of `dead-letters list --json`.
@@ -339,9 +360,12 @@ type listEntry struct {
 	IngestionTimeMs int64     `json:"ingestion_time_ms,omitempty"`
 }
 
-// unreadableReason is the reason shown for an object that is not a
-// readable dead letter.
-const unreadableReason = "unreadable"
+// unreadableReason is the reason shown for an object that could not be
+// read, damagedReason for one that fails verification (ErrDeadLetterDamaged).
+const (
+	unreadableReason = "unreadable"
+	damagedReason    = "damaged"
+)
 
 func (d *deadLetters) list(ctx context.Context, stdout io.Writer, asJSON bool) error {
 	counts := map[string]int{}
@@ -356,6 +380,9 @@ func (d *deadLetters) list(ctx context.Context, stdout io.Writer, asJSON bool) e
 			e := listEntry{Name: it.name, Reason: unreadableReason}
 			if it.err != nil {
 				e.Error = it.err.Error()
+				if it.damaged {
+					e.Reason = damagedReason
+				}
 			} else {
 				dl := it.dl
 				e = listEntry{Name: it.name, Reason: dl.Reason, Location: dl.Location, Sequence: dl.Sequence,
@@ -412,20 +439,29 @@ func (d *deadLetters) list(ctx context.Context, stdout io.Writer, asJSON bool) e
 		return err
 	}
 	fmt.Fprintf(stdout, "%d dead letters under %s%s\n", total, d.prefix, byReason(counts))
-	return nil
+	return damagedError(counts[damagedReason])
+}
+
+// damagedError is the error of a command that met n damaged dead letters.
+func damagedError(n int) error {
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("dead-letters: %d dead letters were changed or damaged after bucketq wrote them (checksum mismatch or not valid): "+
+		"they are never re-sent, deleted or rewritten; see dead-letters show NAME and repair or remove them by hand", n)
 }
 
 // byReason formats counts as ": reason n, reason n" in a fixed order.
 func byReason(counts map[string]int) string {
 	var parts []string
-	for _, r := range append(append([]string(nil), dlReasons...), unreadableReason) {
+	for _, r := range append(append([]string(nil), dlReasons...), unreadableReason, damagedReason) {
 		if counts[r] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", r, counts[r]))
 		}
 	}
 	var other []string
 	for r, n := range counts {
-		if !containsString(dlReasons, r) && r != unreadableReason {
+		if !containsString(dlReasons, r) && r != unreadableReason && r != damagedReason {
 			other = append(other, fmt.Sprintf("%s %d", r, n))
 		}
 	}
@@ -468,6 +504,8 @@ type redriver struct {
 	out       io.Writer
 
 	redriven, partly, refused, skipped, unfinished int
+	damaged                                        int   // failed verification: never sent, deleted or rewritten
+	unverified                                     int   // version 1 objects, read without a checksum
 	fatal                                          error // the sink refuses every request (401, 403, 404, ...)
 }
 
@@ -549,7 +587,13 @@ func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error
 	if r.unfinished > 0 {
 		fmt.Fprintf(r.out, ", not finished %d", r.unfinished)
 	}
+	if r.damaged > 0 {
+		fmt.Fprintf(r.out, ", damaged %d", r.damaged)
+	}
 	fmt.Fprintln(r.out)
+	if r.unverified > 0 {
+		fmt.Fprintf(r.stderr, "dead-letters: %d dead letters have no checksum (version 1, written by an older bucketq) and were read without verifying\n", r.unverified)
+	}
 	switch {
 	case r.fatal != nil:
 		return r.fatal
@@ -557,6 +601,8 @@ func (r *redriver) run(ctx, parent context.Context, timeout time.Duration) error
 		return fmt.Errorf("dead-letters redrive: stopped after --timeout %s; %d dead letters not finished (run it again)", timeout, r.unfinished)
 	case err != nil:
 		return fmt.Errorf("dead-letters redrive: %w", err)
+	case r.damaged > 0:
+		return damagedError(r.damaged)
 	case r.refused > 0 || r.partly > 0 || r.unfinished > 0:
 		return fmt.Errorf("dead-letters redrive: %d dead letters still refused, %d partly re-driven (their items that still fail stay listed), %d not finished; they stay in %s",
 			r.refused, r.partly, r.unfinished, r.prefix)
@@ -572,8 +618,16 @@ func (r *redriver) prepare(it dlItem) *job {
 		fmt.Fprintf(r.out, "skipped    %s: %s\n", it.name, hint)
 		return nil
 	}
+	if it.damaged {
+		r.damaged++
+		fmt.Fprintf(r.out, "damaged    %s: %s; not sent, deleted or rewritten\n", it.name, it.err)
+		return nil
+	}
 	if it.err != nil {
 		return skip(fmt.Sprintf("unreadable (%v); see dead-letters show", it.err))
+	}
+	if it.unverified {
+		r.unverified++
 	}
 	dl := it.dl
 	var evs []json.RawMessage
@@ -970,7 +1024,7 @@ func (r *redriver) rewritePartly(parent context.Context, jobs []*job) {
 	defer cancel()
 	for _, j := range jobs {
 		dl := j.it.dl
-		body, err := json.MarshalIndent(dl, "", "  ")
+		body, err := consumer.EncodeDeadLetter(dl) // a fresh checksum for the shrunk list
 		if err == nil {
 			err = r.bkt.Upload(ctx, j.it.name, bytes.NewReader(body))
 		}
