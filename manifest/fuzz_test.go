@@ -19,9 +19,8 @@ func addGoldens(f *testing.F) {
 // and a manifest that decodes survives Encode/Decode unchanged. The
 // encoding is canonical (entry_len, location_len, metadata_count,
 // payload_len and entry_count are all checked exactly; nothing is
-// ignored), so Encode(Decode(b)) == b for every non-empty b that decodes.
-// The one exception is the empty input, which decodes to the empty
-// manifest whose encoding is the 22-byte footer.
+// ignored), so Encode(Decode(b)) == b for every b that decodes. An empty
+// input never decodes: it is damage, not the empty manifest.
 func FuzzDecodeManifest(f *testing.F) {
 	addGoldens(f)
 	f.Add([]byte{})
