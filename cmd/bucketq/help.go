@@ -60,7 +60,7 @@ var commands = []command{
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
 			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; exit 1 on damage"),
 		}},
-	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [flags]", roles: config.RolesInspect,
+	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
 		summary: "Repair a manifest that no longer decodes (producers answer 503, the consumer refuses to start). Stop the\n" +
 			"consumer first. Every entry whose own CRC-32C verifies is kept, in order; an entry whose checksum fails\n" +
 			"is dropped and listed with its location as read; the walk stops where no entry can be framed. The new\n" +
@@ -73,6 +73,7 @@ var commands = []command{
 		},
 		extra: []string{
 			fmt.Sprintf("  %-34s %s", "--dry-run", "report what would be kept and dropped; write nothing"),
+			fmt.Sprintf("  %-34s %s", "--requeue-unreferenced", "queue again the CloudEvents batch files under data_prefix the manifest no longer lists"),
 		}},
 	{name: "dead-letters", short: "list, show and re-drive dead letters (alias deadletters)",
 		usage: "bucketq dead-letters list [--reason REASON] [--json] [flags]\n  bucketq dead-letters show NAME [flags]\n  bucketq dead-letters redrive [--reason REASON] [--dry-run] [--timeout DURATION] [flags]",

@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/thanos-io/objstore"
+
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
+	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
@@ -21,6 +27,7 @@ import (
 func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
 	fl := config.NewFlags("repair", config.RolesInspect)
 	dryRun := fl.Bool("dry-run", false, "report what a repair would keep and drop, and write nothing")
+	requeue := fl.Bool("requeue-unreferenced", false, "also queue again every batch file under data_prefix that the repaired manifest does not list and whose records are all CloudEvents (delivered again at least once; the metering API dedups by id)")
 	pos, err := fl.Parse(args)
 	if err != nil {
 		return err
@@ -77,6 +84,30 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if s.UnreadableFrom >= 0 {
 		fmt.Fprintf(stdout, "  DROP %d bytes from offset %d: no entry can be framed there\n", s.UnreadableBytes, s.UnreadableFrom)
 	}
+	orphans, err := unreferencedBatches(ctx, bkt, cfg.DataPrefix, m)
+	if err != nil {
+		return err
+	}
+	var requeued int
+	for _, o := range orphans {
+		switch {
+		case o.events > 0 && *requeue:
+			m.Entries = append(m.Entries, manifest.Entry{Sequence: m.NextSequence, Location: o.name,
+				Metadata: []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: o.modified.UnixMilli(), Payload: format.EventsHeader.Bytes()}}})
+			m.NextSequence++
+			requeued++
+			fmt.Fprintf(stdout, "  REQUEUE %s: %d CloudEvents\n", o.name, o.events)
+		case o.events > 0:
+			fmt.Fprintf(stdout, "  unreferenced %s: %d CloudEvents (--requeue-unreferenced queues it again)\n", o.name, o.events)
+		default:
+			fmt.Fprintf(stdout, "  unreferenced %s: %s; not requeued (its signal cannot be told from its bytes)\n", o.name, o.why)
+		}
+	}
+	if len(orphans) > 0 && requeued < len(orphans) {
+		fmt.Fprintf(stdout, "  %d batch files under %s are not in the repaired manifest: they may hold acknowledged events whose\n"+
+			"  entries were lost. GC deletes such files once they are older than gc_grace_period: keep the consumer\n"+
+			"  stopped until you have requeued or copied what you need (bucketq inspect batch LOCATION --records).\n", len(orphans)-requeued, cfg.DataPrefix)
+	}
 	fmt.Fprintf(stdout, "  write: %d entries, next_sequence %d, epoch %d (fences any running consumer)\n", len(m.Entries), m.NextSequence, m.Epoch)
 	if *dryRun {
 		fmt.Fprintln(stdout, "dry run: nothing written")
@@ -109,4 +140,71 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 	}
 	return nil
+}
+
+// orphan is a batch file under the data prefix that a manifest does not list.
+type orphan struct {
+	name     string
+	modified time.Time
+	events   int    // > 0: every record is a CloudEvent (a JSON object)
+	why      string // why it cannot be requeued, when events == 0
+}
+
+// unreferencedBatches lists, in name order (batch names are ULIDs, so time
+// order), the batch files under prefix that m does not reference, and says
+// which hold only CloudEvents and so can be queued again with the events
+// header: an OTLP record's signal cannot be told from its bytes, so those
+// are only listed.
+func unreferencedBatches(ctx context.Context, bkt objstore.Bucket, prefix string, m *manifest.Manifest) ([]orphan, error) {
+	refs := make(map[string]bool, len(m.Entries))
+	for _, e := range m.Entries {
+		refs[e.Location] = true
+	}
+	var names []string
+	err := bkt.Iter(ctx, prefix+"/", func(name string) error {
+		if !strings.HasSuffix(name, "/") && !refs[name] {
+			names = append(names, name)
+		}
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", prefix, err)
+	}
+	sort.Strings(names)
+	out := make([]orphan, 0, len(names))
+	for _, name := range names {
+		o := orphan{name: name}
+		attrs, err := bkt.Attributes(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		o.modified = attrs.LastModified
+		rc, err := bkt.Get(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		batch, err := format.DecodeBatch(b)
+		switch {
+		case err != nil:
+			o.why = err.Error()
+		case len(batch.Records) == 0:
+			o.why = "no records"
+		default:
+			o.events = len(batch.Records)
+			for _, r := range batch.Records {
+				r = bytes.TrimLeft(r, " \t\r\n")
+				if len(r) == 0 || r[0] != '{' || !json.Valid(r) {
+					o.events, o.why = 0, "holds records that are not CloudEvents JSON (OTLP)"
+					break
+				}
+			}
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }

@@ -149,14 +149,37 @@ func verifyAndRepair(t *testing.T, bkt objstore.Bucket, bucket []string) {
 		t.Fatalf("second repair: exit %d, %q", code, out)
 	}
 
-	// A zero-byte manifest: verify fails, repair writes the empty queue
-	// with a fresh epoch and deletes no batch file.
+	// A zero-byte manifest: verify fails; repair keeps nothing of it, lists
+	// every batch file the queue no longer references (they may hold
+	// acknowledged events) and, asked to, queues the CloudEvents ones again;
+	// it deletes no batch file. An OTLP batch is listed, not requeued.
+	otlp, _ := format.EncodeBatch(format.CompressionNone, [][]byte{{0x0a, 0x02, 0x08, 0x01}})
+	put("ingest/data/d-otlp.batch", otlp)
 	put("ingest/manifest", nil)
 	if code, _, errOut := run(t, nil, args("inspect", "manifest", "--verify")...); code != 1 || !strings.Contains(errOut, "the object is empty") {
 		t.Fatalf("verify of a zero-byte manifest: exit %d, %q", code, errOut)
 	}
-	if code, out, errOut := run(t, nil, args("repair", "manifest")...); code != 0 || !strings.Contains(out, "keep 0 entries") {
-		t.Fatalf("repair of a zero-byte manifest: exit %d, %q %q", code, out, errOut)
+	code, out, errOut = run(t, nil, args("repair", "manifest", "--dry-run")...)
+	if code != 0 || !strings.Contains(out, "keep 0 entries") || strings.Count(out, "(--requeue-unreferenced queues it again)") != 3 ||
+		!strings.Contains(out, "unreferenced ingest/data/d-otlp.batch") || !strings.Contains(out, "GC deletes such files") {
+		t.Fatalf("repair --dry-run of a zero-byte manifest: exit %d, %q %q", code, out, errOut)
+	}
+	if code, out, errOut := run(t, nil, args("repair", "manifest", "--requeue-unreferenced")...); code != 0 || strings.Count(out, "REQUEUE ") != 3 {
+		t.Fatalf("repair --requeue-unreferenced: exit %d, %q %q", code, out, errOut)
+	}
+	m, err = manifest.Decode(get("ingest/manifest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requeued []string
+	for _, e := range m.Entries {
+		requeued = append(requeued, e.Location)
+		if len(e.Metadata) != 1 || !bytes.Equal(e.Metadata[0].Payload, format.EventsHeader.Bytes()) {
+			t.Fatalf("requeued entry %+v lacks the events header", e)
+		}
+	}
+	if got := strings.Join(requeued, ","); got != "ingest/data/a.batch,ingest/data/b.batch,ingest/data/c.batch" {
+		t.Fatalf("requeued %s", got)
 	}
 	for _, e := range entries {
 		if !exists(e.Location) {

@@ -169,7 +169,7 @@ var Options = []*Option{
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
-	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume,
+	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume | Inspect,
 		Usage: "object name prefix of batch files",
 		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
 	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume | DeadLetters,
