@@ -811,4 +811,4 @@ func TestNewRefusesUncleanPrefixes(t *testing.T) {
 type noopSink struct{}
 
 func (noopSink) Send(context.Context, []json.RawMessage) error { return nil }
-func (noopSink) Close() error { return nil }
+func (noopSink) Close() error                                  { return nil }
