@@ -1,0 +1,46 @@
+package producer_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/thanos-io/objstore/providers/filesystem"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest/cas/memstore"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// Append returns once the records are in a batch object and the batch is in
+// the manifest: durable and queued. With no batch in flight, that is one
+// upload and one manifest write later (group commit), not a timer.
+func Example() {
+	dir, _ := os.MkdirTemp("", "bucketq-example")
+	defer os.RemoveAll(dir)
+	bkt, err := filesystem.NewBucket(dir)
+	if err != nil {
+		panic(err)
+	}
+	m := metrics.NewUnregistered()
+	q := producer.NewQueue(memstore.New(), "", m)
+	p, err := producer.New(bkt, q, producer.Config{}, m, nil)
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	err = p.Append(ctx, format.EventsHeader, [][]byte{
+		[]byte(`{"specversion":"1.0","id":"1","source":"s","type":"api-calls","subject":"c"}`),
+	})
+	fmt.Println("durable and queued:", err == nil)
+
+	man, _ := q.Read(ctx)
+	fmt.Println("entries:", len(man.Entries))
+	if err := p.Close(ctx); err != nil {
+		panic(err)
+	}
+	// Output:
+	// durable and queued: true
+	// entries: 1
+}
