@@ -61,6 +61,7 @@ chaos:
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	./scripts/staticcheck.sh ./...
 
 s3-up:
 	./scripts/services/s3.sh up

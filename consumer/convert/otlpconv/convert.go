@@ -803,12 +803,6 @@ func (c *tracesConverter) walk(rec convert.Record) (*walker, error) {
 
 // ---- values ----
 
-func putIf(m map[string]any, k string, v any, ok bool) {
-	if ok {
-		m[k] = v
-	}
-}
-
 // attrs turns OTLP attributes into a map (later duplicates win, as in the
 // OTel SDKs).
 func attrs(kvs []*commonpb.KeyValue) map[string]any {

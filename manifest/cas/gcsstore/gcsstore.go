@@ -113,7 +113,11 @@ func New(ctx context.Context, c Config, opts ...Option) (*Store, error) {
 	}
 	var copts []option.ClientOption
 	if c.ServiceAccount != "" {
-		creds, err := google.CredentialsFromJSON(ctx, []byte(c.ServiceAccount), storage.ScopeFullControl)
+		// service_account holds a service account key (objstore's GCS
+		// config): say so, so a JSON of another credential type (an
+		// external account that would run a command or fetch a URL) is
+		// refused instead of trusted.
+		creds, err := google.CredentialsFromJSONWithType(ctx, []byte(c.ServiceAccount), google.ServiceAccount, storage.ScopeFullControl)
 		if err != nil {
 			return nil, fmt.Errorf("gcsstore: config field service_account: %w", err)
 		}

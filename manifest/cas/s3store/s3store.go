@@ -153,13 +153,17 @@ func credentialsFor(c s3.Config) *credentials.Credentials {
 // sigV2 forces V2 signatures (objstore's signature_version2).
 type sigV2 struct{ credentials.Provider }
 
-func (s sigV2) Retrieve() (credentials.Value, error) {
-	v, err := s.Provider.Retrieve()
+func (s sigV2) RetrieveWithCredContext(cc *credentials.CredContext) (credentials.Value, error) {
+	v, err := s.Provider.RetrieveWithCredContext(cc)
 	if err == nil && !v.SignerType.IsAnonymous() {
 		v.SignerType = credentials.SignatureV2
 	}
 	return v, err
 }
+
+// Retrieve is the deprecated form minio-go still calls on some paths; the
+// providers treat a nil CredContext as the default one.
+func (s sigV2) Retrieve() (credentials.Value, error) { return s.RetrieveWithCredContext(nil) }
 
 // serverSide mirrors objstore's sse_config; SSE-C also applies to reads.
 func serverSide(c s3.SSEConfig) (put, get encrypt.ServerSide, err error) {
