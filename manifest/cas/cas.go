@@ -1,7 +1,7 @@
 // Package cas defines the one small interface bucketq needs from object
 // storage for its manifest: read an object with an opaque version token, and
 // write it only if that version is still current (compare-and-swap). Each
-// provider lives in its own subpackage; casttest is the acceptance suite that
+// provider lives in its own subpackage; castest is the acceptance suite that
 // every provider must pass.
 package cas
 

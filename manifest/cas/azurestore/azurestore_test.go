@@ -20,12 +20,12 @@ import (
 
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/azurestore"
-	"github.com/bucketq/bucketq/manifest/cas/casttest"
+	"github.com/bucketq/bucketq/manifest/cas/castest"
 )
 
 func TestAcceptance(t *testing.T) {
 	s := azurestore.TestStoreFromEnv(t)
-	casttest.Run(t, func(t *testing.T) cas.Store { return s })
+	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 // TestOpenYAMLConnectionString opens the store from thanos-style YAML, as
@@ -41,7 +41,7 @@ func TestOpenYAMLConnectionString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	casttest.RoundTrip(t, ctx, s, uniqueName(t))
+	castest.RoundTrip(t, ctx, s, uniqueName(t))
 }
 
 // TestEmulatorEnforcesPreconditions uses the SDK directly, not the store:
@@ -150,7 +150,7 @@ func TestLandedWriteIsNeverAConflict(t *testing.T) {
 	tr := &landThenFail{}
 	s := azurestore.TestStoreFromEnv(t, azurestore.WithTransport(tr))
 	tr.puts.Store(0) // the container creation above was a PUT
-	casttest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), tr.puts.Load)
+	castest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), tr.puts.Load)
 }
 
 // TestMissingContainerIsNotAConflict: a 404 for the container must not be

@@ -15,7 +15,7 @@ import (
 
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/casttest"
+	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/fsstore"
 )
 
@@ -29,7 +29,7 @@ func newStore(t *testing.T, dir string) *fsstore.Store {
 }
 
 func TestAcceptance(t *testing.T) {
-	casttest.Run(t, func(t *testing.T) cas.Store { return newStore(t, t.TempDir()) })
+	castest.Run(t, func(t *testing.T) cas.Store { return newStore(t, t.TempDir()) })
 }
 
 // TestHandPlacedManifest: a file put in the directory by hand (or a copied
@@ -185,7 +185,7 @@ func TestHelperProcess(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < incsPerG; i++ {
-					if err := casttest.Increment(ctx, s, "shared/counter", nil); err != nil {
+					if err := castest.Increment(ctx, s, "shared/counter", nil); err != nil {
 						errs <- err
 						return
 					}

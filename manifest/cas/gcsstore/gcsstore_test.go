@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/casttest"
+	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/gcsstore"
 )
 
 func TestAcceptance(t *testing.T) {
 	s := gcsstore.TestStoreFromEnv(t)
-	casttest.Run(t, func(t *testing.T) cas.Store { return s })
+	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 // TestOpenYAMLViaEmulatorHost opens the store from thanos-style YAML, as
@@ -37,7 +37,7 @@ func TestOpenYAMLViaEmulatorHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	casttest.RoundTrip(t, ctx, s, uniqueName(t))
+	castest.RoundTrip(t, ctx, s, uniqueName(t))
 }
 
 // TestEmulatorEnforcesPreconditions talks to the emulator's JSON API
@@ -134,7 +134,7 @@ func (l *landThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestLandedWriteIsNeverAConflict(t *testing.T) {
 	rt := &landThenFail{next: http.DefaultTransport}
 	s := gcsstore.TestStoreFromEnv(t, gcsstore.WithHTTPClient(&http.Client{Transport: rt}))
-	casttest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), rt.uploads.Load)
+	castest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), rt.uploads.Load)
 }
 
 func TestParseConfig(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 	"github.com/thanos-io/objstore/providers/s3"
 
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/casttest"
+	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/s3store"
 )
 
@@ -37,7 +37,7 @@ func newStore(t *testing.T, cfg s3store.Config) *s3store.Store {
 func TestAcceptanceRealServer(t *testing.T) {
 	cfg := s3store.TestConfigFromEnv(t)
 	s := newStore(t, cfg)
-	casttest.Run(t, func(t *testing.T) cas.Store { return s })
+	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 // TestAcceptanceThroughYAML builds the store from the objstore YAML the
@@ -99,7 +99,7 @@ func fakeS3(t *testing.T) s3store.Config {
 func TestAcceptanceGofakes3(t *testing.T) {
 	cfg := fakeS3(t)
 	s := newStore(t, cfg)
-	casttest.Run(t, func(t *testing.T) cas.Store { return s })
+	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 func rawClient(t *testing.T, cfg s3store.Config) *minio.Client {

@@ -1,4 +1,4 @@
-package casttest_test
+package castest_test
 
 import (
 	"bytes"
@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/casttest"
+	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 )
 
 func TestMemstore(t *testing.T) {
-	casttest.Run(t, func(t *testing.T) cas.Store { return memstore.New() })
+	castest.Run(t, func(t *testing.T) cas.Store { return memstore.New() })
 }
 
 // brokenStores are stores with one seeded bug each; the suite must reject
@@ -69,7 +69,7 @@ func TestBrokenStoreHelper(t *testing.T) {
 		t.Skip("helper for TestSuiteCatchesBrokenStores")
 	}
 	newStore := brokenStores[kind]
-	casttest.Run(t, func(t *testing.T) cas.Store { return newStore() })
+	castest.Run(t, func(t *testing.T) cas.Store { return newStore() })
 }
 
 func TestSuiteCatchesBrokenStores(t *testing.T) {

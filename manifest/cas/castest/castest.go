@@ -1,7 +1,7 @@
-// Package casttest is the acceptance suite every cas.Store provider must
+// Package castest is the acceptance suite every cas.Store provider must
 // pass: Run checks the read/create-only/compare-and-swap semantics the
 // manifest protocol relies on, including under concurrent writers.
-package casttest
+package castest
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cas.Store) {
 func uniquePrefix(name string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return "casttest-" + hex.EncodeToString(b[:]) + "/" + name + "/"
+	return "castest-" + hex.EncodeToString(b[:]) + "/" + name + "/"
 }
 
 // mustRead reads name and fails the test on any error.
