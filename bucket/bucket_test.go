@@ -15,9 +15,9 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/s3store"
 )
 
 // checkSameNamespace proves the data bucket and the manifest store see
@@ -103,7 +103,7 @@ func TestOpenDir(t *testing.T) {
 // TestOpenS3 runs against the real S3 server (versitygw under make test),
 // with a unique prefix.
 func TestOpenS3(t *testing.T) {
-	y := s3store.TestBucketYAML(t)
+	y := storetest.S3BucketYAML(t)
 	bkt, store, err := bucket.Open(context.Background(), y, nil)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", y, err)

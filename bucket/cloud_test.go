@@ -20,9 +20,8 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/azurestore"
-	"github.com/bucketq/bucketq/manifest/cas/gcsstore"
 )
 
 // cloudSameNamespace proves the data bucket and the manifest store opened
@@ -98,7 +97,7 @@ func fakeServiceAccount(t *testing.T) string {
 // TestOpenGCS opens the fake-gcs-server bucket from GCS YAML, the emulator
 // named by STORAGE_EMULATOR_HOST as a user would.
 func TestOpenGCS(t *testing.T) {
-	endpoint, bkt := gcsstore.TestEnv(t)
+	endpoint, bkt := storetest.GCSEnv(t)
 	t.Setenv("STORAGE_EMULATOR_HOST", endpoint)
 	y := fmt.Sprintf("type: GCS\nconfig:\n  bucket: %s\n  service_account: %q\nprefix: %s\n", bkt, fakeServiceAccount(t), randomPrefix())
 	b, store, err := bucket.Open(context.Background(), []byte(y), nil)
@@ -112,7 +111,7 @@ func TestOpenGCS(t *testing.T) {
 // TestOpenAzure opens the Azurite container from AZURE YAML with a
 // connection string, as a user pointing at Azurite would.
 func TestOpenAzure(t *testing.T) {
-	e := azurestore.TestEnv(t)
+	e := storetest.AzureEnv(t)
 	y := fmt.Sprintf("type: AZURE\nconfig:\n  storage_account: %s\n  container: %s\n  storage_connection_string: %q\nprefix: %s\n",
 		e.Account, e.Container, e.ConnectionString(), randomPrefix())
 	b, store, err := bucket.Open(context.Background(), []byte(y), nil)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
-	"github.com/bucketq/bucketq/manifest/cas/s3store"
 )
 
 // TestVerifyAndRepairDamagedManifest walks the operator's procedure on a
@@ -32,7 +32,7 @@ func TestVerifyAndRepairDamagedManifest(t *testing.T) {
 		verifyAndRepair(t, bkt, []string{"--bucket-dir", dir})
 	})
 	t.Run("s3", func(t *testing.T) {
-		yaml := s3store.TestBucketYAML(t)
+		yaml := storetest.S3BucketYAML(t)
 		bkt, _, err := bucket.Open(context.Background(), yaml, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -22,8 +22,8 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/manifest/cas/s3store"
 )
 
 // manifestPath is where the CLI keeps the manifest.
@@ -58,12 +58,12 @@ func openFS(b *testing.B) (objstore.Bucket, cas.Store) {
 // prefix. Without it the benchmark skips, also under CI=true: `make bench`
 // is not CI, and the S3 tests already fail CI when the server is missing.
 func openS3(b *testing.B) (objstore.Bucket, cas.Store) {
-	for _, k := range []string{s3store.EnvEndpoint, s3store.EnvAccessKey, s3store.EnvSecretKey, s3store.EnvBucket} {
+	for _, k := range []string{storetest.S3EnvEndpoint, storetest.S3EnvAccessKey, storetest.S3EnvSecretKey, storetest.S3EnvBucket} {
 		if os.Getenv(k) == "" {
 			b.Skipf("S3 server not configured (%s unset); run `make bench` with the services (scripts/with-services.sh)", k)
 		}
 	}
-	bkt, store, err := bucket.Open(context.Background(), s3store.TestBucketYAML(b), quiet)
+	bkt, store, err := bucket.Open(context.Background(), storetest.S3BucketYAML(b), quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

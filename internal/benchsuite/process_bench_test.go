@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bucketq/bucketq/manifest/cas/s3store"
+	"github.com/bucketq/bucketq/internal/storetest"
 )
 
 // BenchmarkIngestProcess: the ingest target as users run it. A freshly
@@ -69,12 +69,12 @@ func startProducer(b *testing.B, bin, bucket string, extra ...string) *producerP
 	case "fs":
 		args = append(args, "--create-bucket-dir", "--bucket-dir", filepath.Join(dir, "bucket"))
 	case "s3":
-		for _, k := range []string{s3store.EnvEndpoint, s3store.EnvAccessKey, s3store.EnvSecretKey, s3store.EnvBucket} {
+		for _, k := range []string{storetest.S3EnvEndpoint, storetest.S3EnvAccessKey, storetest.S3EnvSecretKey, storetest.S3EnvBucket} {
 			if os.Getenv(k) == "" {
 				b.Skipf("S3 server not configured (%s unset); run `make bench` with the services (scripts/with-services.sh)", k)
 			}
 		}
-		conf := "object_store:\n  " + strings.ReplaceAll(strings.TrimSpace(string(s3store.TestBucketYAML(b))), "\n", "\n  ") + "\n"
+		conf := "object_store:\n  " + strings.ReplaceAll(strings.TrimSpace(string(storetest.S3BucketYAML(b))), "\n", "\n  ") + "\n"
 		path := filepath.Join(dir, "bucketq.yaml")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			b.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/fsstore"
@@ -61,7 +62,7 @@ func TestMultiProcessS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	cfg := s3store.TestConfigFromEnv(t)
+	cfg := storetest.S3Config(t)
 	runMultiProcess(t, "s3:"+base64.StdEncoding.EncodeToString(cfg.YAML()), 3, 60)
 }
 

@@ -18,21 +18,22 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/azurestore"
 	"github.com/bucketq/bucketq/manifest/cas/castest"
 )
 
 func TestAcceptance(t *testing.T) {
-	s := azurestore.TestStoreFromEnv(t)
+	s := storetest.AzureStore(t)
 	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 // TestOpenYAMLConnectionString opens the store from thanos-style YAML, as
 // bucket.Open does, pointing at the emulator with a connection string.
 func TestOpenYAMLConnectionString(t *testing.T) {
-	e := azurestore.TestEnv(t)
-	azurestore.TestStoreFromEnv(t) // creates the container
+	e := storetest.AzureEnv(t)
+	storetest.AzureStore(t) // creates the container
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	yml := "type: AZURE\nconfig:\n  storage_account: " + e.Account + "\n  container: " + e.Container +
@@ -48,8 +49,8 @@ func TestOpenYAMLConnectionString(t *testing.T) {
 // if Azurite ever stops enforcing If-Match / If-None-Match, the acceptance
 // suite above would prove nothing, so this fails loudly.
 func TestEmulatorEnforcesPreconditions(t *testing.T) {
-	e := azurestore.TestEnv(t)
-	azurestore.TestStoreFromEnv(t) // creates the container
+	e := storetest.AzureEnv(t)
+	storetest.AzureStore(t) // creates the container
 	cred, err := container.NewSharedKeyCredential(e.Account, e.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -146,9 +147,9 @@ func (l *landThenFail) Do(r *http.Request) (*http.Response, error) {
 // response is lost, WriteIf must report an unknown outcome, not retry into
 // a 409/412 and report ErrConflict (which would claim "not written").
 func TestLandedWriteIsNeverAConflict(t *testing.T) {
-	azurestore.TestStoreFromEnv(t) // creates the container
+	storetest.AzureStore(t) // creates the container
 	tr := &landThenFail{}
-	s := azurestore.TestStoreFromEnv(t, azurestore.WithTransport(tr))
+	s := storetest.AzureStore(t, azurestore.WithTransport(tr))
 	tr.puts.Store(0) // the container creation above was a PUT
 	castest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), tr.puts.Load)
 }
@@ -156,7 +157,7 @@ func TestLandedWriteIsNeverAConflict(t *testing.T) {
 // TestMissingContainerIsNotAConflict: a 404 for the container must not be
 // mistaken for a lost race.
 func TestMissingContainerIsNotAConflict(t *testing.T) {
-	e := azurestore.TestEnv(t)
+	e := storetest.AzureEnv(t)
 	s, err := azurestore.New(context.Background(), azurestore.Config{
 		StorageAccountName: e.Account, StorageAccountKey: e.Key, ContainerName: "no-such-container-" + hex.EncodeToString(randBytes(4)),
 	}, azurestore.WithServiceURL(e.Endpoint))

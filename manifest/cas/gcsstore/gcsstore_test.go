@@ -15,20 +15,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/gcsstore"
 )
 
 func TestAcceptance(t *testing.T) {
-	s := gcsstore.TestStoreFromEnv(t)
+	s := storetest.GCSStore(t)
 	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
 
 // TestOpenYAMLViaEmulatorHost opens the store from thanos-style YAML, as
 // bucket.Open does, with the emulator named by STORAGE_EMULATOR_HOST.
 func TestOpenYAMLViaEmulatorHost(t *testing.T) {
-	endpoint, bucket := gcsstore.TestEnv(t)
+	endpoint, bucket := storetest.GCSEnv(t)
 	t.Setenv("STORAGE_EMULATOR_HOST", endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -44,7 +45,7 @@ func TestOpenYAMLViaEmulatorHost(t *testing.T) {
 // directly: if fake-gcs-server ever stops enforcing ifGenerationMatch, the
 // acceptance suite above would prove nothing, so this fails loudly.
 func TestEmulatorEnforcesPreconditions(t *testing.T) {
-	endpoint, bucket := gcsstore.TestEnv(t)
+	endpoint, bucket := storetest.GCSEnv(t)
 	name := uniqueName(t)
 	upload := func(body string, ifGen string) (int, map[string]any) {
 		t.Helper()
@@ -133,7 +134,7 @@ func (l *landThenFail) RoundTrip(r *http.Request) (*http.Response, error) {
 // a 412 and report ErrConflict (which would claim "not written").
 func TestLandedWriteIsNeverAConflict(t *testing.T) {
 	rt := &landThenFail{next: http.DefaultTransport}
-	s := gcsstore.TestStoreFromEnv(t, gcsstore.WithHTTPClient(&http.Client{Transport: rt}))
+	s := storetest.GCSStore(t, gcsstore.WithHTTPClient(&http.Client{Transport: rt}))
 	castest.LandedWriteIsNeverAConflict(t, s, uniqueName(t), rt.uploads.Load)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/s3store"
@@ -50,7 +51,7 @@ const eventsPerAppend = 500
 //
 //	./scripts/with-services.sh go test -run '^$' -bench ManifestCommits ./manifest/cas/s3store/
 func BenchmarkManifestCommits(b *testing.B) {
-	cfg := s3store.TestConfigFromEnv(b)
+	cfg := storetest.S3Config(b)
 	store, err := s3store.New(cfg)
 	if err != nil {
 		b.Fatal(err)

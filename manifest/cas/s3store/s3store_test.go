@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/thanos-io/objstore/providers/s3"
 
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/castest"
 	"github.com/bucketq/bucketq/manifest/cas/s3store"
@@ -35,7 +36,7 @@ func newStore(t *testing.T, cfg s3store.Config) *s3store.Store {
 // TestAcceptanceRealServer runs the suite against the S3 server named by
 // the BUCKETQ_TEST_S3_* environment (versitygw under `make test`).
 func TestAcceptanceRealServer(t *testing.T) {
-	cfg := s3store.TestConfigFromEnv(t)
+	cfg := storetest.S3Config(t)
 	s := newStore(t, cfg)
 	castest.Run(t, func(t *testing.T) cas.Store { return s })
 }
@@ -43,7 +44,7 @@ func TestAcceptanceRealServer(t *testing.T) {
 // TestAcceptanceThroughYAML builds the store from the objstore YAML the
 // test helper renders, as bucket.Open does.
 func TestAcceptanceThroughYAML(t *testing.T) {
-	y := s3store.TestBucketYAML(t)
+	y := storetest.S3BucketYAML(t)
 	s, err := s3store.NewFromYAML(y)
 	if err != nil {
 		t.Fatalf("NewFromYAML(%s): %v", y, err)
@@ -172,7 +173,7 @@ func checkPreconditions(t *testing.T, c *minio.Client, bucket, prefix string) {
 // TestServerEnforcesPreconditions fails if the real test server ever stops
 // enforcing the conditional PUT headers everything here relies on.
 func TestServerEnforcesPreconditions(t *testing.T) {
-	cfg := s3store.TestConfigFromEnv(t)
+	cfg := storetest.S3Config(t)
 	checkPreconditions(t, rawClient(t, cfg), cfg.S3.Bucket, cfg.Prefix)
 }
 

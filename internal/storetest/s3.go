@@ -1,8 +1,9 @@
-package s3store
+package storetest
 
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/bucketq/bucketq/manifest/cas/s3store"
 	"os"
 	"regexp"
 	"strings"
@@ -14,22 +15,22 @@ import (
 // Environment variables naming the S3-compatible server tests run against
 // (scripts/services/s3.sh writes them; `make test` sources them).
 const (
-	EnvEndpoint  = "BUCKETQ_TEST_S3_ENDPOINT" // host:port, plain HTTP
-	EnvAccessKey = "BUCKETQ_TEST_S3_ACCESS_KEY"
-	EnvSecretKey = "BUCKETQ_TEST_S3_SECRET_KEY"
-	EnvBucket    = "BUCKETQ_TEST_S3_BUCKET"
+	S3EnvEndpoint  = "BUCKETQ_TEST_S3_ENDPOINT" // host:port, plain HTTP
+	S3EnvAccessKey = "BUCKETQ_TEST_S3_ACCESS_KEY"
+	S3EnvSecretKey = "BUCKETQ_TEST_S3_SECRET_KEY"
+	S3EnvBucket    = "BUCKETQ_TEST_S3_BUCKET"
 )
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// TestConfigFromEnv returns the config of the test S3 server, with a prefix
+// S3Config returns the config of the test S3 server, with a prefix
 // unique to this call so tests never see each other's objects. When the
 // environment does not name a server it skips t, or fails it when CI=true.
-func TestConfigFromEnv(t testing.TB) Config {
+func S3Config(t testing.TB) s3store.Config {
 	t.Helper()
 	env := map[string]string{}
 	var missing []string
-	for _, k := range []string{EnvEndpoint, EnvAccessKey, EnvSecretKey, EnvBucket} {
+	for _, k := range []string{S3EnvEndpoint, S3EnvAccessKey, S3EnvSecretKey, S3EnvBucket} {
 		env[k] = os.Getenv(k)
 		if env[k] == "" {
 			missing = append(missing, k)
@@ -44,18 +45,18 @@ func TestConfigFromEnv(t testing.TB) Config {
 	}
 	c := s3.DefaultConfig
 	c.PutUserMetadata = map[string]string{}
-	c.Bucket = env[EnvBucket]
-	c.Endpoint = env[EnvEndpoint]
-	c.AccessKey = env[EnvAccessKey]
-	c.SecretKey = env[EnvSecretKey]
+	c.Bucket = env[S3EnvBucket]
+	c.Endpoint = env[S3EnvEndpoint]
+	c.AccessKey = env[S3EnvAccessKey]
+	c.SecretKey = env[S3EnvSecretKey]
 	c.Insecure = true
 	c.Region = "us-east-1"
 	c.BucketLookupType = s3.PathLookup
-	return Config{S3: c, Prefix: UniqueTestPrefix(t)}
+	return s3store.Config{S3: c, Prefix: UniquePrefix(t)}
 }
 
-// UniqueTestPrefix returns "bucketq-test/<test name>-<random>".
-func UniqueTestPrefix(t testing.TB) string {
+// UniquePrefix returns "bucketq-test/<test name>-<random>".
+func UniquePrefix(t testing.TB) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := strings.Trim(unsafeChars.ReplaceAllString(t.Name(), "_"), "_")
@@ -65,9 +66,9 @@ func UniqueTestPrefix(t testing.TB) string {
 	return "bucketq-test/" + name + "-" + hex.EncodeToString(b[:])
 }
 
-// TestBucketYAML returns the objstore bucket YAML (type S3, with a unique
-// prefix) of the test S3 server; see TestConfigFromEnv.
-func TestBucketYAML(t testing.TB) []byte {
+// S3BucketYAML returns the objstore bucket YAML (type S3, with a unique
+// prefix) of the test S3 server; see S3Config.
+func S3BucketYAML(t testing.TB) []byte {
 	t.Helper()
-	return TestConfigFromEnv(t).YAML()
+	return S3Config(t).YAML()
 }
