@@ -9,7 +9,7 @@
 //	(the queue)       manifest_path        ingest/manifest (DefaultManifestPath; see NewQueue)
 //	FlushInterval     flush_interval       250ms
 //	FlushSizeBytes    flush_size_bytes     4 MiB
-//	Compression       compression          zstd (Uncompressed selects none)
+//	Compression       compression          zstd
 //	MaxBufferedBytes  max_buffered_bytes   128 MiB
 //	GCGracePeriod     gc_grace_period      10m
 //
@@ -47,13 +47,12 @@ type Config struct {
 	// each seal is one object PUT and, grouped, at most one manifest CAS).
 	// Zero: a batch is sealed as soon as the one before it is committed.
 	MinSealInterval   time.Duration
-	FlushSizeBytes    int                // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
-	Compression       format.Compression // default (zero value) zstd; set Uncompressed for none
-	Uncompressed      bool               // write batches with format.CompressionNone (the zero Compression means zstd)
-	MaxBufferedBytes  int64              // memory bound on accepted, uncommitted record bytes; default 128 MiB
-	GCGracePeriod     time.Duration      // the consumer's GC grace period (must match it); default 10m
-	UploadConcurrency int                // batches encoded and uploaded at once; default 4
-	CommitTimeout     time.Duration      // a sealed batch's time to be uploaded and committed, retries included; default 2m, cut to GCGracePeriod/2 if longer
+	FlushSizeBytes    int           // default 4 MiB (uncompressed); a batch is sealed when it reaches this size
+	Compression       string        // "zstd" (the default, also when empty) or "none"
+	MaxBufferedBytes  int64         // memory bound on accepted, uncommitted record bytes; default 128 MiB
+	GCGracePeriod     time.Duration // the consumer's GC grace period (must match it); default 10m
+	UploadConcurrency int           // batches encoded and uploaded at once; default 4
+	CommitTimeout     time.Duration // a sealed batch's time to be uploaded and committed, retries included; default 2m, cut to GCGracePeriod/2 if longer
 	// FormatVersion is the batch format version written (format.BatchVersion2,
 	// checksummed, when zero; format.BatchVersion1 for opendata readers).
 	// The manifest version is the queue's (manifest.Options.Version).
@@ -85,7 +84,7 @@ const (
 	DefaultManifestPath      = "ingest/manifest" // the queue's path; see NewQueue
 	DefaultFlushInterval     = 250 * time.Millisecond
 	DefaultFlushSizeBytes    = 4 << 20
-	DefaultCompression       = format.CompressionZstd
+	DefaultCompression       = "zstd"
 	DefaultMaxBufferedBytes  = 128 << 20
 	DefaultGCGracePeriod     = 10 * time.Minute
 	DefaultUploadConcurrency = 4
@@ -102,7 +101,7 @@ func (c *Config) defaults() {
 	if c.FlushSizeBytes <= 0 {
 		c.FlushSizeBytes = DefaultFlushSizeBytes
 	}
-	if c.Compression == format.CompressionNone && !c.Uncompressed {
+	if c.Compression == "" {
 		c.Compression = DefaultCompression
 	}
 	if c.MaxBufferedBytes <= 0 {
@@ -162,11 +161,12 @@ const (
 // Producer implements Appender over a bucket and a manifest queue. It is
 // safe for concurrent use.
 type Producer struct {
-	bkt objstore.Bucket
-	q   *manifest.Queue
-	cfg Config
-	m   *metrics.Metrics
-	log *slog.Logger
+	bkt   objstore.Bucket
+	q     *manifest.Queue
+	cfg   Config
+	codec format.Compression // cfg.Compression parsed
+	m     *metrics.Metrics
+	log   *slog.Logger
 
 	// now is the clock for upload ages and ingestion times; tests replace it.
 	now func() time.Time
@@ -212,12 +212,10 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.Uncompressed && cfg.Compression != format.CompressionNone {
-		return nil, fmt.Errorf("producer: Uncompressed is set but Compression is %s", cfg.Compression)
-	}
 	cfg.defaults()
-	if cfg.Compression != format.CompressionNone && cfg.Compression != format.CompressionZstd {
-		return nil, fmt.Errorf("producer: unknown compression %s", cfg.Compression)
+	codec, err := format.ParseCompression(cfg.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("producer: Compression: %w", err)
 	}
 	if format.FooterLen(cfg.FormatVersion) == 0 {
 		return nil, fmt.Errorf("producer: unknown batch format version %d (want 1 or 2)", cfg.FormatVersion)
@@ -236,6 +234,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 		bkt:       bkt,
 		q:         q,
 		cfg:       cfg,
+		codec:     codec,
 		m:         m,
 		log:       log.With("component", "producer", "manifest", q.Path()),
 		now:       time.Now,
@@ -319,7 +318,7 @@ func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte
 
 // openLocked starts a new open batch and its flush timer.
 func (p *Producer) openLocked() {
-	b := &batch{enc: format.NewEncoderVersion(p.cfg.Compression, p.cfg.FormatVersion), done: make(chan struct{})}
+	b := &batch{enc: format.NewEncoderVersion(p.codec, p.cfg.FormatVersion), done: make(chan struct{})}
 	p.cur = b
 	p.timer = time.AfterFunc(p.cfg.FlushInterval, func() {
 		p.mu.Lock()

@@ -691,7 +691,7 @@ func TestCloseGivesUpWithContext(t *testing.T) {
 func TestConcurrentAppendersExactContents(t *testing.T) {
 	for _, comp := range []format.Compression{format.CompressionNone, format.CompressionZstd} {
 		t.Run(comp.String(), func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: 2 * time.Millisecond, FlushSizeBytes: 2048, Compression: comp, Uncompressed: comp == format.CompressionNone, UploadConcurrency: 3})
+			e := newEnv(t, Config{FlushInterval: 2 * time.Millisecond, FlushSizeBytes: 2048, Compression: comp.String(), UploadConcurrency: 3})
 			e.bkt.failUploads.Store(5)
 			headers := []format.Header{format.EventsHeader, logsHeader, format.NewHeader(format.SignalMetrics, format.EncodingOTLPProtobuf)}
 			const writers, appends = 8, 40
@@ -792,8 +792,8 @@ func TestNewValidates(t *testing.T) {
 		{"nil bucket", nil, q, Config{}, m},
 		{"nil queue", fs, nil, Config{}, m},
 		{"nil metrics", fs, q, Config{}, nil},
-		{"bad compression", fs, q, Config{Compression: 9}, m},
-		{"uncompressed and zstd", fs, q, Config{Compression: format.CompressionZstd, Uncompressed: true}, m},
+		{"bad compression", fs, q, Config{Compression: "lz4"}, m},
+		{"bad format version", fs, q, Config{FormatVersion: 3}, m},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -881,8 +881,8 @@ func TestZeroConfigDefaults(t *testing.T) {
 		{"manifest path", q.Path(), "ingest/manifest"},
 		{"flush interval", p.cfg.FlushInterval, 250 * time.Millisecond},
 		{"flush size bytes", p.cfg.FlushSizeBytes, 4 << 20},
-		{"compression", p.cfg.Compression, format.CompressionZstd},
-		{"uncompressed", p.cfg.Uncompressed, false},
+		{"compression", p.cfg.Compression, "zstd"},
+		{"format version", p.cfg.FormatVersion, format.BatchVersion2},
 		{"max buffered bytes", p.cfg.MaxBufferedBytes, int64(128 << 20)},
 		{"gc grace period", p.cfg.GCGracePeriod, 10 * time.Minute},
 		{"upload concurrency", p.cfg.UploadConcurrency, 4},
@@ -898,15 +898,15 @@ func TestZeroConfigDefaults(t *testing.T) {
 	}
 
 	// The default compression is the one batches are written with, and
-	// Uncompressed writes none.
+	// "none" writes none.
 	for _, tc := range []struct {
 		name string
 		cfg  Config
 		want format.Compression
 	}{
 		{"zero", Config{}, format.CompressionZstd},
-		{"zstd", Config{Compression: format.CompressionZstd}, format.CompressionZstd},
-		{"uncompressed", Config{Uncompressed: true}, format.CompressionNone},
+		{"zstd", Config{Compression: "zstd"}, format.CompressionZstd},
+		{"none", Config{Compression: "none"}, format.CompressionNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.FlushInterval = time.Millisecond

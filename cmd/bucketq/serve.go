@@ -25,7 +25,6 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
 	"github.com/bucketq/bucketq/consumer/sink"
-	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/httpevents"
 	"github.com/bucketq/bucketq/ingest/otlp"
@@ -181,8 +180,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			FlushInterval:    cfg.FlushInterval,
 			MinSealInterval:  minSealInterval(cfg),
 			FlushSizeBytes:   cfg.FlushSizeBytes,
-			Compression:      cfg.Compression,
-			Uncompressed:     cfg.Compression == format.CompressionNone,
+			Compression:      cfg.Compression.String(),
 			FormatVersion:    cfg.FormatVersion,
 			MaxBufferedBytes: cfg.MaxBufferedBytes,
 			GCGracePeriod:    cfg.GCGracePeriod,

@@ -330,7 +330,7 @@ func TestCommandDefaultsAreProducerDefaults(t *testing.T) {
 		{"manifest_path", cfg.ManifestPath, producer.DefaultManifestPath},
 		{"flush_interval", cfg.FlushInterval, producer.DefaultFlushInterval},
 		{"flush_size_bytes", cfg.FlushSizeBytes, producer.DefaultFlushSizeBytes},
-		{"compression", cfg.Compression, producer.DefaultCompression},
+		{"compression", cfg.Compression.String(), producer.DefaultCompression},
 		{"max_buffered_bytes", cfg.MaxBufferedBytes, int64(producer.DefaultMaxBufferedBytes)},
 		{"gc_grace_period", cfg.GCGracePeriod, producer.DefaultGCGracePeriod},
 	} {

@@ -400,7 +400,7 @@ func TestWithRealProducer(t *testing.T) {
 	q := manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{})
 	m := metrics.NewUnregistered()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := producer.New(bkt, q, producer.Config{FlushInterval: 10 * time.Millisecond, Compression: format.CompressionZstd}, m, log)
+	p, err := producer.New(bkt, q, producer.Config{FlushInterval: 10 * time.Millisecond, Compression: "zstd"}, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,7 +548,7 @@ func BenchmarkHandlerProducer500(b *testing.B) {
 	m := metrics.NewUnregistered()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := producer.New(bkt, manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{}),
-		producer.Config{FlushInterval: 50 * time.Millisecond, Compression: format.CompressionZstd}, m, log)
+		producer.Config{FlushInterval: 50 * time.Millisecond, Compression: "zstd"}, m, log)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func costBench(b *testing.B, bc bucketCase, producers int, recs [][][]byte) {
 			ms[i] = m
 			var err error
 			ps[i], err = producer.New(bkt, manifest.NewQueue(store, path, producer.QueueOptions(m)),
-				producer.Config{Compression: format.CompressionZstd, DataPrefix: fmt.Sprintf("cost/%d/data", it)}, m, quiet)
+				producer.Config{Compression: "zstd", DataPrefix: fmt.Sprintf("cost/%d/data", it)}, m, quiet)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -189,7 +189,7 @@ func preload(b *testing.B, bkt objstore.Bucket, store cas.Store, batches [][][]b
 	b.Helper()
 	m := metrics.NewUnregistered()
 	q := manifest.NewQueue(store, manifestPath, producer.QueueOptions(m))
-	p, err := producer.New(bkt, q, producer.Config{Compression: format.CompressionZstd}, m, quiet)
+	p, err := producer.New(bkt, q, producer.Config{Compression: "zstd"}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

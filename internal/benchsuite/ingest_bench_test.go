@@ -114,7 +114,7 @@ func ingestBench(b *testing.B, c ingestCase, spec ingestSpec) {
 	store := &CountingStore{Store: rawStore}
 	m := metrics.NewUnregistered()
 	q := manifest.NewQueue(store, manifestPath, producer.QueueOptions(m))
-	p, err := producer.New(bkt, q, producer.Config{Compression: c.comp, Uncompressed: c.comp == format.CompressionNone}, m, quiet)
+	p, err := producer.New(bkt, q, producer.Config{Compression: c.comp.String()}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
-	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/httpevents"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
@@ -105,7 +104,7 @@ func latencyBench(b *testing.B, bc bucketCase) {
 	bkt, store := bc.open(b)
 	m := metrics.NewUnregistered()
 	p, err := producer.New(bkt, manifest.NewQueue(store, manifestPath, producer.QueueOptions(m)),
-		producer.Config{Compression: format.CompressionZstd}, m, quiet)
+		producer.Config{Compression: "zstd"}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 	"google.golang.org/grpc"
 
-	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
@@ -38,7 +37,7 @@ func startProducer(t *testing.T, log *slog.Logger) *producerStack {
 	}
 	s := &producerStack{bkt: bkt, store: memstore.New(), m: metrics.NewUnregistered()}
 	s.prod, err = producer.New(bkt, manifest.NewQueue(s.store, manifestPath, manifest.Options{}),
-		producer.Config{FlushInterval: 20 * time.Millisecond, Compression: format.CompressionZstd}, s.m, log)
+		producer.Config{FlushInterval: 20 * time.Millisecond, Compression: "zstd"}, s.m, log)
 	if err != nil {
 		t.Fatal(err)
 	}
