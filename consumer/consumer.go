@@ -87,6 +87,15 @@ type Config struct {
 	// redelivery after a crash to about one interval of delivered events.
 	// Default 1s.
 	DequeueInterval time.Duration
+	// SinkConcurrency fixes how many sink requests (of up to
+	// SinkBatchSize events each) are in flight; 0 (the default) adapts it
+	// between 1 and MaxSinkConcurrency to the sink's round trip and
+	// back-pressure (see limiter.go). 1 is the old one-at-a-time
+	// delivery, in which the sink also receives the events in manifest
+	// order.
+	SinkConcurrency int
+	// MaxSinkConcurrency caps the adaptive limit. Default 32.
+	MaxSinkConcurrency int
 
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff of
 	// sink, fetch and dead-letter retries. Defaults 200ms and 30s.
@@ -130,6 +139,12 @@ func (c *Config) defaults() {
 	}
 	if c.SinkBatchSize <= 0 {
 		c.SinkBatchSize = 500
+	}
+	if c.SinkConcurrency < 0 {
+		c.SinkConcurrency = 0
+	}
+	if c.MaxSinkConcurrency <= 0 {
+		c.MaxSinkConcurrency = DefaultMaxSinkConcurrency
 	}
 	if c.GCInterval <= 0 {
 		c.GCInterval = 5 * time.Minute

@@ -219,7 +219,9 @@ func ids(evs []openmetertest.Event) []string {
 func TestDeliversInOrderThenDequeues(t *testing.T) {
 	h := newHarness(t, openmetertest.Options{Mode: openmetertest.Konnect, Token: "tok"})
 	want := h.events(6, 7)
-	c := h.consumer(h.config(nil), "tok")
+	// One request at a time: the sink then receives the events in
+	// manifest order (with more, requests may arrive in any order).
+	c := h.consumer(h.config(func(c *Config) { c.SinkConcurrency = 1 }), "tok")
 	r := start(c)
 	defer r.stop(t)
 	if !h.om.WaitEvents(len(want), patience) {
