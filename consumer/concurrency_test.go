@@ -363,8 +363,8 @@ func rounds(l *limiter, clk *fakeClock, n int, rtt time.Duration) {
 
 func TestAdaptiveLimiterGrowsWhileRTTIsFlat(t *testing.T) {
 	l, clk, m := fakeLimiter(0, 32)
-	if l.current() != 1 {
-		t.Fatalf("starts at %d, want 1", l.current())
+	if l.current() != initialLimit {
+		t.Fatalf("starts at %d, want %d", l.current(), initialLimit)
 	}
 	rounds(l, clk, 5, 50*time.Millisecond)
 	if got := l.current(); got < 16 {

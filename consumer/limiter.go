@@ -32,6 +32,9 @@ const (
 	rttRiseRatio    = 0.9
 	minRTTDrift     = 32
 	minWindowLength = time.Millisecond
+	// initialLimit: any metering API serves a few concurrent requests,
+	// and starting at 4 saves two round trips of slow start (0.4s at 200ms).
+	initialLimit = 4
 )
 
 // DefaultMaxSinkConcurrency caps the adaptive limit (Config.MaxSinkConcurrency).
@@ -64,11 +67,11 @@ type limiter struct {
 }
 
 // newLimiter returns a fixed limiter when fixed > 0, else an adaptive one
-// starting at 1 and capped at max.
+// starting at initialLimit and capped at max.
 func newLimiter(fixed, max int, m *metrics.Metrics) *limiter {
 	l := &limiter{m: m, now: time.Now, limit: fixed, max: fixed}
 	if fixed <= 0 {
-		l.adaptive, l.limit, l.max, l.slowStart = true, 1, max, true
+		l.adaptive, l.limit, l.max, l.slowStart = true, min(initialLimit, max), max, true
 	}
 	m.SinkConcurrencyLimit.Set(float64(l.limit))
 	m.SinkRequestsInFlight.Set(0)
