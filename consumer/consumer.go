@@ -27,8 +27,20 @@
 // since the last successful dequeue. While busy the consumer dequeues at most
 // once per DequeueInterval (default 1s, to leave the manifest's write budget
 // to the producers), so in the normal case that is about one DequeueInterval
-// of delivered events plus one sink flush; it is everything delivered since
-// the last successful dequeue if dequeue writes were failing. Event ids are stable
+// of delivered events plus the sink requests in flight or answered behind an
+// unfinished one (at most the concurrency limit × SinkBatchSize events: no
+// batch starts more than the limit past the oldest unfinished one); it is
+// everything delivered since the last successful dequeue if dequeue writes
+// were failing.
+//
+// # Concurrency
+//
+// Up to SinkConcurrency sink requests are in flight (adaptive by default,
+// see limiter.go). They are started in queue order but may be answered in
+// any order; an entry completes only when its events and every earlier
+// entry's are done, a 400 is bisected only once every earlier request is
+// resolved (the breaker counts in queue order), a Retry-After pauses every
+// request and a held event stops new ones. Event ids are stable
 // (converters are deterministic), so the metering API deduplicates them.
 //
 // # Unreadable data
@@ -88,6 +100,15 @@ type Config struct {
 	// redelivery after a crash to about one interval of delivered events.
 	// Default 1s.
 	DequeueInterval time.Duration
+	// SinkConcurrency fixes how many sink requests (of up to
+	// SinkBatchSize events each) are in flight; 0 (the default) adapts it
+	// between 1 and MaxSinkConcurrency to the sink's round trip and
+	// back-pressure (see limiter.go). 1 is the old one-at-a-time
+	// delivery, in which the sink also receives the events in manifest
+	// order.
+	SinkConcurrency int
+	// MaxSinkConcurrency caps the adaptive limit. Default 32.
+	MaxSinkConcurrency int
 
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff of
 	// sink, fetch and dead-letter retries. Defaults 200ms and 30s.
@@ -131,6 +152,12 @@ func (c *Config) defaults() {
 	}
 	if c.SinkBatchSize <= 0 {
 		c.SinkBatchSize = 500
+	}
+	if c.SinkConcurrency < 0 {
+		c.SinkConcurrency = 0
+	}
+	if c.MaxSinkConcurrency <= 0 {
+		c.MaxSinkConcurrency = DefaultMaxSinkConcurrency
 	}
 	if c.GCInterval <= 0 {
 		c.GCInterval = 5 * time.Minute

@@ -226,7 +226,9 @@ func ids(evs []openmetertest.Event) []string {
 func TestDeliversInOrderThenDequeues(t *testing.T) {
 	h := newHarness(t, openmetertest.Options{Mode: openmetertest.Konnect, Token: "tok"})
 	want := h.events(6, 7)
-	c := h.consumer(h.config(nil), "tok")
+	// One request at a time: the sink then receives the events in
+	// manifest order (with more, requests may arrive in any order).
+	c := h.consumer(h.config(func(c *Config) { c.SinkConcurrency = 1 }), "tok")
 	r := start(c)
 	defer r.stop(t)
 	if !h.om.WaitEvents(len(want), patience) {
@@ -298,9 +300,14 @@ func TestCrashBeforeDequeueRedeliversSameEvents(t *testing.T) {
 	if len(all) != 2*len(want) || h.om.Distinct() != len(want) || h.om.Duplicates() != len(want) {
 		t.Fatalf("events %d distinct %d duplicates %d", len(all), h.om.Distinct(), h.om.Duplicates())
 	}
-	for i := range first {
-		if string(all[len(want)+i].Raw) != string(first[i].Raw) {
-			t.Fatalf("redelivered event %d differs:\n%s\n%s", i, all[len(want)+i].Raw, first[i].Raw)
+	// By id: concurrent requests arrive in any order.
+	firstRaw := map[string]string{}
+	for _, e := range first {
+		firstRaw[e.ID] = string(e.Raw)
+	}
+	for i, e := range all[len(want):] {
+		if string(e.Raw) != firstRaw[e.ID] {
+			t.Fatalf("redelivered event %d (%s) differs:\n%s\n%s", i, e.ID, e.Raw, firstRaw[e.ID])
 		}
 	}
 }

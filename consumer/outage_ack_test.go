@@ -59,6 +59,9 @@ func TestOutageAcksEntriesDeliveredBeforeIt(t *testing.T) {
 		c.SinkBatchSize = 2
 		c.Prefetch = 1
 		c.DequeueInterval = 300 * time.Millisecond
+		// One request at a time: the sink accepts the first two requests
+		// to arrive, which must be entries 0 and 1.
+		c.SinkConcurrency = 1
 	}), snk)
 	r := start(c)
 	defer r.stop(t)

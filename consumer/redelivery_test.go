@@ -56,7 +56,8 @@ func (s *timedSink) acceptances() []acceptance {
 // consumer that crashes while busy re-sends at most the events delivered
 // since its last successful dequeue, which it writes at most DequeueInterval
 // apart — about one DequeueInterval of delivered events, plus the sink
-// request in flight (up to SinkBatchSize events), plus the part of one entry
+// requests in flight or delivered behind an unfinished one (up to
+// SinkConcurrency × SinkBatchSize events), plus the part of one entry
 // delivered before the last dequeue.
 //
 // The bound is measured, not assumed: the window's events are those the
@@ -72,7 +73,8 @@ func TestCrashRedeliveryBoundedByDequeueInterval(t *testing.T) {
 	const (
 		entries       = 400
 		sinkBatchSize = 5
-		interval      = 500 * time.Millisecond
+		concurrency   = 4 // requests in flight: ~1000 events/s at the latency
+		interval      = 250 * time.Millisecond
 		latency       = 20 * time.Millisecond
 		slack         = 250 * time.Millisecond
 	)
@@ -103,12 +105,13 @@ func TestCrashRedeliveryBoundedByDequeueInterval(t *testing.T) {
 	}
 	cfg := h.config(func(c *Config) {
 		c.SinkBatchSize = sinkBatchSize
+		c.SinkConcurrency = concurrency
 		c.DequeueInterval = interval
 	})
 	snk1 := &timedSink{HTTP: sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience})}
 	r1 := start(h.consumerWith(cfg, snk1))
 	// Crash once most of the backlog is delivered: several intervals of
-	// delivery on any machine (≈ 3s at the sink's latency on an idle one).
+	// delivery on any machine (≈ 0.7s, three intervals, at the sink's latency and concurrency on an idle one).
 	crashAfter := total * 7 / 10
 	if !h.om.WaitEvents(crashAfter, 3*patience) {
 		r1.stop(t)
@@ -155,19 +158,19 @@ func TestCrashRedeliveryBoundedByDequeueInterval(t *testing.T) {
 	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
 
 	dups := h.om.Duplicates() - dupsBefore
-	bound := inWindow + sinkBatchSize + largest
+	bound := inWindow + concurrency*sinkBatchSize + largest
 	t.Logf("first consumer: %d of %d events accepted (%d requests), crash left %d entries; "+
 		"%d events accepted in the last %v (interval %v + margin %v, longest gap %v); duplicates %d (+%d before the crash), bound %d",
 		delivered, total, len(acc), left, inWindow, interval+margin, interval, margin, longestGap, dups, dupsBefore, bound)
 	if dups > bound {
 		t.Fatalf("a crash redelivered %d events; the bound is %d: %d accepted in the last %v before the crash "+
-			"+ sink batch %d + largest entry %d (the first consumer delivered %d in all): "+
-			"dequeues are not written once per DequeueInterval while busy",
-			dups, bound, inWindow, interval+margin, sinkBatchSize, largest, delivered)
+			"+ %d sink batches of %d + largest entry %d (the first consumer delivered %d in all): "+
+			"dequeues are not written once per DequeueInterval while busy, or more than SinkConcurrency batches are delivered past an unfinished one",
+			dups, bound, inWindow, interval+margin, concurrency, sinkBatchSize, largest, delivered)
 	}
 	// Sanity: only what the first consumer delivered (plus its abandoned
-	// request) can come back twice.
-	if dups > delivered+sinkBatchSize {
+	// requests) can come back twice.
+	if dups > delivered+concurrency*sinkBatchSize {
 		t.Fatalf("%d duplicates but the first consumer delivered only %d events", dups, delivered)
 	}
 }

@@ -45,14 +45,19 @@ type run struct {
 
 	haveComplete, haveDequeued       bool
 	completeThrough, dequeuedThrough uint64
-	leaseChecked                     time.Time
 	lastDequeue                      time.Time // last dequeue attempt
 
-	// refusedAlone counts the events the sink refused alone (400, 413,
-	// 422 on a one-event request) in a row, across flushes, with no event
-	// delivered in between: the breaker of the 400 policy (see holding).
-	refusedAlone int
-	held         bool // an event was held since the last delivery
+	// Sink requests in flight: flush starts a sender goroutine per sink
+	// batch when the limiter allows; each sends its results to results
+	// (buffered for every slot, so a sender never blocks), which only the
+	// run goroutine reads to mark events delivered. Senders use sctx, which
+	// Run cancels after the loop.
+	lim     *limiter
+	results chan batchResult
+	senders sync.WaitGroup
+	sctx    context.Context
+	batches uint64 // sink batches started, numbering them from 1
+	ss      *senderState
 
 	// The lag gauge's source, shared with refreshLag: the ingestion time
 	// (Unix ms) of the oldest undelivered entry; lagHave is false when
@@ -63,7 +68,7 @@ type run struct {
 }
 
 // Run fences older consumers and delivers the queue until ctx is done
-// (returning nil after a clean stop: the in-flight sink request is
+// (returning nil after a clean stop: the sink requests in flight are
 // abandoned and nothing undelivered is dequeued) or until a newer consumer
 // fences this one (returning an error wrapping manifest.ErrFenced).
 func (c *Consumer) Run(ctx context.Context) error {
@@ -102,12 +107,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer func() { stopGC(); wg.Wait() }()
 
-	r := &run{c: c, lease: lease}
+	lim := newLimiter(c.cfg.SinkConcurrency, c.cfg.MaxSinkConcurrency, c.m)
+	sctx, stopSenders := context.WithCancel(ctx)
+	r := &run{c: c, lease: lease, lim: lim, results: make(chan batchResult, lim.max), sctx: sctx, ss: newSenderState()}
 	lagCtx, stopLag := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { defer wg.Done(); r.refreshLag(lagCtx) }()
 	err := r.loop(ctx)
 	stopLag()
+	// Abandon the requests in flight (their events stay queued), but mark
+	// delivered what was delivered before they stopped: the final dequeue
+	// then spares the next consumer their redelivery.
+	stopSenders()
+	r.senders.Wait()
+	for len(r.results) > 0 {
+		r.completeDelivered(<-r.results)
+	}
 	if errors.Is(err, manifest.ErrFenced) {
 		c.log.Error("consumer fenced by a newer consumer; stopping", "manifest", c.q.Path(), "epoch", lease.Epoch(), "error", err)
 		return err // the caller names the consumer; ErrFenced names the manifest
@@ -184,15 +199,30 @@ func (r *run) process(ctx context.Context) error {
 	defer cancel()
 	order := r.c.prefetch(fctx, r.waiting)
 	for len(r.waiting) > 0 {
+		// While the next batch is fetched, take in the sink's answers.
+		var ch chan fetchResult
+		for ch == nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case ch = <-order:
+			case br := <-r.results:
+				if err := r.complete(ctx, br); err != nil {
+					return err
+				}
+			}
+		}
 		var res fetchResult
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ch := <-order:
+		for got := false; !got; {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case res = <-ch:
+				got = true
+			case br := <-r.results:
+				if err := r.complete(ctx, br); err != nil {
+					return err
+				}
 			}
 		}
 		if res.err != nil && !res.missing {
@@ -211,6 +241,12 @@ func (r *run) process(ctx context.Context) error {
 	}
 	if err := r.flush(ctx); err != nil {
 		return err
+	}
+	// Wait for every request in flight before the manifest is read again.
+	for r.lim.active() > 0 {
+		if err := r.await(ctx); err != nil {
+			return err
+		}
 	}
 	return r.dequeueIfDue(ctx)
 }
@@ -389,22 +425,100 @@ func checkEvents(evs []convert.Event) error {
 	return nil
 }
 
-// flush delivers the sink buffer, then dequeues what became complete (at
-// most once per DequeueInterval).
+// flush hands the sink buffer to a sender goroutine as soon as the limiter
+// allows one more request in flight (and no event is held by the breaker:
+// then nothing after it is sent), taking in the sink's answers meanwhile.
+//
+// The limit bounds the batches started since the oldest unresolved one,
+// not only those in flight: a batch that keeps failing (a 5xx on its body,
+// a bisection) lets at most limit-1 later batches be delivered past it, so
+// what is delivered but not yet dequeueable, and redelivered after a
+// crash, stays within limit × SinkBatchSize events.
 func (r *run) flush(ctx context.Context) error {
 	if len(r.buf) == 0 {
 		return nil
 	}
-	batch := r.buf
-	r.buf = nil
-	if err := r.deliver(ctx, batch); err != nil {
-		return err
+	for !r.startable() {
+		if err := r.await(ctx); err != nil {
+			return err
+		}
 	}
-	for _, p := range batch {
+	r.batches++
+	b := &sinkBatch{n: r.batches, evs: r.buf}
+	r.buf = nil
+	r.senders.Add(1)
+	go func() {
+		defer r.senders.Done()
+		r.results <- batchResult{b: b, err: r.sendBatch(r.sctx, b)}
+	}()
+	return nil
+}
+
+// startable takes a sender slot unless an event is held or the next batch
+// would be more than the limit past the oldest unresolved one.
+func (r *run) startable() bool {
+	r.ss.mu.Lock()
+	held, front := r.ss.held, r.ss.front
+	r.ss.mu.Unlock()
+	if held {
+		return false
+	}
+	if r.batches+1-front > uint64(r.lim.current()) {
+		r.lim.full()
+		return false
+	}
+	return r.lim.acquire()
+}
+
+// awaitTick bounds how long await waits without an answer: it re-checks
+// the limit and writes a due dequeue (an outage or a hold may last hours;
+// the entries completed before it are acked meanwhile).
+const awaitTick = 100 * time.Millisecond
+
+// await takes in one sink batch result, or waits at most awaitTick and
+// dequeues if due.
+func (r *run) await(ctx context.Context) error {
+	t := time.NewTimer(min(awaitTick, r.c.cfg.PollInterval))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case br := <-r.results:
+		return r.complete(ctx, br)
+	case <-t.C:
+		return r.dequeueIfDue(ctx)
+	}
+}
+
+// batchResult is the end of one sender: nil when every event of the batch
+// was delivered or dead-lettered, else ctx's error or ErrFenced.
+type batchResult struct {
+	b   *sinkBatch
+	err error
+}
+
+// complete releases a result's slot and marks its events delivered, then
+// dequeues what became complete (at most once per DequeueInterval). An
+// entry completes only when all its events and those of every entry before
+// it are done (advance), whatever order the sink answered in.
+func (r *run) complete(ctx context.Context, br batchResult) error {
+	if br.err != nil {
+		r.lim.release()
+		return br.err
+	}
+	r.completeDelivered(br)
+	return r.dequeueIfDue(ctx)
+}
+
+func (r *run) completeDelivered(br batchResult) {
+	r.lim.release()
+	if br.err != nil {
+		return
+	}
+	for _, p := range br.b.evs {
 		p.st.outstanding--
 	}
 	r.advance()
-	return r.dequeueIfDue(ctx)
 }
 
 // dequeueIfDue dequeues unless the last dequeue attempt was less than
@@ -513,35 +627,133 @@ func (r *run) refreshLag(ctx context.Context) {
 	}
 }
 
+// senderState is what the sender goroutines of one run share (under mu):
+// the breaker of the 400 policy and the order in which it sees refusals.
+//
+// Batches are numbered in the order flush starts them, which is queue
+// order. The breaker counts events refused alone in a row in queue order,
+// so a batch that meets a 400 (413, 422) waits its turn before bisecting:
+// until every earlier batch is resolved (delivered or dead-lettered), so
+// it starts from the count its predecessors left, and it is then the only
+// sender reading or changing the count (it is the owner). A batch the sink
+// accepted whole resets the count when the front of resolved batches
+// passes it. Batches answered 2xx need no turn: they run concurrently.
+type senderState struct {
+	mu sync.Mutex
+	// front is the highest batch number through which every batch is
+	// resolved; ahead are the batches resolved beyond it (all accepted
+	// whole: a bisected batch resolves only at the front); moved is closed
+	// and replaced whenever front moves.
+	front uint64
+	ahead map[uint64]bool
+	moved chan struct{}
+
+	// refusedAlone counts the events the sink refused alone (400, 413,
+	// 422 on a one-event request) in a row, in queue order, across
+	// batches, with no event delivered in between (see holding).
+	refusedAlone int
+	held         bool // an event is held: nothing after it is started
+	leaseChecked time.Time
+}
+
+func newSenderState() *senderState {
+	return &senderState{ahead: map[uint64]bool{}, moved: make(chan struct{})}
+}
+
+// sinkBatch is one sink request's events, as flush cut them.
+type sinkBatch struct {
+	n   uint64
+	evs []pendingEvent
+	// owner: the batch waited its turn (a 400) and is bisecting; only
+	// its sender goroutine touches it.
+	owner bool
+}
+
+// turn waits until every batch before n is resolved.
+func (s *senderState) turn(ctx context.Context, n uint64) error {
+	for {
+		s.mu.Lock()
+		if s.front+1 >= n {
+			s.mu.Unlock()
+			return nil
+		}
+		moved := s.moved
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
+// resolve records that every event of b was delivered or dead-lettered.
+func (s *senderState) resolve(b *sinkBatch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.n != s.front+1 {
+		s.ahead[b.n] = true
+		return
+	}
+	if !b.owner {
+		s.refusedAlone = 0 // accepted whole
+	}
+	s.front = b.n
+	for s.ahead[s.front+1] {
+		delete(s.ahead, s.front+1)
+		s.front++
+		s.refusedAlone = 0
+	}
+	close(s.moved)
+	s.moved = make(chan struct{})
+}
+
 // holding reports whether the breaker is open: MaxConsecutivePoison events
 // in a row were refused alone, so a further refusal is taken as the sink
 // refusing everything (a misrouted URL, a gateway answering 400 to every
 // body, a wrong API version) rather than as one more poison event. Then
 // the refused event is held (retried every AuthRetryInterval, not
 // dead-lettered) until the sink accepts it: a billing pipeline stops and
-// shouts instead of dead-lettering the whole queue.
+// shouts instead of dead-lettering the whole queue. r.ss.mu is held.
 func (r *run) holding() bool {
 	max := r.c.cfg.MaxConsecutivePoison
-	return max > 0 && r.refusedAlone >= max
+	return max > 0 && r.ss.refusedAlone >= max
 }
 
-// deliver sends evs until they are delivered or dead-lettered as poison.
-// It returns only ctx's error, or ErrFenced when a newer consumer took over
-// while the sink was failing.
+// sendBatch is one sender goroutine: it delivers b and records it resolved.
+func (r *run) sendBatch(ctx context.Context, b *sinkBatch) error {
+	if err := r.deliver(ctx, b, b.evs); err != nil {
+		return err
+	}
+	r.ss.resolve(b)
+	return nil
+}
+
+// deliver sends evs (all or part of b) until they are delivered or
+// dead-lettered as poison. It returns only ctx's error, or ErrFenced when a
+// newer consumer took over while the sink was failing. Several run at once,
+// one per batch in flight; the limiter paces them all.
 //
-// A 400 (413, 422) bisects evs in order, so the events refused alone are
-// met in queue order and each delivery resets the breaker's count. Once the
-// breaker is open, bisection still descends (log2 n requests) to the first
-// undelivered event, which is then held: retried alone every
-// AuthRetryInterval; nothing after it is sent, dead-lettered or dequeued.
-func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
+// A 400 (413, 422) makes b wait its turn (senderState), then bisects evs in
+// order, so the events refused alone are met in queue order and each
+// delivery resets the breaker's count. Once the breaker is open, bisection
+// still descends (log2 n requests) to the first undelivered event, which is
+// then held: retried alone every AuthRetryInterval; no batch after it is
+// started, dead-lettered or dequeued (those already in flight finish).
+func (r *run) deliver(ctx context.Context, b *sinkBatch, evs []pendingEvent) error {
 	c := r.c
+	s := r.ss
 	raws := make([]json.RawMessage, len(evs))
 	for i, p := range evs {
 		raws[i] = p.ev
 	}
-	b := c.newBackoff()
+	bo := c.newBackoff()
 	for {
+		// No request starts during a Retry-After or an operator hold,
+		// whichever sender was told.
+		if err := r.lim.wait(ctx); err != nil {
+			return err
+		}
 		start := time.Now()
 		var status int
 		var err error
@@ -550,20 +762,26 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 		} else {
 			err = c.snk.Send(ctx, raws)
 		}
-		c.m.SinkDuration.Observe(time.Since(start).Seconds())
+		rtt := time.Since(start)
+		c.m.SinkDuration.Observe(rtt.Seconds())
 		if err == nil {
+			r.lim.observe(rtt)
 			label := "ok"
 			if status != 0 {
 				label = strconv.Itoa(status)
 			}
 			c.m.SinkRequests.WithLabelValues(label).Inc()
 			c.m.SinkEvents.WithLabelValues("sent").Add(float64(len(evs)))
-			if r.held {
-				c.log.Warn("sink accepts events again; resuming delivery (events it refuses alone are dead-lettered again)",
-					"first_location", evs[0].st.e.Location, "first_sequence", evs[0].st.e.Sequence, "events", len(evs))
+			if b.owner {
+				s.mu.Lock()
+				if s.held {
+					c.log.Warn("sink accepts events again; resuming delivery (events it refuses alone are dead-lettered again)",
+						"first_location", evs[0].st.e.Location, "first_sequence", evs[0].st.e.Sequence, "events", len(evs))
+				}
+				s.refusedAlone, s.held = 0, false
+				s.mu.Unlock()
+				c.m.SinkBreakerOpen.Set(0)
 			}
-			r.refusedAlone, r.held = 0, false
-			c.m.SinkBreakerOpen.Set(0)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -578,49 +796,74 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 			c.m.SinkRequests.WithLabelValues(strconv.Itoa(he.Status)).Inc()
 			switch sink.Classify(he.Status) {
 			case sink.Reject:
+				r.lim.observe(rtt) // an answer in time: not back-pressure
+				if !b.owner {
+					if err := s.turn(ctx, b.n); err != nil {
+						return err
+					}
+					b.owner = true
+				}
 				if len(evs) > 1 {
 					half := len(evs) / 2
 					c.log.Warn("sink rejected a batch; bisecting to isolate the rejected events", append(logArgs, "status", he.Status)...)
-					if err := r.deliver(ctx, evs[:half]); err != nil {
+					if err := r.deliver(ctx, b, evs[:half]); err != nil {
 						return err
 					}
-					return r.deliver(ctx, evs[half:])
+					return r.deliver(ctx, b, evs[half:])
 				}
-				if !r.holding() {
+				s.mu.Lock()
+				holding := r.holding()
+				s.mu.Unlock()
+				if !holding {
 					if err := r.deadLetterPoison(ctx, first, he); err != nil {
 						return err
 					}
-					r.refusedAlone++
+					s.mu.Lock()
+					s.refusedAlone++
+					s.mu.Unlock()
 					return nil
 				}
-				wait, result, r.held = c.cfg.AuthRetryInterval, "held", true
+				wait, result = c.cfg.AuthRetryInterval, "held"
+				s.mu.Lock()
+				s.held = true
+				refused := s.refusedAlone
+				s.mu.Unlock()
 				c.m.SinkBreakerOpen.Set(1)
 				c.log.Error("SINK REFUSES EVERY EVENT: too many events in a row refused alone; "+
 					"holding the queue instead of dead-lettering it (check the sink URL, proxy and API version; "+
 					"events already dead-lettered can be re-sent with `bucketq dead-letters redrive`)",
 					"location", first.st.e.Location, "sequence", first.st.e.Sequence, "record", first.rec, "event", first.idx,
-					"status", he.Status, "response", he.Body, "consecutive_refused", r.refusedAlone,
+					"status", he.Status, "response", he.Body, "consecutive_refused", refused,
 					"max_consecutive_poison", c.cfg.MaxConsecutivePoison, "wait", wait)
 			case sink.Throttle:
+				r.lim.backPressure()
 				wait = min(he.RetryAfter, c.cfg.MaxRetryAfter)
-				if wait <= 0 {
-					wait = b.next()
+				if wait > 0 {
+					// A Retry-After is about the sink, not this request:
+					// every sender pauses.
+					r.lim.pause(time.Now().Add(wait))
+				} else {
+					wait = bo.next()
 				}
 				c.log.Warn("sink throttled or unavailable; waiting", append(logArgs, "status", he.Status, "wait", wait)...)
 			case sink.Operator:
+				// Holds the queue: no sender retries before the interval.
 				wait = c.cfg.AuthRetryInterval
+				r.lim.pause(time.Now().Add(wait))
 				args := append(logArgs, "status", he.Status, "wait", wait)
 				if he.Location != "" {
 					args = append(args, "redirect_location", he.Location) // a 3xx: redirects are never followed
 				}
 				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", args...)
 			default:
-				wait = b.next()
+				r.lim.backPressure()
+				wait = bo.next()
 				c.log.Warn("sink failed; retrying", append(logArgs, "status", he.Status, "wait", wait)...)
 			}
 		} else {
 			c.m.SinkRequests.WithLabelValues("error").Inc()
-			wait = b.next()
+			r.lim.backPressure()
+			wait = bo.next()
 			c.log.Warn("sink request failed; retrying", append(logArgs, "wait", wait)...)
 		}
 		c.m.SinkEvents.WithLabelValues(result).Add(float64(len(evs)))
@@ -628,18 +871,18 @@ func (r *run) deliver(ctx context.Context, evs []pendingEvent) error {
 			return err
 		}
 		// A newer consumer may have taken over while the sink was down:
-		// stop instead of delivering alongside it.
-		if time.Since(r.leaseChecked) >= c.cfg.PollInterval {
-			r.leaseChecked = time.Now()
+		// stop instead of delivering alongside it. (The run goroutine
+		// acks what completed before these events meanwhile: await.)
+		s.mu.Lock()
+		check := time.Since(s.leaseChecked) >= c.cfg.PollInterval
+		if check {
+			s.leaseChecked = time.Now()
+		}
+		s.mu.Unlock()
+		if check {
 			if _, err := r.lease.Read(ctx); errors.Is(err, manifest.ErrFenced) {
 				return err
 			}
-		}
-		// An outage or a hold may last hours: ack the entries completed
-		// before these events (at most once per DequeueInterval), so a
-		// crash during it does not redeliver them.
-		if err := r.dequeueIfDue(ctx); err != nil {
-			return err
 		}
 	}
 }

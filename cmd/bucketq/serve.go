@@ -134,7 +134,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if conv, otlpConvs, err = newConverters(cfg); err != nil {
 			return err
 		}
-		if snk, err = sink.FromURL(cfg.Sink, cfg.SinkToken, log); err != nil {
+		// Keep-alive connections for every request in flight.
+		pool := sink.HTTPOptions{IdleConnsPerHost: max(cfg.SinkConcurrency, consumer.DefaultMaxSinkConcurrency)}
+		if snk, err = sink.FromURLWith(cfg.Sink, cfg.SinkToken, pool, log); err != nil {
 			return &config.Error{Msg: fmt.Sprintf("config key %q: %v", "sink", err)}
 		}
 		defer func() {
@@ -411,6 +413,7 @@ func consumerConfig(cfg *config.Config) consumer.Config {
 		DequeueInterval:      cfg.DequeueInterval,
 		Prefetch:             cfg.Prefetch,
 		SinkBatchSize:        cfg.SinkBatchSize,
+		SinkConcurrency:      cfg.SinkConcurrency,
 		GCInterval:           cfg.GCInterval,
 		GCGracePeriod:        cfg.GCGracePeriod,
 		MaxConsecutivePoison: cfg.ConsumerMaxConsecutivePoison(),

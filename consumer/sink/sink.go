@@ -67,6 +67,11 @@ const maxErrorBody = 64 << 10
 //
 // token, if set, is sent as "Authorization: Bearer <token>" (HTTP only).
 func FromURL(target, token string, log *slog.Logger) (Sink, error) {
+	return FromURLWith(target, token, HTTPOptions{}, log)
+}
+
+// FromURLWith is FromURL with the options of an http(s) sink.
+func FromURLWith(target, token string, opts HTTPOptions, log *slog.Logger) (Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -92,7 +97,7 @@ func FromURL(target, token string, log *slog.Logger) (Sink, error) {
 		if u.Path == "" || u.Path == "/" {
 			log.Warn("sink URL has no path; it must be the full ingestion endpoint, e.g. .../api/v1/events or .../v3/openmeter/events", "url", target)
 		}
-		return NewHTTP(target, token, HTTPOptions{}), nil
+		return NewHTTP(target, token, opts), nil
 	}
 	return nil, fmt.Errorf("sink %q: want http(s)://... endpoint, file:PATH or stdout", target)
 }
@@ -102,7 +107,18 @@ type HTTPOptions struct {
 	Timeout   time.Duration // per request; default 30s
 	Client    *http.Client  // default: a client with Timeout; used through a copy that never follows redirects
 	UserAgent string        // default "bucketq"
+	// IdleConnsPerHost sizes the keep-alive pool of the default client to
+	// the requests the caller keeps in flight (the consumer's
+	// sink_concurrency): Go's default transport keeps only 2 idle
+	// connections per host, so concurrent requests beyond 2 would each
+	// open (and TLS-handshake) a new connection. Default
+	// DefaultIdleConnsPerHost; ignored with Client.
+	IdleConnsPerHost int
 }
+
+// DefaultIdleConnsPerHost is the keep-alive pool of the default client: the
+// consumer's default cap on sink requests in flight.
+const DefaultIdleConnsPerHost = 32
 
 // HTTP posts each Send as one JSON array of events.
 type HTTP struct {
@@ -117,7 +133,13 @@ func NewHTTP(endpoint, token string, opts HTTPOptions) *HTTP {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	client := &http.Client{Timeout: opts.Timeout}
+	if opts.IdleConnsPerHost <= 0 {
+		opts.IdleConnsPerHost = DefaultIdleConnsPerHost
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = opts.IdleConnsPerHost
+	tr.MaxIdleConns = max(tr.MaxIdleConns, opts.IdleConnsPerHost)
+	client := &http.Client{Timeout: opts.Timeout, Transport: tr}
 	if opts.Client != nil {
 		c := *opts.Client // a copy: the caller's client keeps its own redirect policy
 		client = &c

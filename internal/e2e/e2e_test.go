@@ -34,6 +34,7 @@ const (
 	poisonEvery      = 20 // every 20th request carries one poison event
 	consumerKills    = 2
 	sinkBatchSize    = 1000        // the consumer's sink_batch_size
+	sinkConcurrency  = 4           // the consumer's sink_concurrency: requests in flight
 	dequeueInterval  = time.Second // the default, set explicitly
 	// redeliverySafety widens the window of the documented redelivery
 	// bound (README "Delivery guarantees"), so a slow, loaded CI machine,
@@ -253,7 +254,7 @@ func TestEndToEnd(t *testing.T) {
 	confPath := filepath.Join(tmp, "consumer.yaml")
 	conf := "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${E2E_BUCKET}\n" +
 		"sink: ${E2E_SINK}\ngc_interval: 2s\ngc_grace_period: 3s\npoll_interval: 100ms\n" +
-		fmt.Sprintf("sink_batch_size: %d\ndequeue_interval: %v\n", sinkBatchSize, dequeueInterval)
+		fmt.Sprintf("sink_batch_size: %d\nsink_concurrency: %d\ndequeue_interval: %v\n", sinkBatchSize, sinkConcurrency, dequeueInterval)
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +546,8 @@ func TestEndToEnd(t *testing.T) {
 	// guarantees"): a killed consumer re-sends at most what it delivered
 	// since its last successful dequeue — the events delivered in the last
 	// dequeue_interval (here the window is redeliverySafety times that),
-	// plus the sink request in flight, plus the rest of one batch it had
+	// plus the sink requests in flight or answered behind an unfinished one
+	// (sink_concurrency of sink_batch_size each), plus the rest of one batch it had
 	// started earlier. A batch holds at most one request per client (a
 	// client waits for its answer), two if a retry joins its abandoned
 	// first attempt. The other duplicates are client retries of requests
@@ -557,14 +559,14 @@ func TestEndToEnd(t *testing.T) {
 	bound := int(ambiguous.Load()) * eventsPerRequest
 	var perKill []string
 	for i, k := range kills {
-		b := k.deliveredInWindow + sinkBatchSize + maxBatchEvents
+		b := k.deliveredInWindow + sinkConcurrency*sinkBatchSize + maxBatchEvents
 		bound += b
 		dupsAfter := sink.Duplicates()
 		if i+1 < len(kills) {
 			dupsAfter = kills[i+1].dupsBefore
 		}
-		perKill = append(perKill, fmt.Sprintf("kill %d: bound %d = delivered in the %v before it %d + sink batch %d + one batch %d; duplicates until the next kill %d",
-			i+1, b, redeliverySafety*dequeueInterval, k.deliveredInWindow, sinkBatchSize, maxBatchEvents, dupsAfter-k.dupsBefore))
+		perKill = append(perKill, fmt.Sprintf("kill %d: bound %d = delivered in the %v before it %d + %d sink requests of %d + one batch %d; duplicates until the next kill %d",
+			i+1, b, redeliverySafety*dequeueInterval, k.deliveredInWindow, sinkConcurrency, sinkBatchSize, maxBatchEvents, dupsAfter-k.dupsBefore))
 	}
 	clientDups := fmt.Sprintf("client retries that may have been committed: %d x %d events", ambiguous.Load(), eventsPerRequest)
 	if dups := sink.Duplicates(); dups > bound {

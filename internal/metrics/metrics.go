@@ -59,6 +59,13 @@ type Metrics struct {
 	// SinkBreakerOpen is 1 while the consumer holds an event because the
 	// sink refuses every event (the max_consecutive_poison breaker), else 0.
 	SinkBreakerOpen prometheus.Gauge
+	// Sink request concurrency (sink_concurrency): the limit on requests
+	// in flight (adaptive or fixed), the requests in flight, the mean
+	// round trip of the last window and its moving minimum.
+	SinkConcurrencyLimit prometheus.Gauge
+	SinkRequestsInFlight prometheus.Gauge
+	SinkRTTSeconds       prometheus.Gauge
+	SinkRTTMinSeconds    prometheus.Gauge
 
 	// Ingest front doors.
 	IngestRequests *prometheus.CounterVec // labels front (http-events, otlp-http, otlp-grpc), code
@@ -113,10 +120,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		BufferedBytes:      g("producer_buffered_bytes", "Bytes accepted but not yet committed."),
 		CommitGroupEntries: h("producer_commit_group_entries", "Batches committed per manifest write (group commit).", prometheus.ExponentialBuckets(1, 2, 8)),
 
-		SinkEvents:      cv("sink_events", "Events handled by the sink, by result (sent, retried, dead_lettered).", "result"),
-		SinkRequests:    cv("sink_requests", "Sink requests by HTTP status (or error).", "status"),
-		SinkDuration:    h("sink_request_duration_seconds", "Sink request latency.", lat),
-		SinkBreakerOpen: g("sink_breaker_open", "1 while the consumer holds an event because the sink refuses every event (the max_consecutive_poison breaker is open), else 0."),
+		SinkEvents:           cv("sink_events", "Events handled by the sink, by result (sent, retried, dead_lettered).", "result"),
+		SinkRequests:         cv("sink_requests", "Sink requests by HTTP status (or error).", "status"),
+		SinkDuration:         h("sink_request_duration_seconds", "Sink request latency.", lat),
+		SinkBreakerOpen:      g("sink_breaker_open", "1 while the consumer holds an event because the sink refuses every event (the max_consecutive_poison breaker is open), else 0."),
+		SinkConcurrencyLimit: g("sink_concurrency_limit", "Sink requests the consumer may have in flight: the adaptive limit, or sink_concurrency when fixed."),
+		SinkRequestsInFlight: g("sink_requests_in_flight", "Sink requests (batches being delivered, retries and bisection included) in flight."),
+		SinkRTTSeconds:       g("sink_rtt_seconds", "Mean round trip of the sink's answered requests over the adaptive limiter's last window (the last request's when fixed)."),
+		SinkRTTMinSeconds:    g("sink_rtt_min_seconds", "Moving minimum of the sink's round trip that the adaptive limiter compares sink_rtt_seconds with."),
 
 		IngestRequests: cv("ingest_requests", "Ingest requests by front door and response code.", "front", "code"),
 		IngestEvents:   cv("ingest_events", "Events or OTLP records accepted, by front door.", "front"),
@@ -139,6 +150,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Reuploads, m.AppendDuration, m.Backpressure, m.BufferedBytes, m.CommitGroupEntries,
 		m.SinkEvents, m.SinkRequests, m.SinkDuration, m.IngestRequests, m.IngestEvents,
 		m.PointsSkippedNoValue, m.SinkBreakerOpen,
+		m.SinkConcurrencyLimit, m.SinkRequestsInFlight, m.SinkRTTSeconds, m.SinkRTTMinSeconds,
 	)
 	return m
 }

@@ -102,6 +102,9 @@ type Config struct {
 	// alone in a row before the consumer holds the queue instead of
 	// dead-lettering it; 0 = no breaker. See ConsumerMaxConsecutivePoison.
 	MaxConsecutivePoison int
+	// SinkConcurrency is the number of sink requests in flight; 0 =
+	// adaptive (the sink_concurrency value "adaptive").
+	SinkConcurrency int
 
 	// Conversion is the YAML of the conversion mapping (otlpconv.Config),
 	// nil for the defaults.
@@ -250,6 +253,9 @@ var Options = []*Option{
 			c.SinkBatchSize = int(n)
 			return err
 		}},
+	{Key: "sink_concurrency", Flag: "sink-concurrency", Arg: "adaptive|N", Default: "adaptive", Roles: Consume,
+		Usage: "sink requests in flight: adaptive (grows while the sink's round trip stays flat, shrinks on 429/503, errors or rising latency; at most " + strconv.Itoa(MaxAdaptiveSinkConcurrency) + ") or a fixed N (1: one at a time, events arrive in manifest order)",
+		set:   setSinkConcurrency},
 	{Key: "prefetch", Flag: "prefetch", Kind: Int, Arg: "N", Default: "4", Roles: Consume,
 		Usage: "batches fetched ahead of delivery",
 		set: func(c *Config, v string) error {
@@ -842,6 +848,31 @@ func parseDuration(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q: must be positive", v)
 	}
 	return d, nil
+}
+
+// MaxAdaptiveSinkConcurrency is the adaptive sink_concurrency's cap
+// (consumer.DefaultMaxSinkConcurrency); MaxSinkConcurrency bounds a fixed
+// value.
+const (
+	MaxAdaptiveSinkConcurrency = 32
+	MaxSinkConcurrency         = 256
+)
+
+func setSinkConcurrency(c *Config, v string) error {
+	v = strings.TrimSpace(v)
+	if v == "adaptive" || v == "0" {
+		c.SinkConcurrency = 0
+		return nil
+	}
+	n, err := parsePositive(v)
+	if err != nil {
+		return fmt.Errorf("%w (want adaptive or a number of requests)", err)
+	}
+	if n > MaxSinkConcurrency {
+		return fmt.Errorf("invalid number %q: at most %d requests in flight", v, MaxSinkConcurrency)
+	}
+	c.SinkConcurrency = int(n)
+	return nil
 }
 
 func parsePositive(v string) (int64, error) {

@@ -79,6 +79,32 @@ func TestMaxConsecutivePoison(t *testing.T) {
 	}
 }
 
+// TestSinkConcurrency: adaptive (or 0) is the default and the consumer's
+// 0; a number fixes it.
+func TestSinkConcurrency(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 0},
+		{[]string{"--sink-concurrency", "adaptive"}, 0},
+		{[]string{"--sink-concurrency", "0"}, 0},
+		{[]string{"--sink-concurrency", "1"}, 1},
+		{[]string{"--sink-concurrency=64"}, 64},
+	} {
+		c, _, err := load(t, RolesConsume, tc.args, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if c.SinkConcurrency != tc.want {
+			t.Errorf("%q: sink_concurrency %d, want %d", tc.args, c.SinkConcurrency, tc.want)
+		}
+	}
+	if _, _, err := load(t, RolesProduce, []string{"--sink-concurrency", "3"}, nil); err == nil {
+		t.Errorf("produce accepted --sink-concurrency")
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, _, err := load(t, RolesRun, nil, nil)
 	if err != nil {
@@ -121,6 +147,7 @@ memory_limit: 512MiB
 sink: https://openmeter.example/api/v1/events
 sink_token: ${SINK_TOKEN}
 sink_batch_size: 50
+sink_concurrency: 12
 prefetch: 2
 poll_interval: 2s
 dequeue_interval: 3s
@@ -146,7 +173,7 @@ func TestEveryKey(t *testing.T) {
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
-		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
+		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, SinkConcurrency: 12, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
 	conv := c.Conversion
@@ -272,6 +299,9 @@ func TestBadConfig(t *testing.T) {
 		{"sink_batch_size: many", `config key "sink_batch_size": invalid number "many"`},
 		{"prefetch: 0", `config key "prefetch": invalid number "0": must be positive`},
 		{"max_consecutive_poison: -1", `config key "max_consecutive_poison": invalid number "-1": must be positive`},
+		{"sink_concurrency: many", `config key "sink_concurrency": invalid number "many" (want adaptive or a number of requests)`},
+		{"sink_concurrency: -2", `config key "sink_concurrency": invalid number "-2": must be positive`},
+		{"sink_concurrency: 1000", `config key "sink_concurrency": invalid number "1000": at most 256 requests in flight`},
 		{"max_consecutive_poison: lots", `config key "max_consecutive_poison": invalid number "lots"`},
 		{"compression: gzip", `config key "compression": invalid compression "gzip"`},
 		{"listen: localhost", `config key "listen": invalid address "localhost"`},
