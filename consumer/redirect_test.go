@@ -48,9 +48,14 @@ func TestRedirectHoldsTheQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := start(c)
-			waitFor(t, "three redirected requests (or a request to the target, or an empty queue)", patience, func() bool {
-				return redirected.Load() >= 3 || final.Load() > 0 || h.queueLen() == 0
+			// Wait on the consumer's count, not the server's: the server sees
+			// a request before the consumer has counted its answer.
+			waitFor(t, "three redirected requests counted (or a request to the target, or an empty queue)", patience, func() bool {
+				return value(h.m.SinkRequests.WithLabelValues(strconv.Itoa(status))) >= 3 || final.Load() > 0 || h.queueLen() == 0
 			})
+			if n := redirected.Load(); n < 3 {
+				t.Fatalf("the sink saw %d redirected requests, want at least 3", n)
+			}
 			r.stop(t)
 
 			if n := final.Load(); n != 0 {
