@@ -7,28 +7,33 @@
 #
 # Builds once and caches in the tool cache ($BUCKETQ_TOOLS_DIR, default
 # ~/.cache/bucketq-tools, as scripts/lib/service.sh does):
-#   - telemetrygen (OTel contrib, $COMPARE_TELEMETRYGEN_VERSION), the load generator;
-#   - otelcol-compare, a collector built with the collector builder (ocb) at
-#     the same version: receiver otlp, exporter otlphttp, extension
-#     file_storage. Its first build takes several minutes of CPU.
+#   - telemetrygen (OTel contrib, COMPARE_TELEMETRYGEN_VERSION, v0.161.0),
+#     the load generator;
+#   - otelcol-compare, a collector built with the collector builder (ocb)
+#     COMPARE_OTEL_VERSION (v0.162.0): receiver otlp, exporter otlp_http
+#     (otlphttp), extension file_storage, all at that version. Its first
+#     build takes several minutes of CPU.
 # Then, per cell (workers 1, 4, 8, 64 by default):
-#   - collector: otlp receiver -> otlphttp exporter with a persistent sending
+#   - collector: otlp receiver -> otlp_http exporter with a persistent sending
 #     queue on file_storage (fsync: true), no batch processor, so a request is
 #     acked once it is written (and fsynced) to the local queue; the exporter
 #     sends to a local no-op OTLP/HTTP sink (internal/tools/otlpnullsink);
-#   - bucketq: `bucketq produce` on a fresh directory bucket, defaults
-#     (acks once the batch and the manifest entry are durable).
-# Each side is a fresh process per cell; telemetrygen (logs, gRPC, 100 logs per
-# request, --rate 0) runs for COMPARE_DURATION against it. logs/s are the log
-# records the generator got acks for (its "logs generated" count, which counts
-# only successful exports) divided by the duration; CPU seconds are
-# utime+stime of the server process (/proc/PID/stat), peak RSS its VmHWM
-# (/proc/PID/status), both read just before it is stopped.
+#   - bucketq: `bucketq produce` on a fresh directory bucket, defaults plus
+#     COMPARE_BUCKETQ_FLAGS (acks once the batch and its manifest entry are
+#     durable).
+# Each side is a fresh process per cell, the first side alternating per row;
+# telemetrygen (logs, gRPC, 100 logs per request, --rate 0) runs for
+# COMPARE_DURATION against it. logs/s = the sum of the workers' "logs
+# generated" counts (an export error is fatal to telemetrygen, and then this
+# script fails, so all were acked) / telemetrygen's wall time; CPU seconds =
+# utime+stime of the server process (/proc/PID/stat) over that run; peak RSS
+# = its VmHWM (/proc/PID/status) just before it is stopped.
 #
 # `scripts/compare.sh build` only builds (and caches) the tools.
 #
 # Knobs (environment): COMPARE_WORKERS ("1 4 8 64"), COMPARE_DURATION (10s),
-# COMPARE_BATCH (100 logs per request), COMPARE_OTEL_VERSION (v0.162.0).
+# COMPARE_BATCH (100 logs per request), COMPARE_BUCKETQ_FLAGS,
+# COMPARE_OTEL_VERSION, COMPARE_TELEMETRYGEN_VERSION.
 # Output: the table on stdout; logs and state under .cache/compare/.
 set -euo pipefail
 
