@@ -7,7 +7,7 @@ PKGS      ?= ./...
 # checkout, so every clone reuses them.
 export BUCKETQ_TOOLS_DIR ?= $(HOME)/.cache/bucketq-tools
 
-.PHONY: build test unit run bench fuzz lint chaos s3-up s3-down clean
+.PHONY: build test unit run bench compare fuzz lint chaos s3-up s3-down clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/bucketq
@@ -47,6 +47,17 @@ bench:
 	  echo $$? > .cache/bench.rc; \
 	  echo "# done $$(date -u +%FT%TZ) loadavg=$$(cut -d' ' -f1-3 /proc/loadavg)"; } 2>&1 | tee .cache/bench.txt
 	@exit $$(cat .cache/bench.rc)
+
+# compare: bucketq produce beside an OTel Collector durable on one local disk
+# (persistent sending queue on file_storage, fsync on, no batch processor),
+# same telemetrygen load (OTLP/gRPC logs, 100 per request) for 1, 4, 8 and 64
+# workers, one after the other; prints one table (logs/s, ratio, CPU, peak
+# RSS). A benchmark, not a test. Builds telemetrygen and the collector once
+# into BUCKETQ_TOOLS_DIR (the collector: several minutes the first time).
+# Knobs: COMPARE_WORKERS, COMPARE_DURATION (10s), COMPARE_BUCKETQ_FLAGS.
+# See BENCHMARKS.md, "bucketq beside the OTel Collector".
+compare:
+	./scripts/compare.sh
 
 # fuzz: each fuzz target for FUZZTIME (CI uses 15s).
 fuzz:

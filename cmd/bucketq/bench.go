@@ -21,7 +21,7 @@ var benchFlags = []struct{ name, arg, help string }{
 	{"protocol", "events|otlp-http", "CloudEvents batches on /api/v1/events, or OTLP/HTTP protobuf logs on /v1/logs (default events)"},
 	{"clients", "N", "concurrent clients, i.e. the most requests in flight at once, also with --rate (default 8)"},
 	{"batch-size", "N", "events per request (default 500)"},
-	{"event-size", "BYTES", "approximate size of one event (default 250)"},
+	{"event-size", "BYTES", fmt.Sprintf("size of one event: each CloudEvent's JSON is exactly this long, at least %d (the smallest valid event; below about 220 the events carry only the required attributes); approximate for otlp-http (default 250)", loadgen.MinEventSize)},
 	{"rate", "EVENTS/S", "total rate: start one request every batch-size/rate seconds whatever the ack latency; if all --clients are busy the request starts late and the report says \"target rate not reached\" (also on stderr). Without --rate: as fast as the producer acks"},
 	{"duration", "DURATION", "how long to start requests; requests in flight then finish (within --timeout) and are counted (default 10s unless --count is set)"},
 	{"count", "N", "send this many events, then stop"},

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bucketq/bucketq/internal/loadgen"
 )
 
 func TestBenchCommand(t *testing.T) {
@@ -119,6 +122,19 @@ func TestBenchRejectsNonPositiveNumbers(t *testing.T) {
 		if !strings.Contains(stderr.String(), args[0]+" must be positive") {
 			t.Errorf("%v: error %q does not name the flag", args, stderr.String())
 		}
+	}
+}
+
+// An --event-size below the smallest valid CloudEvent is a usage error that
+// names the minimum, not a silently larger event.
+func TestBenchRejectsEventSizeBelowMinimum(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--url", "http://127.0.0.1:1", "--metrics-url", "-", "--quiet", "--event-size", "50"}
+	if code := runMain(context.Background(), args, &stdout, &stderr, func(string) string { return "" }); code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+	if want := fmt.Sprintf(`"event_size" must be at least %d bytes`, loadgen.MinEventSize); !strings.Contains(stderr.String(), want) {
+		t.Errorf("error %q lacks %q", stderr.String(), want)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bucketq/bucketq/internal/childproc"
 )
 
 // TestSlowBodiesProcess is the slow-body attack against a real `bucketq
@@ -54,7 +56,7 @@ func TestSlowBodiesProcess(t *testing.T) {
 		"--body-read-timeout", timeout.String(), "--body-min-rate", "64KiB")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/internal/storetest"
 )
 
@@ -86,7 +87,7 @@ func startProducer(b *testing.B, bin, bucket string, extra ...string) *producerP
 	args = append(args, extra...)
 	p := &producerProc{cmd: exec.Command(bin, args...), addr: args[2], exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		b.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/internal/faultproxy"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -87,7 +88,7 @@ func (p *proc) start(t *testing.T) {
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Errorf("start %s: %v", p.name, err)
 		return
 	}

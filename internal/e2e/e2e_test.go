@@ -22,6 +22,7 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -86,7 +87,7 @@ func (p *proc) start() error {
 	p.cmd = exec.Command(p.bin, p.args...)
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logf, p.logf
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		return fmt.Errorf("start %s: %v", p.name, err)
 	}
 	exited := make(chan struct{})

@@ -46,7 +46,7 @@ type Config struct {
 	Protocol   string        // ProtocolEvents or ProtocolOTLPHTTP
 	Clients    int           // concurrent clients = most requests in flight at once (default 8)
 	BatchSize  int           // events per request (default 500)
-	EventSize  int           // approximate bytes per event (default 250)
+	EventSize  int           // bytes per event (default 250): exact JSON size for ProtocolEvents (at least MinEventSize), approximate for OTLP
 	Rate       float64       // total events/s, started on a fixed schedule; 0 = as fast as acks come back
 	Duration   time.Duration // how long to start requests; 0 = until Count
 	Count      int64         // total events to send; 0 = until Duration
@@ -93,6 +93,10 @@ func (c *Config) validate() error {
 	}
 	if c.EventSize == 0 {
 		c.EventSize = 250
+	}
+	if c.Protocol == ProtocolEvents && c.EventSize < MinEventSize {
+		return fmt.Errorf(`"event_size" must be at least %d bytes (the smallest valid CloudEvent with a unique id: specversion, id, source, type, subject), not %d`,
+			MinEventSize, c.EventSize)
 	}
 	if c.Duration == 0 && c.Count == 0 {
 		return errors.New(`one of "duration" or "count" must be set`)
@@ -425,17 +429,38 @@ func send(ctx context.Context, client *http.Client, cfg Config, path, ctype stri
 	return "http_" + strconv.Itoa(resp.StatusCode)
 }
 
+// The CloudEvents a generator writes are exactly Config.EventSize bytes of
+// JSON each (the array's commas and brackets aside). From fullEventMin bytes
+// or so they are the realistic event below with a hex "pad" in data; below
+// that, the smallest valid event (the attributes the front door requires and
+// nothing else) with hex padding at the end of its id:
+//
+//	{"specversion":"1.0","id":"<16 hex>[pad]","source":"b","type":"t","subject":"c000"}
+const (
+	smallEventHead = `{"specversion":"1.0","id":"`
+	smallIDLen     = 16 // hex digits: client<<40 | counter, unique per run
+	smallEventTail = `","source":"b","type":"t","subject":"c000"}`
+	// maxIDLen is the producer's bound on an event id (README, event rules).
+	maxIDLen = 256
+)
+
+// MinEventSize is the smallest Config.EventSize for ProtocolEvents: the
+// smallest valid CloudEvent with an id unique within a run.
+const MinEventSize = len(smallEventHead) + smallIDLen + len(smallEventTail)
+
 // generator builds request bodies with unique, realistic events.
 type generator struct {
-	cfg    Config
-	client int
-	padLen int
-	rnd    *rand.Rand
-	hex    []byte
+	cfg     Config
+	client  int
+	padLen  int // OTLP: bytes of padding per log body
+	rnd     *rand.Rand
+	hex     []byte
+	counter uint64 // small events written, for their ids
 }
 
 func newGenerator(cfg Config, client int) *generator {
-	// A typical event without padding is about 200 bytes; pad to EventSize.
+	// OTLP: a typical log record without padding is about 200 bytes; pad
+	// its body towards EventSize (approximate: protobuf framing varies).
 	const base = 200
 	padLen := max(0, cfg.EventSize-base)
 	return &generator{cfg: cfg, client: client, padLen: padLen,
@@ -445,15 +470,57 @@ func newGenerator(cfg Config, client int) *generator {
 // pad returns random hex of the padding length: incompressible enough that
 // "bytes stored per event" is not flattered by repeated filler.
 func (g *generator) pad() string {
+	g.fillHex(g.hex)
+	return string(g.hex)
+}
+
+func (g *generator) fillHex(b []byte) {
 	const digits = "0123456789abcdef"
-	for i := 0; i < len(g.hex); i += 16 {
+	for i := 0; i < len(b); i += 16 {
 		x := g.rnd.Uint64()
-		for j := i; j < min(i+16, len(g.hex)); j++ {
-			g.hex[j] = digits[x&15]
+		for j := i; j < min(i+16, len(b)); j++ {
+			b[j] = digits[x&15]
 			x >>= 4
 		}
 	}
-	return string(g.hex)
+}
+
+// writeHex appends n random hex digits to buf.
+func (g *generator) writeHex(buf *bytes.Buffer, n int) {
+	buf.Grow(n)
+	b := buf.AvailableBuffer()[:n]
+	g.fillHex(b)
+	buf.Write(b)
+}
+
+// writeEvent appends one CloudEvent of exactly cfg.EventSize bytes (at
+// least MinEventSize, which validate checks).
+func (g *generator) writeEvent(buf *bytes.Buffer, seq, i int, ts string) {
+	const fullTail = `"}}`
+	start := buf.Len()
+	fmt.Fprintf(buf, `{"specversion":"1.0","type":"api-calls","id":"bench-%d-%d-%d","source":"bucketq-bench","subject":"customer-%d","time":%q,"data":{"method":"GET","path":"/api/v1/things","duration_ms":%d,"pad":"`,
+		g.client, seq, i, (seq+i)%1000, ts, 10+i%90)
+	if pad := g.cfg.EventSize - (buf.Len() - start) - len(fullTail); pad >= 0 {
+		g.writeHex(buf, pad)
+		buf.WriteString(fullTail)
+		return
+	}
+	// Too small for the realistic event: the smallest valid one, its id
+	// padded. The realistic one is far shorter than MinEventSize +
+	// maxIDLen - smallIDLen, so the id stays within the producer's bound.
+	buf.Truncate(start)
+	buf.WriteString(smallEventHead)
+	id := uint64(g.client)<<40 | g.counter&(1<<40-1)
+	g.counter++
+	var idb [smallIDLen]byte
+	const digits = "0123456789abcdef"
+	for k := smallIDLen - 1; k >= 0; k-- {
+		idb[k] = digits[id&15]
+		id >>= 4
+	}
+	buf.Write(idb[:])
+	g.writeHex(buf, g.cfg.EventSize-MinEventSize)
+	buf.WriteString(smallEventTail)
 }
 
 func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
@@ -479,15 +546,14 @@ func (g *generator) request(seq, n int) (body []byte, ctype, path string) {
 		return b, "application/x-protobuf", "/v1/logs"
 	}
 	var buf bytes.Buffer
-	buf.Grow(n * (g.cfg.EventSize + 16))
+	buf.Grow(n*(g.cfg.EventSize+1) + 2)
 	buf.WriteByte('[')
 	ts := now.Format(time.RFC3339Nano)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		fmt.Fprintf(&buf, `{"specversion":"1.0","type":"api-calls","id":"bench-%d-%d-%d","source":"bucketq-bench","subject":"customer-%d","time":%q,"data":{"method":"GET","path":"/api/v1/things","duration_ms":%d,"pad":%q}}`,
-			g.client, seq, i, (seq+i)%1000, ts, 10+i%90, g.pad())
+		g.writeEvent(&buf, seq, i, ts)
 	}
 	buf.WriteByte(']')
 	return buf.Bytes(), "application/cloudevents-batch+json", "/api/v1/events"
