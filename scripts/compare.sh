@@ -162,7 +162,9 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
 	local p
 	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 30000))
+		# Below Linux's ephemeral range (32768+), so no outgoing
+		# connection's local port takes it between the check and the bind.
+		p=$((20000 + RANDOM % 12000))
 		if port_free "$p"; then echo "$p"; return 0; fi
 	done
 	die "no free port found"
@@ -242,7 +244,7 @@ YAML
 		;;
 	bucketq)
 		# shellcheck disable=SC2086 # COMPARE_BUCKETQ_FLAGS is a list of flags
-		"$WORK/bin/bucketq" produce --bucket-dir "$dir/bucket" --listen "127.0.0.1:$(free_port)" \
+		"$WORK/bin/bucketq" produce --create-bucket-dir --bucket-dir "$dir/bucket" --listen "127.0.0.1:$(free_port)" \
 			--otlp-grpc "127.0.0.1:$grpc" --otlp-http= --log-level warn ${COMPARE_BUCKETQ_FLAGS:-} >"$logf" 2>&1 &
 		;;
 	esac
