@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -39,11 +38,8 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	if cfg.ObjectStore == nil {
-		if _, err := os.Stat(cfg.BucketDir); err != nil {
-			return fmt.Errorf("bucket directory: %w", err)
-		}
-	}
+	// openBucket refuses a missing bucket directory: repairing must not
+	// create one.
 	bkt, store, err := openBucket(ctx, cfg, cfg.Logger(stderr))
 	if err != nil {
 		return err
