@@ -13,6 +13,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -137,7 +138,8 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer bkt.Close()
-	d := &deadLetters{bkt: bkt, prefix: strings.Trim(cfg.DeadLetterPrefix, "/") + "/", reason: *reason, stderr: stderr}
+	// Redrive's senders run concurrently and report retries on stderr.
+	d := &deadLetters{bkt: bkt, prefix: strings.Trim(cfg.DeadLetterPrefix, "/") + "/", reason: *reason, stderr: &lockedWriter{w: stderr}}
 
 	switch sub {
 	case "show":
@@ -145,7 +147,10 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	case "list":
 		return d.list(ctx, stdout, *asJSON)
 	}
-	r := &redriver{deadLetters: d, conv: conv, batchSize: cfg.SinkBatchSize, dryRun: *dryRun, out: stdout}
+	r := &redriver{deadLetters: d, conv: conv, batchSize: cfg.SinkBatchSize, requests: cfg.SinkConcurrency, dryRun: *dryRun, out: stdout}
+	if r.requests <= 0 {
+		r.requests = redriveConcurrency
+	}
 	if !*dryRun {
 		snk, err := sink.FromURL(cfg.Sink, cfg.SinkToken, log)
 		if err != nil {
@@ -500,14 +505,24 @@ type redriver struct {
 	conv      convert.Converter
 	snk       sink.Sink // nil on a dry run
 	batchSize int
-	dryRun    bool
-	out       io.Writer
+	// requests is how many sink requests redrive keeps in flight:
+	// sink_concurrency, or redriveConcurrency when it is adaptive. Dead
+	// letters are independent, so any order is right.
+	requests int
+	dryRun   bool
+	out      io.Writer
 
 	redriven, partly, refused, skipped, unfinished int
 	damaged                                        int   // failed verification: never sent, deleted or rewritten
 	unverified                                     int   // version 1 objects, read without a checksum
 	fatal                                          error // the sink refuses every request (401, 403, 404, ...)
+	fatalMu                                        sync.Mutex
 }
+
+// redriveConcurrency is redrive's number of requests in flight when
+// sink_concurrency is adaptive: redrive is a one-off catch-up, so a fixed
+// moderate number serves it (the consumer adapts, as it runs for ever).
+const redriveConcurrency = 8
 
 // job is one dead letter to re-drive.
 type job struct {
@@ -832,15 +847,22 @@ func (j *job) remaining() (consumer.DeadLetter, int) {
 // refused ones are isolated (as the consumer bisects). It returns ctx's
 // error or the sink's fatal refusal; refused jobs are marked.
 func (r *redriver) send(ctx context.Context, jobs []*job) error {
+	// Several requests in flight (issue 17: redrive gains the consumer's
+	// speed against a distant API); each group of jobs is its own, so the
+	// senders share nothing but the fatal error. The first error stops the
+	// others, as it stopped the loop when they went one at a time.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.requests)
 	var group []*job
 	n := 0
 	flush := func() error {
 		if len(group) == 0 {
 			return nil
 		}
-		err := r.deliver(ctx, group)
+		grp := group
+		g.Go(func() error { return r.deliver(gctx, grp) })
 		group, n = nil, 0
-		return err
+		return gctx.Err()
 	}
 	for _, j := range jobs {
 		if n+len(j.events) > r.batchSize {
@@ -851,7 +873,8 @@ func (r *redriver) send(ctx context.Context, jobs []*job) error {
 		group = append(group, j)
 		n += len(j.events)
 	}
-	return flush()
+	_ = flush()
+	return g.Wait()
 }
 
 func (r *redriver) deliver(ctx context.Context, group []*job) error {
@@ -953,8 +976,13 @@ func (r *redriver) sendRetry(ctx context.Context, evs []json.RawMessage) (refuse
 				wait = min(he.RetryAfter, dlMaxRetryAfter)
 			case sink.Transient:
 			case sink.Operator:
-				r.fatal = fmt.Errorf("dead-letters redrive: the sink refuses requests (%s): check --sink and --sink-token; nothing more was sent", shortText(err.Error(), 200))
-				return nil, r.fatal
+				fatal := fmt.Errorf("dead-letters redrive: the sink refuses requests (%s): check --sink and --sink-token; nothing more was sent", shortText(err.Error(), 200))
+				r.fatalMu.Lock()
+				if r.fatal == nil {
+					r.fatal = fatal
+				}
+				r.fatalMu.Unlock()
+				return nil, fatal
 			}
 		}
 		if wait <= 0 {
@@ -1038,4 +1066,16 @@ func (r *redriver) rewritePartly(parent context.Context, jobs []*job) {
 		fmt.Fprintf(r.out, "partly     %s: %d events; %d items still fail and stay listed; first: %s\n",
 			j.it.name, len(j.events)-len(j.sinkNo), len(dl.FailedItems), shortText(f.Position+": "+f.Error, 200))
 	}
+}
+
+// lockedWriter serialises writes from concurrent goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

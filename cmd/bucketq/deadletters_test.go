@@ -537,7 +537,7 @@ func helpFlags(t *testing.T, cmd string) []string {
 func TestDeadLettersTakesOnlyItsFlags(t *testing.T) {
 	got := helpFlags(t, "dead-letters")
 	want := []string{"--config", "--bucket-dir", "object_store:", "--dead-letter-prefix", "--sink", "--sink-token",
-		"--sink-batch-size", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout"}
+		"--sink-batch-size", "--sink-concurrency", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout"}
 	if !slices.Equal(got, want) {
 		t.Errorf("dead-letters help lists\n %q\nwant\n %q", got, want)
 	}
@@ -876,5 +876,57 @@ func TestRedriveStopsOnRedirect(t *testing.T) {
 		if len(e.objects()) != 1 {
 			t.Fatalf("%d: dead letters %v after the redrive, want the one kept", status, e.objects())
 		}
+	}
+}
+
+// TestRedriveSendsConcurrently: redrive keeps up to sink_concurrency
+// requests in flight (issue 17: redrive gains the consumer's speed against
+// a distant API), one at a time with 1, and still deletes every dead letter
+// it delivered.
+func TestRedriveSendsConcurrently(t *testing.T) {
+	for _, tc := range []struct {
+		concurrency string
+		min, max    int64
+	}{{"1", 1, 1}, {"4", 2, 4}} {
+		t.Run("sink-concurrency="+tc.concurrency, func(t *testing.T) {
+			e := newDLEnv(t)
+			e.om.SetPoison(openmetertest.PoisonFlag)
+			now := time.Now().UnixMilli()
+			var evs [][]byte
+			for i := range 12 {
+				evs = append(evs, ceEvent(fmt.Sprintf("p%d", i), true))
+			}
+			e.putRecords(format.EventsHeader, now, evs...)
+			e.consume()
+
+			var inFlight, most, requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := inFlight.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				_, _ = io.Copy(io.Discard, r.Body)
+				time.Sleep(50 * time.Millisecond)
+				requests.Add(1)
+				inFlight.Add(-1)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			code, out, errOut := run(t, nil, "dead-letters", "redrive", "--bucket-dir", e.dir, "--sink", srv.URL+"/api/v1/events",
+				"--sink-batch-size", "1", "--sink-concurrency", tc.concurrency)
+			if code != 0 || !strings.Contains(out, "re-driven 12") {
+				t.Fatalf("redrive exit %d: %s %s", code, out, errOut)
+			}
+			if n := requests.Load(); n != 12 {
+				t.Fatalf("%d requests, want 12 (one per dead letter)", n)
+			}
+			if m := most.Load(); m < tc.min || m > tc.max {
+				t.Fatalf("at most %d requests in flight, want %d..%d", m, tc.min, tc.max)
+			}
+			for _, o := range e.objects() {
+				if strings.HasSuffix(o, ".json") {
+					t.Fatalf("dead letter %s left after a 2xx", o)
+				}
+			}
+		})
 	}
 }
