@@ -34,6 +34,7 @@ import (
 	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/reqbody"
 	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -347,6 +348,12 @@ func (h *handler) appendFailed(w http.ResponseWriter, ctx context.Context, err e
 		return h.fail(w, http.StatusTooManyRequests, "the ingest buffer is full; retry later", "Retry-After", "1")
 	case errors.Is(err, producer.ErrClosed):
 		return h.fail(w, http.StatusServiceUnavailable, "the server is shutting down; retry later", "Retry-After", "5")
+	}
+	var ce *manifest.CorruptError
+	if errors.As(err, &ce) {
+		// The producer logged it once; the client learns why too, and
+		// that retrying helps only once an operator has repaired it.
+		return h.fail(w, http.StatusServiceUnavailable, "the queue's manifest is damaged and nothing can be committed until an operator repairs it (bucketq repair manifest); the events were not stored; retry later", "Retry-After", "30")
 	}
 	if ctx.Err() != nil {
 		h.log.Info("client went away before its events were committed", "events", n, "err", err)

@@ -577,3 +577,38 @@ func benchBody() []byte {
 	sb.WriteString("]")
 	return []byte(sb.String())
 }
+
+// TestDamagedManifestIs503NamingIt: with a damaged manifest (here a zero-byte
+// object) the request is refused at once with a 503 whose detail says the
+// manifest is damaged and needs an operator, not a generic storage failure.
+func TestDamagedManifestIs503NamingIt(t *testing.T) {
+	bkt, err := filesystem.NewBucket(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memstore.New()
+	store.Put("ingest/manifest", []byte{})
+	q := manifest.NewQueue(store, "ingest/manifest", manifest.Options{})
+	m := metrics.NewUnregistered()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := producer.New(bkt, q, producer.Config{}, m, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	srv := httptest.NewServer(NewHandler(p, Config{}, m, log))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev("d1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "manifest is damaged") ||
+		resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("status %d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if cur, _, _ := store.Read(context.Background(), "ingest/manifest"); len(cur) != 0 {
+		t.Fatalf("the damaged manifest was overwritten (%d bytes)", len(cur))
+	}
+}
