@@ -174,12 +174,16 @@ func AppendEntry(dst []byte, e *Entry, version uint16) []byte {
 // AppendFooter appends the encoded footer to dst, which must hold exactly
 // the manifest's entry block. For version 2 it computes the checksum over
 // dst and the footer fields before it (f.Checksum is ignored).
-func AppendFooter(dst []byte, f Footer) []byte {
+func AppendFooter(dst []byte, f Footer) []byte { return appendFooterFrom(dst, f, 0, 0) }
+
+// appendFooterFrom is AppendFooter for a caller that already has crc, the
+// CRC-32C of dst[:from]: only the bytes after it are hashed.
+func appendFooterFrom(dst []byte, f Footer, crc uint32, from int) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, f.EntryCount)
 	dst = binary.LittleEndian.AppendUint64(dst, f.NextSequence)
 	dst = binary.LittleEndian.AppendUint64(dst, f.Epoch)
 	if f.Version == Version2 {
-		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst, castagnoli))
+		dst = binary.LittleEndian.AppendUint32(dst, crc32.Update(crc, castagnoli, dst[from:]))
 	}
 	return binary.LittleEndian.AppendUint16(dst, f.Version)
 }
@@ -225,6 +229,10 @@ func ReadFooter(b []byte) (Footer, error) {
 	return f, nil
 }
 
+func checksumError(want uint32, n int, got uint32) error {
+	return corrupt(ErrChecksum, "footer says crc32c %08x, the %d bytes before it hash to %08x: the object was changed or damaged after bucketq wrote it", want, n, got)
+}
+
 // Verify reads the footer and, in version 2, checks the manifest's CRC-32C:
 // one pass over the bytes, without decoding any entry. Version 1 has no
 // checksum and passes.
@@ -235,7 +243,7 @@ func Verify(b []byte) (Footer, error) {
 	}
 	if f.Version == Version2 {
 		if got := crc32.Checksum(b[:len(b)-6], castagnoli); got != f.Checksum {
-			return f, corrupt(ErrChecksum, "footer says crc32c %08x, the %d bytes before it hash to %08x: the object was changed or damaged after bucketq wrote it", f.Checksum, len(b)-6, got)
+			return f, checksumError(f.Checksum, len(b)-6, got)
 		}
 	}
 	return f, nil
@@ -420,9 +428,18 @@ func AppendEntries(b []byte, entries []NewEntry, version uint16) ([]byte, []uint
 	if version == 0 {
 		version = Version
 	}
-	f, err := Verify(b)
+	// The checksum of the kept entry block is computed once: it verifies
+	// the manifest read and starts the checksum of the one written.
+	f, err := ReadFooter(b)
 	if err != nil {
 		return nil, nil, err
+	}
+	var prefixCRC uint32
+	if f.Version == Version2 {
+		prefixCRC = crc32.Checksum(b[:len(b)-f.Len()], castagnoli)
+		if got := crc32.Update(prefixCRC, castagnoli, b[len(b)-f.Len():len(b)-6]); got != f.Checksum {
+			return nil, nil, checksumError(f.Checksum, len(b)-6, got)
+		}
 	}
 	if uint64(f.EntryCount)+uint64(len(entries)) > math.MaxUint32 {
 		return nil, nil, fmt.Errorf("manifest: %d entries already, cannot add %d", f.EntryCount, len(entries))
@@ -441,6 +458,7 @@ func AppendEntries(b []byte, entries []NewEntry, version uint16) ([]byte, []uint
 		m.Version = version
 		enc := m.Encode()
 		prefix = enc[:len(enc)-FooterLen(version)]
+		prefixCRC = crc32.Checksum(prefix, castagnoli)
 	}
 	size := len(prefix) + FooterLen(version)
 	for i := range entries {
@@ -463,7 +481,7 @@ func AppendEntries(b []byte, entries []NewEntry, version uint16) ([]byte, []uint
 	}
 	f.EntryCount += uint32(len(entries))
 	f.Version = version
-	return AppendFooter(out, f), seqs, nil
+	return appendFooterFrom(out, f, prefixCRC, len(prefix)), seqs, nil
 }
 
 // From returns the entries whose sequence is seq or greater. Sequences start
