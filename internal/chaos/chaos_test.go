@@ -29,14 +29,18 @@ import (
 )
 
 const (
-	producers      = 3
-	eventsPerReq   = 100
-	clients        = 12
-	poisonEvery    = 997                     // one event in ~1000 is poison
-	killEvery      = 1500 * time.Millisecond // mean time between kills
-	gcGrace        = 4 * time.Second
-	drainDeadline  = 4 * time.Minute
-	requestTimeout = 20 * time.Second
+	producers    = 3
+	eventsPerReq = 100
+	clients      = 12
+	poisonEvery  = 997                     // one event in ~1000 is poison
+	killEvery    = 1500 * time.Millisecond // mean time between kills
+	gcGrace      = 4 * time.Second
+	// maxSinkConcurrency is sink_concurrency's largest adaptive limit
+	// (config.MaxAdaptiveSinkConcurrency): the consumer runs with that many
+	// sink requests in flight, the most it ever has by default (issue 17).
+	maxSinkConcurrency = 32
+	drainDeadline      = 4 * time.Minute
+	requestTimeout     = 20 * time.Second
 )
 
 func s3Env(t *testing.T) (endpoint, access, secret, bkt string) {
@@ -185,7 +189,8 @@ gc_interval: 1s
 gc_grace_period: %[2]s
 otlp_grpc: ""
 otlp_http: ""
-`, run, gcGrace)
+sink_concurrency: %[3]d
+`, run, gcGrace, maxSinkConcurrency)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
