@@ -24,7 +24,6 @@ import (
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -421,7 +420,7 @@ func TestLeftoverTempFileIsCollected(t *testing.T) {
 	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
-	c, err := consumer.New(bkt, q, convert.NewRegistry(), noSink{}, consumer.Config{GCGracePeriod: 10 * time.Minute, DisableGC: true}, metrics.NewUnregistered(), nil)
+	c, err := consumer.New(bkt, q, convert.NewRegistry(), noSink{}, consumer.Config{GCGracePeriod: 10 * time.Minute, DisableGC: true}, consumer.NewMetrics(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/consumer/sink"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 )
 
@@ -331,8 +330,8 @@ func TestRateLimitedSinkSettlesWithoutEarlyRetries(t *testing.T) {
 }
 
 // fakeLimiter is a limiter on a clock the test moves.
-func fakeLimiter(fixed, max int) (*limiter, *fakeClock, *metrics.Metrics) {
-	m := metrics.NewUnregistered()
+func fakeLimiter(fixed, max int) (*limiter, *fakeClock, *Metrics) {
+	m := NewMetrics(nil)
 	l := newLimiter(fixed, max, m)
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	l.now = clk.Now

@@ -78,7 +78,6 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -192,7 +191,7 @@ type Consumer struct {
 	conv convert.Converter
 	snk  sink.Sink
 	cfg  Config
-	m    *metrics.Metrics
+	m    *Metrics
 	log  *slog.Logger
 	now  func() time.Time
 
@@ -201,7 +200,7 @@ type Consumer struct {
 
 // New returns a consumer. It refuses prefixes that overlap, because GC
 // deletes every unreferenced object under DataPrefix.
-func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sink.Sink, cfg Config, m *metrics.Metrics, log *slog.Logger) (*Consumer, error) {
+func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sink.Sink, cfg Config, m *Metrics, log *slog.Logger) (*Consumer, error) {
 	switch {
 	case bkt == nil:
 		return nil, errors.New("consumer: nil bucket")
@@ -233,7 +232,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sin
 		return nil, fmt.Errorf("consumer: manifest %q is under DataPrefix %q; GC would delete it", q.Path(), cfg.DataPrefix)
 	}
 	if m == nil {
-		m = metrics.NewUnregistered()
+		m = NewMetrics(nil)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

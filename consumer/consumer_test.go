@@ -24,7 +24,6 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
@@ -37,7 +36,7 @@ type harness struct {
 	store *memstore.Store
 	q     *manifest.Queue
 	om    *openmetertest.Server
-	m     *metrics.Metrics
+	m     *Metrics
 	n     int
 }
 
@@ -53,7 +52,7 @@ func newHarness(t *testing.T, opts openmetertest.Options) *harness {
 		t: t, dir: dir, bkt: bkt, store: store,
 		q:  manifest.NewQueue(store, "ingest/manifest", manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryTimeout: 300 * time.Millisecond}),
 		om: openmetertest.New(opts),
-		m:  metrics.NewUnregistered(),
+		m:  NewMetrics(nil),
 	}
 	t.Cleanup(h.om.Close)
 	return h

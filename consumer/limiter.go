@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/bucketq/bucketq/internal/metrics"
 )
 
 // Adaptive concurrency (in the manner of Vector's adaptive request
@@ -44,7 +42,7 @@ const DefaultMaxSinkConcurrency = 32
 // a Retry-After. One run owns it: the run goroutine acquires slots, the
 // senders release them and report each request's outcome.
 type limiter struct {
-	m        *metrics.Metrics
+	m        *Metrics
 	now      func() time.Time
 	adaptive bool
 	max      int
@@ -68,7 +66,7 @@ type limiter struct {
 
 // newLimiter returns a fixed limiter when fixed > 0, else an adaptive one
 // starting at initialLimit and capped at max.
-func newLimiter(fixed, max int, m *metrics.Metrics) *limiter {
+func newLimiter(fixed, max int, m *Metrics) *limiter {
 	l := &limiter{m: m, now: time.Now, limit: fixed, max: fixed}
 	if fixed <= 0 {
 		l.adaptive, l.limit, l.max, l.slowStart = true, min(initialLimit, max), max, true

@@ -3,12 +3,12 @@ package producer_test
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"os"
 
 	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -23,7 +23,9 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	m := metrics.NewUnregistered()
+	// The producer's metrics go on the program's own registry (nil: none).
+	reg := prometheus.NewRegistry()
+	m := producer.NewMetrics(reg)
 	q := producer.NewQueue(memstore.New(), "", m)
 	p, err := producer.New(bkt, q, producer.Config{}, m, nil)
 	if err != nil {

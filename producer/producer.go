@@ -33,7 +33,6 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
@@ -59,19 +58,9 @@ type Config struct {
 	FormatVersion uint16
 }
 
-// QueueOptions returns manifest queue options whose hooks count the
-// producer's manifest writes and conflicts (ManifestWrites and
-// ManifestConflicts with role "producer"). Pass them to manifest.NewQueue
-// for the queue given to New.
-func QueueOptions(m *metrics.Metrics) manifest.Options {
-	w := m.ManifestWrites.WithLabelValues("producer")
-	c := m.ManifestConflicts.WithLabelValues("producer")
-	return manifest.Options{OnWrite: w.Inc, OnConflict: c.Inc}
-}
-
 // NewQueue returns the manifest queue at path (DefaultManifestPath if
 // empty) with QueueOptions(m), ready to pass to New.
-func NewQueue(store cas.Store, path string, m *metrics.Metrics) *manifest.Queue {
+func NewQueue(store cas.Store, path string, m *Metrics) *manifest.Queue {
 	if path == "" {
 		path = DefaultManifestPath
 	}
@@ -165,7 +154,7 @@ type Producer struct {
 	q     *manifest.Queue
 	cfg   Config
 	codec format.Compression // cfg.Compression parsed
-	m     *metrics.Metrics
+	m     *Metrics
 	log   *slog.Logger
 
 	// now is the clock for upload ages and ingestion times; tests replace it.
@@ -198,8 +187,9 @@ type Producer struct {
 	corrupt atomic.Bool // the last commit found the manifest damaged
 }
 
-// New returns a running producer. Call Close to flush and stop it.
-func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics, log *slog.Logger) (*Producer, error) {
+// New returns a running producer. Call Close to flush and stop it. m are its
+// metrics (NewMetrics(reg)); nil counts into collectors registered nowhere.
+func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *Metrics, log *slog.Logger) (*Producer, error) {
 	if bkt == nil {
 		return nil, errors.New("producer: nil bucket")
 	}
@@ -207,7 +197,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 		return nil, errors.New("producer: nil manifest queue")
 	}
 	if m == nil {
-		return nil, errors.New("producer: nil metrics")
+		m = NewMetrics(nil)
 	}
 	if log == nil {
 		log = slog.Default()

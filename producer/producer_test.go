@@ -23,7 +23,6 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 )
@@ -68,7 +67,7 @@ type env struct {
 	store  *memstore.Store
 	q      *manifest.Queue
 	writes atomic.Int64
-	m      *metrics.Metrics
+	m      *Metrics
 	p      *Producer
 }
 
@@ -82,7 +81,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func newEnv(t *testing.T, cfg Config, setup ...func(*env)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), store: memstore.New(), m: metrics.NewUnregistered()}
+	e := &env{t: t, dir: t.TempDir(), store: memstore.New(), m: NewMetrics(nil)}
 	fs, err := filesystem.NewBucket(e.dir)
 	if err != nil {
 		t.Fatal(err)
@@ -488,7 +487,7 @@ func TestGroupCommit(t *testing.T) {
 }
 
 // groupHist returns the sample count and sum of CommitGroupEntries.
-func groupHist(t *testing.T, m *metrics.Metrics) (uint64, float64) {
+func groupHist(t *testing.T, m *Metrics) (uint64, float64) {
 	t.Helper()
 	var pb dto.Metric
 	if err := m.CommitGroupEntries.Write(&pb); err != nil {
@@ -781,17 +780,16 @@ func TestConcurrentAppendersExactContents(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	fs, _ := filesystem.NewBucket(t.TempDir())
 	q := manifest.NewQueue(memstore.New(), "m", manifest.Options{})
-	m := metrics.NewUnregistered()
+	m := NewMetrics(nil)
 	cases := []struct {
 		name string
 		bkt  objstore.Bucket
 		q    *manifest.Queue
 		cfg  Config
-		m    *metrics.Metrics
+		m    *Metrics
 	}{
 		{"nil bucket", nil, q, Config{}, m},
 		{"nil queue", fs, nil, Config{}, m},
-		{"nil metrics", fs, q, Config{}, nil},
 		{"bad compression", fs, q, Config{Compression: "lz4"}, m},
 		{"bad format version", fs, q, Config{FormatVersion: 3}, m},
 	}
@@ -802,9 +800,13 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	p, err := New(fs, q, Config{}, m, nil)
+	// nil metrics: collectors of its own, registered nowhere.
+	p, err := New(fs, q, Config{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.m == nil || p.m == m {
+		t.Fatal("nil metrics must get collectors of their own")
 	}
 	if p.cfg.DataPrefix != DefaultDataPrefix || p.cfg.FlushInterval != DefaultFlushInterval || p.cfg.FlushSizeBytes != DefaultFlushSizeBytes ||
 		p.cfg.MaxBufferedBytes != DefaultMaxBufferedBytes || p.cfg.GCGracePeriod != DefaultGCGracePeriod ||
@@ -833,13 +835,13 @@ func val(c prometheus.Metric) float64 {
 }
 
 func TestQueueOptionsCountWrites(t *testing.T) {
-	m := metrics.NewUnregistered()
+	m := NewMetrics(nil)
 	store := memstore.New()
 	q := manifest.NewQueue(store, manifestPath, QueueOptions(m))
 	if _, err := q.Append(context.Background(), manifest.NewEntry{Location: "x", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := val(m.ManifestWrites.WithLabelValues("producer")); n != 1 {
+	if n := val(m.ManifestWrites); n != 1 {
 		t.Errorf("ManifestWrites{producer} = %v", n)
 	}
 	var conflicts atomic.Int64
@@ -853,7 +855,7 @@ func TestQueueOptionsCountWrites(t *testing.T) {
 	if _, err := q.Append(context.Background(), manifest.NewEntry{Location: "y", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := val(m.ManifestConflicts.WithLabelValues("producer")); n != 1 {
+	if n := val(m.ManifestConflicts); n != 1 {
 		t.Errorf("ManifestConflicts{producer} = %v", n)
 	}
 }
@@ -866,7 +868,7 @@ func TestZeroConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := metrics.NewUnregistered()
+	m := NewMetrics(nil)
 	q := NewQueue(memstore.New(), "", m)
 	p, err := New(fs, q, Config{}, m, testLogger(t))
 	if err != nil {

@@ -9,7 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
+	"github.com/bucketq/bucketq/producer"
+	"github.com/thanos-io/objstore"
 )
 
 // descRecorder is a Registerer that only records metric names.
@@ -67,7 +70,11 @@ func TestREADMEDocumentsEverything(t *testing.T) {
 		}
 	}
 	rec := &descRecorder{}
-	metrics.New(rec)
+	// Everything a `run` process registers, wired as serve.go wires it.
+	producer.NewMetrics(rec)
+	consumer.NewMetrics(rec)
+	ingestmetrics.New(rec)
+	objstore.WrapWithMetrics(objstore.NewInMemBucket(), rec, "queue")
 	if len(rec.names) < 30 {
 		t.Fatalf("found only %d metrics", len(rec.names))
 	}

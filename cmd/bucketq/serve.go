@@ -27,9 +27,9 @@ import (
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/ingest/auth"
 	"github.com/bucketq/bucketq/ingest/httpevents"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/producer"
@@ -60,10 +60,12 @@ func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objs
 	return bkt, store, nil
 }
 
-// newQueue returns a queue whose writes and conflicts count for role.
-func newQueue(store cas.Store, cfg *config.Config, m *metrics.Metrics, role string) *manifest.Queue {
-	writes, conflicts := m.ManifestWrites.WithLabelValues(role), m.ManifestConflicts.WithLabelValues(role)
-	return manifest.NewQueue(store, cfg.ManifestPath, manifest.Options{OnWrite: writes.Inc, OnConflict: conflicts.Inc, Version: cfg.FormatVersion})
+// newQueue returns the configured queue with the hooks of opts (the
+// producer's or the consumer's QueueOptions, which count its writes and
+// conflicts).
+func newQueue(store cas.Store, cfg *config.Config, opts manifest.Options) *manifest.Queue {
+	opts.Version = cfg.FormatVersion
+	return manifest.NewQueue(store, cfg.ManifestPath, opts)
 }
 
 // newConverter is the CloudEvents pass-through plus the OTLP converters
@@ -95,7 +97,7 @@ func newConverters(cfg *config.Config) (*convert.Registry, *otlpconv.Converters,
 // exportConverterMetrics makes /metrics report the OTLP converters' count
 // of metric data points skipped for having no value
 // (buffer_points_skipped_no_value).
-func exportConverterMetrics(m *metrics.Metrics, oc *otlpconv.Converters) {
+func exportConverterMetrics(m *consumer.Metrics, oc *otlpconv.Converters) {
 	m.SetPointsSkippedNoValueSource(oc.NoValuePoints)
 }
 
@@ -154,10 +156,10 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	if otlpConvs != nil {
-		exportConverterMetrics(m, otlpConvs)
-	}
+	// Each part registers its own metrics; the bucket's operations are
+	// counted as objstore_bucket_operations_total{bucket="queue"} etc.
+	bkt = objstore.WrapWithMetrics(bkt, reg, "queue")
+	im := ingestmetrics.New(reg)
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -175,7 +177,8 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		bodyLimits reqbody.Limits
 	)
 	if roles&config.Produce != 0 {
-		q := newQueue(store, cfg, m, "producer")
+		pm := producer.NewMetrics(reg)
+		q := newQueue(store, cfg, producer.QueueOptions(pm))
 		readyQ = q
 		prod, err = producer.New(bkt, q, producer.Config{
 			DataPrefix:       cfg.DataPrefix,
@@ -186,7 +189,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			FormatVersion:    cfg.FormatVersion,
 			MaxBufferedBytes: cfg.MaxBufferedBytes,
 			GCGracePeriod:    cfg.GCGracePeriod,
-		}, m, log.With("part", "producer"))
+		}, pm, log.With("part", "producer"))
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
 		}
@@ -194,14 +197,16 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		// budget for the bytes of bodies being received.
 		bodyBudget = reqbody.NewBudget(cfg.MaxBufferedBytes)
 		bodyLimits = reqbody.Limits{Timeout: cfg.BodyReadTimeout, MinRate: cfg.BodyMinRate}
-		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, m, log.With("part", "http-events")))
+		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "http-events")))
 	}
 	if roles&config.Consume != 0 {
-		q := newQueue(store, cfg, m, "consumer")
+		cm := consumer.NewMetrics(reg)
+		exportConverterMetrics(cm, otlpConvs)
+		q := newQueue(store, cfg, consumer.QueueOptions(cm))
 		if readyQ == nil {
 			readyQ = q
 		}
-		cons, err = consumer.New(bkt, q, conv, snk, consumerConfig(cfg), m, log.With("part", "consumer"))
+		cons, err = consumer.New(bkt, q, conv, snk, consumerConfig(cfg), cm, log.With("part", "consumer"))
 		if err != nil {
 			return fmt.Errorf("starting consumer: %w", err)
 		}
@@ -243,7 +248,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			return err
 		}
 		// The ingest tokens protect every front door, not only /api/v1/events.
-		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes, BodyLimits: bodyLimits, Budget: bodyBudget}, m, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(m))
+		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(im))
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}
@@ -258,9 +263,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 			grpc.ConnectionTimeout(10 * time.Second),
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: idleTimeout, MaxConnectionAge: 30 * time.Minute,
 				MaxConnectionAgeGrace: 3 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
-		}, auth.New(cfg.Tokens).GRPC(otlp.UnauthenticatedGRPC(m))...)
+		}, auth.New(cfg.Tokens).GRPC(otlp.UnauthenticatedGRPC(im))...)
 		grpcSrv = grpc.NewServer(opts...)
-		otlp.RegisterGRPC(grpcSrv, prod, m, log.With("part", "otlp-grpc"))
+		otlp.RegisterGRPC(grpcSrv, prod, im, log.With("part", "otlp-grpc"))
 		servers = append(servers, &listener{name: "otlp-grpc", ln: ln, serve: grpcSrv.Serve, stop: func(ctx context.Context) error {
 			done := make(chan struct{})
 			go func() { grpcSrv.GracefulStop(); close(done) }()

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 )
 
 func gzipLevel(t testing.TB, level int, body string) string {
@@ -96,7 +96,7 @@ func TestGzipAccepted(t *testing.T) {
 					t.Errorf("record %d differs from the uncompressed request's\n got %s\nplain %s", i, s.app.records[i], plain.app.records[i])
 				}
 			}
-			if n := val(s.m.IngestEvents.WithLabelValues(Front)); n != float64(len(c.want)) {
+			if n := val(s.m.Events.WithLabelValues(Front)); n != float64(len(c.want)) {
 				t.Errorf("IngestEvents = %v", n)
 			}
 		})
@@ -170,7 +170,7 @@ func TestGzipRejected(t *testing.T) {
 			if s.app.calls != 0 {
 				t.Errorf("rejected request reached the producer (%d calls)", s.app.calls)
 			}
-			if n := val(s.m.IngestRequests.WithLabelValues(Front, fmt.Sprint(c.code))); n != 1 {
+			if n := val(s.m.Requests.WithLabelValues(Front, fmt.Sprint(c.code))); n != 1 {
 				t.Errorf("IngestRequests{%d} = %v", c.code, n)
 			}
 		})
@@ -348,7 +348,7 @@ func FuzzGzipBody(f *testing.F) {
 		const limit = 4096
 		send := func(body []byte, enc string) (int, [][]byte) {
 			app := &recorder{}
-			h := NewHandler(app, Config{MaxBodyBytes: limit, Now: func() time.Time { return fixedNow }}, metrics.NewUnregistered(), log)
+			h := NewHandler(app, Config{MaxBodyBytes: limit, Now: func() time.Time { return fixedNow }}, ingestmetrics.New(nil), log)
 			req := httptest.NewRequest(http.MethodPost, "/api/v1/events", bytes.NewReader(body))
 			req.Header.Set("Content-Type", ctJSON)
 			if enc != "" {
@@ -388,7 +388,7 @@ func FuzzGzipBody(f *testing.F) {
 // BenchmarkHandler500Gzip is BenchmarkHandler500 with the body gzip-compressed.
 func BenchmarkHandler500Gzip(b *testing.B) {
 	body := []byte(gz(b, string(benchBody())))
-	h := NewHandler(discard{}, Config{}, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := NewHandler(discard{}, Config{}, ingestmetrics.New(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.SetBytes(int64(len(benchBody())))
 	b.ReportAllocs()
 	b.ResetTimer()

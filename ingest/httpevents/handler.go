@@ -32,8 +32,8 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/auth"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -64,12 +64,12 @@ type handler struct {
 	app    producer.Appender
 	cfg    Config
 	tokens auth.Tokens
-	m      *metrics.Metrics
+	m      *ingestmetrics.Metrics
 	log    *slog.Logger
 }
 
 // NewHandler returns the handler to mount at "/api/v1/events".
-func NewHandler(app producer.Appender, cfg Config, m *metrics.Metrics, log *slog.Logger) http.Handler {
+func NewHandler(app producer.Appender, cfg Config, m *ingestmetrics.Metrics, log *slog.Logger) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -77,7 +77,7 @@ func NewHandler(app producer.Appender, cfg Config, m *metrics.Metrics, log *slog
 		cfg.Now = time.Now
 	}
 	if m == nil {
-		m = metrics.NewUnregistered()
+		m = ingestmetrics.New(nil)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -113,7 +113,7 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code := h.serve(w, r)
-	h.m.IngestRequests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
+	h.m.Requests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
 }
 
 func (h *handler) fail(w http.ResponseWriter, code int, detail string, headers ...string) int {
@@ -224,7 +224,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if err := h.app.Append(r.Context(), format.EventsHeader, st.records); err != nil {
 		return h.appendFailed(w, r.Context(), err, len(st.records))
 	}
-	h.m.IngestEvents.WithLabelValues(Front).Add(float64(len(st.records)))
+	h.m.Events.WithLabelValues(Front).Add(float64(len(st.records)))
 	w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 	"github.com/bucketq/bucketq/producer"
@@ -73,7 +73,7 @@ func evWithout(field string) string {
 
 type testServer struct {
 	app *recorder
-	m   *metrics.Metrics
+	m   *ingestmetrics.Metrics
 	h   http.Handler
 }
 
@@ -81,7 +81,7 @@ func newServer(cfg Config) *testServer {
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return fixedNow }
 	}
-	s := &testServer{app: &recorder{}, m: metrics.NewUnregistered()}
+	s := &testServer{app: &recorder{}, m: ingestmetrics.New(nil)}
 	s.h = NewHandler(s.app, cfg, s.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return s
 }
@@ -178,10 +178,10 @@ func TestAccepts(t *testing.T) {
 					t.Errorf("record %d is not valid JSON", i)
 				}
 			}
-			if n := val(s.m.IngestEvents.WithLabelValues(Front)); n != float64(len(tc.want)) {
+			if n := val(s.m.Events.WithLabelValues(Front)); n != float64(len(tc.want)) {
 				t.Errorf("IngestEvents = %v", n)
 			}
-			if n := val(s.m.IngestRequests.WithLabelValues(Front, "204")); n != 1 {
+			if n := val(s.m.Requests.WithLabelValues(Front, "204")); n != 1 {
 				t.Errorf("IngestRequests{204} = %v", n)
 			}
 		})
@@ -275,7 +275,7 @@ func TestRejects(t *testing.T) {
 			if s.app.calls != 0 {
 				t.Errorf("rejected request reached the producer (%d calls)", s.app.calls)
 			}
-			if n := val(s.m.IngestRequests.WithLabelValues(Front, fmt.Sprint(c.code))); n != 1 {
+			if n := val(s.m.Requests.WithLabelValues(Front, fmt.Sprint(c.code))); n != 1 {
 				t.Errorf("IngestRequests{%d} = %v", c.code, n)
 			}
 		})
@@ -336,7 +336,7 @@ func TestAppendErrors(t *testing.T) {
 			if s.app.calls != 1 {
 				t.Errorf("calls %d", s.app.calls)
 			}
-			if n := val(s.m.IngestEvents.WithLabelValues(Front)); n != 0 {
+			if n := val(s.m.Events.WithLabelValues(Front)); n != 0 {
 				t.Errorf("IngestEvents = %v for a failed request", n)
 			}
 		})
@@ -398,9 +398,9 @@ func TestWithRealProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{})
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := producer.New(bkt, q, producer.Config{FlushInterval: 10 * time.Millisecond, Compression: "zstd"}, m, log)
+	p, err := producer.New(bkt, q, producer.Config{FlushInterval: 10 * time.Millisecond, Compression: "zstd"}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +496,7 @@ func (discard) Append(context.Context, format.Header, [][]byte) error { return n
 // them without "time", against an Appender that discards.
 func BenchmarkHandler500(b *testing.B) {
 	body := benchBody()
-	h := NewHandler(discard{}, Config{}, metrics.NewUnregistered(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := NewHandler(discard{}, Config{}, ingestmetrics.New(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -545,10 +545,10 @@ func BenchmarkHandlerProducer500(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := producer.New(bkt, manifest.NewQueue(memstore.New(), "ingest/manifest", manifest.Options{}),
-		producer.Config{FlushInterval: 50 * time.Millisecond, Compression: "zstd"}, m, log)
+		producer.Config{FlushInterval: 50 * time.Millisecond, Compression: "zstd"}, nil, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -589,9 +589,9 @@ func TestDamagedManifestIs503NamingIt(t *testing.T) {
 	store := memstore.New()
 	store.Put("ingest/manifest", []byte{})
 	q := manifest.NewQueue(store, "ingest/manifest", manifest.Options{})
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := producer.New(bkt, q, producer.Config{}, m, log)
+	p, err := producer.New(bkt, q, producer.Config{}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

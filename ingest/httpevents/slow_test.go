@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/internal/metrics"
 )
 
 // hangGuard bounds every wait of these tests; it is a hang guard, not a
@@ -25,10 +25,10 @@ const hangGuard = 20 * time.Second
 // slowServer is the handler behind a real loopback server.
 func slowServer(t *testing.T, app interface {
 	Append(context.Context, format.Header, [][]byte) error
-}, cfg Config) (*httptest.Server, *metrics.Metrics) {
+}, cfg Config) (*httptest.Server, *ingestmetrics.Metrics) {
 	t.Helper()
 	cfg.Now = func() time.Time { return fixedNow }
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	srv := httptest.NewServer(NewHandler(app, cfg, m, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	return srv, m
@@ -91,7 +91,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 			if n, err := c.Read(make([]byte, 1)); err == nil {
 				t.Errorf("connection still open: read %d bytes", n)
 			}
-			if n := val(m.IngestRequests.WithLabelValues(Front, "408")); n != 1 {
+			if n := val(m.Requests.WithLabelValues(Front, "408")); n != 1 {
 				t.Errorf("IngestRequests{408} = %v", n)
 			}
 			if app.calls != 0 {
@@ -187,7 +187,7 @@ func TestBodyBudget(t *testing.T) {
 	if budget.Used() != 0 {
 		t.Errorf("budget used %d after every request finished", budget.Used())
 	}
-	if n := val(m.IngestRequests.WithLabelValues(Front, "429")); n != 1 {
+	if n := val(m.Requests.WithLabelValues(Front, "429")); n != 1 {
 		t.Errorf("IngestRequests{429} = %v", n)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -25,7 +25,7 @@ import (
 // on s. Each Export call is stored as one record and answered only once the
 // producer committed it. The server's own receive limit (grpc.MaxRecvMsgSize,
 // 4 MiB by default) bounds request size.
-func RegisterGRPC(s *grpc.Server, app producer.Appender, m *metrics.Metrics, log *slog.Logger) {
+func RegisterGRPC(s *grpc.Server, app producer.Appender, m *ingestmetrics.Metrics, log *slog.Logger) {
 	r := newReceiver(app, m, log)
 	s.RegisterService(withDecodeErrors(&collogspb.LogsService_ServiceDesc, r, logsSignal,
 		func() proto.Message { return new(collogspb.ExportLogsServiceRequest) },
@@ -48,8 +48,8 @@ func RegisterGRPC(s *grpc.Server, app producer.Appender, m *metrics.Metrics, log
 // OTLP/gRPC server: it counts each call refused for its token in
 // ingest_requests with front otlp-grpc and code Unauthenticated, as the
 // server's other answers are counted by their gRPC code.
-func UnauthenticatedGRPC(m *metrics.Metrics) func() {
-	return func() { m.IngestRequests.WithLabelValues(FrontGRPC, codes.Unauthenticated.String()).Inc() }
+func UnauthenticatedGRPC(m *ingestmetrics.Metrics) func() {
+	return func() { m.Requests.WithLabelValues(FrontGRPC, codes.Unauthenticated.String()).Inc() }
 }
 
 // withDecodeErrors returns a copy of the generated service description
@@ -117,7 +117,7 @@ func (r *receiver) decodeError(sig *signal, err error) error {
 	if withDetail, derr := bad.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "body", Description: msg}}}); derr == nil {
 		bad = withDetail
 	}
-	r.m.IngestRequests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String()).Inc()
+	r.m.Requests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String()).Inc()
 	return bad.Err()
 }
 
@@ -162,7 +162,7 @@ func (r *receiver) exportGRPC(ctx context.Context, sig *signal, req proto.Messag
 	var st *status.Status
 	switch out {
 	case outcomeOK:
-		r.m.IngestRequests.WithLabelValues(FrontGRPC, codes.OK.String()).Inc()
+		r.m.Requests.WithLabelValues(FrontGRPC, codes.OK.String()).Inc()
 		return nil
 	case outcomeBackpressure:
 		st = retryStatus(codes.ResourceExhausted, "bucketq producer memory bound reached, retry later", BackpressureRetryDelay)
@@ -171,7 +171,7 @@ func (r *receiver) exportGRPC(ctx context.Context, sig *signal, req proto.Messag
 	default:
 		st = retryStatus(codes.Unavailable, "the request could not be stored durably, retry it: "+err.Error(), UnavailableRetryDelay)
 	}
-	r.m.IngestRequests.WithLabelValues(FrontGRPC, st.Code().String()).Inc()
+	r.m.Requests.WithLabelValues(FrontGRPC, st.Code().String()).Inc()
 	return st.Err()
 }
 

@@ -16,7 +16,7 @@ import (
 	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 )
 
 // rawCodec sends the request bytes as they are, so a test can send what
@@ -56,7 +56,7 @@ func TestGRPCRejectsBadDataWithInvalidArgument(t *testing.T) {
 		{"truncated", good[:len(good)-3]},
 	}
 	rec := &recorder{}
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	cc := startGRPC(t, rec, m)
 	want := 0
 	for _, method := range methods {
@@ -95,7 +95,7 @@ func TestGRPCRejectsBadDataWithInvalidArgument(t *testing.T) {
 	if n := len(rec.got()); n != 0 {
 		t.Errorf("%d appends for rejected requests", n)
 	}
-	if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String())); got != float64(want) {
+	if got := counterValue(t, m.Requests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String())); got != float64(want) {
 		t.Errorf("ingest_requests{code=InvalidArgument} = %v, want %d", got, want)
 	}
 	// A good request on the same server still works.

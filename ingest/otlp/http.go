@@ -23,8 +23,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bucketq/bucketq/ingest/auth"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -57,7 +57,7 @@ type HTTPConfig struct {
 // unknown fields ignored), optionally Content-Encoding gzip. It matches the
 // exact request path, so mount it at the server root (or behind
 // http.StripPrefix). Responses use the request's content type.
-func NewHTTPHandler(app producer.Appender, cfg HTTPConfig, m *metrics.Metrics, log *slog.Logger) http.Handler {
+func NewHTTPHandler(app producer.Appender, cfg HTTPConfig, m *ingestmetrics.Metrics, log *slog.Logger) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -86,17 +86,17 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		code = herr.code
 		writeStatus(w, ct, herr)
 	}
-	h.r.m.IngestRequests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
+	h.r.m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
 }
 
 // UnauthorizedHTTP is the reject function of auth.Tokens.HTTP in front of
 // the OTLP/HTTP handler: auth's plain-text 401, counted in ingest_requests
 // with front otlp-http and code 401, as the handler counts its own answers
 // (and /api/v1/events its 401s).
-func UnauthorizedHTTP(m *metrics.Metrics) func(http.ResponseWriter, *http.Request) {
+func UnauthorizedHTTP(m *ingestmetrics.Metrics) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
 		auth.Unauthorized(w, r)
-		m.IngestRequests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
+		m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
 	}
 }
 

@@ -34,7 +34,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -154,13 +154,13 @@ const (
 // receiver holds what both transports share.
 type receiver struct {
 	app producer.Appender
-	m   *metrics.Metrics
+	m   *ingestmetrics.Metrics
 	log *slog.Logger
 }
 
-func newReceiver(app producer.Appender, m *metrics.Metrics, log *slog.Logger) *receiver {
+func newReceiver(app producer.Appender, m *ingestmetrics.Metrics, log *slog.Logger) *receiver {
 	if m == nil {
-		m = metrics.NewUnregistered()
+		m = ingestmetrics.New(nil)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -186,7 +186,7 @@ func (r *receiver) store(ctx context.Context, front string, sig *signal, req pro
 	err = r.app.Append(ctx, sig.header, [][]byte{rec})
 	switch {
 	case err == nil:
-		r.m.IngestEvents.WithLabelValues(front).Add(float64(n))
+		r.m.Events.WithLabelValues(front).Add(float64(n))
 		return n, outcomeOK, nil
 	case errors.Is(err, producer.ErrBackpressure):
 		return n, outcomeBackpressure, err

@@ -33,7 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -185,7 +185,7 @@ func TestHTTPStoresEachSignalOnce(t *testing.T) {
 		for _, mode := range []string{"protobuf", "json", "protobuf+gzip", "json+gzip"} {
 			t.Run(sc.path+"/"+mode, func(t *testing.T) {
 				rec := &recorder{}
-				m := metrics.NewUnregistered()
+				m := ingestmetrics.New(nil)
 				h := NewHTTPHandler(rec, HTTPConfig{}, m, nil)
 				ct, body := ContentTypeProtobuf, mustProto(t, sc.req)
 				if strings.HasPrefix(mode, "json") {
@@ -212,10 +212,10 @@ func TestHTTPStoresEachSignalOnce(t *testing.T) {
 					t.Errorf("response is not a protobuf %T: %v", resp, err)
 				}
 				checkStored(t, rec, sc.header, sc.req)
-				if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontHTTP, "200")); got != 1 {
+				if got := counterValue(t, m.Requests.WithLabelValues(FrontHTTP, "200")); got != 1 {
 					t.Errorf("ingest_requests{otlp-http,200} = %v, want 1", got)
 				}
-				if got := counterValue(t, m.IngestEvents.WithLabelValues(FrontHTTP)); got != float64(sc.items) {
+				if got := counterValue(t, m.Events.WithLabelValues(FrontHTTP)); got != float64(sc.items) {
 					t.Errorf("ingest_events{otlp-http} = %v, want %d", got, sc.items)
 				}
 			})
@@ -299,7 +299,7 @@ func TestHTTPRejectsBadData(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
-			m := metrics.NewUnregistered()
+			m := ingestmetrics.New(nil)
 			w := post(t, NewHTTPHandler(rec, HTTPConfig{}, m, nil), tc.path, tc.ct, tc.enc, tc.body)
 			if w.Code != tc.code {
 				t.Fatalf("status %d, want %d (body %q)", w.Code, tc.code, w.Body)
@@ -317,7 +317,7 @@ func TestHTTPRejectsBadData(t *testing.T) {
 					t.Errorf("400 without a BadRequest detail: %v", st.Details)
 				}
 			}
-			if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontHTTP, itoa(tc.code))); got != 1 {
+			if got := counterValue(t, m.Requests.WithLabelValues(FrontHTTP, itoa(tc.code))); got != 1 {
 				t.Errorf("ingest_requests{code=%d} = %v", tc.code, got)
 			}
 		})
@@ -391,7 +391,7 @@ func TestHTTPDurabilityErrors(t *testing.T) {
 		for _, ct := range []string{ContentTypeProtobuf, ContentTypeJSON} {
 			t.Run(tc.err.Error()+"/"+ct, func(t *testing.T) {
 				rec := &recorder{err: tc.err}
-				m := metrics.NewUnregistered()
+				m := ingestmetrics.New(nil)
 				body := mustProto(t, tracesReq())
 				if ct == ContentTypeJSON {
 					body = otlpJSON(t, tracesReq())
@@ -404,10 +404,10 @@ func TestHTTPDurabilityErrors(t *testing.T) {
 					t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
 				}
 				decodeStatus(t, w, ct)
-				if got := counterValue(t, m.IngestEvents.WithLabelValues(FrontHTTP)); got != 0 {
+				if got := counterValue(t, m.Events.WithLabelValues(FrontHTTP)); got != 0 {
 					t.Errorf("ingest_events counted %v for a failed request", got)
 				}
-				if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontHTTP, itoa(tc.code))); got != 1 {
+				if got := counterValue(t, m.Requests.WithLabelValues(FrontHTTP, itoa(tc.code))); got != 1 {
 					t.Errorf("ingest_requests{code=%d} = %v", tc.code, got)
 				}
 			})
@@ -465,7 +465,7 @@ func TestHTTPAnswersOnlyAfterAppend(t *testing.T) {
 	}
 }
 
-func startGRPC(t *testing.T, app producer.Appender, m *metrics.Metrics) *grpc.ClientConn {
+func startGRPC(t *testing.T, app producer.Appender, m *ingestmetrics.Metrics) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -500,7 +500,7 @@ func TestGRPCStoresEachSignalOnce(t *testing.T) {
 	for _, sc := range signalCases() {
 		t.Run(sc.path, func(t *testing.T) {
 			rec := &recorder{}
-			m := metrics.NewUnregistered()
+			m := ingestmetrics.New(nil)
 			cc := startGRPC(t, rec, m)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -508,10 +508,10 @@ func TestGRPCStoresEachSignalOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkStored(t, rec, sc.header, sc.req)
-			if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontGRPC, "OK")); got != 1 {
+			if got := counterValue(t, m.Requests.WithLabelValues(FrontGRPC, "OK")); got != 1 {
 				t.Errorf("ingest_requests{otlp-grpc,OK} = %v", got)
 			}
-			if got := counterValue(t, m.IngestEvents.WithLabelValues(FrontGRPC)); got != float64(sc.items) {
+			if got := counterValue(t, m.Events.WithLabelValues(FrontGRPC)); got != float64(sc.items) {
 				t.Errorf("ingest_events{otlp-grpc} = %v, want %d", got, sc.items)
 			}
 		})
@@ -541,7 +541,7 @@ func TestGRPCDurabilityErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.err.Error(), func(t *testing.T) {
-			m := metrics.NewUnregistered()
+			m := ingestmetrics.New(nil)
 			cc := startGRPC(t, &recorder{err: tc.err}, m)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -559,7 +559,7 @@ func TestGRPCDurabilityErrors(t *testing.T) {
 			if ri == nil || ri.RetryDelay.AsDuration() != tc.delay {
 				t.Errorf("RetryInfo = %v, want delay %v", ri, tc.delay)
 			}
-			if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontGRPC, tc.code.String())); got != 1 {
+			if got := counterValue(t, m.Requests.WithLabelValues(FrontGRPC, tc.code.String())); got != 1 {
 				t.Errorf("ingest_requests{otlp-grpc,%v} = %v", tc.code, got)
 			}
 		})
@@ -597,7 +597,7 @@ func TestRetriedExportStoresTheSameBytes(t *testing.T) {
 	for _, sc := range signalCases() {
 		t.Run(sc.path, func(t *testing.T) {
 			rec := &recorder{}
-			h := NewHTTPHandler(rec, HTTPConfig{}, metrics.NewUnregistered(), nil)
+			h := NewHTTPHandler(rec, HTTPConfig{}, ingestmetrics.New(nil), nil)
 			for _, mode := range []string{"protobuf", "json", "protobuf+gzip", "protobuf"} {
 				ct, body := ContentTypeProtobuf, mustProto(t, sc.req)
 				if strings.HasPrefix(mode, "json") {
@@ -651,7 +651,7 @@ func TestHTTPGzipVariants(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{}
-			h := NewHTTPHandler(rec, HTTPConfig{}, metrics.NewUnregistered(), nil)
+			h := NewHTTPHandler(rec, HTTPConfig{}, ingestmetrics.New(nil), nil)
 			w := post(t, h, "/v1/logs", ContentTypeProtobuf, tc.enc, tc.body)
 			if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.msg) {
 				t.Fatalf("status %d body %q, want %d containing %q", w.Code, w.Body.String(), tc.code, tc.msg)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/internal/metrics"
 )
 
 // TestHTTPSlowBodyIsCutOff: an OTLP/HTTP client that declares 8 MiB and
@@ -23,7 +23,7 @@ func TestHTTPSlowBodyIsCutOff(t *testing.T) {
 	for _, enc := range []string{"", "gzip"} {
 		t.Run("encoding="+enc, func(t *testing.T) {
 			rec := &recorder{}
-			m := metrics.NewUnregistered()
+			m := ingestmetrics.New(nil)
 			srv := httptest.NewServer(NewHTTPHandler(rec, HTTPConfig{BodyLimits: reqbody.Limits{Timeout: 200 * time.Millisecond, MinRate: 1 << 20}}, m, nil))
 			defer srv.Close()
 			c, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -51,7 +51,7 @@ func TestHTTPSlowBodyIsCutOff(t *testing.T) {
 			if n, err := c.Read(make([]byte, 1)); err == nil {
 				t.Errorf("connection still open: read %d bytes", n)
 			}
-			if got := counterValue(t, m.IngestRequests.WithLabelValues(FrontHTTP, "408")); got != 1 {
+			if got := counterValue(t, m.Requests.WithLabelValues(FrontHTTP, "408")); got != 1 {
 				t.Errorf("ingest_requests{code=408} = %v", got)
 			}
 			if len(rec.got()) != 0 {
@@ -65,7 +65,7 @@ func TestHTTPSlowBodyIsCutOff(t *testing.T) {
 // answered 429 with Retry-After; its bytes are released once it is done.
 func TestHTTPBodyBudget(t *testing.T) {
 	budget := reqbody.NewBudget(64 << 10)
-	m := metrics.NewUnregistered()
+	m := ingestmetrics.New(nil)
 	h := NewHTTPHandler(&recorder{}, HTTPConfig{Budget: budget}, m, nil)
 	big := append(mustProto(t, logsReq(1)), make([]byte, 100<<10)...) // too big for the budget
 	w := post(t, h, "/v1/logs", ContentTypeProtobuf, "", big)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -72,9 +71,9 @@ func costBench(b *testing.B, bc bucketCase, producers int, minSeal time.Duration
 	for it := range b.N {
 		path := fmt.Sprintf("cost/%d/manifest", it)
 		ps := make([]*producer.Producer, producers)
-		ms := make([]*metrics.Metrics, producers)
+		ms := make([]*producer.Metrics, producers)
 		for i := range ps {
-			m := metrics.NewUnregistered()
+			m := producer.NewMetrics(nil)
 			ms[i] = m
 			var err error
 			ps[i], err = producer.New(bkt, manifest.NewQueue(store, path, producer.QueueOptions(m)),

@@ -15,7 +15,6 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -109,7 +108,7 @@ func deliverBench(b *testing.B, bc bucketCase, newSink func() sinkServer, target
 
 		// The consumer.
 		snk := newSink()
-		m := metrics.NewUnregistered()
+		m := consumer.NewMetrics(nil)
 		q := manifest.NewQueue(store, manifestPath, manifest.Options{})
 		hs := sink.NewHTTP(snk.endpoint(), "", sink.HTTPOptions{})
 		c, err := consumer.New(bkt, q, convert.NewRegistry(), hs, consumer.Config{DisableGC: true}, m, quiet)
@@ -187,7 +186,7 @@ func deliverBench(b *testing.B, bc bucketCase, newSink func() sinkServer, target
 // through a producer writing zstd batches, 32 appends at a time.
 func preload(b *testing.B, bkt objstore.Bucket, store cas.Store, batches [][][]byte) {
 	b.Helper()
-	m := metrics.NewUnregistered()
+	m := producer.NewMetrics(nil)
 	q := manifest.NewQueue(store, manifestPath, producer.QueueOptions(m))
 	p, err := producer.New(bkt, q, producer.Config{Compression: "zstd"}, m, quiet)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -98,7 +97,7 @@ func deliverAtLatency(b *testing.B, lat time.Duration, concurrency, events, it i
 	q := manifest.NewQueue(store, manifestPath, manifest.Options{})
 	hs := sink.NewHTTP(snk.URL, "", sink.HTTPOptions{})
 	defer hs.Close()
-	m := metrics.NewUnregistered()
+	m := consumer.NewMetrics(nil)
 	c, err := consumer.New(bkt, q, convert.NewRegistry(), hs, consumer.Config{DisableGC: true, SinkConcurrency: concurrency}, m, quiet)
 	if err != nil {
 		b.Fatal(err)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/httpevents"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/otlp"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -36,7 +36,7 @@ type ingestSpec struct {
 	bodies         [][]byte
 	eventsPerBody  int // events (or log records) per request
 	recordsPerBody int // producer records per request
-	front          func(app producer.Appender, m *metrics.Metrics) http.Handler
+	front          func(app producer.Appender, m *ingestmetrics.Metrics) http.Handler
 }
 
 type ingestCase struct {
@@ -75,7 +75,7 @@ func BenchmarkIngestHTTPEvents(b *testing.B) {
 	spec := ingestSpec{
 		path: "/api/v1/events", ctype: "application/cloudevents-batch+json",
 		bodies: bodies, eventsPerBody: eventsPerRequest, recordsPerBody: eventsPerRequest,
-		front: func(app producer.Appender, m *metrics.Metrics) http.Handler {
+		front: func(app producer.Appender, m *ingestmetrics.Metrics) http.Handler {
 			return httpevents.NewHandler(app, httpevents.Config{}, m, quiet)
 		},
 	}
@@ -97,7 +97,7 @@ func BenchmarkIngestOTLPLogs(b *testing.B) {
 	spec := ingestSpec{
 		path: "/v1/logs", ctype: otlp.ContentTypeProtobuf,
 		bodies: bodies, eventsPerBody: eventsPerRequest, recordsPerBody: 1,
-		front: func(app producer.Appender, m *metrics.Metrics) http.Handler {
+		front: func(app producer.Appender, m *ingestmetrics.Metrics) http.Handler {
 			return otlp.NewHTTPHandler(app, otlp.HTTPConfig{}, m, quiet)
 		},
 	}
@@ -112,15 +112,15 @@ func ingestBench(b *testing.B, c ingestCase, spec ingestSpec) {
 	rawBkt, rawStore := c.bucket.open(b)
 	bkt := &CountingBucket{Bucket: rawBkt}
 	store := &CountingStore{Store: rawStore}
-	m := metrics.NewUnregistered()
+	m := producer.NewMetrics(nil)
 	q := manifest.NewQueue(store, manifestPath, producer.QueueOptions(m))
 	p, err := producer.New(bkt, q, producer.Config{Compression: c.comp.String()}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
-	durable := httptest.NewServer(mux(spec.path, spec.front(p, m)))
+	durable := httptest.NewServer(mux(spec.path, spec.front(p, ingestmetrics.New(nil))))
 	defer durable.Close()
-	discard := httptest.NewServer(mux(spec.path, spec.front(discardAppender{}, metrics.NewUnregistered())))
+	discard := httptest.NewServer(mux(spec.path, spec.front(discardAppender{}, ingestmetrics.New(nil))))
 	defer discard.Close()
 	client := newClient(c.clients)
 	defer client.CloseIdleConnections()

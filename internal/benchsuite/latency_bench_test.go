@@ -15,7 +15,6 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/ingest/httpevents"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
@@ -102,14 +101,14 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 
 func latencyBench(b *testing.B, bc bucketCase) {
 	bkt, store := bc.open(b)
-	m := metrics.NewUnregistered()
+	m := producer.NewMetrics(nil)
 	p, err := producer.New(bkt, manifest.NewQueue(store, manifestPath, producer.QueueOptions(m)),
 		producer.Config{Compression: "zstd"}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = p.Close(context.Background()) }()
-	front := httptest.NewServer(mux("/api/v1/events", httpevents.NewHandler(p, httpevents.Config{}, m, quiet)))
+	front := httptest.NewServer(mux("/api/v1/events", httpevents.NewHandler(p, httpevents.Config{}, nil, quiet)))
 	defer front.Close()
 
 	om := openmetertest.New(openmetertest.Options{})
@@ -117,7 +116,7 @@ func latencyBench(b *testing.B, bc bucketCase) {
 	a := &arrivals{sent: map[string]time.Time{}}
 	snk := &timedSink{Sink: sink.NewHTTP(om.Endpoint, "", sink.HTTPOptions{}), a: a}
 	c, err := consumer.New(bkt, manifest.NewQueue(store, manifestPath, manifest.Options{}), convert.NewRegistry(), snk,
-		consumer.Config{DisableGC: true}, metrics.NewUnregistered(), quiet)
+		consumer.Config{DisableGC: true}, nil, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -34,7 +34,6 @@ import (
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/otlp"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
@@ -66,7 +65,7 @@ func TestSDKExportersToOpenMeter(t *testing.T) {
 		t.Fatalf("producer close: %v", err)
 	}
 	for _, front := range []string{otlp.FrontGRPC, otlp.FrontHTTP} {
-		if got := counter(t, pm.IngestEvents.WithLabelValues(front)); got == 0 {
+		if got := counter(t, pm.Events.WithLabelValues(front)); got == 0 {
 			t.Errorf("ingest_events{%s} = 0", front)
 		}
 	}
@@ -135,7 +134,7 @@ func consume(ctx context.Context, t *testing.T, bkt objstore.Bucket, store *mems
 		t.Fatal(err)
 	}
 	defer snk.Close()
-	cm := metrics.NewUnregistered()
+	cm := consumer.NewMetrics(nil)
 	c, err := consumer.New(bkt, manifest.NewQueue(store, manifestPath, manifest.Options{}), reg, snk,
 		consumer.Config{PollInterval: 20 * time.Millisecond, DisableGC: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, cm, log)
 	if err != nil {
@@ -155,7 +154,7 @@ func consume(ctx context.Context, t *testing.T, bkt objstore.Bucket, store *mems
 	return om.Events()
 }
 
-func deadLetters(t *testing.T, m *metrics.Metrics) float64 {
+func deadLetters(t *testing.T, m *consumer.Metrics) float64 {
 	return counter(t, m.DeadLetterWrites)
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 	"google.golang.org/grpc"
 
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/otlp"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 	"github.com/bucketq/bucketq/producer"
@@ -24,7 +24,7 @@ import (
 type producerStack struct {
 	bkt                objstore.Bucket
 	store              *memstore.Store
-	m                  *metrics.Metrics
+	m                  *ingestmetrics.Metrics
 	prod               *producer.Producer
 	grpcAddr, httpAddr string
 }
@@ -35,9 +35,9 @@ func startProducer(t *testing.T, log *slog.Logger) *producerStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &producerStack{bkt: bkt, store: memstore.New(), m: metrics.NewUnregistered()}
+	s := &producerStack{bkt: bkt, store: memstore.New(), m: ingestmetrics.New(nil)}
 	s.prod, err = producer.New(bkt, manifest.NewQueue(s.store, manifestPath, manifest.Options{}),
-		producer.Config{FlushInterval: 20 * time.Millisecond, Compression: "zstd"}, s.m, log)
+		producer.Config{FlushInterval: 20 * time.Millisecond, Compression: "zstd"}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

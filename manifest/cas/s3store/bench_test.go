@@ -16,7 +16,6 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -196,9 +195,9 @@ func benchProducerCommits(b *testing.B, store cas.Store, path string, producers 
 	}
 	d := startDequeuer(b, store, path)
 	ps := make([]*producer.Producer, producers)
-	ms := make([]*metrics.Metrics, producers)
+	ms := make([]*producer.Metrics, producers)
 	for i := range ps {
-		ms[i] = metrics.NewUnregistered()
+		ms[i] = producer.NewMetrics(nil)
 		q := manifest.NewQueue(store, path, producer.QueueOptions(ms[i]))
 		p, err := producer.New(discardBucket{objstore.NewInMemBucket()}, q, producer.Config{
 			FlushSizeBytes: 64 << 10, // each 500-event Append (~120 KiB) is one batch
@@ -249,7 +248,7 @@ func benchProducerCommits(b *testing.B, store cas.Store, path string, producers 
 		entries += sum
 		_, r := histogram(b, ms[i].BatchRecords)
 		records64 += r
-		conflicts += counter(b, ms[i].ManifestConflicts.WithLabelValues("producer"))
+		conflicts += counter(b, ms[i].ManifestConflicts)
 	}
 	if want := float64(b.N) * eventsPerAppend; records64 != want {
 		b.Fatalf("producers committed %v records, %v were acknowledged", records64, want)
