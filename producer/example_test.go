@@ -3,8 +3,9 @@ package producer_test
 import (
 	"context"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thanos-io/objstore/providers/filesystem"
 
