@@ -13,11 +13,11 @@ var ErrNotReady = errors.New("consumer not ready")
 type leaseState uint8
 
 const (
-	leaseNone     leaseState = iota // Run not called yet
-	leaseFencing                    // Run is fencing the queue (retrying)
-	leaseHeld                       // Run holds the lease: it delivers
-	leaseFenced                     // a newer consumer fenced this one
-	leaseStopped                    // Run returned
+	leaseNone    leaseState = iota // Run not called yet
+	leaseFencing                   // Run is fencing the queue (retrying)
+	leaseHeld                      // Run holds the lease: it delivers
+	leaseFenced                    // a newer consumer fenced this one
+	leaseStopped                   // Run returned
 )
 
 // leaseStatus is the consumer's lease state for Ready, written by Run.

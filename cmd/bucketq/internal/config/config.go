@@ -116,7 +116,7 @@ type Config struct {
 	// answers 503.
 	ReadinessFailureThreshold time.Duration
 	LogLevel                  slog.Level
-	LogFormat       string // text or json
+	LogFormat                 string // text or json
 }
 
 // ConsumerMaxConsecutivePoison is MaxConsecutivePoison as
