@@ -239,11 +239,11 @@ type k8sObject struct {
 				TopologySpreadConstraints     []any          `yaml:"topologySpreadConstraints"`
 				Volumes                       []map[string]any
 				Containers                    []struct {
-					Args           []string       `yaml:"args"`
+					Args           []string         `yaml:"args"`
 					Env            []map[string]any `yaml:"env"`
 					EnvFrom        []map[string]any `yaml:"envFrom"`
-					LivenessProbe  map[string]any `yaml:"livenessProbe"`
-					ReadinessProbe map[string]any `yaml:"readinessProbe"`
+					LivenessProbe  map[string]any   `yaml:"livenessProbe"`
+					ReadinessProbe map[string]any   `yaml:"readinessProbe"`
 					Lifecycle      struct {
 						PreStop struct {
 							Sleep struct {
