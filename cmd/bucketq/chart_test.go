@@ -164,8 +164,13 @@ func loadBucketqConfig(t *testing.T, yml []byte, mode string, env map[string]str
 	return fl.Load(func(k string) string { return env[k] })
 }
 
-// chartSecretEnv stands in for the Secret's keys.
-var chartSecretEnv = map[string]string{"INGEST_TOKEN": "t0ken", "BUCKETQ_SINK_TOKEN": "s1nk"}
+// chartSecretEnv stands in for the Secret's keys each role needs: the
+// consumer's Secret need not hold the ingest token, nor the producers' the
+// sink token.
+var chartSecretEnv = map[string]map[string]string{
+	"producer": {"INGEST_TOKEN": "t0ken"},
+	"consumer": {"BUCKETQ_SINK_TOKEN": "s1nk"},
+}
 
 // TestChartDefaultConfigLoads: values.config, with the keys the chart sets,
 // is a valid bucketq config for both commands, without helm.
@@ -179,7 +184,7 @@ func TestChartDefaultConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mode := range []string{"producer", "consumer"} {
-		if _, err := loadBucketqConfig(t, yml, mode, chartSecretEnv); err != nil {
+		if _, err := loadBucketqConfig(t, yml, mode, chartSecretEnv[mode]); err != nil {
 			t.Errorf("%s: values.config is not a valid bucketq config: %v\n%s", mode, err, yml)
 		}
 	}
@@ -345,7 +350,7 @@ func checkRendered(t *testing.T, objs []k8sObject) {
 	}
 
 	// The rendered config is one bucketq accepts for that command.
-	bc, err := loadBucketqConfig(t, []byte(cfgYAML), mode, chartSecretEnv)
+	bc, err := loadBucketqConfig(t, []byte(cfgYAML), mode, chartSecretEnv[mode])
 	if err != nil {
 		t.Fatalf("rendered config rejected by bucketq %s: %v\n%s", c.Args[0], err, cfgYAML)
 	}
