@@ -7,7 +7,7 @@ PKGS      ?= ./...
 # checkout, so every clone reuses them.
 export BUCKETQ_TOOLS_DIR ?= $(HOME)/.cache/bucketq-tools
 
-.PHONY: build test unit run bench compare fuzz lint chaos s3-up s3-down clean
+.PHONY: build test unit run bench compare fuzz lint chart chaos s3-up s3-down clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/bucketq
@@ -73,6 +73,15 @@ lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 	./scripts/staticcheck.sh ./...
+
+# chart: helm lint + helm template of deploy/helm/bucketq over each ci/ value
+# file, checked by TestChart* (the rendered config loads in bucketq, probes,
+# grace period, security context, no PVC). Builds helm (pinned) into the tool
+# cache the first time, minutes; seconds after. `make test` runs the same
+# tests when helm is installed and skips the rendering ones otherwise.
+chart:
+	./scripts/helm.sh --install-only >/dev/null
+	$(GO) test -count=1 -run 'TestChart' -v ./cmd/bucketq/
 
 s3-up:
 	./scripts/services/s3.sh up

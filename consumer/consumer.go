@@ -196,6 +196,8 @@ type Consumer struct {
 	now  func() time.Time
 
 	gcMu sync.Mutex // one GC cycle at a time
+
+	lease leaseStatus // for Ready
 }
 
 // New returns a consumer. It refuses prefixes that overlap, because GC

@@ -76,7 +76,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// event, and closed once it stops (it no longer holds anything).
 	c.m.SinkBreakerOpen.Set(0)
 	defer c.m.SinkBreakerOpen.Set(0)
+	c.setLease(leaseFencing, 0, nil)
 	var lease *manifest.Lease
+	fenced := false
+	defer func() {
+		if !fenced {
+			c.setLease(leaseStopped, 0, nil)
+		}
+	}()
 	for b := c.newBackoff(); ; {
 		var err error
 		lease, err = c.q.Fence(ctx)
@@ -90,6 +97,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if errors.As(err, &ce) {
 			return fmt.Errorf("manifest %s is damaged; nothing was delivered or deleted. Check it with `bucketq inspect manifest --verify`, repair it with `bucketq repair manifest` (README: when the manifest is damaged): %w", c.q.Path(), err)
 		}
+		c.setLease(leaseFencing, 0, err)
 		wait := b.next()
 		c.log.Warn("fencing the queue failed; retrying", "manifest", c.q.Path(), "error", err, "wait", wait)
 		if sleep(ctx, wait) != nil {
@@ -97,6 +105,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	c.m.ConsumerEpoch.Set(float64(lease.Epoch()))
+	c.setLease(leaseHeld, lease.Epoch(), nil)
 	c.log.Info("consumer started", "manifest", c.q.Path(), "epoch", lease.Epoch())
 
 	var wg sync.WaitGroup
@@ -114,6 +123,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); r.refreshLag(lagCtx) }()
 	err := r.loop(ctx)
+	if errors.Is(err, manifest.ErrFenced) {
+		fenced = true
+		c.setLease(leaseFenced, lease.Epoch(), nil)
+	}
 	stopLag()
 	// Abandon the requests in flight (their events stay queued), but mark
 	// delivered what was delivered before they stopped: the final dequeue

@@ -185,6 +185,8 @@ type Producer struct {
 	closeOnce sync.Once
 
 	corrupt atomic.Bool // the last commit found the manifest damaged
+
+	health commitHealth // for Ready
 }
 
 // New returns a running producer. Call Close to flush and stop it. m are its
@@ -431,6 +433,7 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 			return nil
 		}
 		p.m.UploadFailures.Inc()
+		p.noteFailure(fmt.Errorf("upload %s: %w", name, err))
 		p.log.Warn("batch upload failed, retrying", "location", name, "attempt", attempt, "bytes", len(b.data), "err", err)
 		if !sleep(ctx, jitter(backoff)) {
 			return fmt.Errorf("producer: upload %s failed after %d attempts: %w (last error: %v)", name, attempt, context.Cause(ctx), err)
@@ -556,6 +559,7 @@ func (p *Producer) commit(group []*batch) {
 					return
 				}
 				lastErr = err
+				p.noteFailure(fmt.Errorf("manifest read: %w", err))
 				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
 				p.backoff(&backoff)
 				continue
@@ -593,6 +597,7 @@ func (p *Producer) commit(group []*batch) {
 			if p.corrupt.Swap(false) {
 				p.log.Info("manifest readable again; commits resumed")
 			}
+			p.noteCommitted()
 			p.m.CommitGroupEntries.Observe(float64(len(group)))
 			for _, b := range group {
 				p.m.BatchSent.Inc()
@@ -605,6 +610,7 @@ func (p *Producer) commit(group []*batch) {
 		lastErr = err
 		uncertain = true
 		p.m.CommitFailures.Inc()
+		p.noteFailure(fmt.Errorf("manifest commit: %w", err))
 		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
 		p.backoff(&backoff)
 	}
@@ -623,6 +629,7 @@ func (p *Producer) failIfCorrupt(group []*batch, err error) bool {
 		p.log.Error("manifest is damaged: refusing every commit until it is repaired (see bucketq repair manifest); requests get 503", "err", err)
 	}
 	p.m.CommitFailures.Inc()
+	p.noteFailure(fmt.Errorf("manifest damaged: %w", err))
 	for _, b := range group {
 		p.complete(b, fmt.Errorf("producer: batch %s not committed: %w", b.name, err))
 	}
@@ -653,6 +660,7 @@ func (p *Producer) dropCommitted(group []*batch) ([]*batch, error) {
 			}
 		}
 		if committed {
+			p.noteCommitted()
 			p.m.BatchSent.Inc()
 			p.m.BatchBytes.Observe(float64(len(b.data)))
 			p.m.BatchRecords.Observe(float64(b.records))

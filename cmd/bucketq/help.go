@@ -201,19 +201,48 @@ func writeCommandHelp(w io.Writer, name string) bool {
 	return false
 }
 
+// Set at link time by builds without VCS stamping (the Dockerfile, which
+// has no .git): go build -ldflags "-X main.linkVersion=v1.2.3 -X main.linkRevision=abc123".
+var linkVersion, linkRevision string
+
 func writeVersion(w io.Writer) {
-	version, rev := "(unknown)", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				rev = s.Value
-			}
-		}
-	}
+	bi, _ := debug.ReadBuildInfo()
+	version, rev := versionInfo(bi, linkVersion, linkRevision)
 	fmt.Fprintf(w, "bucketq %s\n", version)
 	if rev != "" {
 		fmt.Fprintf(w, "commit %s\n", rev)
 	}
 	fmt.Fprintf(w, "go %s %s/%s\n", strings.TrimPrefix(runtime.Version(), "go"), runtime.GOOS, runtime.GOARCH)
+}
+
+// versionInfo is the module version and git revision: the build info's
+// (go install of a tagged module, or a build in a git checkout stamps
+// vcs.revision, with "+dirty" for uncommitted changes), else the link-time
+// values.
+func versionInfo(bi *debug.BuildInfo, linkVer, linkRev string) (version, rev string) {
+	version = "(unknown)"
+	if bi != nil && bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	if linkVer != "" && (version == "(unknown)" || version == "(devel)") {
+		version = linkVer
+	}
+	dirty := false
+	if bi != nil {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		return version, linkRev
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return version, rev
 }

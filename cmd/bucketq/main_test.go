@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -262,5 +263,31 @@ func TestInspectThroughTheCommand(t *testing.T) {
 	code, out, _ := run(t, nil, "inspect", "batch", "ingest/data/b1.batch", "--records", "--bucket-dir", dir)
 	if code != 0 || !strings.Contains(out, "compression zstd, 2 records") || !strings.Contains(out, "1\t{\"id\":\"2\"}") {
 		t.Errorf("batch table: exit %d\n%s", code, out)
+	}
+}
+
+// TestVersionInfo: the git revision comes from the build's VCS stamp, or
+// from -ldflags when the build had no .git (the Dockerfile).
+func TestVersionInfo(t *testing.T) {
+	stamped := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}}}
+	dirty := &debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.modified", Value: "true"}}}
+	bare := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}
+	for _, tc := range []struct {
+		name             string
+		bi               *debug.BuildInfo
+		linkVer, linkRev string
+		version, rev     string
+	}{
+		{"vcs stamp", stamped, "", "", "(devel)", "abc123"},
+		{"vcs stamp wins over ldflags revision", stamped, "v9", "fff", "v9", "abc123"},
+		{"dirty tree", dirty, "", "", "v1.2.0", "abc123+dirty"},
+		{"module version wins over ldflags", dirty, "v9", "", "v1.2.0", "abc123+dirty"},
+		{"ldflags only (docker build)", bare, "v0.1.0", "def456", "v0.1.0", "def456"},
+		{"nothing", nil, "", "", "(unknown)", ""},
+	} {
+		v, r := versionInfo(tc.bi, tc.linkVer, tc.linkRev)
+		if v != tc.version || r != tc.rev {
+			t.Errorf("%s: got %q %q, want %q %q", tc.name, v, r, tc.version, tc.rev)
+		}
 	}
 }

@@ -212,7 +212,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		}
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), bkt, readyQ, cfg.ManifestPath); err != nil {
+		if err := ready(r.Context(), bkt, readyQ, cfg, prod, cons); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -377,11 +377,25 @@ func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod
 	return nil
 }
 
-// ready checks that the bucket answers and the manifest is readable.
-func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, manifestPath string) error {
+// ready is /readyz: the producer commits batches (producer.Ready with
+// readiness_failure_threshold), the consumer holds the queue's lease
+// (consumer.Ready), and the bucket answers and the manifest decodes. A nil
+// prod or cons is not checked. The README's "Running on Kubernetes" lists
+// each answer.
+func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, cfg *config.Config, prod *producer.Producer, cons *consumer.Consumer) error {
+	if prod != nil {
+		if err := prod.Ready(cfg.ReadinessFailureThreshold); err != nil {
+			return err
+		}
+	}
+	if cons != nil {
+		if err := cons.Ready(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if _, err := bkt.Exists(ctx, manifestPath); err != nil {
+	if _, err := bkt.Exists(ctx, cfg.ManifestPath); err != nil {
 		return fmt.Errorf("bucket unreachable: %v", err)
 	}
 	if _, err := q.Read(ctx); err != nil {

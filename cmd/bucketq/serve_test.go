@@ -86,8 +86,17 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
-	if code, body := get(t, base+"/readyz"); code != 200 {
-		t.Errorf("/readyz = %d %q", code, body)
+	// Ready once the consumer holds the queue's lease (it fences after
+	// the server starts).
+	for {
+		code, body := get(t, base+"/readyz")
+		if code == 200 {
+			break
+		}
+		if code != 503 || !strings.Contains(body, "consumer not ready: fencing the queue") || time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d %q", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	ev := `{"specversion":"1.0","id":"run-1","source":"test","type":"t","subject":"c","time":"2025-01-01T00:00:00Z","data":{"n":1}}`
 	resp, err := http.Post(base+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev))

@@ -111,8 +111,12 @@ type Config struct {
 	Conversion []byte
 
 	ShutdownTimeout time.Duration
-	LogLevel        slog.Level
-	LogFormat       string // text or json
+	// ReadinessFailureThreshold is how long a producer's uploads or
+	// manifest commits may fail, with no batch committed, before /readyz
+	// answers 503.
+	ReadinessFailureThreshold time.Duration
+	LogLevel                  slog.Level
+	LogFormat                 string // text or json
 }
 
 // ConsumerMaxConsecutivePoison is MaxConsecutivePoison as
@@ -292,6 +296,12 @@ var Options = []*Option{
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
 		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
 		set:   func(c *Config, v string) (err error) { c.ShutdownTimeout, err = parseDuration(v); return }},
+	{Key: "readiness_failure_threshold", Flag: "readiness-failure-threshold", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce,
+		Usage: "GET /readyz answers 503 once batch uploads or manifest commits have been failing this long with no batch committed (a load balancer then sends requests to another producer)",
+		set: func(c *Config, v string) (err error) {
+			c.ReadinessFailureThreshold, err = parseDuration(v)
+			return
+		}},
 	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage: "debug, info, warn or error",
 		set:   setLogLevel},

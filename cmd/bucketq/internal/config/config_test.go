@@ -116,7 +116,7 @@ func TestDefaults(t *testing.T) {
 		BodyReadTimeout: 10 * time.Second, BodyMinRate: 16 << 10,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MinSealInterval: MinSealIntervalAuto, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
 		Sink: "stdout", SinkBatchSize: 500, Prefetch: 4, PollInterval: time.Second, DequeueInterval: time.Second, GCInterval: 5 * time.Minute, GCGracePeriod: 10 * time.Minute,
-		MaxConsecutivePoison: 100, ShutdownTimeout: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
+		MaxConsecutivePoison: 100, ShutdownTimeout: 30 * time.Second, ReadinessFailureThreshold: 30 * time.Second, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
@@ -158,6 +158,7 @@ conversion:
   logs:
     type: '"request"'
 shutdown_timeout: 5s
+readiness_failure_threshold: 45s
 log_level: debug
 log_format: json
 `
@@ -174,7 +175,7 @@ func TestEveryKey(t *testing.T) {
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, SinkConcurrency: 12, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
-		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
+		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, ReadinessFailureThreshold: 45 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 	}
 	conv := c.Conversion
 	c.Conversion = nil
@@ -288,6 +289,7 @@ func TestBadConfig(t *testing.T) {
 		{"format_version: 3", `config key "format_version": invalid format version "3" (want 2, or 1 for opendata Buffer readers)`},
 		{"gc_grace_period: 0s", `config key "gc_grace_period": invalid duration "0s": must be positive`},
 		{"shutdown_timeout: soon", `config key "shutdown_timeout": invalid duration`},
+		{"readiness_failure_threshold: 0s", `config key "readiness_failure_threshold": invalid duration "0s": must be positive`},
 		{"flush_size_bytes: big", `config key "flush_size_bytes": invalid size "big"`},
 		{"flush_size_bytes: 0", `config key "flush_size_bytes": invalid size "0": must be positive`},
 		{"max_buffered_bytes: 3TB", `config key "max_buffered_bytes": invalid size "3TB": larger than 1TiB`},
