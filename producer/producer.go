@@ -188,6 +188,8 @@ type Producer struct {
 	inflight  sync.WaitGroup     // sealed, not yet completed batches
 	committer sync.WaitGroup
 
+	depth int // pipelineDepth; the benchmark sets 1 for the previous rule
+
 	mu         sync.Mutex
 	unfinished int         // sealed batches not yet committed or failed
 	uploading  int         // sealed batches whose upload has not ended
@@ -246,6 +248,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *metrics.Metrics,
 		log:       log.With("component", "producer", "manifest", q.Path()),
 		now:       time.Now,
 		entropy:   ulid.Monotonic(rand.Reader, 0),
+		depth:     pipelineDepth,
 		uploadSem: make(chan struct{}, cfg.UploadConcurrency),
 		notify:    make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -355,7 +358,7 @@ func (p *Producer) openLocked() {
 // other and batches shrank (BENCHMARKS.md).
 func (p *Producer) groupCommitLocked() {
 	b := p.cur
-	if b == nil || b.records == 0 || p.uploading > 0 || p.unfinished >= pipelineDepth {
+	if b == nil || b.records == 0 || p.uploading > 0 || p.unfinished >= p.depth {
 		return
 	}
 	if wait := p.cfg.MinSealInterval - time.Since(p.lastSeal); wait > 0 {
