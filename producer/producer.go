@@ -352,10 +352,11 @@ func (p *Producer) openLocked() {
 // than a whole upload-and-commit cycle before its batch is sealed. Commits
 // stay one at a time and in seal order (commitLoop), and every batch is
 // committed only after its own upload returned, so an ack still means the
-// batch file and its manifest entry are both durable. More stages (seal
-// whenever fewer than 4 or 8 batches are unfinished, concurrent uploads)
-// gave fewer events/s on a directory bucket: concurrent fsyncs slowed each
-// other and batches shrank (BENCHMARKS.md).
+// batch file and its manifest entry are both durable. Concurrent uploads of
+// small batches (seal whenever fewer than 2, 4 or 8 are unfinished) gave
+// fewer events/s on a directory bucket than one batch in flight, and a
+// deeper pipeline (3 or 4) no consistent gain over 2 (BenchmarkSealRule,
+// BENCHMARKS.md §2a).
 func (p *Producer) groupCommitLocked() {
 	b := p.cur
 	if b == nil || b.records == 0 || p.uploading > 0 || p.unfinished >= p.depth {
