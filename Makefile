@@ -26,7 +26,7 @@ unit:
 run: build
 	$(BIN) run --create-bucket-dir
 
-# bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy,
+# bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy, seal rule,
 # manifest codec and queue, HTTP handler, S3 manifest commits with and
 # without group commit, OTLP conversion vs protobuf unmarshal) at the default
 # benchtime, then the end-to-end suite (internal/benchsuite: ingest in process
@@ -37,7 +37,7 @@ run: build
 # line: end time, load average). Results and how to read them: BENCHMARKS.md.
 # Without the S3 server (its variants skip): make bench BENCH_SERVICES=
 BENCH_SERVICES   ?= ./scripts/with-services.sh
-BENCH_PKGS       ?= ./format ./manifest ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv
+BENCH_PKGS       ?= ./format ./manifest ./producer ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv
 BENCH_SUITE_TIME ?= 2x
 bench:
 	@mkdir -p .cache

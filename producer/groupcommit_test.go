@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,9 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/manifest/cas/memstore"
 )
 
 // TestLoneRequestIsSealedAtOnce: with no batch in flight, a request's batch
@@ -110,6 +114,62 @@ func TestMinSealIntervalCapsSeals(t *testing.T) {
 			t.Fatalf("batch %d sealed %s after the previous one, below MinSealInterval %s", i, at.Sub(prev), gap)
 		}
 		prev = at
+	}
+}
+
+// gatedStore holds every manifest write until its gate is closed.
+type gatedStore struct {
+	*memstore.Store
+	gate chan struct{}
+}
+
+func (s *gatedStore) WriteIf(ctx context.Context, name string, data []byte, v cas.Version) (cas.Version, error) {
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return s.Store.WriteIf(ctx, name, data, v)
+}
+
+// TestUploadOverlapsCommit: while one batch is being committed the next one
+// is sealed and uploaded (the two-stage pipeline), but it is acknowledged
+// only once it is committed itself, after the one before it; a third batch
+// waits in the open batch while two are unfinished.
+func TestUploadOverlapsCommit(t *testing.T) {
+	gate := make(chan struct{})
+	e := newEnv(t, Config{FlushInterval: time.Hour}, func(e *env) {
+		e.q = manifest.NewQueue(&gatedStore{Store: e.store, gate: gate}, manifestPath, manifest.Options{
+			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryTimeout: time.Minute,
+		})
+	})
+	first := appendAsync(e.p, format.EventsHeader, recs("first", 1, 10))
+	waitUntil(t, "the first batch uploaded", func() bool { return e.bkt.uploads.Load() == 1 })
+	second := appendAsync(e.p, format.EventsHeader, recs("second", 2, 10))
+	waitUntil(t, "the second batch uploaded while the first is being committed", func() bool { return e.bkt.uploads.Load() == 2 })
+	third := appendAsync(e.p, format.EventsHeader, recs("third", 3, 10))
+	waitUntil(t, "the third append in the open batch", func() bool { return e.p.openRecords() == 3 })
+	notReturned(t, first, "before its batch was committed")
+	notReturned(t, second, "before its batch was committed")
+	if n := e.bkt.uploads.Load(); n != 2 {
+		t.Fatalf("%d uploads with two batches unfinished, want 2: the third batch must wait", n)
+	}
+	if n := e.p.inFlight(); n != pipelineDepth {
+		t.Fatalf("%d batches unfinished, want %d", n, pipelineDepth)
+	}
+	close(gate)
+	for i, ch := range []<-chan error{first, second, third} {
+		if err := waitErr(t, ch); err != nil {
+			t.Fatalf("append %d: %v", i+1, err)
+		}
+	}
+	got := e.readCommitted()
+	var sizes []int
+	for _, c := range got {
+		sizes = append(sizes, len(c.records))
+	}
+	if !slices.Equal(sizes, []int{1, 2, 3}) {
+		t.Fatalf("batch sizes in manifest order %v, want [1 2 3]: one batch per append, in seal order", sizes)
 	}
 }
 

@@ -110,6 +110,12 @@ func (c *Config) defaults() {
 	}
 }
 
+// pipelineDepth is how many sealed batches may be unfinished (uploading,
+// uploaded or committing) before the open batch must wait for one of them,
+// full batches aside: two, so that the next batch is written while the one
+// before it is committed (a two-stage pipeline, upload then commit).
+const pipelineDepth = 2
+
 // Retry backoff bounds for uploads and commits.
 const (
 	minBackoff = 20 * time.Millisecond
@@ -171,8 +177,11 @@ type Producer struct {
 	inflight  sync.WaitGroup     // sealed, not yet completed batches
 	committer sync.WaitGroup
 
+	depth int // pipelineDepth; the benchmark sets 1 for the previous rule
+
 	mu         sync.Mutex
 	unfinished int         // sealed batches not yet committed or failed
+	uploading  int         // sealed batches whose upload has not ended
 	lastSeal   time.Time   // when the last batch was sealed
 	capTimer   *time.Timer // seals the open batch when MinSealInterval allows
 	closed     bool
@@ -231,6 +240,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *Metrics, log *sl
 		log:       log.With("component", "producer", "manifest", q.Path()),
 		now:       time.Now,
 		entropy:   ulid.Monotonic(rand.Reader, 0),
+		depth:     pipelineDepth,
 		uploadSem: make(chan struct{}, cfg.UploadConcurrency),
 		notify:    make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -322,19 +332,26 @@ func (p *Producer) openLocked() {
 }
 
 // groupCommitLocked seals the open batch as soon as it can be written: when
-// no other sealed batch is still being uploaded and committed, and
-// MinSealInterval has passed since the last seal. Otherwise the batch keeps
-// gathering records, and is sealed when the batch before it is done
-// (complete), when the cost cap allows (capTimer), when it is full, or
-// FlushInterval after its first record, whichever comes first. So a lone
-// request costs one upload and one commit, and under load batches grow with
-// the time the store takes: group commit, as databases do it. One batch in
-// flight (full batches aside) gave the most events/s and the lowest p99 on
-// a directory bucket: with two or four, concurrent fsyncs slowed each other
-// and batches were smaller (BENCHMARKS.md).
+// no other sealed batch is still being uploaded, fewer than pipelineDepth
+// sealed batches are unfinished, and MinSealInterval has passed since the
+// last seal. Otherwise the batch keeps gathering records, and is sealed when
+// the upload before it ends (finishUpload) or a batch is done (complete),
+// when the cost cap allows (capTimer), when it is full, or FlushInterval
+// after its first record, whichever comes first. So a lone request costs one
+// upload and one commit, and under load batches grow with the time the
+// store takes: group commit, as databases do it. The two stages overlap:
+// batch N+1 is uploaded while batch N is committed, so an ack waits for less
+// than a whole upload-and-commit cycle before its batch is sealed. Commits
+// stay one at a time and in seal order (commitLoop), and every batch is
+// committed only after its own upload returned, so an ack still means the
+// batch file and its manifest entry are both durable. Concurrent uploads of
+// small batches (seal whenever fewer than 2, 4 or 8 are unfinished) gave
+// fewer events/s on a directory bucket than one batch in flight, and a
+// deeper pipeline (3 or 4) no consistent gain over 2 (BenchmarkSealRule,
+// BENCHMARKS.md §2a).
 func (p *Producer) groupCommitLocked() {
 	b := p.cur
-	if b == nil || b.records == 0 || p.unfinished > 0 {
+	if b == nil || b.records == 0 || p.uploading > 0 || p.unfinished >= p.depth {
 		return
 	}
 	if wait := p.cfg.MinSealInterval - time.Since(p.lastSeal); wait > 0 {
@@ -370,6 +387,7 @@ func (p *Producer) sealLocked() {
 		return
 	}
 	p.unfinished++
+	p.uploading++
 	p.lastSeal = time.Now()
 	b.state = stateUploading
 	b.deadline = time.Now().Add(p.cfg.CommitTimeout)
@@ -444,6 +462,7 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 
 func (p *Producer) finishUpload(b *batch, err error) {
 	p.mu.Lock()
+	p.uploading--
 	if err != nil {
 		b.state = stateFailed
 		b.err = err
@@ -451,6 +470,8 @@ func (p *Producer) finishUpload(b *batch, err error) {
 	} else {
 		b.state = stateUploaded
 	}
+	// The upload stage is free: the open batch may go while this one commits.
+	p.groupCommitLocked()
 	p.mu.Unlock()
 	select {
 	case p.notify <- struct{}{}:

@@ -207,7 +207,7 @@ var Options = []*Option{
 		Usage: "least time between two batch seals, the cost cap (each seal is one object PUT and at most one manifest write); a lone request is sealed at once if this much has passed; auto: 0 on a directory bucket, 100ms on an object store",
 		set:   setMinSealInterval},
 	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
-		Usage: "the longest a record waits for its batch to be sealed (batches are sealed sooner, as soon as the previous one is committed)",
+		Usage: "the longest a record waits for its batch to be sealed (batches are sealed sooner, as soon as the previous one is uploaded)",
 		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
 	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: "4194304", Roles: Produce,
 		Usage: "seal and upload the open batch once it holds this many bytes",
