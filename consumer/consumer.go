@@ -131,6 +131,14 @@ type Config struct {
 	DisableGC bool
 }
 
+// DefaultConfig is the Config a zero Config becomes: every default
+// filled in. The bucketq command's option table takes its defaults from it.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.DataPrefix == "" {
 		c.DataPrefix = "ingest/data"
