@@ -12,13 +12,17 @@ export BUCKETQ_TOOLS_DIR ?= $(HOME)/.cache/bucketq-tools
 build:
 	$(GO) build -o $(BIN) ./cmd/bucketq
 
-# test: every test, against a real S3-compatible server started for the run.
+# test: every test, against a real S3-compatible server started for the run,
+# then the library-user module (testdata/libuser: another module importing
+# producer, consumer and manifest).
 test:
 	./scripts/with-services.sh $(GO) test -count=1 -timeout 15m $(PKGS)
+	cd testdata/libuser && $(GO) test -count=1 ./...
 
 # unit: the tests without starting the S3 server (service-backed tests skip unless CI=true).
 unit:
 	$(GO) test -count=1 $(PKGS)
+	cd testdata/libuser && $(GO) test -count=1 ./...
 
 # run: the README's first run, on a fresh machine: ./data is created if
 # missing (bucketq itself refuses a missing bucket directory without

@@ -69,7 +69,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +77,7 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/internal/backoff"
 	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -131,6 +131,14 @@ type Config struct {
 	DisableGC bool
 }
 
+// DefaultConfig is the Config a zero Config becomes: every default
+// filled in. The bucketq command's option table takes its defaults from it.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.DataPrefix == "" {
 		c.DataPrefix = "ingest/data"
@@ -165,10 +173,10 @@ func (c *Config) defaults() {
 		c.GCGracePeriod = 10 * time.Minute
 	}
 	if c.MinBackoff <= 0 {
-		c.MinBackoff = 200 * time.Millisecond
+		c.MinBackoff = backoff.DefaultMin
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
+		c.MaxBackoff = backoff.DefaultMax
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = c.MinBackoff
@@ -242,36 +250,10 @@ func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sin
 	return &Consumer{bkt: bkt, q: q, conv: conv, snk: snk, cfg: cfg, m: m, log: log, now: time.Now}, nil
 }
 
-// backoff is a jittered exponential backoff.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (c *Consumer) newBackoff() *backoff {
-	return &backoff{min: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
-}
-
-// next returns the next pause: between half and all of the current step.
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
+// newBackoff is the jittered exponential backoff of one retry loop.
+func (c *Consumer) newBackoff() *backoff.Backoff {
+	return backoff.New(c.cfg.MinBackoff, c.cfg.MaxBackoff)
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx ended.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -182,9 +183,9 @@ func (h *harness) queueLen() int {
 	return len(m.Entries)
 }
 
-func (h *harness) deadLetters() map[string]DeadLetter {
+func (h *harness) deadLetters() map[string]deadletter.Letter {
 	h.t.Helper()
-	out := map[string]DeadLetter{}
+	out := map[string]deadletter.Letter{}
 	err := h.bkt.Iter(context.Background(), "ingest/dead-letter/", func(name string) error {
 		if !strings.HasSuffix(name, ".json") {
 			return nil
@@ -198,12 +199,12 @@ func (h *harness) deadLetters() map[string]DeadLetter {
 		if err != nil {
 			return err
 		}
-		dl, err := DecodeDeadLetter(b)
+		dl, err := deadletter.Decode(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if dl.Version != DeadLetterVersion {
-			return fmt.Errorf("%s: version %d, want %d (checksummed)", name, dl.Version, DeadLetterVersion)
+		if dl.Version != deadletter.Version {
+			return fmt.Errorf("%s: version %d, want %d (checksummed)", name, dl.Version, deadletter.Version)
 		}
 		out[name] = dl
 		return nil
@@ -462,7 +463,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 		t.Fatalf("delivered %v", got)
 	}
 	dls := h.deadLetters()
-	var conv, unk []DeadLetter
+	var conv, unk []deadletter.Letter
 	for _, dl := range dls {
 		switch dl.Reason {
 		case "unknown_signal":
@@ -471,7 +472,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 			conv = append(conv, dl)
 		}
 	}
-	slices.SortFunc(conv, func(a, b DeadLetter) int { return *a.RecordIndex - *b.RecordIndex })
+	slices.SortFunc(conv, func(a, b deadletter.Letter) int { return *a.RecordIndex - *b.RecordIndex })
 	if len(conv) != 2 || conv[0].Reason != "convert_error" || conv[0].Sequence != 0 || *conv[0].RecordIndex != 1 || !strings.Contains(conv[0].Error, "not a JSON object") ||
 		len(conv[0].Records) != 1 || string(conv[0].Records[0]) != "not json" {
 		t.Fatalf("converter dead letters %+v", conv)
@@ -482,7 +483,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 	if len(unk) != 2 {
 		t.Fatalf("unknown-signal dead letters %+v", unk)
 	}
-	slices.SortFunc(unk, func(a, b DeadLetter) int { return int(a.Sequence) - int(b.Sequence) })
+	slices.SortFunc(unk, func(a, b deadletter.Letter) int { return int(a.Sequence) - int(b.Sequence) })
 	if unk[0].Sequence != 1 || *unk[0].RecordIndex != 1 || unk[0].RecordCount != 3 || unk[0].Signal != "unknown(9)" || string(unk[0].Records[2]) != "x3" {
 		t.Fatalf("unknown signal dead letter %+v", unk[0])
 	}
@@ -513,7 +514,7 @@ func TestMissingAndCorruptBatchesMarkedAndSkipped(t *testing.T) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
 	dls := h.deadLetters()
-	bySeq := map[uint64]DeadLetter{}
+	bySeq := map[uint64]deadletter.Letter{}
 	for _, dl := range dls {
 		bySeq[dl.Sequence] = dl
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -100,7 +101,7 @@ func TestPartialRecordDeliversTheGoodItems(t *testing.T) {
 	if len(dls) != 2 {
 		t.Fatalf("dead letters %v, want one per failing record", keys(dls))
 	}
-	var partial, whole *DeadLetter
+	var partial, whole *deadletter.Letter
 	for name, dl := range dls {
 		switch {
 		case strings.HasSuffix(name, "/convert-r000000.json"):
@@ -140,7 +141,7 @@ func TestPartialRecordDeliversTheGoodItems(t *testing.T) {
 	}
 }
 
-func keys(m map[string]DeadLetter) []string {
+func keys(m map[string]deadletter.Letter) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -98,7 +99,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return fmt.Errorf("manifest %s is damaged; nothing was delivered or deleted. Check it with `bucketq inspect manifest --verify`, repair it with `bucketq repair manifest` (README: when the manifest is damaged): %w", c.q.Path(), err)
 		}
 		c.setLease(leaseFencing, 0, err)
-		wait := b.next()
+		wait := b.Next()
 		c.log.Warn("fencing the queue failed; retrying", "manifest", c.q.Path(), "error", err, "wait", wait)
 		if sleep(ctx, wait) != nil {
 			return nil
@@ -313,7 +314,7 @@ func (c *Consumer) fetch(ctx context.Context, e manifest.Entry) fetchResult {
 		} else {
 			c.log.Warn("fetching batch failed; retrying", "location", e.Location, "sequence", e.Sequence, "error", err)
 		}
-		if err := sleep(ctx, b.next()); err != nil {
+		if err := sleep(ctx, b.Next()); err != nil {
 			return fetchResult{err: err}
 		}
 	}
@@ -370,15 +371,15 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 	c := r.c
 	e := st.e
 	if res.missing {
-		return r.unreadable(ctx, e, reasonBatchMissing, res.err, nil)
+		return r.unreadable(ctx, e, deadletter.BatchMissing, res.err, nil)
 	}
 	batch, err := format.DecodeBatch(res.data)
 	if err != nil {
-		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
+		return r.unreadable(ctx, e, deadletter.BatchCorrupt, err, res.data)
 	}
 	rs, err := ranges(e, len(batch.Records))
 	if err != nil {
-		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
+		return r.unreadable(ctx, e, deadletter.BatchCorrupt, err, res.data)
 	}
 	c.m.EntriesCollected.Add(float64(len(batch.Records)))
 	for _, rg := range rs {
@@ -804,10 +805,11 @@ func (r *run) deliver(ctx context.Context, b *sinkBatch, evs []pendingEvent) err
 		logArgs := []any{"events", len(evs), "first_location", first.st.e.Location, "first_sequence", first.st.e.Sequence, "error", err}
 		var wait time.Duration
 		result := "retried" // the sink_events label of evs if they are retried
-		var he *sink.HTTPError
-		if errors.As(err, &he) {
+		// Classified and timed as redrive does (sink.Failure).
+		f := sink.ReadFailure(err)
+		if he := f.HTTP; he != nil {
 			c.m.SinkRequests.WithLabelValues(strconv.Itoa(he.Status)).Inc()
-			switch sink.Classify(he.Status) {
+			switch f.Class {
 			case sink.Reject:
 				r.lim.observe(rtt) // an answer in time: not back-pressure
 				if !b.owner {
@@ -850,13 +852,11 @@ func (r *run) deliver(ctx context.Context, b *sinkBatch, evs []pendingEvent) err
 					"max_consecutive_poison", c.cfg.MaxConsecutivePoison, "wait", wait)
 			case sink.Throttle:
 				r.lim.backPressure()
-				wait = min(he.RetryAfter, c.cfg.MaxRetryAfter)
-				if wait > 0 {
+				wait = f.Wait(bo.Next, c.cfg.MaxRetryAfter)
+				if f.RetryAfter(c.cfg.MaxRetryAfter) > 0 {
 					// A Retry-After is about the sink, not this request:
 					// every sender pauses.
 					r.lim.pause(time.Now().Add(wait))
-				} else {
-					wait = bo.next()
 				}
 				c.log.Warn("sink throttled or unavailable; waiting", append(logArgs, "status", he.Status, "wait", wait)...)
 			case sink.Operator:
@@ -870,13 +870,13 @@ func (r *run) deliver(ctx context.Context, b *sinkBatch, evs []pendingEvent) err
 				c.log.Error("SINK REFUSES REQUESTS: check the sink URL and token; delivery is stalled and will retry", args...)
 			default:
 				r.lim.backPressure()
-				wait = bo.next()
+				wait = f.Wait(bo.Next, c.cfg.MaxRetryAfter)
 				c.log.Warn("sink failed; retrying", append(logArgs, "status", he.Status, "wait", wait)...)
 			}
 		} else {
 			c.m.SinkRequests.WithLabelValues("error").Inc()
 			r.lim.backPressure()
-			wait = bo.next()
+			wait = f.Wait(bo.Next, c.cfg.MaxRetryAfter)
 			c.log.Warn("sink request failed; retrying", append(logArgs, "wait", wait)...)
 		}
 		c.m.SinkEvents.WithLabelValues(result).Add(float64(len(evs)))

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/bucketq/bucketq/internal/backoff"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
 
@@ -102,7 +102,7 @@ func (q *Queue) Read(ctx context.Context) (*Manifest, error) {
 func (q *Queue) retry(ctx context.Context, op string, attempt func(ctx context.Context, n int) (done bool, err error)) error {
 	ctx, cancel := context.WithTimeout(ctx, q.opts.RetryTimeout)
 	defer cancel()
-	backoff := q.opts.MinBackoff
+	bo := backoff.New(q.opts.MinBackoff, q.opts.MaxBackoff)
 	var last error
 	for n := 0; ; n++ {
 		done, err := attempt(ctx, n)
@@ -118,14 +118,8 @@ func (q *Queue) retry(ctx context.Context, op string, attempt func(ctx context.C
 		if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err()) || last == nil) {
 			last = err
 		}
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, q.opts.MaxBackoff)
-		t := time.NewTimer(sleep)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, bo.Next()) != nil {
 			return fmt.Errorf("%s on %s gave up after %d attempts: %w (last error: %v)", op, q.path, n+1, ctx.Err(), last)
-		case <-t.C:
 		}
 	}
 }

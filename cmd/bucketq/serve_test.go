@@ -319,36 +319,6 @@ func TestShutdownFlushesInFlightRequest(t *testing.T) {
 	}
 }
 
-// TestCommandDefaultsAreProducerDefaults: the producer library's defaults
-// are the command's, so a library user and `bucketq produce` with no flags
-// write the same batches to the same places.
-func TestCommandDefaultsAreProducerDefaults(t *testing.T) {
-	fl := config.NewFlags("produce", config.RolesProduce)
-	if _, err := fl.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := fl.Load(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		key       string
-		cmd, want any
-	}{
-		{"data_prefix", cfg.DataPrefix, producer.DefaultDataPrefix},
-		{"manifest_path", cfg.ManifestPath, producer.DefaultManifestPath},
-		{"flush_interval", cfg.FlushInterval, producer.DefaultFlushInterval},
-		{"flush_size_bytes", cfg.FlushSizeBytes, producer.DefaultFlushSizeBytes},
-		{"compression", cfg.Compression.String(), producer.DefaultCompression},
-		{"max_buffered_bytes", cfg.MaxBufferedBytes, int64(producer.DefaultMaxBufferedBytes)},
-		{"gc_grace_period", cfg.GCGracePeriod, producer.DefaultGCGracePeriod},
-	} {
-		if tc.cmd != tc.want {
-			t.Errorf("%s: command default %v, producer default %v", tc.key, tc.cmd, tc.want)
-		}
-	}
-}
-
 // TestConsumerConfigCarriesEveryKey: each consumer key of the command
 // reaches consumer.Config (a key parsed and then dropped is a silent lie).
 func TestConsumerConfigCarriesEveryKey(t *testing.T) {

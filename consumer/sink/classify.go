@@ -1,5 +1,10 @@
 package sink
 
+import (
+	"errors"
+	"time"
+)
+
 // Class is how a sender should react to a sink's HTTP answer. The consumer
 // and `bucketq dead-letters redrive` share it, so both read an answer the
 // same way (RFC 0006).
@@ -33,4 +38,42 @@ func Classify(status int) Class {
 		return Operator
 	}
 	return Transient
+}
+
+// Failure is a failed Send as every sender reads it: the consumer and
+// `bucketq dead-letters redrive` (package deadletter) classify and time
+// their retries through it, so both treat an answer alike.
+type Failure struct {
+	Class Class
+	// HTTP is the sink's answer; nil when the request failed without one
+	// (a transport error or timeout), which is Transient.
+	HTTP *HTTPError
+}
+
+// ReadFailure classifies err, an error a Sink's Send returned.
+func ReadFailure(err error) Failure {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return Failure{Class: Classify(he.Status), HTTP: he}
+	}
+	return Failure{Class: Transient}
+}
+
+// RetryAfter is the pause a Throttle answer asks for with its Retry-After,
+// capped at maxWait; 0 for any other failure or an answer without one.
+func (f Failure) RetryAfter(maxWait time.Duration) time.Duration {
+	if f.Class != Throttle || f.HTTP == nil || f.HTTP.RetryAfter <= 0 {
+		return 0
+	}
+	return min(f.HTTP.RetryAfter, maxWait)
+}
+
+// Wait is the pause before retrying a Throttle or Transient failure: the
+// answer's Retry-After (capped at maxRetryAfter) when it gave one, else
+// the next step of the sender's backoff.
+func (f Failure) Wait(backoff func() time.Duration, maxRetryAfter time.Duration) time.Duration {
+	if w := f.RetryAfter(maxRetryAfter); w > 0 {
+		return w
+	}
+	return backoff()
 }

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/bucket"
-	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -437,7 +437,7 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				return nil
 			}
-			var dl consumer.DeadLetter
+			var dl deadletter.Letter
 			if json.Unmarshal(b, &dl) != nil || len(dl.Event) == 0 {
 				return nil
 			}

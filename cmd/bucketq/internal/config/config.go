@@ -23,8 +23,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/objname"
+	"github.com/bucketq/bucketq/producer"
 )
 
 // Role says which subcommands an option applies to.
@@ -157,6 +159,25 @@ type Option struct {
 	setTree func(c *Config, n *yaml.Node) error
 }
 
+// The libraries' defaults: the option table takes its defaults from them,
+// so `bucketq` with no flags and a library user with a zero Config agree.
+var (
+	producerDefaults = producer.DefaultConfig()
+	consumerDefaults = consumer.DefaultConfig()
+)
+
+// durationDefault writes d as a flag would take it: "10m", not "10m0s".
+func durationDefault(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // Options is every setting bucketq knows, in help order.
 var Options = []*Option{
 	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters,
@@ -173,13 +194,13 @@ var Options = []*Option{
 	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
-	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: "ingest/manifest", Roles: Produce | Consume | Inspect,
+	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
-	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: "ingest/data", Roles: Produce | Consume | Inspect,
+	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: producerDefaults.DataPrefix, Roles: Produce | Consume | Inspect,
 		Usage: "object name prefix of batch files",
 		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
-	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: "ingest/dead-letter", Roles: Consume | DeadLetters,
+	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: consumerDefaults.DeadLetterPrefix, Roles: Consume | DeadLetters,
 		Usage: "object name prefix for records the sink or converter rejected",
 		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
 	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
@@ -206,23 +227,23 @@ var Options = []*Option{
 	{Key: "min_seal_interval", Flag: "min-seal-interval", Arg: "DURATION|auto", Default: "auto", Roles: Produce,
 		Usage: "least time between two batch seals, the cost cap (each seal is one object PUT and at most one manifest write); a lone request is sealed at once if this much has passed; auto: 0 on a directory bucket, 100ms on an object store",
 		set:   setMinSealInterval},
-	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: "250ms", Roles: Produce,
+	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.FlushInterval), Roles: Produce,
 		Usage: "the longest a record waits for its batch to be sealed (batches are sealed sooner, as soon as the previous one is uploaded)",
 		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
-	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: "4194304", Roles: Produce,
+	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: strconv.Itoa(producerDefaults.FlushSizeBytes), Roles: Produce,
 		Usage: "seal and upload the open batch once it holds this many bytes",
 		set: func(c *Config, v string) error {
 			n, err := parseBytes(v)
 			c.FlushSizeBytes = int(n)
 			return err
 		}},
-	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: "zstd", Roles: Produce,
+	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: producerDefaults.Compression, Roles: Produce,
 		Usage: "batch file compression",
 		set:   setCompression},
-	{Key: "format_version", Flag: "format-version", Arg: "2|1", Default: "2", Roles: Produce | Consume,
+	{Key: "format_version", Flag: "format-version", Arg: "2|1", Default: strconv.Itoa(int(producerDefaults.FormatVersion)), Roles: Produce | Consume,
 		Usage: "batch and manifest format written: 2 (checksummed) or 1 (opendata Buffer v1, for its readers; no checksums); both are read",
 		set:   setFormatVersion},
-	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: "134217728", Roles: Produce,
+	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: strconv.FormatInt(producerDefaults.MaxBufferedBytes, 10), Roles: Produce,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
 		set: func(c *Config, v string) (err error) {
 			c.MaxBufferedBytes, err = parseBytesUpTo(v, maxMemoryBytes)
@@ -250,7 +271,7 @@ var Options = []*Option{
 			c.SinkToken = v
 			return nil
 		}},
-	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: "500", Roles: Consume | DeadLetters,
+	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.SinkBatchSize), Roles: Consume | DeadLetters,
 		Usage: "events per sink request",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
@@ -260,20 +281,20 @@ var Options = []*Option{
 	{Key: "sink_concurrency", Flag: "sink-concurrency", Arg: "adaptive|N", Default: "adaptive", Roles: Consume | DeadLetters,
 		Usage: "sink requests in flight: adaptive (grows while the sink's round trip stays flat, shrinks on 429/503, errors or rising latency; at most " + strconv.Itoa(MaxAdaptiveSinkConcurrency) + ") or a fixed N (1: one at a time, events arrive in manifest order)",
 		set:   setSinkConcurrency},
-	{Key: "prefetch", Flag: "prefetch", Kind: Int, Arg: "N", Default: "4", Roles: Consume,
+	{Key: "prefetch", Flag: "prefetch", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.Prefetch), Roles: Consume,
 		Usage: "batches fetched ahead of delivery",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
 			c.Prefetch = int(n)
 			return err
 		}},
-	{Key: "poll_interval", Flag: "poll-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
+	{Key: "poll_interval", Flag: "poll-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(consumerDefaults.PollInterval), Roles: Consume,
 		Usage: "how often an idle consumer re-reads the manifest",
 		set:   func(c *Config, v string) (err error) { c.PollInterval, err = parseDuration(v); return }},
-	{Key: "dequeue_interval", Flag: "dequeue-interval", Kind: Duration, Arg: "DURATION", Default: "1s", Roles: Consume,
+	{Key: "dequeue_interval", Flag: "dequeue-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(consumerDefaults.DequeueInterval), Roles: Consume,
 		Usage: "while busy, ack (dequeue) delivered batches at most this often: fewer manifest writes, more redelivery after a crash",
 		set:   func(c *Config, v string) (err error) { c.DequeueInterval, err = parseDuration(v); return }},
-	{Key: "max_consecutive_poison", Flag: "max-consecutive-poison", Kind: Int, Arg: "N", Default: "100", Roles: Consume,
+	{Key: "max_consecutive_poison", Flag: "max-consecutive-poison", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.MaxConsecutivePoison), Roles: Consume,
 		Usage: "after this many events in a row refused alone by the sink (400) and dead-lettered, hold the queue and retry instead of dead-lettering more (a sink refusing everything); 0 disables",
 		set: func(c *Config, v string) error {
 			if strings.TrimSpace(v) == "0" {
@@ -284,10 +305,10 @@ var Options = []*Option{
 			c.MaxConsecutivePoison = int(n)
 			return err
 		}},
-	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: "5m", Roles: Consume,
+	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(consumerDefaults.GCInterval), Roles: Consume,
 		Usage: "how often the consumer deletes delivered batch files",
 		set:   func(c *Config, v string) (err error) { c.GCInterval, err = parseDuration(v); return }},
-	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: "10m", Roles: Produce | Consume,
+	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.GCGracePeriod), Roles: Produce | Consume,
 		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
 	{Key: "conversion", Kind: Tree, Roles: Consume | DeadLetters,

@@ -1,4 +1,4 @@
-package consumer
+package deadletter
 
 import (
 	"bytes"
@@ -13,12 +13,12 @@ import (
 )
 
 // updateDL regenerates the golden dead letters:
-// go test ./consumer -run TestGoldenDeadLetters -update-dead-letters
+// go test ./deadletter -run TestGoldenDeadLetters -update-dead-letters
 // The files are committed; regenerate only on a deliberate format change
-// and update testdata/README.md with them.
-var updateDL = flag.Bool("update-dead-letters", false, "rewrite the golden files in ../testdata/dead-letters")
+// and update ../testdata/README.md with them.
+var updateDL = flag.Bool("update-dead-letters", false, "rewrite the golden files in testdata")
 
-const goldenDLDir = "../testdata/dead-letters"
+const goldenDLDir = "testdata"
 
 func intp(i int) *int { return &i }
 
@@ -26,14 +26,14 @@ func intp(i int) *int { return &i }
 // (version 2) and as bucketq wrote them before checksums (version 1).
 var goldenDLs = []struct {
 	file    string
-	version int    // 2: EncodeDeadLetter; 0: version 1, json.MarshalIndent
+	version int    // 2: Encode; 0: version 1, json.MarshalIndent
 	crc     string // as written in testdata/README.md
-	dl      DeadLetter
+	dl      Letter
 }{
 	{
 		file: "poison-r000001-e0000.json", version: 2, crc: "8476b284",
-		dl: DeadLetter{
-			Reason: reasonPoison, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", Sequence: 42,
+		dl: Letter{
+			Reason: PoisonEvent, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", Sequence: 42,
 			RecordIndex: intp(1), EventIndex: intp(0), Header: "01040200", IngestionTimeMs: 1735732800250,
 			Status: 400, Response: `{"type":"about:blank","title":"Bad Request","status":400,"detail":"invalid event"}`,
 			Event:        json.RawMessage(`{"specversion":"1.0","id":"evt-0301","source":"gateway-eu","type":"api-calls","subject":"customer-1","time":"2025-01-01T12:00:00Z","data":{"method":"GET","path":"/v1/orders","duration_ms":9}}`),
@@ -43,8 +43,8 @@ var goldenDLs = []struct {
 	},
 	{
 		file: "convert-r000000.json", version: 2, crc: "71f6be3f",
-		dl: DeadLetter{
-			Reason: reasonConvert, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W4.batch", Sequence: 43,
+		dl: Letter{
+			Reason: ConvertError, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W4.batch", Sequence: 43,
 			RecordIndex: intp(0), Signal: "logs", Encoding: "otlp-protobuf", Header: "01020100", IngestionTimeMs: 1735732800500,
 			Error: `record 0 of ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W4.batch (logs): 1 items cannot be converted, 1 events of the others delivered; first: resource 0 scope 0 log record 1: subject: no such key: customer`,
 			// Not a real OTLP request: the golden pins the layout, not a conversion.
@@ -55,8 +55,8 @@ var goldenDLs = []struct {
 	},
 	{
 		file: "poison-r000003-e0000.v1.json", version: 0,
-		dl: DeadLetter{
-			Reason: reasonPoison, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", Sequence: 42,
+		dl: Letter{
+			Reason: PoisonEvent, Location: "ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch", Sequence: 42,
 			RecordIndex: intp(3), EventIndex: intp(0), Header: "01040200", IngestionTimeMs: 1735732800250,
 			Status: 400, Response: "invalid event",
 			Event:        json.RawMessage(`{"specversion":"1.0","id":"evt-0302","source":"gateway-eu","type":"api-calls","subject":"customer-2","time":"2025-01-01T12:00:00Z","data":{"method":"POST","path":"/v1/orders","duration_ms":31}}`),
@@ -66,14 +66,14 @@ var goldenDLs = []struct {
 	},
 }
 
-func encodeGoldenDL(t *testing.T, version int, dl DeadLetter) []byte {
+func encodeGoldenDL(t *testing.T, version int, dl Letter) []byte {
 	t.Helper()
 	var b []byte
 	var err error
 	if version == 0 {
 		b, err = json.MarshalIndent(dl, "", "  ")
 	} else {
-		b, err = EncodeDeadLetter(dl)
+		b, err = Encode(dl)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestGoldenDeadLetters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dl, err := DecodeDeadLetter(b)
+			dl, err := Decode(b)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
@@ -120,7 +120,7 @@ func TestGoldenDeadLetters(t *testing.T) {
 
 // TestDeadLetterBitFlips: no single-bit flip anywhere in a version 2
 // dead letter changes what it decodes to unnoticed: the decode fails
-// (ErrDeadLetterDamaged) or gives the same dead letter (a key whose case
+// (ErrDamaged) or gives the same dead letter (a key whose case
 // flipped still matches its field).
 func TestDeadLetterBitFlips(t *testing.T) {
 	for _, g := range goldenDLs {
@@ -134,10 +134,10 @@ func TestDeadLetterBitFlips(t *testing.T) {
 				for bit := range 8 {
 					b := bytes.Clone(orig)
 					b[i] ^= 1 << bit
-					dl, err := DecodeDeadLetter(b)
+					dl, err := Decode(b)
 					if err != nil {
-						if !errors.Is(err, ErrDeadLetterDamaged) {
-							t.Fatalf("byte %d bit %d: error %v does not wrap ErrDeadLetterDamaged", i, bit, err)
+						if !errors.Is(err, ErrDamaged) {
+							t.Fatalf("byte %d bit %d: error %v does not wrap ErrDamaged", i, bit, err)
 						}
 						caught++
 						continue
@@ -155,7 +155,7 @@ func TestDeadLetterBitFlips(t *testing.T) {
 }
 
 // TestDecodeDeadLetterRefuses: the ways a dead letter fails verification,
-// each an error wrapping ErrDeadLetterDamaged that says what is wrong.
+// each an error wrapping ErrDamaged that says what is wrong.
 func TestDecodeDeadLetterRefuses(t *testing.T) {
 	v2 := string(encodeGoldenDL(t, 2, goldenDLs[0].dl))
 	for _, tc := range []struct {
@@ -173,9 +173,9 @@ func TestDecodeDeadLetterRefuses(t *testing.T) {
 			if strings.Count(v2, tc.old) != 1 {
 				t.Fatalf("%q not once in\n%s", tc.old, v2)
 			}
-			_, err := DecodeDeadLetter([]byte(strings.Replace(v2, tc.old, tc.new, 1)))
-			if !errors.Is(err, ErrDeadLetterDamaged) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want ErrDeadLetterDamaged saying %q", err, tc.want)
+			_, err := Decode([]byte(strings.Replace(v2, tc.old, tc.new, 1)))
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrDamaged saying %q", err, tc.want)
 			}
 		})
 	}
@@ -196,27 +196,27 @@ func FuzzDecodeDeadLetter(f *testing.F) {
 	f.Add([]byte(`{"version":2,"crc32c":"00000000"}`))
 	f.Add([]byte(`{"reason":"poison_event","event":null,"dead_lettered_at":"2025-01-01T00:00:00+01:00"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		dl, err := DecodeDeadLetter(b)
+		dl, err := Decode(b)
 		if err != nil {
-			if !errors.Is(err, ErrDeadLetterDamaged) {
-				t.Fatalf("error %v does not wrap ErrDeadLetterDamaged", err)
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("error %v does not wrap ErrDamaged", err)
 			}
 			return
 		}
-		if dl.Version == 0 && dl.CRC32C != "" || dl.Version != 0 && dl.Version != DeadLetterVersion {
+		if dl.Version == 0 && dl.CRC32C != "" || dl.Version != 0 && dl.Version != Version {
 			t.Fatalf("accepted version %d crc32c %q", dl.Version, dl.CRC32C)
 		}
-		enc, err := EncodeDeadLetter(dl)
+		enc, err := Encode(dl)
 		if err != nil {
 			// Only a dead letter bucketq cannot have written (e.g. a time
 			// json cannot encode) fails here; a rewrite would report it.
 			return
 		}
-		dl2, err := DecodeDeadLetter(enc)
+		dl2, err := Decode(enc)
 		if err != nil {
 			t.Fatalf("re-encoded dead letter does not verify: %v\n%s", err, enc)
 		}
-		enc2, err := EncodeDeadLetter(dl2)
+		enc2, err := Encode(dl2)
 		if err != nil || !bytes.Equal(enc, enc2) {
 			t.Fatalf("round trip changed the dead letter (%v):\n%s\n%s", err, enc, enc2)
 		}
