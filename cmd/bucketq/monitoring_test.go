@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
-	"github.com/bucketq/bucketq/internal/metrics"
+	"github.com/bucketq/bucketq/consumer"
+	"github.com/bucketq/bucketq/ingest/ingestmetrics"
+	"github.com/bucketq/bucketq/producer"
 )
 
 const monitoringDir = "../../deploy/monitoring"
@@ -176,7 +178,9 @@ func TestMonitoringMetricsExist(t *testing.T) {
 	}
 	registered := map[string]bool{}
 	reg := prometheus.NewRegistry()
-	metrics.New(reg)
+	producer.NewMetrics(reg)
+	consumer.NewMetrics(reg)
+	ingestmetrics.New(reg)
 	ch := make(chan *prometheus.Desc, 100)
 	go func() { reg.Describe(ch); close(ch) }()
 	descName := regexp.MustCompile(`fqName: "([^"]+)"`)
