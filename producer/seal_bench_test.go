@@ -13,7 +13,6 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
-	"github.com/bucketq/bucketq/internal/metrics"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
@@ -96,7 +95,7 @@ func sealRound(b *testing.B, store string, depth, clients, perClient int) (float
 		bkt = &slowBucket{Bucket: objstore.NewInMemBucket(), d: 2 * time.Millisecond}
 		st = &slowStore{Store: memstore.New(), d: 2 * time.Millisecond}
 	}
-	m := metrics.NewUnregistered()
+	m := NewMetrics(nil)
 	q := manifest.NewQueue(st, manifestPath, manifest.Options{})
 	p, err := New(bkt, q, Config{}, m, testLogger(nil))
 	if err != nil {
