@@ -111,7 +111,10 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	foot := len(good) - journal.FooterSize
 	mut := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
-	put64 := func(b []byte, off int, v uint64) []byte { binary.LittleEndian.PutUint64(b[foot+off:], v); return resign(b) }
+	put64 := func(b []byte, off int, v uint64) []byte {
+		binary.LittleEndian.PutUint64(b[foot+off:], v)
+		return resign(b)
+	}
 	cases := []struct {
 		name   string
 		b      []byte
