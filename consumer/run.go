@@ -47,6 +47,12 @@ type run struct {
 	completeThrough, dequeuedThrough uint64
 	lastDequeue                      time.Time // last dequeue attempt
 
+	// With a journal: the complete entries not yet dequeued, in order, and
+	// how far they are journaled (journal.go).
+	done             []manifest.Entry
+	haveJournaled    bool
+	journaledThrough uint64
+
 	// Sink requests in flight: flush starts a sender goroutine per sink
 	// batch when the limiter allows; each sends its results to results
 	// (buffered for every slot, so a sender never blocks), which only the
@@ -536,6 +542,9 @@ func (r *run) advance() {
 	for len(r.inflight) > 0 && r.inflight[0].complete() {
 		r.completeThrough = r.inflight[0].e.Sequence
 		r.haveComplete = true
+		if r.c.cfg.Journal != nil {
+			r.done = append(r.done, r.inflight[0].e)
+		}
 		r.inflight = r.inflight[1:]
 	}
 	r.updateLag()
@@ -551,6 +560,16 @@ func (r *run) dequeue(ctx context.Context) error {
 	c := r.c
 	through := r.completeThrough
 	r.lastDequeue = time.Now()
+	// Journal before the dequeue CAS (RFC 0004): a crash between the two
+	// leaves a journaled entry still queued, never a dequeued one
+	// missing from the journal.
+	if err := r.journal(ctx, through); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("journal write failed; the dequeue waits and will retry", "manifest", c.q.Path(), "through", through, "error", err)
+		return nil
+	}
 	removed, err := r.lease.Dequeue(ctx, through)
 	if err != nil {
 		if errors.Is(err, manifest.ErrFenced) {
@@ -563,6 +582,7 @@ func (r *run) dequeue(ctx context.Context) error {
 		return nil
 	}
 	r.haveDequeued, r.dequeuedThrough = true, through
+	r.journaled(ctx, through, removed)
 	c.m.Acks.Add(float64(len(removed)))
 	c.m.ConsumerLastDequeue.Set(float64(through))
 	c.log.Debug("dequeued", "through", through, "entries", len(removed))
