@@ -365,41 +365,31 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 	if res.missing {
 		return r.unreadable(ctx, e, reasonBatchMissing, res.err, nil)
 	}
-	batch, err := format.DecodeBatch(res.data)
+	records, rs, err := decodeEntry(e, res.data)
 	if err != nil {
 		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
 	}
-	rs, err := ranges(e, len(batch.Records))
-	if err != nil {
-		return r.unreadable(ctx, e, reasonBatchCorrupt, err, res.data)
-	}
-	c.m.EntriesCollected.Add(float64(len(batch.Records)))
+	c.m.EntriesCollected.Add(float64(len(records)))
 	for _, rg := range rs {
 		for i := rg.start; i < rg.end; i++ {
 			// Item by item: an OTLP request whose items partly fail
 			// still delivers its other items' events; the failed ones are
 			// dead-lettered with the record (deadLetterItems).
-			evs, failed, err := convert.ConvertItems(c.conv, convert.Record{
-				Location: e.Location, Sequence: e.Sequence, Index: i, Header: rg.h,
-				IngestionTimeMs: rg.ingestMs, Data: batch.Records[i],
-			})
+			evs, failed, err := ConvertRecord(c.conv, e, rg.h, rg.ingestMs, i, records[i])
 			if errors.Is(err, convert.ErrNoConverter) {
-				if err := r.deadLetterRange(ctx, e, rg, i, batch.Records[i:rg.end], err); err != nil {
+				if err := r.deadLetterRange(ctx, e, rg, i, records[i:rg.end], err); err != nil {
 					return err
 				}
 				break
 			}
-			if err == nil {
-				err = checkEvents(evs)
-			}
 			if err != nil {
-				if err := r.deadLetterRecord(ctx, e, rg.h, i, batch.Records[i], err); err != nil {
+				if err := r.deadLetterRecord(ctx, e, rg.h, i, records[i], err); err != nil {
 					return err
 				}
 				continue
 			}
 			if len(failed) > 0 {
-				if err := r.deadLetterItems(ctx, e, rg.h, i, batch.Records[i], failed, len(evs)); err != nil {
+				if err := r.deadLetterItems(ctx, e, rg.h, i, records[i], failed, len(evs)); err != nil {
 					return err
 				}
 			}
