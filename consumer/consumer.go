@@ -58,8 +58,8 @@
 // # Garbage collection
 //
 // A GC cycle lists DataPrefix first and reads the manifest second, then
-// deletes listed objects that the manifest does not reference and that are
-// older than GCGracePeriod. Listing first makes a batch committed during the
+// (with a journal) the live journal segments, and deletes listed objects
+// that neither references and that are older than GCGracePeriod. Listing first makes a batch committed during the
 // listing referenced; the grace period protects batches uploaded but not yet
 // committed (producers re-upload batches older than half of it).
 package consumer
@@ -79,6 +79,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/internal/backoff"
 	"github.com/bucketq/bucketq/internal/objname"
+	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -129,6 +130,11 @@ type Config struct {
 	MaxConsecutivePoison int
 	// DisableGC turns off the periodic GC of Run (CollectGarbage still works).
 	DisableGC bool
+	// Journal, if set, records every entry before its dequeue (RFC 0004):
+	// the dequeue waits until the segment is written, and GC keeps the
+	// batch files of live segments and deletes expired segments. Nil turns
+	// the journal off.
+	Journal *journal.Journal
 }
 
 // DefaultConfig is the Config a zero Config becomes: every default
@@ -237,6 +243,9 @@ func New(bkt objstore.Bucket, q *manifest.Queue, conv convert.Converter, snk sin
 	}
 	if objname.Overlap(cfg.DeadLetterPrefix, cfg.DataPrefix) {
 		return nil, fmt.Errorf("consumer: DeadLetterPrefix %q and DataPrefix %q overlap; GC would delete dead letters", cfg.DeadLetterPrefix, cfg.DataPrefix)
+	}
+	if cfg.Journal != nil && objname.Overlap(cfg.Journal.Prefix(), cfg.DataPrefix) {
+		return nil, fmt.Errorf("consumer: journal prefix %q and DataPrefix %q overlap; GC would delete journal segments", cfg.Journal.Prefix(), cfg.DataPrefix)
 	}
 	if objname.Within(q.Path(), cfg.DataPrefix) {
 		return nil, fmt.Errorf("consumer: manifest %q is under DataPrefix %q; GC would delete it", q.Path(), cfg.DataPrefix)

@@ -17,8 +17,9 @@ import (
 const TimestampSlack = 2 * time.Second
 
 // CollectGarbage runs one GC cycle: it lists DataPrefix, THEN reads the
-// manifest, and deletes listed objects the manifest does not reference that
-// are older than GCGracePeriod — dequeued batches and orphans uploaded but
+// manifest, then (with a journal) deletes expired journal segments and
+// reads the live ones, and deletes listed objects that neither the manifest
+// nor a live segment references and that are older than GCGracePeriod — dequeued batches and orphans uploaded but
 // never committed alike. It decides by reference, never by name, and touches
 // nothing outside DataPrefix. Failed deletions are counted and returned;
 // the next cycle retries them.
@@ -61,6 +62,25 @@ func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 	}
 	deleted := 0
 	var errs []error
+	// The journal is read after the manifest (RFC 0004, rule 1): an entry
+	// is always in the manifest or in a segment (journal before dequeue),
+	// so this order cannot miss it. A live segment that cannot be read
+	// leaves GC unable to tell what it references: nothing is deleted.
+	if c.cfg.Journal != nil {
+		keep, n, err := c.cfg.Journal.Sweep(ctx)
+		if keep == nil {
+			return 0, fmt.Errorf("gc: %w", err)
+		}
+		if n > 0 {
+			c.log.Info("gc: deleted expired journal segments", "segments", n)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for l := range keep {
+			refs[l] = struct{}{}
+		}
+	}
 	fail := func(err error) {
 		c.m.GCFilesFailed.Inc()
 		errs = append(errs, err)

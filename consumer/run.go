@@ -48,6 +48,12 @@ type run struct {
 	completeThrough, dequeuedThrough uint64
 	lastDequeue                      time.Time // last dequeue attempt
 
+	// With a journal: the complete entries not yet dequeued, in order, and
+	// how far they are journaled (journal.go).
+	done             []manifest.Entry
+	haveJournaled    bool
+	journaledThrough uint64
+
 	// Sink requests in flight: flush starts a sender goroutine per sink
 	// batch when the limiter allows; each sends its results to results
 	// (buffered for every slot, so a sender never blocks), which only the
@@ -373,41 +379,31 @@ func (r *run) handleEntry(ctx context.Context, st *entryState, res fetchResult) 
 	if res.missing {
 		return r.unreadable(ctx, e, deadletter.BatchMissing, res.err, nil)
 	}
-	batch, err := format.DecodeBatch(res.data)
+	records, rs, err := decodeEntry(e, res.data)
 	if err != nil {
 		return r.unreadable(ctx, e, deadletter.BatchCorrupt, err, res.data)
 	}
-	rs, err := ranges(e, len(batch.Records))
-	if err != nil {
-		return r.unreadable(ctx, e, deadletter.BatchCorrupt, err, res.data)
-	}
-	c.m.EntriesCollected.Add(float64(len(batch.Records)))
+	c.m.EntriesCollected.Add(float64(len(records)))
 	for _, rg := range rs {
 		for i := rg.start; i < rg.end; i++ {
 			// Item by item: an OTLP request whose items partly fail
 			// still delivers its other items' events; the failed ones are
 			// dead-lettered with the record (deadLetterItems).
-			evs, failed, err := convert.ConvertItems(c.conv, convert.Record{
-				Location: e.Location, Sequence: e.Sequence, Index: i, Header: rg.h,
-				IngestionTimeMs: rg.ingestMs, Data: batch.Records[i],
-			})
+			evs, failed, err := ConvertRecord(c.conv, e, rg.h, rg.ingestMs, i, records[i])
 			if errors.Is(err, convert.ErrNoConverter) {
-				if err := r.deadLetterRange(ctx, e, rg, i, batch.Records[i:rg.end], err); err != nil {
+				if err := r.deadLetterRange(ctx, e, rg, i, records[i:rg.end], err); err != nil {
 					return err
 				}
 				break
 			}
-			if err == nil {
-				err = checkEvents(evs)
-			}
 			if err != nil {
-				if err := r.deadLetterRecord(ctx, e, rg.h, i, batch.Records[i], err); err != nil {
+				if err := r.deadLetterRecord(ctx, e, rg.h, i, records[i], err); err != nil {
 					return err
 				}
 				continue
 			}
 			if len(failed) > 0 {
-				if err := r.deadLetterItems(ctx, e, rg.h, i, batch.Records[i], failed, len(evs)); err != nil {
+				if err := r.deadLetterItems(ctx, e, rg.h, i, records[i], failed, len(evs)); err != nil {
 					return err
 				}
 			}
@@ -550,6 +546,9 @@ func (r *run) advance() {
 	for len(r.inflight) > 0 && r.inflight[0].complete() {
 		r.completeThrough = r.inflight[0].e.Sequence
 		r.haveComplete = true
+		if r.c.cfg.Journal != nil {
+			r.done = append(r.done, r.inflight[0].e)
+		}
 		r.inflight = r.inflight[1:]
 	}
 	r.updateLag()
@@ -565,6 +564,16 @@ func (r *run) dequeue(ctx context.Context) error {
 	c := r.c
 	through := r.completeThrough
 	r.lastDequeue = time.Now()
+	// Journal before the dequeue CAS (RFC 0004): a crash between the two
+	// leaves a journaled entry still queued, never a dequeued one
+	// missing from the journal.
+	if err := r.journal(ctx, through); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("journal write failed; the dequeue waits and will retry", "manifest", c.q.Path(), "through", through, "error", err)
+		return nil
+	}
 	removed, err := r.lease.Dequeue(ctx, through)
 	if err != nil {
 		if errors.Is(err, manifest.ErrFenced) {
@@ -577,6 +586,7 @@ func (r *run) dequeue(ctx context.Context) error {
 		return nil
 	}
 	r.haveDequeued, r.dequeuedThrough = true, through
+	r.journaled(ctx, through, removed)
 	c.m.Acks.Add(float64(len(removed)))
 	c.m.ConsumerLastDequeue.Set(float64(through))
 	c.log.Debug("dequeued", "through", through, "entries", len(removed))

@@ -494,3 +494,21 @@ func (m *Manifest) From(seq uint64) []Entry {
 	}
 	return nil
 }
+
+// WalkEntries decodes a block of version 2 entries (RFC 0002 encoding, each
+// ending with its entry_crc32c) that is not a manifest: a journal segment's
+// entry block (RFC 0004). It checks each entry's framing and checksum, then
+// calls fn with the entry's offset in block and the decoded entry (copied,
+// not aliasing block). Errors are *CorruptError naming the entry and its
+// offset; fn's errors are returned as they are.
+func WalkEntries(block []byte, fn func(off int, e Entry) error) error {
+	n := 0
+	return walkEntries(block, Version2, true, func(off int, body []byte) error {
+		e, err := decodeEntry(body)
+		if err != nil {
+			return corrupt(ErrEntryMalformed, "entry %d at offset %d: %v", n, off, err)
+		}
+		n++
+		return fn(off, e)
+	})
+}

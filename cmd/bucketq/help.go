@@ -91,6 +91,28 @@ var commands = []command{
 			"bucketq dead-letters redrive --config bucketq.yaml --reason convert_error --dry-run",
 		},
 		extra: deadLettersHelpLines()},
+	{name: "replay", short: "re-send delivered history from the journal (read-only on the queue)",
+		usage: "bucketq replay --from TIME [--to TIME] [filters] [--sink URL] [--rate N] [--dry-run] [flags]\n  bucketq replay --from-seq N [--to-seq N] [filters] [--checkpoint FILE [--resume]] [flags]",
+		roles: config.RolesReplay,
+		summary: "Re-send events the consumer already delivered, from the journal it writes before every dequeue\n" +
+			"(journal_retention, default 24h, keeps the segments and their batch files). Select by ingestion time\n" +
+			"(--from/--to: exactly the records ingested in [from, to)) or by manifest sequence (--from-seq/--to-seq,\n" +
+			"as bucketq inspect manifest shows them); narrow with --type, --source, --subject, --signal.\n" +
+			"The records go through the consumer's own decoding and conversion (use the SAME conversion config as\n" +
+			"the consumer did), so each event is byte-identical to the delivered one: same id and source, which the\n" +
+			"metering API deduplicates. Replay only reads the bucket: no fence, no manifest write, no GC, no dead\n" +
+			"letters, so it is safe while the consumer runs. Try --dry-run first; replay into file:PATH for an audit.\n" +
+			"With --checkpoint FILE an interrupted replay (Ctrl-C, crash) continues with the same flags plus --resume;\n" +
+			"events of the last unfinished request are sent again (deduplicated downstream).\n" +
+			"Exit code 0: everything selected was sent; 1: something was not (a batch file gone, sequences in no\n" +
+			"segment, a record no converter reads, an event the sink refused: all listed), or replay stopped on an\n" +
+			"error (a damaged segment or batch, the sink refusing requests); 2: bad flags.",
+		examples: []string{
+			"bucketq replay --config bucketq.yaml --from 2026-01-31T10:00:00Z --to 2026-01-31T11:00:00Z --dry-run",
+			"bucketq replay --config bucketq.yaml --from 2026-01-31T10:00:00Z --to 2026-01-31T11:00:00Z --sink file:audit.ndjson",
+			"bucketq replay --config bucketq.yaml --from-seq 1200 --to-seq 1900 --subject customer-42 --rate 500 \\\n      --sink https://openmeter.cloud/api/v1/events --checkpoint replay.ckpt",
+		},
+		extra: replayHelpLines()},
 	{name: "bench", short: "load a running producer and report throughput, ack latency and storage cost", usage: "bucketq bench [flags]",
 		summary: "Send CloudEvents (or OTLP logs) to a running producer with concurrent clients, for a duration or an\n" +
 			"event count, at a fixed rate or as fast as it acks. Reports events/s and MB/s accepted, ack latency\n" +

@@ -2,7 +2,8 @@
 // events over HTTP (OpenMeter-compatible) and OTLP and stores them in an
 // object-storage bucket, `consume` delivers them to a metering API, `run`
 // does both in one process, `inspect` prints the manifest or a batch, and
-// `dead-letters` lists, shows and re-drives dead letters.
+// `dead-letters` lists, shows and re-drives dead letters, and `replay`
+// re-sends delivered history from the journal.
 // Run `bucketq help` for usage.
 package main
 
@@ -65,13 +66,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = inspectCommand(ctx, rest, stdout, stderr, getenv)
 	case "repair":
 		err = repairCommand(ctx, rest, stdout, stderr, getenv)
+	case "replay":
+		err = replayCommand(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = benchCommand(ctx, rest, stdout, stderr)
 	case "dead-letters", "deadletters":
 		cmd = "dead-letters"
 		err = deadLettersCommand(ctx, rest, stdout, stderr, getenv)
 	default:
-		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, dead-letters, bench, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, dead-letters, replay, bench, version, help)\n", cmd)
 		return exitUsage
 	}
 	var ce *config.Error

@@ -11,6 +11,7 @@ import (
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/ingest/ingestmetrics"
+	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/producer"
 	"github.com/thanos-io/objstore"
 )
@@ -74,6 +75,7 @@ func TestREADMEDocumentsEverything(t *testing.T) {
 	producer.NewMetrics(rec)
 	consumer.NewMetrics(rec)
 	ingestmetrics.New(rec)
+	journal.NewMetrics(rec)
 	objstore.WrapWithMetrics(objstore.NewInMemBucket(), rec, "queue")
 	if len(rec.names) < 30 {
 		t.Fatalf("found only %d metrics", len(rec.names))

@@ -30,6 +30,7 @@ import (
 	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/ingest/reqbody"
+	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/producer"
@@ -206,7 +207,13 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if readyQ == nil {
 			readyQ = q
 		}
-		cons, err = consumer.New(bkt, q, conv, snk, consumerConfig(cfg), cm, log.With("part", "consumer"))
+		ccfg := consumerConfig(cfg)
+		if cfg.JournalRetention > 0 {
+			if ccfg.Journal, err = journal.New(bkt, journal.Config{Prefix: cfg.JournalPrefix, Retention: cfg.JournalRetention}, journal.NewMetrics(reg)); err != nil {
+				return fmt.Errorf("starting consumer: %w", err)
+			}
+		}
+		cons, err = consumer.New(bkt, q, conv, snk, ccfg, cm, log.With("part", "consumer"))
 		if err != nil {
 			return fmt.Errorf("starting consumer: %w", err)
 		}

@@ -183,6 +183,8 @@ func TestChaos(t *testing.T) {
 	cfg := "object_store:\n" + indent(bucketYAML(proxy.Addr())) + fmt.Sprintf(`data_prefix: %[1]s/data
 manifest_path: %[1]s/manifest
 dead_letter_prefix: %[1]s/dead-letter
+journal_prefix: %[1]s/journal
+journal_retention: 2s
 flush_interval: 100ms
 poll_interval: 100ms
 gc_interval: 1s
@@ -411,13 +413,16 @@ sink_concurrency: %[3]d
 		entriesLeft = len(m.Entries)
 		filesLeft = 0
 		checkBkt.Iter(context.Background(), run+"/data/", func(string) error { filesLeft++; return nil })
+		// The journal (retention 2s) keeps batch files until its segments
+		// expire; then GC deletes both.
+		checkBkt.Iter(context.Background(), run+"/journal/", func(string) error { filesLeft++; return nil })
 		if (lost == 0 && entriesLeft == 0 && filesLeft == 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Second)
 	}
 	st := proxy.Stats()
-	summary := fmt.Sprintf("chaos: events acked %d, delivered distinct %d, lost %d, duplicates delivered %d, poison dead-lettered %d/%d, manifest entries left %d, batch files left %d (kills %d, client retries %d, s3 faults %d errors %d lost replies %d drops, send %.1fs)",
+	summary := fmt.Sprintf("chaos: events acked %d, delivered distinct %d, lost %d, duplicates delivered %d, poison dead-lettered %d/%d, manifest entries left %d, batch and journal files left %d (kills %d, client retries %d, s3 faults %d errors %d lost replies %d drops, send %.1fs)",
 		ackedN.Load(), sink.Distinct(), lost, sink.Duplicates(), poisonFound, poisonWant, entriesLeft, filesLeft,
 		kills.Load(), retries.Load(), st.Errors, st.LostReplies, st.Dropped, sendTime.Seconds())
 	t.Log(summary)
@@ -432,7 +437,7 @@ sink_concurrency: %[3]d
 		t.Errorf("poison events in dead-letter prefix: %d, want %d", poisonFound, poisonWant)
 	}
 	if entriesLeft != 0 || filesLeft != 0 {
-		t.Errorf("manifest entries left %d, batch files left %d; want 0 and 0", entriesLeft, filesLeft)
+		t.Errorf("manifest entries left %d, batch and journal files left %d; want 0 and 0", entriesLeft, filesLeft)
 	}
 	if kills.Load() == 0 {
 		t.Errorf("the killer never killed: the test proved nothing about crashes")

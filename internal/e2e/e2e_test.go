@@ -255,6 +255,9 @@ func TestEndToEnd(t *testing.T) {
 	confPath := filepath.Join(tmp, "consumer.yaml")
 	conf := "object_store:\n  type: FILESYSTEM\n  config:\n    directory: ${E2E_BUCKET}\n" +
 		"sink: ${E2E_SINK}\ngc_interval: 2s\ngc_grace_period: 3s\npoll_interval: 100ms\n" +
+		// The journal on, with a retention short enough that GC expires
+		// its segments, and then their batch files, within the test.
+		"journal_retention: 3s\n" +
 		fmt.Sprintf("sink_batch_size: %d\nsink_concurrency: %d\ndequeue_interval: %v\n", sinkBatchSize, sinkConcurrency, dequeueInterval)
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -506,7 +509,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	q := manifest.NewQueue(store, "ingest/manifest", manifest.Options{})
 	var m *manifest.Manifest
-	var batches []string
+	var batches, segments []string
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		m, err = q.Read(context.Background())
@@ -520,7 +523,14 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		if (len(m.Entries) == 0 && len(batches) == 0) || time.Now().After(deadline) {
+		segments = segments[:0]
+		filepath.WalkDir(filepath.Join(bucketDir, "ingest", "journal"), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				segments = append(segments, path)
+			}
+			return nil
+		})
+		if (len(m.Entries) == 0 && len(batches) == 0 && len(segments) == 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -530,6 +540,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if len(batches) != 0 {
 		t.Errorf("GC left %d batch files behind, e.g. %s", len(batches), batches[0])
+	}
+	if len(segments) != 0 {
+		t.Errorf("GC left %d journal segments past journal_retention, e.g. %s", len(segments), segments[0])
 	}
 	if m.Epoch < 3 {
 		t.Errorf("manifest epoch %d: three consumer starts should have fenced three times", m.Epoch)

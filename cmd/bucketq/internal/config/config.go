@@ -42,6 +42,9 @@ const (
 	// DeadLetters options are the ones dead-letters reads: the bucket,
 	// dead_letter_prefix, the sink, the conversion and logging.
 	DeadLetters
+	// Replay options are the ones replay reads: the bucket, the journal,
+	// the sink, the conversion and logging.
+	Replay
 )
 
 // Roles of the subcommands.
@@ -54,6 +57,9 @@ const (
 	// the consume options, without the consumer loop's own (listen,
 	// prefetch, intervals, breaker, ...), which it would ignore.
 	RolesDeadLetters = DeadLetters
+	// RolesReplay is replay: read-only on the bucket, it needs the
+	// journal, the sink and the conversion of the consumer.
+	RolesReplay = Replay
 )
 
 // SinkTokenEnv is the environment variable that sets sink_token.
@@ -73,6 +79,10 @@ type Config struct {
 	ManifestPath     string
 	DataPrefix       string
 	DeadLetterPrefix string
+	JournalPrefix    string
+	// JournalRetention is how long journal segments (and the batch files
+	// they reference) are kept after the dequeue; 0 = journal off.
+	JournalRetention time.Duration
 
 	Listen       string
 	OTLPGRPC     string
@@ -180,7 +190,7 @@ func durationDefault(d time.Duration) string {
 
 // Options is every setting bucketq knows, in help order.
 var Options = []*Option{
-	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters,
+	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
 	{Key: "create_bucket_dir", Flag: "create-bucket-dir", Kind: Bool, Default: "false", Roles: Produce | Consume,
@@ -191,7 +201,7 @@ var Options = []*Option{
 			}
 			return nil
 		}},
-	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters,
+	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters | Replay,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect,
@@ -203,6 +213,21 @@ var Options = []*Option{
 	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: consumerDefaults.DeadLetterPrefix, Roles: Consume | DeadLetters,
 		Usage: "object name prefix for records the sink or converter rejected",
 		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
+	{Key: "journal_prefix", Flag: "journal-prefix", Arg: "PREFIX", Default: "ingest/journal", Roles: Consume | Replay,
+		Usage: "object name prefix of journal segments, the record of dequeued entries that replay reads (outside data_prefix)",
+		set:   func(c *Config, v string) (err error) { c.JournalPrefix, err = objname.Prefix(v); return }},
+	{Key: "journal_retention", Flag: "journal-retention", Kind: Duration, Arg: "DURATION", Default: "24h", Roles: Consume,
+		Usage: "keep journal segments and the batch files they reference this long after delivery, for bucketq replay; 0 turns the journal off",
+		set: func(c *Config, v string) (err error) {
+			if v == "0" {
+				c.JournalRetention = 0
+				return nil
+			}
+			if c.JournalRetention, err = parseDuration(v); err != nil {
+				return fmt.Errorf("%v, or 0 to turn the journal off", err)
+			}
+			return nil
+		}},
 	{Key: "listen", Flag: "listen", Arg: "HOST:PORT", Default: "127.0.0.1:8888", Roles: Produce | Consume,
 		Usage: "HTTP address for POST /api/v1/events (produce, run), GET /metrics, /healthz, /readyz; empty disables",
 		set:   func(c *Config, v string) error { c.Listen = v; return hostPort(v) }},
@@ -259,10 +284,10 @@ var Options = []*Option{
 			c.MemoryLimit, err = parseBytesUpTo(v, maxMemoryBytes)
 			return
 		}},
-	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume | DeadLetters,
+	{Key: "sink", Flag: "sink", Arg: "URL", Default: "stdout", Roles: Consume | DeadLetters | Replay,
 		Usage: "where events go: http(s)://HOST/api/v1/events (full OpenMeter-compatible endpoint URL), file:PATH (NDJSON) or stdout",
 		set:   func(c *Config, v string) error { c.Sink = v; return sinkURL(v) }},
-	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume | DeadLetters,
+	{Key: "sink_token", Flag: "sink-token", Arg: "TOKEN", Roles: Consume | DeadLetters | Replay,
 		Usage: "bearer token for an http(s) sink (or env " + SinkTokenEnv + "); omit it to send none, an empty value is an error",
 		set: func(c *Config, v string) error {
 			if err := checkToken(v); err != nil {
@@ -271,7 +296,7 @@ var Options = []*Option{
 			c.SinkToken = v
 			return nil
 		}},
-	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.SinkBatchSize), Roles: Consume | DeadLetters,
+	{Key: "sink_batch_size", Flag: "sink-batch-size", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.SinkBatchSize), Roles: Consume | DeadLetters | Replay,
 		Usage: "events per sink request",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
@@ -311,7 +336,7 @@ var Options = []*Option{
 	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.GCGracePeriod), Roles: Produce | Consume,
 		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
-	{Key: "conversion", Kind: Tree, Roles: Consume | DeadLetters,
+	{Key: "conversion", Kind: Tree, Roles: Consume | DeadLetters | Replay,
 		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtreeAtLine(n); return }},
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
@@ -323,10 +348,10 @@ var Options = []*Option{
 			c.ReadinessFailureThreshold, err = parseDuration(v)
 			return
 		}},
-	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters,
+	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
 		Usage: "debug, info, warn or error",
 		set:   setLogLevel},
-	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect | DeadLetters,
+	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
 		Usage: "log line format on stderr",
 		set:   setLogFormat},
 }
@@ -797,6 +822,12 @@ func (c *Config) check() error {
 	if objname.Overlap(c.DeadLetterPrefix, c.DataPrefix) {
 		return errorf(`config key "dead_letter_prefix": %q overlaps data_prefix %q, where garbage collection deletes objects`, c.DeadLetterPrefix, c.DataPrefix)
 	}
+	if objname.Overlap(c.JournalPrefix, c.DataPrefix) {
+		return errorf(`config key "journal_prefix": %q overlaps data_prefix %q, where garbage collection deletes objects`, c.JournalPrefix, c.DataPrefix)
+	}
+	if objname.Overlap(c.JournalPrefix, c.DeadLetterPrefix) {
+		return errorf(`config key "journal_prefix": %q overlaps dead_letter_prefix %q`, c.JournalPrefix, c.DeadLetterPrefix)
+	}
 	return nil
 }
 
@@ -1131,6 +1162,9 @@ func (o *Option) Commands() []string {
 	}
 	if o.Roles&DeadLetters != 0 {
 		out = append(out, "dead-letters")
+	}
+	if o.Roles&Replay != 0 {
+		out = append(out, "replay")
 	}
 	return out
 }

@@ -1,0 +1,293 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/thanos-io/objstore"
+
+	"github.com/bucketq/bucketq/internal/objname"
+	"github.com/bucketq/bucketq/manifest"
+)
+
+// DefaultPrefix is where segments live unless configured otherwise.
+const DefaultPrefix = "ingest/journal"
+
+// suffix ends every segment name.
+const suffix = ".journal"
+
+// Name is the object name of the segment holding first..last:
+// {prefix}/{first %020d}-{last %020d}.journal, which lists in sequence order.
+func Name(prefix string, first, last uint64) string {
+	return fmt.Sprintf("%s/%020d-%020d%s", prefix, first, last, suffix)
+}
+
+// ParseName returns the sequence bounds a segment name states; ok is false
+// for any other object under the prefix.
+func ParseName(prefix, name string) (first, last uint64, ok bool) {
+	base, found := strings.CutPrefix(name, prefix+"/")
+	if !found {
+		return 0, 0, false
+	}
+	base, found = strings.CutSuffix(base, suffix)
+	if !found || len(base) != 41 || base[20] != '-' {
+		return 0, 0, false
+	}
+	f, err1 := strconv.ParseUint(base[:20], 10, 64)
+	l, err2 := strconv.ParseUint(base[21:], 10, 64)
+	if err1 != nil || err2 != nil || f > l {
+		return 0, 0, false
+	}
+	return f, l, true
+}
+
+// Metrics are the journal's counters. NewMetrics(nil) makes unregistered ones.
+type Metrics struct {
+	Writes          prometheus.Counter
+	Failures        prometheus.Counter
+	SegmentsDeleted prometheus.Counter
+	FilesRetained   prometheus.Gauge
+}
+
+// NewMetrics returns the journal's metrics, registered on reg unless nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Writes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_writes", Help: "Journal segments written (one before each dequeue)."}),
+		Failures:        prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_failures", Help: "Failed journal segment writes (the dequeue waits and retries)."}),
+		SegmentsDeleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_segments_deleted", Help: "Journal segments deleted by GC after journal_retention."}),
+		FilesRetained:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "buffer_gc_files_retained", Help: "Batch files referenced by live journal segments, kept by the last GC cycle."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Writes, m.Failures, m.SegmentsDeleted, m.FilesRetained)
+	}
+	return m
+}
+
+// Config locates the journal and says how long segments live.
+type Config struct {
+	Prefix    string        // default DefaultPrefix
+	Retention time.Duration // > 0
+}
+
+// Journal reads and writes the segments under one prefix of a bucket.
+type Journal struct {
+	bkt       objstore.Bucket
+	prefix    string
+	retention time.Duration
+	m         *Metrics
+	now       func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cached // live segments read by Sweep, by name
+}
+
+type cached struct {
+	journaledAtMs int64
+	locations     []string
+}
+
+// New returns the journal; m may be nil.
+func New(bkt objstore.Bucket, cfg Config, m *Metrics) (*Journal, error) {
+	if bkt == nil {
+		return nil, errors.New("journal: nil bucket")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	p, err := objname.Prefix(cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("journal: prefix: %w", err)
+	}
+	if cfg.Retention <= 0 {
+		return nil, fmt.Errorf("journal: retention %v; the journal is off at 0 and then not opened", cfg.Retention)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Journal{bkt: bkt, prefix: p, retention: cfg.Retention, m: m, now: time.Now, cache: map[string]cached{}}, nil
+}
+
+// Open returns a journal only for reading (replay): no retention.
+func Open(bkt objstore.Bucket, prefix string) (*Journal, error) {
+	j, err := New(bkt, Config{Prefix: prefix, Retention: time.Nanosecond}, nil)
+	if err != nil {
+		return nil, err
+	}
+	j.retention = 0
+	return j, nil
+}
+
+// Prefix is the object name prefix of the segments, without a trailing "/".
+func (j *Journal) Prefix() string { return j.prefix }
+
+// SetClock replaces the clock (tests).
+func (j *Journal) SetClock(now func() time.Time) { j.now = now }
+
+// Write writes the segment holding entries (non-empty, strictly
+// increasing) as one PUT. A PUT is atomic, and a rewrite of the same name
+// holds the same entries, so a retry after any failure is safe.
+func (j *Journal) Write(ctx context.Context, entries []manifest.Entry, epoch uint64) (string, error) {
+	b, err := Encode(entries, j.now().UnixMilli(), epoch)
+	if err != nil {
+		return "", err
+	}
+	name := Name(j.prefix, entries[0].Sequence, entries[len(entries)-1].Sequence)
+	if err := j.bkt.Upload(ctx, name, bytes.NewReader(b)); err != nil {
+		j.m.Failures.Inc()
+		return "", fmt.Errorf("journal: write %s: %w", name, err)
+	}
+	j.m.Writes.Inc()
+	return name, nil
+}
+
+// SegmentRef is a listed segment: its name and the bounds the name states.
+type SegmentRef struct {
+	Name        string
+	First, Last uint64
+}
+
+// List returns every segment under the prefix in sequence order (by
+// first, then last). Other objects under the prefix are ignored.
+func (j *Journal) List(ctx context.Context) ([]SegmentRef, error) {
+	var out []SegmentRef
+	err := j.bkt.Iter(ctx, j.prefix+"/", func(name string) error {
+		if f, l, ok := ParseName(j.prefix, name); ok {
+			out = append(out, SegmentRef{Name: name, First: f, Last: l})
+		}
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return nil, fmt.Errorf("journal: list %s/: %w", j.prefix, err)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].First != out[b].First {
+			return out[a].First < out[b].First
+		}
+		return out[a].Last < out[b].Last
+	})
+	return out, nil
+}
+
+// Read reads, verifies and decodes one segment, and checks that its
+// footer agrees with its name. A damaged segment is a *CorruptError naming it.
+func (j *Journal) Read(ctx context.Context, name string) (*Segment, error) {
+	rc, err := j.bkt.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read %s: %w", name, err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("journal: read %s: %w", name, err)
+	}
+	s, err := Decode(b)
+	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			ce.Segment = name
+		}
+		return nil, err
+	}
+	if f, l, ok := ParseName(j.prefix, name); ok && (f != s.FirstSequence || l != s.LastSequence) {
+		return nil, &CorruptError{Segment: name, Offset: len(b) - FooterSize, Err: ErrName, Detail: fmt.Sprintf("footer says sequences %d..%d", s.FirstSequence, s.LastSequence)}
+	}
+	return s, nil
+}
+
+// ReadFooter reads only the last FooterSize bytes of a segment (one range
+// read), unverified: enough to choose segments by time.
+func (j *Journal) ReadFooter(ctx context.Context, name string) (Footer, error) {
+	attrs, err := j.bkt.Attributes(ctx, name)
+	if err != nil {
+		return Footer{}, fmt.Errorf("journal: attributes of %s: %w", name, err)
+	}
+	if attrs.Size < FooterSize {
+		return Footer{}, &CorruptError{Segment: name, Offset: -1, Err: ErrTooShort, Detail: fmt.Sprintf("%d bytes", attrs.Size)}
+	}
+	rc, err := j.bkt.GetRange(ctx, name, attrs.Size-FooterSize, FooterSize)
+	if err != nil {
+		return Footer{}, fmt.Errorf("journal: read footer of %s: %w", name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return Footer{}, fmt.Errorf("journal: read footer of %s: %w", name, err)
+	}
+	f, err := ReadFooter(b)
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		ce.Segment = name
+	}
+	return f, err
+}
+
+// Sweep is the journal's part of a GC cycle (RFC 0004, retention rules 1
+// and 2). It lists the segments, deletes those journaled at or before
+// now − retention, and returns the batch locations that the live ones
+// reference: GC keeps those files. Segments are immutable, so each live
+// segment is read once and its locations cached by name.
+//
+// A live segment that cannot be read or decoded makes Sweep return an
+// error with no locations: GC cannot tell which files it references, so
+// it must delete nothing. Failed segment deletions are returned joined
+// with the locations (retried next cycle).
+func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted int, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	segs, err := j.List(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	cutoff := j.now().Add(-j.retention).UnixMilli()
+	keep = map[string]struct{}{}
+	seen := make(map[string]bool, len(segs))
+	var errs []error
+	for _, s := range segs {
+		seen[s.Name] = true
+		c, ok := j.cache[s.Name]
+		if !ok {
+			seg, err := j.Read(ctx, s.Name)
+			if err != nil {
+				if j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
+					continue // deleted since the listing
+				}
+				return nil, deleted, fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", s.Name, err)
+			}
+			c = cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
+			for i, e := range seg.Entries {
+				c.locations[i] = e.Location
+			}
+		}
+		if c.journaledAtMs <= cutoff {
+			if err := j.bkt.Delete(ctx, s.Name); err != nil && !j.bkt.IsObjNotFoundErr(err) {
+				errs = append(errs, fmt.Errorf("journal: delete expired %s: %w", s.Name, err))
+				j.cache[s.Name] = c
+				continue
+			}
+			delete(j.cache, s.Name)
+			deleted++
+			j.m.SegmentsDeleted.Inc()
+			continue
+		}
+		j.cache[s.Name] = c
+		for _, l := range c.locations {
+			keep[l] = struct{}{}
+		}
+	}
+	for name := range j.cache {
+		if !seen[name] {
+			delete(j.cache, name)
+		}
+	}
+	j.m.FilesRetained.Set(float64(len(keep)))
+	return keep, deleted, errors.Join(errs...)
+}
