@@ -52,6 +52,7 @@ type sharedProducer struct {
 	refs int
 	bkt  objstore.Bucket
 	prod *producer.Producer
+	m    *producer.Metrics
 }
 
 var (
@@ -148,7 +149,7 @@ func openProducer(ctx context.Context, cfg *Config, log *zap.Logger) (*sharedPro
 		}
 	}
 	log.Info("bucketq exporter started", zap.String("manifest_path", cfg.ManifestPath), zap.String("data_prefix", cfg.DataPrefix))
-	return &sharedProducer{bkt: bkt, prod: prod}, nil
+	return &sharedProducer{bkt: bkt, prod: prod, m: m}, nil
 }
 
 // shutdown releases the shared producer; the last user seals the open
