@@ -161,8 +161,9 @@ func testMetrics(subject string) pmetric.Metrics {
 	sm := rm.ScopeMetrics().AppendEmpty()
 	g := sm.Metrics().AppendEmpty()
 	g.SetName("cpu_seconds")
+	sum := g.SetEmptySum()
 	for i := range 2 {
-		dp := g.SetEmptySum().DataPoints().AppendEmpty()
+		dp := sum.DataPoints().AppendEmpty()
 		dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Unix(1700000000, int64(i))))
 		dp.SetDoubleValue(1.5 + float64(i))
 		dp.Attributes().PutStr("subject", subject)
