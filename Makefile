@@ -7,7 +7,7 @@ PKGS      ?= ./...
 # checkout, so every clone reuses them.
 export BUCKETQ_TOOLS_DIR ?= $(HOME)/.cache/bucketq-tools
 
-.PHONY: build test unit run bench compare fuzz lint chaos s3-up s3-down clean otelcol otelcol-smoke
+.PHONY: build test unit run bench compare fuzz lint chaos s3-up s3-down clean otelcol otelcol-smoke otelcol-e2e
 
 # The collector exporter is its own Go module (exporter/bucketqexporter):
 # test, unit and lint run its packages too, from its directory.
@@ -95,6 +95,11 @@ otelcol:
 # `make test` (the first build takes minutes).
 otelcol-smoke:
 	./scripts/otelcol.sh smoke
+
+# otelcol-e2e: internal/otelcole2e against bin/otelcol-bucketq on the S3
+# test server: SIGKILL under load loses no acknowledged export.
+otelcol-e2e:
+	./scripts/otelcol.sh e2e
 
 s3-up:
 	./scripts/services/s3.sh up

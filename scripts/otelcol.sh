@@ -13,6 +13,10 @@
 #   smoke   build if needed, then telemetrygen logs -> otelcol-bucketq ->
 #           a fresh directory bucket, and `bucketq inspect manifest` must
 #           list entries (about 30 s once built).
+#   e2e     build if needed, then the Go end-to-end test internal/otelcole2e
+#           (OTLP clients -> the collector on the S3 test server, SIGKILL
+#           under load, consumer -> fake OpenMeter: every acknowledged
+#           export delivered) with the test services up.
 #   bump V  move the one pinned collector release to V (v0.N.0; the stable
 #           modules go to v1.(N-94).0): rewrites builder-config.yaml and
 #           exporter/bucketqexporter/go.mod, then go mod tidy there.
@@ -173,10 +177,16 @@ YAML
 	log "ok: $n manifest entries with OTLP logs"
 }
 
+e2e() {
+	build
+	BUCKETQ_OTELCOL_BIN="$BIN" ./scripts/with-services.sh go test -count=1 -v -run . ./internal/otelcole2e
+}
+
 case "${1:-}" in
 build) build ;;
+e2e) e2e ;;
 path) build; echo "$BIN" ;;
 smoke) smoke ;;
 bump) [[ $# -eq 2 ]] || die "usage: $0 bump v0.N.0"; bump "$2" ;;
-*) die "usage: $0 build|path|smoke|bump VERSION" ;;
+*) die "usage: $0 build|path|smoke|e2e|bump VERSION" ;;
 esac
