@@ -3,12 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"strings"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 )
 
@@ -22,28 +18,21 @@ import (
 func checkBucketDir(cfg *config.Config) error {
 	key, dir := "bucket_dir", cfg.BucketDir
 	if cfg.ObjectStore != nil {
-		var os struct {
-			Type   string `yaml:"type"`
-			Config struct {
-				Directory string `yaml:"directory"`
-			} `yaml:"config"`
+		// Not a directory bucket, or bucket.Open says what is wrong.
+		if dir = bucket.FilesystemDirectory(cfg.ObjectStore); dir == "" {
+			return nil
 		}
-		if yaml.Unmarshal(cfg.ObjectStore, &os) != nil || !strings.EqualFold(os.Type, "FILESYSTEM") || os.Config.Directory == "" {
-			return nil // not a directory bucket, or bucket.Open says what is wrong
-		}
-		key, dir = "object_store", os.Config.Directory
+		key = "object_store"
 	}
 	if cfg.CreateBucketDir {
 		return nil
 	}
-	fi, err := os.Stat(dir)
+	err := bucket.CheckDir(dir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, bucket.ErrDirMissing):
 		return &config.Error{Msg: fmt.Sprintf("config key %q: bucket directory %q does not exist (a typo? create it, or pass --create-bucket-dir to let produce, consume or run create it)", key, dir)}
-	case err != nil:
-		return fmt.Errorf("bucket directory %s: %w", dir, err)
-	case !fi.IsDir():
+	case errors.Is(err, bucket.ErrDirNotADir):
 		return &config.Error{Msg: fmt.Sprintf("config key %q: bucket directory %q is not a directory", key, dir)}
 	}
-	return nil
+	return err
 }

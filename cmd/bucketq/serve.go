@@ -446,16 +446,13 @@ func consumerConfig(cfg *config.Config) consumer.Config {
 	}
 }
 
-// minSealInterval resolves min_seal_interval's auto: no cap on a directory
-// bucket, where a seal costs nothing but a file; config.ObjectStoreMinSealInterval
-// on an object store, where each seal is billed and the manifest's CAS rate
-// is shared by every producer.
+// minSealInterval resolves min_seal_interval's auto
+// (producer.AutoMinSealInterval: no cap on a directory bucket, where a seal
+// costs nothing but a file; a cap on an object store, where each seal is
+// billed and the manifest's CAS rate is shared by every producer).
 func minSealInterval(cfg *config.Config) time.Duration {
 	if cfg.MinSealInterval != config.MinSealIntervalAuto {
 		return cfg.MinSealInterval
 	}
-	if cfg.ObjectStore == nil {
-		return 0
-	}
-	return config.ObjectStoreMinSealInterval
+	return producer.AutoMinSealInterval(cfg.ObjectStore != nil)
 }

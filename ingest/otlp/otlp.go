@@ -6,7 +6,8 @@
 // Each stored record is the Export*ServiceRequest re-marshalled as binary
 // OTLP protobuf (JSON bodies are re-encoded), under the metadata header
 // signal 1 metrics / 2 logs / 3 traces, encoding 1 (otlp-protobuf), exactly
-// as the opendata OTLP exporter writes them. Requests that carry no log
+// as the opendata OTLP exporter writes them: package otlprecord's encoding,
+// which the collector exporter (exporter/bucketqexporter) shares. Requests that carry no log
 // record, data point or span are answered with success and not stored
 // (the OTLP specification lets receivers ignore empty envelopes).
 //
@@ -30,11 +31,10 @@ import (
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/ingest/ingestmetrics"
+	"github.com/bucketq/bucketq/ingest/otlprecord"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -54,92 +54,40 @@ const (
 	UnavailableRetryDelay = 5 * time.Second
 )
 
-// signal describes one OTLP signal: its HTTP path, the metadata header its
-// records are stored under, and how to make and count its messages.
+// signal describes one OTLP signal: its HTTP path and how to make its
+// messages. Its records and their header are otlprecord's.
 type signal struct {
 	name    string
 	path    string
-	header  format.Header
 	newReq  func() proto.Message
 	newResp func() proto.Message
-	count   func(proto.Message) int
 }
 
 var (
 	logsSignal = &signal{
 		name: "logs", path: "/v1/logs",
-		header:  format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf),
 		newReq:  func() proto.Message { return &collogspb.ExportLogsServiceRequest{} },
 		newResp: func() proto.Message { return &collogspb.ExportLogsServiceResponse{} },
-		count:   func(m proto.Message) int { return CountLogRecords(m.(*collogspb.ExportLogsServiceRequest)) },
 	}
 	metricsSignal = &signal{
 		name: "metrics", path: "/v1/metrics",
-		header:  format.NewHeader(format.SignalMetrics, format.EncodingOTLPProtobuf),
 		newReq:  func() proto.Message { return &colmetricspb.ExportMetricsServiceRequest{} },
 		newResp: func() proto.Message { return &colmetricspb.ExportMetricsServiceResponse{} },
-		count:   func(m proto.Message) int { return CountDataPoints(m.(*colmetricspb.ExportMetricsServiceRequest)) },
 	}
 	tracesSignal = &signal{
 		name: "traces", path: "/v1/traces",
-		header:  format.NewHeader(format.SignalTraces, format.EncodingOTLPProtobuf),
 		newReq:  func() proto.Message { return &coltracepb.ExportTraceServiceRequest{} },
 		newResp: func() proto.Message { return &coltracepb.ExportTraceServiceResponse{} },
-		count:   func(m proto.Message) int { return CountSpans(m.(*coltracepb.ExportTraceServiceRequest)) },
 	}
 )
 
-// CountLogRecords returns the number of log records in a request.
-func CountLogRecords(req *collogspb.ExportLogsServiceRequest) int {
-	n := 0
-	for _, rl := range req.GetResourceLogs() {
-		for _, sl := range rl.GetScopeLogs() {
-			n += len(sl.GetLogRecords())
-		}
-	}
-	return n
-}
-
-// CountSpans returns the number of spans in a request.
-func CountSpans(req *coltracepb.ExportTraceServiceRequest) int {
-	n := 0
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			n += len(ss.GetSpans())
-		}
-	}
-	return n
-}
-
-// CountDataPoints returns the number of data points in a request, over
-// every metric kind.
-func CountDataPoints(req *colmetricspb.ExportMetricsServiceRequest) int {
-	n := 0
-	for _, rm := range req.GetResourceMetrics() {
-		for _, sm := range rm.GetScopeMetrics() {
-			for _, m := range sm.GetMetrics() {
-				n += dataPoints(m)
-			}
-		}
-	}
-	return n
-}
-
-func dataPoints(m *metricspb.Metric) int {
-	switch d := m.GetData().(type) {
-	case *metricspb.Metric_Gauge:
-		return len(d.Gauge.GetDataPoints())
-	case *metricspb.Metric_Sum:
-		return len(d.Sum.GetDataPoints())
-	case *metricspb.Metric_Histogram:
-		return len(d.Histogram.GetDataPoints())
-	case *metricspb.Metric_ExponentialHistogram:
-		return len(d.ExponentialHistogram.GetDataPoints())
-	case *metricspb.Metric_Summary:
-		return len(d.Summary.GetDataPoints())
-	}
-	return 0
-}
+// CountLogRecords, CountSpans and CountDataPoints count the items of a
+// request (otlprecord's, kept here for callers of this package).
+var (
+	CountLogRecords = otlprecord.CountLogRecords
+	CountSpans      = otlprecord.CountSpans
+	CountDataPoints = otlprecord.CountDataPoints
+)
 
 // outcome classifies the result of storing one request.
 type outcome int
@@ -171,19 +119,19 @@ func newReceiver(app producer.Appender, m *ingestmetrics.Metrics, log *slog.Logg
 // store appends one decoded request as one record. It returns the number of
 // items (log records, data points, spans) it holds.
 func (r *receiver) store(ctx context.Context, front string, sig *signal, req proto.Message) (int, outcome, error) {
-	n := sig.count(req)
-	if n == 0 {
-		return 0, outcomeOK, nil
-	}
-	// Deterministic: a retried export must store the same bytes, since
-	// the ids of the events converted from it derive from them (RFC 0006).
-	rec, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	// The one record encoding of OTLP requests, shared with the
+	// collector exporter (deterministic: a retried export stores the same
+	// bytes, and the event ids derive from them, RFC 0006).
+	rec, h, n, err := otlprecord.Encode(req)
 	if err != nil {
 		// Cannot happen for a message that was just decoded; answer as
 		// retryable rather than dropping the client's data.
 		return n, outcomeUnavailable, fmt.Errorf("re-marshal %s request: %w", sig.name, err)
 	}
-	err = r.app.Append(ctx, sig.header, [][]byte{rec})
+	if n == 0 {
+		return 0, outcomeOK, nil
+	}
+	err = r.app.Append(ctx, h, [][]byte{rec})
 	switch {
 	case err == nil:
 		r.m.Events.WithLabelValues(front).Add(float64(n))

@@ -1048,10 +1048,8 @@ func sinkURL(v string) error {
 const MinSealIntervalAuto = -1
 
 // ObjectStoreMinSealInterval is min_seal_interval's auto value on an object
-// store: at most 10 seals a second per producer (about $260 a month of S3
-// PUTs when busy all month), while a client sending a request every 100 ms
-// or less often never waits for the cap (README: group commit and its cost).
-const ObjectStoreMinSealInterval = 100 * time.Millisecond
+// store (producer.ObjectStoreMinSealInterval, which says why).
+const ObjectStoreMinSealInterval = producer.ObjectStoreMinSealInterval
 
 func setMinSealInterval(c *Config, v string) error {
 	if v == "auto" {
