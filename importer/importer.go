@@ -119,7 +119,7 @@ type Importer struct {
 	stop context.CancelCauseFunc
 
 	total, done, skipped, failed, bytes, rows, events, dead atomic.Int64
-	listing                                                atomic.Bool
+	listing                                                 atomic.Bool
 }
 
 // New checks cfg.
