@@ -347,6 +347,11 @@ func (im *Importer) object(ctx context.Context, name string) error {
 	st := ObjectState{Size: attrs.Size, Modified: attrs.LastModified, Rows: resumeAfter}
 	w := &objectWriter{im: im, name: name, st: st, vars: Vars{Object: name, ObjectTime: attrs.LastModified.UTC()}}
 
+	if attrs.Size == 0 {
+		// An empty object has no rows. (The S3 client's Get of one fails
+		// with EOF: an empty export must not fail the job.)
+		return w.end(ctx, "")
+	}
 	rc, err := cfg.Source.Get(ctx, name)
 	if err != nil {
 		return fmt.Errorf("get: %w", err)

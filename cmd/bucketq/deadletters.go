@@ -26,6 +26,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/importer"
 )
 
 // Dead-letter reasons (consumer.DeadLetter.Reason).
@@ -35,9 +36,12 @@ const (
 	dlUnknownSignal = "unknown_signal"
 	dlBatchMissing  = "batch_missing"
 	dlBatchCorrupt  = "batch_corrupt"
+	// Written by bucketq import (importer.ReasonRow, ReasonObject).
+	dlImportRow    = importer.ReasonRow
+	dlImportObject = importer.ReasonObject
 )
 
-var dlReasons = []string{dlPoison, dlConvert, dlUnknownSignal, dlBatchMissing, dlBatchCorrupt}
+var dlReasons = []string{dlPoison, dlConvert, dlUnknownSignal, dlBatchMissing, dlBatchCorrupt, dlImportRow, dlImportObject}
 
 // Tuning of dead-letters; variables so tests can shorten them.
 var (
@@ -208,6 +212,10 @@ func reasonFromName(name string) string {
 		return dlConvert
 	case strings.HasPrefix(base, "unknown_signal-"):
 		return dlUnknownSignal
+	case strings.HasPrefix(base, dlImportRow+"-"):
+		return dlImportRow
+	case strings.HasPrefix(base, dlImportObject+"-"):
+		return dlImportObject
 	case base == dlBatchMissing+".json":
 		return dlBatchMissing
 	case base == dlBatchCorrupt+".json":
@@ -651,6 +659,8 @@ func (r *redriver) prepare(it dlItem) *job {
 		return skip("batch_missing: the batch object is gone, there is nothing to resend; producers' clients must resend, or restore the batch from a backup")
 	case dlBatchCorrupt:
 		return skip(fmt.Sprintf("batch_corrupt: the batch bytes are in %s; repair them by hand (bucketq inspect batch) and re-ingest the events", orDash(dl.BatchCopy)))
+	case dlImportRow, dlImportObject:
+		return skip(fmt.Sprintf("%s: a source row bucketq import could not enqueue (%s); fix the source object or import.mapping and run the import job again with --force (same ids)", dl.Reason, shortText(dl.Error, 120)))
 	case dlPoison:
 		if len(dl.Event) == 0 || !json.Valid(dl.Event) {
 			return skip("poison_event holds no valid JSON event (the bytes are in records); it cannot be sent as is")

@@ -2,7 +2,8 @@
 // events over HTTP (OpenMeter-compatible) and OTLP and stores them in an
 // object-storage bucket, `consume` delivers them to a metering API, `run`
 // does both in one process, `inspect` prints the manifest or a batch, and
-// `dead-letters` lists, shows and re-drives dead letters.
+// `dead-letters` lists, shows and re-drives dead letters, and `import`
+// enqueues usage files from a bucket.
 // Run `bucketq help` for usage.
 package main
 
@@ -67,11 +68,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = repairCommand(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = benchCommand(ctx, rest, stdout, stderr)
+	case "import":
+		err = importCommand(ctx, rest, stdout, stderr, getenv)
 	case "dead-letters", "deadletters":
 		cmd = "dead-letters"
 		err = deadLettersCommand(ctx, rest, stdout, stderr, getenv)
 	default:
-		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, dead-letters, bench, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, import, inspect, repair, dead-letters, bench, version, help)\n", cmd)
 		return exitUsage
 	}
 	var ce *config.Error
