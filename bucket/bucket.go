@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -221,4 +222,46 @@ func (p *prefixed) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// OpenReader opens a bucket to read only, from the same objstore client
+// YAML as Open, for any provider objstore knows (no conditional-write store
+// is needed): the source bucket of `bucketq import`. A FILESYSTEM
+// directory must exist.
+func OpenReader(confYAML []byte, logger *slog.Logger) (objstore.Bucket, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c, err := parse(confYAML)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(c.Type, string(objstore.FILESYSTEM)) {
+		dir, err := filesystemDir(c)
+		if err != nil {
+			return nil, fmt.Errorf("bucket config (type FILESYSTEM): %w", err)
+		}
+		bkt, err := OpenReaderDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		return objstore.NewPrefixedBucket(bkt, c.Prefix), nil
+	}
+	bkt, err := client.NewBucket(kitLogger{logger}, confYAML, "bucketq-source", nil)
+	if err != nil {
+		return nil, fmt.Errorf("bucket config (type %s): %w", strings.ToUpper(c.Type), err)
+	}
+	return bkt, nil
+}
+
+// OpenReaderDir opens an existing directory as a bucket to read.
+func OpenReaderDir(dir string) (objstore.Bucket, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("bucket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("bucket directory %q is not a directory", dir)
+	}
+	return NewDurableFilesystem(dir)
 }

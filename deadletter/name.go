@@ -21,11 +21,17 @@ const (
 	// BatchCorrupt: the batch, or its entry's metadata, does not decode;
 	// its bytes are copied beside the marker (Letter.BatchCopy).
 	BatchCorrupt = "batch_corrupt"
+	// ImportRow: a source row bucketq import could not parse, map or
+	// validate (written by package importer, under {prefix}/import/JOB/).
+	ImportRow = "import_row"
+	// ImportObject: a source object, or its tail from a row on, that
+	// bucketq import could not read (a truncated gzip, broken JSON array).
+	ImportObject = "import_object"
 )
 
 // Reasons are the reasons bucketq writes, in the order they are listed.
 func Reasons() []string {
-	return []string{PoisonEvent, ConvertError, UnknownSignal, BatchMissing, BatchCorrupt}
+	return []string{PoisonEvent, ConvertError, UnknownSignal, BatchMissing, BatchCorrupt, ImportRow, ImportObject}
 }
 
 // KnownReason reports whether r is one of Reasons.
@@ -102,6 +108,10 @@ func ReasonFromName(name string) string {
 		return ConvertError
 	case strings.HasPrefix(base, "unknown_signal-"):
 		return UnknownSignal
+	case strings.HasPrefix(base, ImportRow+"-"):
+		return ImportRow
+	case strings.HasPrefix(base, ImportObject+"-"):
+		return ImportObject
 	case base == BatchMissing+".json":
 		return BatchMissing
 	case base == BatchCorrupt+".json":

@@ -255,6 +255,8 @@ func (r *Redriver) prepare(it Item) *job {
 			return r.preparePartial(it, c)
 		}
 		evs = c.events
+	case ImportRow, ImportObject:
+		return skip(fmt.Sprintf("%s: a source row bucketq import could not enqueue (%s); fix the source object or import.mapping and run the import job again with --force (same ids)", l.Reason, oneline.Short(l.Error, 120)))
 	default:
 		return skip(fmt.Sprintf("unknown reason %q", l.Reason))
 	}

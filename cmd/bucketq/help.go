@@ -42,6 +42,36 @@ var commands = []command{
 			"bucketq consume --config bucketq.yaml",
 			"BUCKETQ_SINK_TOKEN=... bucketq consume --bucket-dir ./data --listen 127.0.0.1:8889 --sink https://openmeter.cloud/api/v1/events",
 		}},
+	{name: "import", short: "enqueue usage files (NDJSON, CSV, JSON arrays; gzip, zstd) from a bucket, resumably", usage: "bucketq import [--prefix PREFIX] [--match GLOB] [--job NAME] [--force] [--dry-run] [flags]", roles: config.RolesImport,
+		summary: "Read every object under --prefix of the source bucket (import.source in the config file, same shape as\n" +
+			"object_store, or --source-dir DIR) and enqueue one CloudEvent per row through a producer, into the same\n" +
+			"queue POST /api/v1/events fills: the consumer delivers them like any other event. Rows are NDJSON,\n" +
+			"CSV with a header row, or a JSON array of objects; gzip and zstd are recognised from their first bytes.\n" +
+			"A row that is a CloudEvent (has \"specversion\") is sent as it is; other rows are mapped by import.mapping,\n" +
+			"CEL expressions over `row` (the columns), `object`, `row_number` and `object_time`:\n" +
+			"\n" +
+			"    import:\n" +
+			"      source: {type: S3, config: {bucket: exports, endpoint: s3.eu-west-1.amazonaws.com, region: eu-west-1}}\n" +
+			"      mapping:\n" +
+			"        type: '\"llm-tokens\"'               # required\n" +
+			"        subject: row.customer_id            # required\n" +
+			"        time: row.timestamp                 # RFC 3339 string or timestamp; default object_time\n" +
+			"        data: {tokens: int(row.tokens), model: row.model}\n" +
+			"\n" +
+			"CSV values are strings: int(row.x) and double(row.x) make numbers (a value that does not parse makes\n" +
+			"the row a dead letter). A row without an id gets a UUIDv5 of object name, row number and row content,\n" +
+			"so importing a file again yields the same ids and the metering API deduplicates. Bad rows are dead\n" +
+			"letters (reason import_row, naming object and row; see bucketq dead-letters list); an unreadable tail\n" +
+			"(a truncated gzip) is one import_object dead letter. Progress is checkpointed per object in the queue's\n" +
+			"bucket (<manifest dir>/import/JOB.checkpoint) once the rows are durable: after a crash, run the same\n" +
+			"command again to resume; done objects are skipped unless --force. Exit 1 if rows were dead-lettered\n" +
+			"or the job failed, 2 for bad flags or config.",
+		examples: []string{
+			"bucketq import --config bucketq.yaml --prefix usage/2026/11/ --match '*.csv.gz' --job nov-2026",
+			"bucketq import --bucket-dir ./data --source-dir ./exports --dry-run",
+			"bucketq import --config bucketq.yaml --job nov-2026 --force --parallel 8",
+		},
+		extra: importHelpLines()},
 	{name: "inspect", short: "print the manifest or a batch file (table or JSON)", usage: "bucketq inspect manifest [--json | --verify] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]", roles: config.RolesInspect,
 		summary: "Print the manifest (footer and entries), or the footer (and records) of one batch file.\n" +
 			"LOCATION is the batch's object name as the manifest lists it. --json prints one line of JSON:\n" +
@@ -176,7 +206,7 @@ Commands:
 	fmt.Fprint(w, configHelp)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags (the commands each applies to in brackets):")
-	config.FlagHelp(w, config.RolesRun|config.RolesInspect|config.RolesDeadLetters, true)
+	config.FlagHelp(w, config.RolesRun|config.RolesInspect|config.RolesDeadLetters|config.RolesImport, true)
 	for _, c := range commands {
 		for _, line := range c.extra {
 			fmt.Fprintf(w, "%s [%s]\n", line, c.name)

@@ -2,8 +2,9 @@
 // events over HTTP (OpenMeter-compatible) and OTLP and stores them in an
 // object-storage bucket, `consume` delivers them to a metering API, `run`
 // does both in one process, `inspect` prints the manifest or a batch, and
-// `dead-letters` lists, shows and re-drives dead letters, and `replay`
-// re-sends delivered history from the journal.
+// `dead-letters` lists, shows and re-drives dead letters, `replay`
+// re-sends delivered history from the journal, and `import` enqueues usage
+// files from a bucket.
 // Run `bucketq help` for usage.
 package main
 
@@ -70,11 +71,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = replayCommand(ctx, rest, stdout, stderr, getenv)
 	case "bench":
 		err = benchCommand(ctx, rest, stdout, stderr)
+	case "import":
+		err = importCommand(ctx, rest, stdout, stderr, getenv)
 	case "dead-letters", "deadletters":
 		cmd = "dead-letters"
 		err = deadLettersCommand(ctx, rest, stdout, stderr, getenv)
 	default:
-		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, inspect, dead-letters, replay, bench, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "bucketq: unknown command %q (commands: run, produce, consume, import, replay, inspect, repair, dead-letters, bench, version, help)\n", cmd)
 		return exitUsage
 	}
 	var ce *config.Error

@@ -688,3 +688,29 @@ func abbreviateString(s string) string {
 	}
 	return s
 }
+
+// ValidateRecord checks that b is one event as POST /api/v1/events stores
+// it: a single JSON object (no surrounding whitespace) that passes the
+// front door's event rules and carries a time. Other writers of events
+// records (bucketq import, producer/ceappend) call it so the queue holds
+// nothing this front door would have refused.
+func ValidateRecord(b []byte) error {
+	if len(b) == 0 {
+		return errors.New("empty event")
+	}
+	evs, isArray, err := parseBody(nil, b)
+	if err != nil {
+		return err
+	}
+	if isArray {
+		return errors.New("a JSON array, want one event object")
+	}
+	info, err := validateEvent(evs[0])
+	if err != nil {
+		return err
+	}
+	if !info.hasTime {
+		return errors.New(`"time" is missing (stored events always carry one)`)
+	}
+	return nil
+}

@@ -45,6 +45,9 @@ const (
 	// Replay options are the ones replay reads: the bucket, the journal,
 	// the sink, the conversion and logging.
 	Replay
+	// Import options are the ones bucketq import reads: the queue's bucket
+	// and names, the producer's batching and the import key.
+	Import
 )
 
 // Roles of the subcommands.
@@ -60,6 +63,9 @@ const (
 	// RolesReplay is replay: read-only on the bucket, it needs the
 	// journal, the sink and the conversion of the consumer.
 	RolesReplay = Replay
+	// RolesImport is import: a producer without front doors, plus the
+	// source bucket and mapping (import, import_source_dir).
+	RolesImport = Import
 )
 
 // SinkTokenEnv is the environment variable that sets sink_token.
@@ -117,6 +123,12 @@ type Config struct {
 	// SinkConcurrency is the number of sink requests in flight; 0 =
 	// adaptive (the sink_concurrency value "adaptive").
 	SinkConcurrency int
+
+	// Import is the YAML of the import key (bucketq import: source,
+	// format, mapping), nil if absent; ImportSourceDir a directory used as
+	// the source bucket instead of import.source.
+	Import          []byte
+	ImportSourceDir string
 
 	// Conversion is the YAML of the conversion mapping (otlpconv.Config),
 	// nil for the defaults.
@@ -190,7 +202,7 @@ func durationDefault(d time.Duration) string {
 
 // Options is every setting bucketq knows, in help order.
 var Options = []*Option{
-	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
+	{Key: "bucket_dir", Flag: "bucket-dir", Arg: "DIR", Default: "./data", Roles: Produce | Consume | Inspect | DeadLetters | Replay | Import,
 		Usage: "directory used as a FILESYSTEM bucket (used when no object_store is configured)",
 		set:   func(c *Config, v string) error { c.BucketDir = v; return nonEmpty(v) }},
 	{Key: "create_bucket_dir", Flag: "create-bucket-dir", Kind: Bool, Default: "false", Roles: Produce | Consume,
@@ -201,16 +213,16 @@ var Options = []*Option{
 			}
 			return nil
 		}},
-	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters | Replay,
+	{Key: "object_store", Kind: Tree, Roles: Produce | Consume | Inspect | DeadLetters | Replay | Import,
 		Usage:   "thanos objstore bucket config (type: S3|GCS|AZURE|FILESYSTEM, config: {...})",
 		setTree: setObjectStore},
-	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect,
+	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
-	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: producerDefaults.DataPrefix, Roles: Produce | Consume | Inspect,
+	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: producerDefaults.DataPrefix, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name prefix of batch files",
 		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
-	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: consumerDefaults.DeadLetterPrefix, Roles: Consume | DeadLetters,
+	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: consumerDefaults.DeadLetterPrefix, Roles: Consume | DeadLetters | Import,
 		Usage: "object name prefix for records the sink or converter rejected",
 		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
 	{Key: "journal_prefix", Flag: "journal-prefix", Arg: "PREFIX", Default: "ingest/journal", Roles: Consume | Replay,
@@ -249,26 +261,26 @@ var Options = []*Option{
 	{Key: "body_min_rate", Flag: "body-min-rate", Kind: Bytes, Arg: "N", Default: "16384", Roles: Produce,
 		Usage: "bytes per second a request body must keep up after body_read_timeout (KiB/MiB suffixes allowed)",
 		set:   func(c *Config, v string) (err error) { c.BodyMinRate, err = parseBytes(v); return }},
-	{Key: "min_seal_interval", Flag: "min-seal-interval", Arg: "DURATION|auto", Default: "auto", Roles: Produce,
+	{Key: "min_seal_interval", Flag: "min-seal-interval", Arg: "DURATION|auto", Default: "auto", Roles: Produce | Import,
 		Usage: "least time between two batch seals, the cost cap (each seal is one object PUT and at most one manifest write); a lone request is sealed at once if this much has passed; auto: 0 on a directory bucket, 100ms on an object store",
 		set:   setMinSealInterval},
-	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.FlushInterval), Roles: Produce,
+	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.FlushInterval), Roles: Produce | Import,
 		Usage: "the longest a record waits for its batch to be sealed (batches are sealed sooner, as soon as the previous one is uploaded)",
 		set:   func(c *Config, v string) (err error) { c.FlushInterval, err = parseDuration(v); return }},
-	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: strconv.Itoa(producerDefaults.FlushSizeBytes), Roles: Produce,
+	{Key: "flush_size_bytes", Flag: "flush-size-bytes", Kind: Bytes, Arg: "N", Default: strconv.Itoa(producerDefaults.FlushSizeBytes), Roles: Produce | Import,
 		Usage: "seal and upload the open batch once it holds this many bytes",
 		set: func(c *Config, v string) error {
 			n, err := parseBytes(v)
 			c.FlushSizeBytes = int(n)
 			return err
 		}},
-	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: producerDefaults.Compression, Roles: Produce,
+	{Key: "compression", Flag: "compression", Arg: "zstd|none", Default: producerDefaults.Compression, Roles: Produce | Import,
 		Usage: "batch file compression",
 		set:   setCompression},
-	{Key: "format_version", Flag: "format-version", Arg: "2|1", Default: strconv.Itoa(int(producerDefaults.FormatVersion)), Roles: Produce | Consume,
+	{Key: "format_version", Flag: "format-version", Arg: "2|1", Default: strconv.Itoa(int(producerDefaults.FormatVersion)), Roles: Produce | Consume | Import,
 		Usage: "batch and manifest format written: 2 (checksummed) or 1 (opendata Buffer v1, for its readers; no checksums); both are read",
 		set:   setFormatVersion},
-	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: strconv.FormatInt(producerDefaults.MaxBufferedBytes, 10), Roles: Produce,
+	{Key: "max_buffered_bytes", Flag: "max-buffered-bytes", Kind: Bytes, Arg: "N", Default: strconv.FormatInt(producerDefaults.MaxBufferedBytes, 10), Roles: Produce | Import,
 		Usage: "memory bound for accepted but uncommitted data; beyond it requests get 429",
 		set: func(c *Config, v string) (err error) {
 			c.MaxBufferedBytes, err = parseBytesUpTo(v, maxMemoryBytes)
@@ -333,12 +345,18 @@ var Options = []*Option{
 	{Key: "gc_interval", Flag: "gc-interval", Kind: Duration, Arg: "DURATION", Default: durationDefault(consumerDefaults.GCInterval), Roles: Consume,
 		Usage: "how often the consumer deletes delivered batch files",
 		set:   func(c *Config, v string) (err error) { c.GCInterval, err = parseDuration(v); return }},
-	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.GCGracePeriod), Roles: Produce | Consume,
+	{Key: "gc_grace_period", Flag: "gc-grace-period", Kind: Duration, Arg: "DURATION", Default: durationDefault(producerDefaults.GCGracePeriod), Roles: Produce | Consume | Import,
 		Usage: "batch files younger than this are never deleted (covers uploads not yet in the manifest); use the same value for producers and consumer",
 		set:   func(c *Config, v string) (err error) { c.GCGracePeriod, err = parseDuration(v); return }},
 	{Key: "conversion", Kind: Tree, Roles: Consume | DeadLetters | Replay,
 		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtreeAtLine(n); return }},
+	{Key: "import", Kind: Tree, Roles: Import,
+		Usage:   "bucketq import: source (objstore bucket config, same shape as object_store), format (auto|ndjson|csv|json), mapping (CEL: type, source, subject, time, id, data.*), max_row_bytes; see bucketq help import",
+		setTree: func(c *Config, n *yaml.Node) (err error) { c.Import, err = subtreeAtLine(n); return }},
+	{Key: "import_source_dir", Flag: "source-dir", Arg: "DIR", Roles: Import,
+		Usage: "directory used as the source bucket of bucketq import (instead of import.source)",
+		set:   func(c *Config, v string) error { c.ImportSourceDir = v; return nonEmpty(v) }},
 	{Key: "shutdown_timeout", Flag: "shutdown-timeout", Kind: Duration, Arg: "DURATION", Default: "30s", Roles: Produce | Consume,
 		Usage: "on SIGINT/SIGTERM, how long to wait for in-flight requests, the last flush and the consumer",
 		set:   func(c *Config, v string) (err error) { c.ShutdownTimeout, err = parseDuration(v); return }},
@@ -348,10 +366,10 @@ var Options = []*Option{
 			c.ReadinessFailureThreshold, err = parseDuration(v)
 			return
 		}},
-	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
+	{Key: "log_level", Flag: "log-level", Arg: "LEVEL", Default: "info", Roles: Produce | Consume | Inspect | DeadLetters | Replay | Import,
 		Usage: "debug, info, warn or error",
 		set:   setLogLevel},
-	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect | DeadLetters | Replay,
+	{Key: "log_format", Flag: "log-format", Arg: "text|json", Default: "text", Roles: Produce | Consume | Inspect | DeadLetters | Replay | Import,
 		Usage: "log line format on stderr",
 		set:   setLogFormat},
 }

@@ -159,6 +159,9 @@ gc_grace_period: 20m
 conversion:
   logs:
     type: '"request"'
+import:
+  format: csv
+import_source_dir: /exports
 shutdown_timeout: 5s
 readiness_failure_threshold: 45s
 log_level: debug
@@ -178,9 +181,14 @@ func TestEveryKey(t *testing.T) {
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
 		Sink: "https://openmeter.example/api/v1/events", SinkToken: "s3cret", SinkBatchSize: 50, SinkConcurrency: 12, Prefetch: 2, PollInterval: 2 * time.Second, DequeueInterval: 3 * time.Second,
 		GCInterval: time.Minute, GCGracePeriod: 20 * time.Minute, MaxConsecutivePoison: 7, ShutdownTimeout: 5 * time.Second, ReadinessFailureThreshold: 45 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
+		ImportSourceDir: "/exports",
 	}
-	conv := c.Conversion
-	c.Conversion = nil
+	conv, imp := c.Conversion, c.Import
+	c.Conversion, c.Import = nil, nil
+	var im map[string]string
+	if err := yaml.Unmarshal(imp, &im); err != nil || im["format"] != "csv" {
+		t.Fatalf("import subtree = %q (%v)", imp, err)
+	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("every key\n got %+v\nwant %+v", c, want)
 	}
@@ -393,7 +401,7 @@ func TestBadFlags(t *testing.T) {
 
 func TestFlagHelpMentionsEveryFlag(t *testing.T) {
 	var buf bytes.Buffer
-	FlagHelp(&buf, RolesRun|RolesInspect, true)
+	FlagHelp(&buf, RolesRun|RolesInspect|RolesDeadLetters|RolesImport, true)
 	for _, o := range Options {
 		want := "key " + o.Key
 		if o.Flag != "" {

@@ -1,0 +1,474 @@
+package importer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/ext"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+
+	"github.com/bucketq/bucketq/producer/ceappend"
+)
+
+// Mapping turns rows that are not CloudEvents into CloudEvents: each field
+// is a CEL expression (the same language and style as the OTLP
+// `conversion:` config) over these variables:
+//
+//	row          map(string, dyn)  the row: CSV columns by header name (all
+//	                               strings), or the JSON object's fields
+//	                               (numbers are int when integral, else double)
+//	object       string            the source object's name
+//	row_number   int               the row number (see Row.N)
+//	object_time  timestamp         the source object's last-modified time
+//
+// CSV values are strings: write int(row.tokens) or double(row.cost) to
+// send numbers (a value that does not parse makes the row a dead letter
+// naming the expression). Empty fields take their defaults.
+type Mapping struct {
+	ID      string `yaml:"id,omitempty"`      // string; default: derived (DerivedID)
+	Type    string `yaml:"type,omitempty"`    // string, required
+	Source  string `yaml:"source,omitempty"`  // string; default DefaultSource
+	Subject string `yaml:"subject,omitempty"` // string, required, must not be empty
+	Time    string `yaml:"time,omitempty"`    // timestamp or RFC 3339 string; default `object_time`
+	// Data maps each data field to an expression (any JSON value); a field
+	// whose expression reads an absent key or gives optional.none() is
+	// left out. Nil: data is the whole row.
+	Data map[string]string `yaml:"data,omitempty"`
+}
+
+// Defaults of Mapping.
+const (
+	DefaultSource = `"bucketq-import"`
+	DefaultTime   = `object_time`
+)
+
+// Vars are a row's values of the mapping's variables.
+type Vars struct {
+	Object     string
+	Row        int64
+	ObjectTime time.Time
+}
+
+type want int
+
+const (
+	wantAny want = iota
+	wantString
+	wantTime
+)
+
+func (w want) String() string {
+	return [...]string{"any value", "string", "timestamp or RFC 3339 string"}[w]
+}
+
+type program struct {
+	field, expr string
+	want        want
+	prg         cel.Program
+	lit         ref.Val
+}
+
+type dataField struct {
+	name string
+	p    *program
+}
+
+// Mapper is a compiled Mapping.
+type Mapper struct {
+	id, typ, source, subject, tim *program
+	data                          []dataField // nil: the whole row
+}
+
+func newEnv() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.OptionalTypes(), ext.Strings(), ext.Math(), ext.Encoders(),
+		cel.Variable("row", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("object", cel.StringType),
+		cel.Variable("row_number", cel.IntType),
+		cel.Variable("object_time", cel.TimestampType),
+	)
+}
+
+// Compile compiles m; errors name the field (as "import.mapping.FIELD")
+// and the expression.
+func Compile(m Mapping) (*Mapper, error) {
+	env, err := newEnv()
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(m.Type) == "" {
+		return nil, errors.New("import.mapping.type: required (a CEL expression, e.g. '\"api-calls\"' or 'row.event_type')")
+	}
+	if strings.TrimSpace(m.Subject) == "" {
+		return nil, errors.New("import.mapping.subject: required (a CEL expression, e.g. 'row.customer_id')")
+	}
+	if m.Source == "" {
+		m.Source = DefaultSource
+	}
+	if m.Time == "" {
+		m.Time = DefaultTime
+	}
+	c := &Mapper{}
+	for _, f := range []struct {
+		dst  **program
+		name string
+		expr string
+		w    want
+	}{
+		{&c.typ, "type", m.Type, wantString},
+		{&c.source, "source", m.Source, wantString},
+		{&c.subject, "subject", m.Subject, wantString},
+		{&c.tim, "time", m.Time, wantTime},
+		{&c.id, "id", m.ID, wantString},
+	} {
+		if f.expr == "" {
+			continue
+		}
+		if *f.dst, err = compile(env, "import.mapping."+f.name, f.expr, f.w); err != nil {
+			return nil, err
+		}
+	}
+	if m.Data != nil {
+		names := make([]string, 0, len(m.Data))
+		for k := range m.Data {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		c.data = []dataField{}
+		for _, k := range names {
+			p, err := compile(env, "import.mapping.data."+k, m.Data[k], wantAny)
+			if err != nil {
+				return nil, err
+			}
+			c.data = append(c.data, dataField{k, p})
+		}
+	}
+	return c, nil
+}
+
+func compile(env *cel.Env, field, expr string, w want) (*program, error) {
+	ast, iss := env.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		return nil, fmt.Errorf("%s: expression `%s`: %v", field, expr, iss.Err())
+	}
+	if !outputFits(ast.OutputType(), w) {
+		return nil, fmt.Errorf("%s: expression `%s` has type %s, want %s", field, expr, ast.OutputType(), w)
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("%s: expression `%s`: %v", field, expr, err)
+	}
+	p := &program{field: field, expr: expr, want: w, prg: prg}
+	if e := ast.NativeRep().Expr(); e.Kind() == celast.LiteralKind {
+		p.lit = e.AsLiteral()
+	}
+	return p, nil
+}
+
+func outputFits(t *cel.Type, w want) bool {
+	k := t.Kind()
+	if k == types.DynKind || k == types.AnyKind || k == types.ErrorKind {
+		return true
+	}
+	if k == types.OpaqueKind && t.TypeName() == "optional_type" {
+		if ps := t.Parameters(); len(ps) == 1 {
+			return outputFits(ps[0], w)
+		}
+		return true
+	}
+	switch w {
+	case wantString:
+		return k == types.StringKind
+	case wantTime:
+		return k == types.TimestampKind || k == types.StringKind
+	}
+	return true
+}
+
+var errAbsent = errors.New("absent")
+
+func (p *program) eval(act map[string]any) (ref.Val, error) {
+	if p.lit != nil {
+		return p.lit, nil
+	}
+	v, _, err := p.prg.Eval(act)
+	if err == nil && types.IsError(v) {
+		err = v.(*types.Err)
+	}
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "no such key") {
+			return nil, fmt.Errorf("%s: expression `%s`: %w (%v)", p.field, p.expr, errAbsent, err)
+		}
+		return nil, fmt.Errorf("%s: expression `%s`: %v", p.field, p.expr, err)
+	}
+	if o, ok := v.(*types.Optional); ok {
+		if !o.HasValue() {
+			return nil, fmt.Errorf("%s: expression `%s`: %w (optional.none())", p.field, p.expr, errAbsent)
+		}
+		v = o.GetValue()
+	}
+	return v, nil
+}
+
+func (p *program) evalString(act map[string]any) (string, error) {
+	v, err := p.eval(act)
+	if err != nil {
+		return "", err
+	}
+	s, ok := v.(types.String)
+	if !ok {
+		return "", fmt.Errorf("%s: expression `%s` gave %s, want string", p.field, p.expr, v.Type().TypeName())
+	}
+	return string(s), nil
+}
+
+func (p *program) evalTime(act map[string]any) (time.Time, error) {
+	v, err := p.eval(act)
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch t := v.(type) {
+	case types.Timestamp:
+		return t.Time, nil
+	case types.String:
+		ts, perr := time.Parse(time.RFC3339Nano, string(t))
+		if perr != nil {
+			return time.Time{}, fmt.Errorf("%s: expression `%s` gave %q, not an RFC 3339 time", p.field, p.expr, string(t))
+		}
+		return ts, nil
+	}
+	return time.Time{}, fmt.Errorf("%s: expression `%s` gave %s, want timestamp or RFC 3339 string", p.field, p.expr, v.Type().TypeName())
+}
+
+// toJSON turns a CEL value into a value encoding/json writes.
+func toJSON(v ref.Val, path string) (any, error) {
+	switch t := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(t), nil
+	case types.Int:
+		return int64(t), nil
+	case types.Uint:
+		return uint64(t), nil
+	case types.Double:
+		if f := float64(t); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%s: %v is not representable in JSON", path, f)
+		}
+		return float64(t), nil
+	case types.String:
+		return string(t), nil
+	case types.Bytes:
+		return []byte(t), nil
+	case types.Timestamp:
+		return t.Time.UTC().Format(time.RFC3339Nano), nil
+	case types.Duration:
+		return t.Duration.String(), nil
+	case *types.Optional:
+		if !t.HasValue() {
+			return nil, nil
+		}
+		return toJSON(t.GetValue(), path)
+	}
+	if l, ok := v.(traits.Lister); ok {
+		n, _ := l.Size().(types.Int)
+		out := make([]any, 0, int(n))
+		for i := types.Int(0); i < n; i++ {
+			e, err := toJSON(l.Get(i), fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	if m, ok := v.(traits.Mapper); ok {
+		out := map[string]any{}
+		for it := m.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			ks, isStr := k.(types.String)
+			if !isStr {
+				return nil, fmt.Errorf("%s: map key %v is %s, JSON keys must be strings", path, k, k.Type().TypeName())
+			}
+			e, err := toJSON(m.Get(k), path+"."+string(ks))
+			if err != nil {
+				return nil, err
+			}
+			out[string(ks)] = e
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s: value of type %s cannot be written as JSON", path, v.Type().TypeName())
+}
+
+// idNamespace is the UUIDv5 namespace of derived import ids: the UUIDv5 of
+// "bucketq.import" in the DNS namespace.
+var idNamespace = uuid.NewSHA1(uuid.NameSpaceDNS, []byte("bucketq.import"))
+
+// DerivedID is the id of a row that has none (RFC 0006, "Imported rows"):
+// the UUIDv5, in the bucketq.import namespace, of
+// "<object name>\n<row number>\n<sha256 of the row's text, lower-case hex>".
+// It depends on where the row is (object and row number) and on what it
+// holds, never on when or how often it is imported: importing an object
+// again, resuming after a crash or re-uploading the same bytes gives the
+// same ids, so the metering API deduplicates; a row whose content changed
+// gets a new id.
+func DerivedID(object string, row int64, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	name := make([]byte, 0, len(object)+90)
+	name = append(name, object...)
+	name = append(name, '\n')
+	name = strconv.AppendInt(name, row, 10)
+	name = append(name, '\n')
+	name = hex.AppendEncode(name, sum[:])
+	return uuid.NewSHA1(idNamespace, name).String()
+}
+
+// specversionKey finds CloudEvents rows cheaply: a JSON object with a
+// top-level "specversion" is taken as a CloudEvent.
+var specversionKey = []byte(`"specversion"`)
+
+// Event builds the record of one row: a CloudEvents row (an object with
+// "specversion") as it is, given a derived id if it has none and
+// object_time if it has no time; any other row through m (nil: such rows
+// are errors). The record is validated by the CloudEvents SDK and by the
+// rules of POST /api/v1/events (ceappend.Encode).
+func Event(m *Mapper, row Row, v Vars) ([]byte, error) {
+	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(row.Object, &top); err != nil {
+			return nil, err
+		}
+		if _, ok := top["specversion"]; ok {
+			return cloudEventRow(row, top, v)
+		}
+	}
+	if m == nil {
+		return nil, errors.New(`not a CloudEvent (no "specversion") and no import.mapping is configured to map it`)
+	}
+	cols, err := rowValue(row)
+	if err != nil {
+		return nil, err
+	}
+	return m.event(cols, row, v)
+}
+
+func cloudEventRow(row Row, top map[string]json.RawMessage, v Vars) ([]byte, error) {
+	var e event.Event
+	if err := json.Unmarshal(row.Object, &e); err != nil {
+		return nil, fmt.Errorf("CloudEvent: %v", err)
+	}
+	if _, ok := top["id"]; !ok {
+		e.SetID(DerivedID(v.Object, row.N, row.Raw))
+	}
+	if e.Time().IsZero() {
+		e.SetTime(v.ObjectTime)
+	}
+	return ceappend.Encode(e)
+}
+
+// rowValue is the row as the CEL variable `row`.
+func rowValue(row Row) (map[string]any, error) {
+	if row.Object == nil {
+		m := make(map[string]any, len(row.Header))
+		for i, h := range row.Header {
+			m[h] = row.Fields[i]
+		}
+		return m, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(row.Object))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return numbers(m).(map[string]any), nil
+}
+
+// numbers turns json.Numbers into int64 (integral and in range) or float64.
+func numbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, e := range t {
+			t[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = numbers(e)
+		}
+	}
+	return v
+}
+
+func (m *Mapper) event(cols map[string]any, row Row, v Vars) ([]byte, error) {
+	act := map[string]any{"row": cols, "object": v.Object, "row_number": row.N, "object_time": v.ObjectTime}
+	e := event.New()
+	var err error
+	str := func(p *program, set func(string)) {
+		if err != nil {
+			return
+		}
+		var s string
+		if s, err = p.evalString(act); err == nil {
+			set(s)
+		}
+	}
+	str(m.typ, e.SetType)
+	str(m.source, e.SetSource)
+	str(m.subject, e.SetSubject)
+	if m.id != nil {
+		str(m.id, e.SetID)
+	} else {
+		e.SetID(DerivedID(v.Object, row.N, row.Raw))
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := m.tim.evalTime(act)
+	if err != nil {
+		return nil, err
+	}
+	e.SetTime(t)
+	var data any = cols
+	if m.data != nil {
+		d := make(map[string]any, len(m.data))
+		for _, f := range m.data {
+			val, err := f.p.eval(act)
+			if errors.Is(err, errAbsent) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if d[f.name], err = toJSON(val, f.p.field); err != nil {
+				return nil, err
+			}
+		}
+		data = d
+	}
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return nil, fmt.Errorf("data: %v", err)
+	}
+	return ceappend.Encode(e)
+}
