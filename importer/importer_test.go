@@ -17,9 +17,9 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/consumer"
-	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/importer"
 	"github.com/bucketq/bucketq/internal/openmetertest"
