@@ -41,13 +41,15 @@ type SpreaderConfig struct {
 	// MaxConflictRatio: once the home partition has seen at least
 	// MinWrites conditional writes since this spreader moved there and
 	// more than this fraction of them were refused (conflicts and
-	// throttling), the spreader moves. Default 0.5; negative never moves
+	// throttling), the spreader moves. Default 0.75 (at 2 producers per
+	// partition near the S3 write budget about 0.57 of writes are refused,
+	// BENCHMARKS.md §partitions); negative never moves
 	// on conflicts.
 	MaxConflictRatio float64
 	// MinWrites is the sample the ratio needs. Default 20.
 	MinWrites int
 	// MinStay is the least time at a home before conflicts move the
-	// spreader again (errors move it at once). Default 10s.
+	// spreader again (errors move it at once). Default 5s.
 	MinStay time.Duration
 }
 
@@ -56,13 +58,13 @@ func (c *SpreaderConfig) defaults() {
 		c.Partitions = 1
 	}
 	if c.MaxConflictRatio == 0 {
-		c.MaxConflictRatio = 0.5
+		c.MaxConflictRatio = 0.75
 	}
 	if c.MinWrites <= 0 {
 		c.MinWrites = 20
 	}
 	if c.MinStay <= 0 {
-		c.MinStay = 10 * time.Second
+		c.MinStay = 5 * time.Second
 	}
 }
 
