@@ -32,7 +32,7 @@ import (
 	"github.com/bucketq/bucketq/ingest/reqbody"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
-	"github.com/bucketq/bucketq/producer"
+	"github.com/bucketq/bucketq/partition"
 )
 
 // readyTimeout bounds one /readyz probe.
@@ -166,30 +166,19 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 
 	var (
-		prod     *producer.Producer
-		cons     *consumer.Consumer
-		readyQ   *manifest.Queue
-		servers  []*listener
-		grpcSrv  *grpc.Server
-		serveErr = make(chan error, 4)
+		prod        partition.Producer
+		runConsumer func(context.Context) error
+		readyQ      *manifest.Queue
+		servers     []*listener
+		grpcSrv     *grpc.Server
+		serveErr    = make(chan error, 4)
 
 		bodyBudget *reqbody.Budget
 		bodyLimits reqbody.Limits
 	)
 	if roles&config.Produce != 0 {
-		pm := producer.NewMetrics(reg)
-		q := newQueue(store, cfg, producer.QueueOptions(pm))
-		readyQ = q
-		prod, err = producer.New(bkt, q, producer.Config{
-			DataPrefix:       cfg.DataPrefix,
-			FlushInterval:    cfg.FlushInterval,
-			MinSealInterval:  minSealInterval(cfg),
-			FlushSizeBytes:   cfg.FlushSizeBytes,
-			Compression:      cfg.Compression.String(),
-			FormatVersion:    cfg.FormatVersion,
-			MaxBufferedBytes: cfg.MaxBufferedBytes,
-			GCGracePeriod:    cfg.GCGracePeriod,
-		}, pm, log.With("part", "producer"))
+		readyQ = newQueue(store, cfg, manifest.Options{})
+		prod, err = newProducer(bkt, store, cfg, reg, log.With("part", "producer"))
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
 		}
@@ -200,13 +189,10 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "http-events")))
 	}
 	if roles&config.Consume != 0 {
-		cm := consumer.NewMetrics(reg)
-		exportConverterMetrics(cm, otlpConvs)
-		q := newQueue(store, cfg, consumer.QueueOptions(cm))
 		if readyQ == nil {
-			readyQ = q
+			readyQ = newQueue(store, cfg, manifest.Options{})
 		}
-		cons, err = consumer.New(bkt, q, conv, snk, consumerConfig(cfg), cm, log.With("part", "consumer"))
+		runConsumer, err = newConsumerRun(bkt, store, cfg, conv, otlpConvs, snk, reg, log)
 		if err != nil {
 			return fmt.Errorf("starting consumer: %w", err)
 		}
@@ -290,8 +276,8 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	consCtx, stopConsumer := context.WithCancel(context.Background())
 	defer stopConsumer()
 	consDone := make(chan error, 1)
-	if cons != nil {
-		go func() { consDone <- cons.Run(consCtx) }()
+	if runConsumer != nil {
+		go func() { consDone <- runConsumer(consCtx) }()
 	}
 	where := cfg.BucketDir
 	if cfg.ObjectStore != nil {
@@ -315,14 +301,14 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		failure = fmt.Errorf("consumer: %w", failure)
 		log.Error("shutting down", "reason", "consumer stopped", "err", failure)
 	}
-	return shutdown(log, cfg.ShutdownTimeout, servers, prod, cons != nil, stopConsumer, consDone, failure)
+	return shutdown(log, cfg.ShutdownTimeout, servers, prod, runConsumer != nil, stopConsumer, consDone, failure)
 }
 
 // shutdown stops accepting, seals the producer's open batch at once so
 // in-flight requests are answered as soon as it is committed, waits for them,
 // closes the producer (committing what is left), and stops the consumer, all
 // within timeout. It returns failure, or the first shutdown error.
-func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod *producer.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
+func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod partition.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
