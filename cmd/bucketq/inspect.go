@@ -62,30 +62,22 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	defer bkt.Close()
 
 	if what == "manifest" {
-		b, _, err := store.Read(ctx, cfg.ManifestPath)
-		if errors.Is(err, cas.ErrNotExist) {
-			// Not an empty queue: a consumer writes the manifest when
-			// it starts and a producer at its first commit, so this is most likely a wrong
-			// --manifest-path or bucket.
-			return fmt.Errorf("manifest %s: no such object in the bucket (check manifest_path / --manifest-path and the bucket)", cfg.ManifestPath)
+		if cfg.Partitions <= 1 {
+			return inspectManifest(ctx, bkt, store, cfg.ManifestPath, *verify, *asJSON, false, stdout)
 		}
-		if err != nil {
-			return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)
-		}
-		m, err := inspect.Manifest(b)
-		if err != nil {
-			if *verify {
-				return fmt.Errorf("manifest %s (%d bytes) is DAMAGED: %w\nSee what a repair would keep with: bucketq repair manifest --dry-run", cfg.ManifestPath, len(b), err)
+		// Every partition in turn; one not written yet is an empty queue
+		// (nothing has committed to it), unlike a missing partition 0.
+		var errs []error
+		for p := range cfg.Partitions {
+			path := cfg.Layout().Partition(p).Manifest
+			if !*asJSON {
+				fmt.Fprintf(stdout, "== partition %d of %d: %s\n", p, cfg.Partitions, path)
 			}
-			return fmt.Errorf("manifest %s: %w", cfg.ManifestPath, err)
+			if err := inspectManifest(ctx, bkt, store, path, *verify, *asJSON, p > 0, stdout); err != nil {
+				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			}
 		}
-		if *verify {
-			return verifyBatches(ctx, bkt, cfg.ManifestPath, len(b), m, stdout)
-		}
-		if *asJSON {
-			return inspect.WriteJSON(stdout, m)
-		}
-		return inspect.WriteManifestTable(stdout, cfg.ManifestPath, m)
+		return errors.Join(errs...)
 	}
 
 	location := pos[1]
@@ -159,4 +151,37 @@ func verifyBatches(ctx context.Context, bkt objstore.Bucket, path string, size i
 		return fmt.Errorf("manifest %s lists %d damaged or missing batches", path, bad)
 	}
 	return nil
+}
+
+// inspectManifest prints (or verifies) the manifest at path; missingEmpty
+// takes a missing object for an empty queue (a partition never written).
+func inspectManifest(ctx context.Context, bkt objstore.Bucket, store cas.Store, path string, verify, asJSON, missingEmpty bool, stdout io.Writer) error {
+	b, _, err := store.Read(ctx, path)
+	if errors.Is(err, cas.ErrNotExist) && missingEmpty {
+		fmt.Fprintf(stdout, "manifest %s not written yet: an empty queue\n", path)
+		return nil
+	}
+	if errors.Is(err, cas.ErrNotExist) {
+		// Not an empty queue: a consumer writes the manifest when
+		// it starts and a producer at its first commit, so this is most likely a wrong
+		// --manifest-path or bucket.
+		return fmt.Errorf("manifest %s: no such object in the bucket (check manifest_path / --manifest-path and the bucket)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("reading manifest %s: %w", path, err)
+	}
+	m, err := inspect.Manifest(b)
+	if err != nil {
+		if verify {
+			return fmt.Errorf("manifest %s (%d bytes) is DAMAGED: %w\nSee what a repair would keep with: bucketq repair manifest --dry-run", path, len(b), err)
+		}
+		return fmt.Errorf("manifest %s: %w", path, err)
+	}
+	if verify {
+		return verifyBatches(ctx, bkt, path, len(b), m, stdout)
+	}
+	if asJSON {
+		return inspect.WriteJSON(stdout, m)
+	}
+	return inspect.WriteManifestTable(stdout, path, m)
 }

@@ -30,9 +30,9 @@ import (
 	"github.com/bucketq/bucketq/ingest/ingestmetrics"
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/ingest/reqbody"
-	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/partition"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -65,8 +65,13 @@ func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objs
 // producer's or the consumer's QueueOptions, which count its writes and
 // conflicts).
 func newQueue(store cas.Store, cfg *config.Config, opts manifest.Options) *manifest.Queue {
+	return newQueueAt(store, cfg, cfg.ManifestPath, opts)
+}
+
+// newQueueAt is newQueue for the manifest at path (a partition's).
+func newQueueAt(store cas.Store, cfg *config.Config, path string, opts manifest.Options) *manifest.Queue {
 	opts.Version = cfg.FormatVersion
-	return manifest.NewQueue(store, cfg.ManifestPath, opts)
+	return manifest.NewQueue(store, path, opts)
 }
 
 // newConverter is the CloudEvents pass-through plus the OTLP converters
@@ -167,30 +172,20 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 
 	var (
-		prod     *producer.Producer
-		cons     *consumer.Consumer
-		readyQ   *manifest.Queue
-		servers  []*listener
-		grpcSrv  *grpc.Server
-		serveErr = make(chan error, 4)
+		prod        partition.Producer
+		runConsumer func(context.Context) error
+		consReady   func() error
+		readyQ      *manifest.Queue
+		servers     []*listener
+		grpcSrv     *grpc.Server
+		serveErr    = make(chan error, 4)
 
 		bodyBudget *reqbody.Budget
 		bodyLimits reqbody.Limits
 	)
 	if roles&config.Produce != 0 {
-		pm := producer.NewMetrics(reg)
-		q := newQueue(store, cfg, producer.QueueOptions(pm))
-		readyQ = q
-		prod, err = producer.New(bkt, q, producer.Config{
-			DataPrefix:       cfg.DataPrefix,
-			FlushInterval:    cfg.FlushInterval,
-			MinSealInterval:  minSealInterval(cfg),
-			FlushSizeBytes:   cfg.FlushSizeBytes,
-			Compression:      cfg.Compression.String(),
-			FormatVersion:    cfg.FormatVersion,
-			MaxBufferedBytes: cfg.MaxBufferedBytes,
-			GCGracePeriod:    cfg.GCGracePeriod,
-		}, pm, log.With("part", "producer"))
+		readyQ = newQueue(store, cfg, manifest.Options{})
+		prod, err = newProducer(bkt, store, cfg, reg, log.With("part", "producer"))
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
 		}
@@ -201,25 +196,16 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		mux.Handle("/api/v1/events", httpevents.NewHandler(prod, httpevents.Config{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "http-events")))
 	}
 	if roles&config.Consume != 0 {
-		cm := consumer.NewMetrics(reg)
-		exportConverterMetrics(cm, otlpConvs)
-		q := newQueue(store, cfg, consumer.QueueOptions(cm))
 		if readyQ == nil {
-			readyQ = q
+			readyQ = newQueue(store, cfg, manifest.Options{})
 		}
-		ccfg := consumerConfig(cfg)
-		if cfg.JournalRetention > 0 {
-			if ccfg.Journal, err = journal.New(bkt, journal.Config{Prefix: cfg.JournalPrefix, Retention: cfg.JournalRetention}, journal.NewMetrics(reg)); err != nil {
-				return fmt.Errorf("starting consumer: %w", err)
-			}
-		}
-		cons, err = consumer.New(bkt, q, conv, snk, ccfg, cm, log.With("part", "consumer"))
+		runConsumer, consReady, err = newConsumerRun(bkt, store, cfg, conv, otlpConvs, snk, reg, log)
 		if err != nil {
 			return fmt.Errorf("starting consumer: %w", err)
 		}
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), bkt, readyQ, cfg, prod, cons); err != nil {
+		if err := ready(r.Context(), bkt, readyQ, cfg, prod, consReady); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -297,8 +283,8 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	consCtx, stopConsumer := context.WithCancel(context.Background())
 	defer stopConsumer()
 	consDone := make(chan error, 1)
-	if cons != nil {
-		go func() { consDone <- cons.Run(consCtx) }()
+	if runConsumer != nil {
+		go func() { consDone <- runConsumer(consCtx) }()
 	}
 	where := cfg.BucketDir
 	if cfg.ObjectStore != nil {
@@ -322,14 +308,14 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		failure = fmt.Errorf("consumer: %w", failure)
 		log.Error("shutting down", "reason", "consumer stopped", "err", failure)
 	}
-	return shutdown(log, cfg.ShutdownTimeout, servers, prod, cons != nil, stopConsumer, consDone, failure)
+	return shutdown(log, cfg.ShutdownTimeout, servers, prod, runConsumer != nil, stopConsumer, consDone, failure)
 }
 
 // shutdown stops accepting, seals the producer's open batch at once so
 // in-flight requests are answered as soon as it is committed, waits for them,
 // closes the producer (committing what is left), and stops the consumer, all
 // within timeout. It returns failure, or the first shutdown error.
-func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod *producer.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
+func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod partition.Producer, hasConsumer bool, stopConsumer func(), consDone chan error, failure error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
@@ -389,14 +375,14 @@ func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod
 // (consumer.Ready), and the bucket answers and the manifest decodes. A nil
 // prod or cons is not checked. The README's "Running on Kubernetes" lists
 // each answer.
-func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, cfg *config.Config, prod *producer.Producer, cons *consumer.Consumer) error {
-	if prod != nil {
-		if err := prod.Ready(cfg.ReadinessFailureThreshold); err != nil {
+func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, cfg *config.Config, prod partition.Producer, consReady func() error) error {
+	if r, ok := prod.(interface{ Ready(time.Duration) error }); ok {
+		if err := r.Ready(cfg.ReadinessFailureThreshold); err != nil {
 			return err
 		}
 	}
-	if cons != nil {
-		if err := cons.Ready(); err != nil {
+	if consReady != nil {
+		if err := consReady(); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/bucketq/bucketq/partition"
 	"io"
 	"log/slog"
 	"net"
@@ -89,6 +90,11 @@ type Config struct {
 	// JournalRetention is how long journal segments (and the batch files
 	// they reference) are kept after the dequeue; 0 = journal off.
 	JournalRetention time.Duration
+	// Partitions is the number of queues in the bucket (RFC 0005); 1 is
+	// the single queue. Partition is the producer's home partition, -1
+	// for auto (FNV-1a of the host name).
+	Partitions int
+	Partition  int
 
 	Listen       string
 	OTLPGRPC     string
@@ -219,6 +225,30 @@ var Options = []*Option{
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
+	{Key: "partitions", Flag: "partitions", Kind: Int, Arg: "N", Default: "1", Roles: Produce | Consume | Inspect,
+		Usage: "number of partitions, each a queue of its own (RFC 0005): partition 0 is manifest_path/data_prefix/dead_letter_prefix as named, partition p ≥ 1 the same names with suffix -000p; only ever raise it",
+		set: func(c *Config, v string) error {
+			n, err := parsePositive(v)
+			if err == nil && n > partition.MaxPartitions {
+				err = fmt.Errorf("%d is above the %d allowed", n, partition.MaxPartitions)
+			}
+			c.Partitions = int(n)
+			return err
+		}},
+	{Key: "partition", Flag: "partition", Arg: "auto|P", Default: "auto", Roles: Produce,
+		Usage: "home partition of this producer (one per zone or per replica ordinal is best); auto hashes the host name; it falls over to another partition on errors or sustained conflicts",
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "auto" {
+				c.Partition = -1
+				return nil
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 0 {
+				return fmt.Errorf("want auto or a partition number, got %q", v)
+			}
+			c.Partition = n
+			return nil
+		}},
 	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: producerDefaults.DataPrefix, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name prefix of batch files",
 		set:   func(c *Config, v string) (err error) { c.DataPrefix, err = objname.Prefix(v); return }},
@@ -846,7 +876,20 @@ func (c *Config) check() error {
 	if objname.Overlap(c.JournalPrefix, c.DeadLetterPrefix) {
 		return errorf(`config key "journal_prefix": %q overlaps dead_letter_prefix %q`, c.JournalPrefix, c.DeadLetterPrefix)
 	}
+	if c.Partitions > 1 {
+		if err := c.Layout().Check(c.Partitions); err != nil {
+			return errorf(`config key "partitions": %v`, err)
+		}
+	}
+	if c.Partition >= max(c.Partitions, 1) {
+		return errorf(`config key "partition": %d is not below partitions %d`, c.Partition, c.Partitions)
+	}
 	return nil
+}
+
+// Layout is partition 0's names; Layout().Partition(p) names partition p.
+func (c *Config) Layout() partition.Layout {
+	return partition.Layout{Manifest: c.ManifestPath, Data: c.DataPrefix, DeadLetter: c.DeadLetterPrefix}
 }
 
 // checkLimits rejects size settings that leave the producer unable to

@@ -111,7 +111,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter", JournalPrefix: "ingest/journal", JournalRetention: 24 * time.Hour,
+		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter", JournalPrefix: "ingest/journal", JournalRetention: 24 * time.Hour, Partitions: 1, Partition: -1,
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
 		BodyReadTimeout: 10 * time.Second, BodyMinRate: 16 << 10,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MinSealInterval: MinSealIntervalAuto, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
@@ -139,6 +139,8 @@ tokens: [a, "${TOKEN_B}"]
 max_body_bytes: 1KiB
 body_read_timeout: 3s
 body_min_rate: 1KiB
+partitions: 4
+partition: 3
 flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
@@ -175,7 +177,7 @@ func TestEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead", JournalPrefix: "q/journal", JournalRetention: 72 * time.Hour,
+		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead", JournalPrefix: "q/journal", JournalRetention: 72 * time.Hour, Partitions: 4, Partition: 3,
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,

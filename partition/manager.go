@@ -1,0 +1,382 @@
+package partition
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/manifest/cas"
+)
+
+// Runner delivers partition p until ctx ends (nil) or it is fenced (an
+// error wrapping manifest.ErrFenced). consumer.Consumer.Run on partition p's
+// queue is the runner of the bucketq command.
+type Runner func(ctx context.Context, p int) error
+
+// ManagerConfig tunes a Manager. Zero fields take their defaults.
+type ManagerConfig struct {
+	// Partitions is the partition count (default 1).
+	Partitions int
+	// Table is the lease table object, LeasePath(partition 0's manifest).
+	Table string
+	// ID names this consumer in the table; default host/pid/random, new
+	// for every process so a restarted consumer is a new member.
+	ID string
+	// Timeout is how long a member's heartbeat may stand still, on an
+	// observer's clock, before its partitions are taken. Default 20s.
+	Timeout time.Duration
+	// Renew is the heartbeat period, one table write each. Default
+	// Timeout/4.
+	Renew time.Duration
+}
+
+func (c *ManagerConfig) defaults() {
+	if c.Partitions <= 0 {
+		c.Partitions = 1
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 20 * time.Second
+	}
+	if c.Renew <= 0 {
+		c.Renew = c.Timeout / 4
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.ID = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+}
+
+// seen is what this manager last observed of another member.
+type seen struct {
+	beat    uint64
+	changed time.Time // local clock: when beat last changed
+}
+
+// runner is one partition's running Runner.
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // valid once done is closed
+}
+
+// Manager holds partition leases for one consumer process and runs a
+// Runner for each partition it holds.
+//
+// Every Renew it reads the lease table, raises its own heartbeat, drops
+// members whose heartbeat has not moved for Timeout (by its own clock since
+// it first saw that value), frees their partitions, and balances: partition
+// p belongs to the live member at index p mod len(live) of the sorted
+// member ids. It claims a partition only when the table shows it free, and
+// frees one it should give away only after its runner has stopped (the
+// runner's final dequeue spares the next owner redelivery), all in one
+// conditional write. A manager that cannot write the table for Timeout/2
+// stops its runners: the others will take its partitions after Timeout.
+type Manager struct {
+	store cas.Store
+	cfg   ManagerConfig
+	run   Runner
+	log   *slog.Logger
+	now   func() time.Time
+	m     *Metrics
+
+	mu        sync.Mutex
+	others    map[string]seen
+	held      []int // partitions the last written table gave us
+	lastWrite time.Time
+	running   map[int]*runner
+	pause     map[int]time.Time // partition p not restarted before
+}
+
+// NewManager returns a manager; Run starts it. m may be nil.
+func NewManager(store cas.Store, cfg ManagerConfig, run Runner, m *Metrics, log *slog.Logger) (*Manager, error) {
+	cfg.defaults()
+	switch {
+	case store == nil || run == nil:
+		return nil, errors.New("partition: nil store or runner")
+	case cfg.Table == "":
+		return nil, errors.New("partition: ManagerConfig.Table is empty")
+	case cfg.Partitions > MaxPartitions:
+		return nil, fmt.Errorf("partition: Partitions %d above %d", cfg.Partitions, MaxPartitions)
+	case cfg.Renew >= cfg.Timeout/2:
+		return nil, fmt.Errorf("partition: Renew %s must be below half the lease Timeout %s", cfg.Renew, cfg.Timeout)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{store: store, cfg: cfg, run: run, log: log.With("component", "partitions", "member", cfg.ID), now: time.Now, m: m,
+		others: map[string]seen{}, running: map[int]*runner{}, pause: map[int]time.Time{}}, nil
+}
+
+// ID is this manager's member id.
+func (m *Manager) ID() string { return m.cfg.ID }
+
+// Held returns the partitions this manager holds, ascending.
+func (m *Manager) Held() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.held)
+}
+
+// Run holds leases and runs partitions until ctx ends, then stops every
+// runner and leaves the table (its partitions free at once for the
+// others). It returns nil after a clean stop.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.leave()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		wait := m.cfg.Renew
+		if err := m.tick(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			m.m.TableErrors.Inc()
+			m.log.Warn("lease table update failed; retrying", "table", m.cfg.Table, "error", err)
+			wait = m.cfg.Renew / 4
+		}
+		m.reconcile(ctx)
+		t.Reset(wait)
+	}
+}
+
+// tick is one read-modify-write of the lease table.
+func (m *Manager) tick(ctx context.Context) error {
+	b, v, err := m.store.Read(ctx, m.cfg.Table)
+	var cur *table
+	switch {
+	case errors.Is(err, cas.ErrNotExist):
+		cur, v = &table{Version: tableVersion, Members: map[string]member{}}, ""
+	case err != nil:
+		m.selfFence()
+		return err
+	default:
+		if cur, err = decodeTable(b); err != nil {
+			m.selfFence()
+			return fmt.Errorf("%s: %w", m.cfg.Table, err)
+		}
+	}
+	now := m.now()
+	m.mu.Lock()
+	next := cur.clone()
+	// Liveness by observation: a beat that has not moved for Timeout on
+	// our clock is a dead member.
+	live := []string{m.cfg.ID}
+	for id, mem := range cur.Members {
+		if id == m.cfg.ID {
+			continue
+		}
+		s, ok := m.others[id]
+		if !ok || s.beat != mem.Beat {
+			s = seen{beat: mem.Beat, changed: now}
+			m.others[id] = s
+		}
+		if now.Sub(s.changed) >= m.cfg.Timeout {
+			delete(next.Members, id)
+			continue
+		}
+		live = append(live, id)
+	}
+	for id := range m.others {
+		if _, ok := cur.Members[id]; !ok {
+			delete(m.others, id)
+		}
+	}
+	slices.Sort(live)
+	next.Members[m.cfg.ID] = member{Beat: cur.Members[m.cfg.ID].Beat + 1}
+	if len(next.Owners) < m.cfg.Partitions {
+		next.Owners = append(next.Owners, make([]string, m.cfg.Partitions-len(next.Owners))...)
+	}
+	var stolen []int
+	for p, o := range next.Owners {
+		if o != "" && o != m.cfg.ID {
+			if _, ok := next.Members[o]; !ok {
+				next.Owners[p] = "" // its owner is dead
+				stolen = append(stolen, p)
+			}
+		}
+	}
+	for p := range m.cfg.Partitions {
+		want := live[p%len(live)] == m.cfg.ID
+		switch o := next.Owners[p]; {
+		case want && o == "":
+			next.Owners[p] = m.cfg.ID
+		case !want && o == m.cfg.ID && m.stoppedLocked(p):
+			next.Owners[p] = "" // handed over; its runner has stopped
+		}
+	}
+	m.mu.Unlock()
+
+	if _, err := m.store.WriteIf(ctx, m.cfg.Table, next.encode(), v); err != nil {
+		m.selfFence()
+		if errors.Is(err, cas.ErrConflict) {
+			m.m.TableConflicts.Inc()
+		}
+		return err
+	}
+	m.mu.Lock()
+	old := m.held
+	m.held = next.owned(m.cfg.ID, m.cfg.Partitions)
+	m.lastWrite = now
+	m.mu.Unlock()
+	m.m.Held.Set(float64(len(m.held)))
+	m.m.Members.Set(float64(len(next.Members)))
+	if len(stolen) > 0 {
+		m.log.Info("lease timeout: partitions of dead members freed", "partitions", stolen)
+	}
+	if !slices.Equal(old, m.held) {
+		m.m.LeaseChanges.Inc()
+		m.log.Info("partitions held", "partitions", m.held, "live_members", len(live))
+	}
+	return nil
+}
+
+// selfFence gives up every partition when the table could not be written
+// for half the lease timeout: the others will take them after Timeout.
+func (m *Manager) selfFence() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.held) > 0 && m.now().Sub(m.lastWrite) >= m.cfg.Timeout/2 {
+		m.log.Warn("lease table not renewed for half the lease timeout; stopping every partition", "partitions", m.held)
+		m.held = nil
+		m.m.Held.Set(0)
+	}
+}
+
+// reconcile starts a runner for every held partition without one and stops
+// the runners of partitions no longer held or to be handed over.
+func (m *Manager) reconcile(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	hold := map[int]bool{}
+	for _, p := range m.held {
+		hold[p] = true
+	}
+	live := m.liveLocked()
+	for p, r := range m.running {
+		select {
+		case <-r.done:
+			delete(m.running, p)
+			if errors.Is(r.err, manifest.ErrFenced) {
+				// Someone outside the table fenced it (a consumer run
+				// without partitions, say): do not fence back at once.
+				m.pause[p] = m.now().Add(m.cfg.Timeout)
+				m.log.Error("partition fenced by a consumer that holds no lease; pausing it", "partition", p, "error", r.err)
+			} else if r.err != nil {
+				m.pause[p] = m.now().Add(m.cfg.Renew)
+				m.log.Error("partition runner failed; restarting", "partition", p, "error", r.err)
+			}
+			continue
+		default:
+		}
+		if !hold[p] || live[p%len(live)] != m.cfg.ID {
+			r.cancel()
+		}
+	}
+	for _, p := range m.held {
+		if m.running[p] != nil || m.now().Before(m.pause[p]) || live[p%len(live)] != m.cfg.ID {
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		r := &runner{cancel: cancel, done: make(chan struct{})}
+		m.running[p] = r
+		go func() {
+			defer close(r.done)
+			r.err = m.run(rctx, p)
+		}()
+	}
+	m.m.Running.Set(float64(len(m.running)))
+}
+
+// stoppedLocked reports whether partition p has no runner or only one that
+// has returned.
+func (m *Manager) stoppedLocked(p int) bool {
+	r := m.running[p]
+	if r == nil {
+		return true
+	}
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// liveLocked is the sorted live member list of the last tick.
+func (m *Manager) liveLocked() []string {
+	live := []string{m.cfg.ID}
+	now := m.now()
+	for id, s := range m.others {
+		if now.Sub(s.changed) < m.cfg.Timeout {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	return live
+}
+
+// leave stops every runner, waits for them, and removes this member from
+// the table, freeing its partitions (best effort, bounded).
+func (m *Manager) leave() {
+	m.mu.Lock()
+	rs := make([]*runner, 0, len(m.running))
+	for _, r := range m.running {
+		r.cancel()
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rs {
+		<-r.done
+	}
+	m.mu.Lock()
+	m.running = map[int]*runner{}
+	m.held = nil
+	m.mu.Unlock()
+	m.m.Held.Set(0)
+	m.m.Running.Set(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		b, v, err := m.store.Read(ctx, m.cfg.Table)
+		if err != nil {
+			break
+		}
+		t, err := decodeTable(b)
+		if err != nil {
+			break
+		}
+		if _, ok := t.Members[m.cfg.ID]; !ok {
+			return
+		}
+		delete(t.Members, m.cfg.ID)
+		for p, o := range t.Owners {
+			if o == m.cfg.ID {
+				t.Owners[p] = ""
+			}
+		}
+		if _, err = m.store.WriteIf(ctx, m.cfg.Table, t.encode(), v); err == nil {
+			return
+		} else if !errors.Is(err, cas.ErrConflict) {
+			m.log.Warn("leaving the lease table failed; the others take its partitions after the lease timeout", "error", err)
+			return
+		}
+	}
+}

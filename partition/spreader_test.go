@@ -1,0 +1,194 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/manifest/cas/memstore"
+	"github.com/bucketq/bucketq/producer"
+)
+
+// fakeProducer commits each Append with one conditional write on its
+// partition's manifest, through the store the spreader gave it.
+type fakeProducer struct {
+	p      int
+	store  cas.Store
+	fail   error // returned by every Append when set
+	mu     sync.Mutex
+	calls  int
+	closed bool
+}
+
+func (f *fakeProducer) Append(ctx context.Context, _ format.Header, _ [][]byte) error {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	// Retry conflicts like manifest.Queue does: the spreader sees each.
+	name := base.Partition(f.p).Manifest
+	for {
+		_, v, err := f.store.Read(ctx, name)
+		if err != nil && !errors.Is(err, cas.ErrNotExist) {
+			return err
+		}
+		if _, err = f.store.WriteIf(ctx, name, []byte("x"), v); !errors.Is(err, cas.ErrConflict) {
+			return err
+		}
+	}
+}
+func (f *fakeProducer) Drain()                      {}
+func (f *fakeProducer) Close(context.Context) error { f.closed = true; return nil }
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_000_000, 0)} }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestSpreader(t *testing.T, cfg SpreaderConfig, store cas.Store, fail map[int]error) (*Spreader, map[int]*fakeProducer, *[]string) {
+	t.Helper()
+	prods := map[int]*fakeProducer{}
+	var moves []string
+	s, err := NewSpreader(cfg, store, func(p int, st cas.Store) (Producer, error) {
+		f := &fakeProducer{p: p, store: st, fail: fail[p]}
+		prods[p] = f
+		return f, nil
+	}, func(from, to int, why string) { moves = append(moves, itoa(from)+"->"+itoa(to)+": "+why) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, prods, &moves
+}
+
+func appendN(t *testing.T, s *Spreader, n int) (errs int) {
+	t.Helper()
+	for range n {
+		if err := s.Append(context.Background(), format.Header{}, [][]byte{[]byte("r")}); err != nil {
+			errs++
+		}
+	}
+	return errs
+}
+
+func TestSpreaderSticky(t *testing.T) {
+	s, prods, moves := newTestSpreader(t, SpreaderConfig{Partitions: 4, Home: 2}, memstore.New(), nil)
+	if errs := appendN(t, s, 50); errs != 0 {
+		t.Fatalf("%d appends failed", errs)
+	}
+	if len(prods) != 1 || prods[2] == nil || prods[2].calls != 50 {
+		t.Fatalf("want every append on partition 2 and no other producer built, got %v", prods)
+	}
+	if len(*moves) != 0 {
+		t.Fatalf("moved without cause: %v", *moves)
+	}
+	if err := s.Close(context.Background()); err != nil || !prods[2].closed {
+		t.Fatalf("Close = %v, closed %v", err, prods[2].closed)
+	}
+	if err := s.Append(context.Background(), format.Header{}, nil); !errors.Is(err, producer.ErrClosed) {
+		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestSpreaderAutoHome(t *testing.T) {
+	s, _, _ := newTestSpreader(t, SpreaderConfig{Partitions: 8, Home: -1, HomeKey: "ingest-7"}, memstore.New(), nil)
+	if got, want := s.Home(), HomeFor("ingest-7", 8); got != want {
+		t.Fatalf("Home = %d, want %d", got, want)
+	}
+}
+
+func TestSpreaderFallOverOnError(t *testing.T) {
+	boom := errors.New("store unavailable")
+	s, prods, moves := newTestSpreader(t, SpreaderConfig{Partitions: 3, Home: 0}, memstore.New(), map[int]error{0: boom})
+	// The first append fails on partition 0 and moves the home; the rest
+	// go to a healthy partition. Back-pressure does not move it.
+	if errs := appendN(t, s, 10); errs != 1 {
+		t.Fatalf("%d appends failed, want exactly the first", errs)
+	}
+	if h := s.Home(); h == 0 {
+		t.Fatal("home still on the failing partition")
+	}
+	if len(*moves) != 1 || !strings.Contains((*moves)[0], "store unavailable") {
+		t.Fatalf("moves = %v", *moves)
+	}
+	if prods[s.Home()].calls != 9 {
+		t.Fatalf("new home got %d appends, want 9", prods[s.Home()].calls)
+	}
+
+	bp, _, bmoves := newTestSpreader(t, SpreaderConfig{Partitions: 3, Home: 1}, memstore.New(), map[int]error{1: producer.ErrBackpressure})
+	appendN(t, bp, 5)
+	if bp.Home() != 1 || len(*bmoves) != 0 {
+		t.Fatalf("back-pressure moved the home: %v", *bmoves)
+	}
+}
+
+func TestSpreaderFallOverOnConflicts(t *testing.T) {
+	store := memstore.New()
+	hot := base.Partition(1).Manifest
+	var mu sync.Mutex
+	refuse := true
+	// Partition 1 refuses every other write, as a manifest shared with
+	// another busy producer would.
+	n := 0
+	store.BeforeWrite = func(name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == hot && refuse {
+			n++
+			if n%2 == 0 {
+				return cas.ErrConflict
+			}
+		}
+		return nil
+	}
+	clk := newClock()
+	s, _, moves := newTestSpreader(t, SpreaderConfig{Partitions: 2, Home: 1, MinWrites: 10, MaxConflictRatio: 0.3, MinStay: time.Minute}, store, nil)
+	s.now = clk.Now
+	s.since = clk.Now()
+	appendN(t, s, 40)
+	if s.Home() != 1 {
+		t.Fatal("moved before MinStay had passed")
+	}
+	clk.Add(time.Minute)
+	appendN(t, s, 1)
+	if s.Home() != 0 || len(*moves) != 1 || !strings.Contains((*moves)[0], "manifest writes refused") {
+		t.Fatalf("home %d, moves %v; want a move to 0 for refusals", s.Home(), *moves)
+	}
+	// Partition 0 refuses nothing: it stays.
+	clk.Add(time.Hour)
+	appendN(t, s, 40)
+	if s.Home() != 0 || len(*moves) != 1 {
+		t.Fatalf("left a healthy partition: %v", *moves)
+	}
+}
+
+func TestSpreaderMovesToLeastRefused(t *testing.T) {
+	s, _, _ := newTestSpreader(t, SpreaderConfig{Partitions: 4, Home: 0}, memstore.New(), nil)
+	s.stats[1] = partStats{writes: 10, refused: 9}
+	s.stats[2] = partStats{writes: 10, refused: 1}
+	s.stats[3] = partStats{writes: 10, refused: 5, errors: 1}
+	s.mu.Lock()
+	s.moveLocked("test")
+	s.mu.Unlock()
+	if s.Home() != 2 {
+		t.Fatalf("moved to %d, want 2 (fewest refusals)", s.Home())
+	}
+}
