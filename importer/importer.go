@@ -422,14 +422,13 @@ func (im *Importer) object(ctx context.Context, name string) error {
 // objectWriter gathers one object's events into Appends and advances its
 // checkpoint after each.
 type objectWriter struct {
-	im    *Importer
-	name  string
-	st    ObjectState // committed progress, plus dead letters after it
-	vars  Vars
-	recs  [][]byte
-	size  int
-	upTo  int64 // last row in recs
-	dlSeq int
+	im   *Importer
+	name string
+	st   ObjectState // committed progress, plus dead letters after it
+	vars Vars
+	recs [][]byte
+	size int
+	upTo int64 // last row in recs
 }
 
 func (w *objectWriter) add(ctx context.Context, n int64, rec []byte) error {

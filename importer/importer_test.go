@@ -178,13 +178,12 @@ var mapping = importer.Mapping{
 // env is a queue with a real producer, and a consumer delivering to the
 // fake OpenMeter.
 type env struct {
-	t            *testing.T
-	src, queue   objstore.Bucket
-	store        cas.Store
-	prod         *producer.Producer
-	q            *manifest.Queue
-	om           *openmetertest.Server
-	consumerStop func()
+	t          *testing.T
+	src, queue objstore.Bucket
+	store      cas.Store
+	prod       *producer.Producer
+	q          *manifest.Queue
+	om         *openmetertest.Server
 }
 
 func newEnv(t *testing.T, c *corpus) *env {

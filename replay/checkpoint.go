@@ -67,7 +67,9 @@ func (c *checkpoint) save() error {
 		return fmt.Errorf("replay: checkpoint: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err == nil {
+	// A failed write or sync must fail the checkpoint: a resume would
+	// otherwise start from a state that never reached the disk.
+	if _, err = tmp.Write(append(b, '\n')); err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
