@@ -4,15 +4,16 @@
 //
 // The YAML is objstore's client config:
 //
-//	type: S3            # FILESYSTEM, S3, or a provider registered with RegisterCAS (GCS, AZURE)
+//	type: S3            # FILESYSTEM, S3, GCS, AZURE, or a provider given with WithCAS
 //	config: {...}       # the provider's objstore config
 //	prefix: some/prefix # optional; applies to data and manifest alike
 //
 // FILESYSTEM uses fsstore on the same directory, and its data bucket is
 // NewDurableFilesystem (objstore's, with an Upload that fsyncs the batch and
-// renames it into place before returning); S3 uses s3store from the
-// same config; other providers need a CAS opener registered with
-// RegisterCAS (bucket/cloud.go registers GCS and AZURE).
+// renames it into place before returning); S3, GCS and AZURE use s3store,
+// gcsstore and azurestore from the same config; other providers need a CAS
+// opener given to Open with WithCAS (no global registry, so callers and
+// tests cannot affect each other).
 package bucket
 
 import (
@@ -22,11 +23,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/client"
@@ -42,32 +43,34 @@ import (
 // Open applies it to every store the same way objstore.PrefixedBucket does.
 type CASOpener func(ctx context.Context, confYAML []byte) (cas.Store, error)
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]CASOpener{
-		string(objstore.FILESYSTEM): FilesystemCAS,
-		string(objstore.S3):         S3CAS,
-	}
-)
-
-// RegisterCAS registers (or replaces) the cas.Store opener for an objstore
-// provider type such as "GCS". Provider names are case-insensitive. See
-// CASOpener for what open receives.
-func RegisterCAS(provider string, open func(ctx context.Context, confYAML []byte) (cas.Store, error)) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	registry[strings.ToUpper(provider)] = open
+// builtin are the providers with a manifest store: FILESYSTEM (rename
+// under a lock file), S3 (If-Match / If-None-Match), GCS (generation
+// preconditions) and AZURE (ETag conditions). It is never modified; a
+// caller adds or replaces one for its own Open calls with WithCAS.
+var builtin = map[string]CASOpener{
+	string(objstore.FILESYSTEM): FilesystemCAS,
+	string(objstore.S3):         S3CAS,
+	string(objstore.GCS):        GCSCAS,
+	string(objstore.AZURE):      AzureCAS,
 }
 
-func opener(provider string) (CASOpener, []string) {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	var names []string
-	for n := range registry {
-		names = append(names, n)
+// OpenOption changes one Open call.
+type OpenOption func(map[string]CASOpener)
+
+// WithCAS makes Open use open as the manifest store of provider (a type
+// such as "GCS"; case-insensitive), adding a provider or replacing a
+// built-in one for this call only. See CASOpener for what open receives.
+func WithCAS(provider string, open CASOpener) OpenOption {
+	return func(m map[string]CASOpener) { m[strings.ToUpper(provider)] = open }
+}
+
+func opener(provider string, opts []OpenOption) (CASOpener, []string) {
+	m := maps.Clone(builtin)
+	for _, o := range opts {
+		o(m)
 	}
-	slices.Sort(names)
-	return registry[provider], names
+	names := slices.Sorted(maps.Keys(m))
+	return m[provider], names
 }
 
 // clientConfig is objstore's client.BucketConfig, parsed strictly so a
@@ -95,8 +98,9 @@ func parse(confYAML []byte) (clientConfig, error) {
 }
 
 // Open opens the data bucket and the manifest store described by one
-// objstore client YAML. logger may be nil.
-func Open(ctx context.Context, confYAML []byte, logger *slog.Logger) (objstore.Bucket, cas.Store, error) {
+// objstore client YAML. logger may be nil; opts add or replace manifest
+// store providers (WithCAS).
+func Open(ctx context.Context, confYAML []byte, logger *slog.Logger, opts ...OpenOption) (objstore.Bucket, cas.Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -105,7 +109,7 @@ func Open(ctx context.Context, confYAML []byte, logger *slog.Logger) (objstore.B
 		return nil, nil, err
 	}
 	provider := strings.ToUpper(c.Type)
-	open, known := opener(provider)
+	open, known := opener(provider, opts)
 	if open == nil {
 		return nil, nil, fmt.Errorf("bucket config: type %q has no conditional-write (CAS) store for the manifest; supported types: %s", c.Type, strings.Join(known, ", "))
 	}

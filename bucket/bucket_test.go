@@ -143,19 +143,29 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// TestRegisterCAS: a registered opener is used (and gets the whole YAML),
-// and the prefix is applied to its store by Open.
-func TestRegisterCAS(t *testing.T) {
+// TestWithCAS: an opener given to Open is used (and gets the whole YAML),
+// the prefix is applied to its store by Open, and other Open calls keep the
+// built-in one (no global state: the test may run in parallel).
+func TestWithCAS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var got []byte
 	rec := &recordingStore{}
-	bucket.RegisterCAS("filesystem", func(ctx context.Context, confYAML []byte) (cas.Store, error) {
+	withRec := bucket.WithCAS("filesystem", func(ctx context.Context, confYAML []byte) (cas.Store, error) {
 		got = confYAML
 		return rec, nil
 	})
-	t.Cleanup(func() { bucket.RegisterCAS("FILESYSTEM", bucket.FilesystemCAS) })
 	y := "type: FILESYSTEM\nconfig:\n  directory: " + dir + "\nprefix: pre\n"
-	bkt, store, err := bucket.Open(context.Background(), []byte(y), nil)
+	plainBkt, plain, err := bucket.Open(context.Background(), []byte(y), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plainBkt.Close()
+	_, _, _ = plain.Read(context.Background(), "m")
+	if rec.last != "" {
+		t.Fatal("an Open without WithCAS used the opener given to another Open")
+	}
+	bkt, store, err := bucket.Open(context.Background(), []byte(y), nil, withRec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func CheckConfig(confYAML []byte) error {
 	if err != nil {
 		return err
 	}
-	if open, known := opener(strings.ToUpper(c.Type)); open == nil {
+	if open, known := opener(strings.ToUpper(c.Type), nil); open == nil {
 		return fmt.Errorf("bucket config: type %q has no conditional-write (CAS) store for the manifest; supported types: %s", c.Type, strings.Join(known, ", "))
 	}
 	if strings.EqualFold(c.Type, string(objstore.FILESYSTEM)) {

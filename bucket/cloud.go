@@ -8,14 +8,6 @@ import (
 	"github.com/bucketq/bucketq/manifest/cas/gcsstore"
 )
 
-// The cloud providers' manifest stores: GCS (generation preconditions) and
-// AZURE (ETag If-Match / If-None-Match), each opened from the same objstore
-// YAML as the data bucket. The prefix is applied by Open.
-func init() {
-	RegisterCAS("GCS", GCSCAS)
-	RegisterCAS("AZURE", AzureCAS)
-}
-
 // GCSCAS is the GCS opener: gcsstore from the same config (bucket,
 // service_account, use_grpc, max_retries). For an emulator, set
 // STORAGE_EMULATOR_HOST as for the data bucket.
