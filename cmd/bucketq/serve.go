@@ -240,8 +240,9 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		if err != nil {
 			return err
 		}
-		// The ingest tokens protect every front door, not only /api/v1/events.
-		h := auth.New(cfg.Tokens).HTTP(otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "otlp-http")), otlp.UnauthorizedHTTP(im))
+		// The ingest tokens protect every front door: each HTTP handler wraps
+		// itself in auth.Tokens.HTTP, gRPC takes auth.Tokens.GRPC below.
+		h := otlp.NewHTTPHandler(prod, otlp.HTTPConfig{MaxBodyBytes: cfg.MaxBodyBytes, Tokens: cfg.Tokens, BodyLimits: bodyLimits, Budget: bodyBudget}, im, log.With("part", "otlp-http"))
 		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 		servers = append(servers, &listener{name: "otlp-http", ln: ln, serve: hs.Serve, stop: hs.Shutdown})
 	}

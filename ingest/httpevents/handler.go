@@ -4,24 +4,23 @@
 //
 // Accepted bodies: one event (application/cloudevents+json), a JSON array
 // of events (application/cloudevents-batch+json) or either
-// (application/json), UTF-8, optionally Content-Encoding gzip (or x-gzip);
-// other encodings are refused with 415. Config.MaxBodyBytes bounds the body
-// after decompression. Bodies are read under package reqbody's guards: a
-// body slower than Config.BodyLimits allow is answered 408, and its bytes
-// are reserved against Config.Budget as they arrive (429 when spent).
+// (application/json), UTF-8. Bodies are read by package reqbody, the body
+// reader shared with OTLP/HTTP: optionally Content-Encoding gzip (or
+// x-gzip), other encodings refused with 415; Config.MaxBodyBytes bounds the
+// body after decompression; a body slower than Config.BodyLimits allow is
+// answered 408, and its bytes are reserved against Config.Budget as they
+// arrive (429 when spent). Config.Tokens are checked by auth.Tokens.HTTP
+// around the handler, as for every HTTP front door.
 package httpevents
 
 import (
-	"bufio"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -61,11 +60,10 @@ const (
 )
 
 type handler struct {
-	app    producer.Appender
-	cfg    Config
-	tokens auth.Tokens
-	m      *ingestmetrics.Metrics
-	log    *slog.Logger
+	app producer.Appender
+	cfg Config
+	m   *ingestmetrics.Metrics
+	log *slog.Logger
 }
 
 // NewHandler returns the handler to mount at "/api/v1/events".
@@ -83,8 +81,15 @@ func NewHandler(app producer.Appender, cfg Config, m *ingestmetrics.Metrics, log
 		log = slog.Default()
 	}
 	h := &handler{app: app, cfg: cfg, m: m, log: log.With("component", "httpevents")}
-	h.tokens = auth.New(cfg.Tokens)
-	return h
+	// The token check every HTTP front door wraps itself in.
+	return auth.New(cfg.Tokens).HTTP(h, h.unauthorized)
+}
+
+// unauthorized answers a request without an accepted token (auth.Tokens.HTTP
+// has set WWW-Authenticate): a problem+json 401, counted.
+func (h *handler) unauthorized(w http.ResponseWriter, _ *http.Request) {
+	code := h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token")
+	h.m.Requests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
 }
 
 // problem is an RFC 9457 problem details body.
@@ -102,11 +107,6 @@ type reqState struct {
 	records [][]byte
 	hasTime []bool
 	extra   []byte // events with an inserted time, one arena per request
-
-	// gzip bodies only, allocated on first use and reused with the state.
-	br *bufio.Reader // buffers the wire body (gzip needs an io.ByteReader)
-	zr *gzip.Reader
-	lr io.LimitedReader // the decompressed bound
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -131,16 +131,9 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost {
 		return h.fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use POST", r.Method), "Allow", http.MethodPost)
 	}
-	if !h.tokens.Allow(r.Header.Get("Authorization")) {
-		return h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token", "WWW-Authenticate", "Bearer")
-	}
 	mode, err := mediaMode(r.Header.Get("Content-Type"))
 	if err != nil {
 		return h.fail(w, http.StatusUnsupportedMediaType, err.Error())
-	}
-	gz, err := contentEncoding(r.Header)
-	if err != nil {
-		return h.fail(w, http.StatusUnsupportedMediaType, err.Error(), "Accept-Encoding", "gzip")
 	}
 
 	st := statePool.Get().(*reqState)
@@ -157,21 +150,13 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	// Memory is reserved as the body arrives, never the declared length.
 	rd := reqbody.New(w, r, h.cfg.Budget, h.cfg.BodyLimits)
 	defer rd.Release()
-	if gz {
-		if code := h.readGzip(w, rd, st); code != 0 {
-			return code
-		}
-	} else {
-		body := http.MaxBytesReader(w, rd, h.cfg.MaxBodyBytes)
-		if err := rd.ReadAll(&st.body, body, r.ContentLength); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
-			}
-			return h.readFailed(w, err)
-		}
+	if err := rd.ReadBody(&st.body, h.cfg.MaxBodyBytes); err != nil {
+		// The encoding, the limits, a slow body, the budget: the same
+		// errors as OTLP/HTTP's, as problem+json.
+		f := reqbody.Answer(err)
+		maps.Copy(w.Header(), f.Header)
+		return h.fail(w, f.Status, f.Detail)
 	}
-	rd.Done()
 	b := bytes.TrimSpace(st.body.Bytes())
 	if len(b) == 0 {
 		return h.fail(w, http.StatusBadRequest, "request body is empty")
@@ -227,119 +212,6 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	h.m.Events.WithLabelValues(Front).Add(float64(len(st.records)))
 	w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
-}
-
-// readFailed answers a body that could not be read: too slow (408, and the
-// connection is closed), the body budget spent (429), or the client's
-// error (400).
-func (h *handler) readFailed(w http.ResponseWriter, err error) int {
-	var slow *reqbody.TooSlowError
-	switch {
-	case errors.As(err, &slow):
-		return h.fail(w, http.StatusRequestTimeout, slow.Error(), "Connection", "close")
-	case errors.Is(err, reqbody.ErrBudget):
-		return h.fail(w, http.StatusTooManyRequests, err.Error()+"; retry later", "Retry-After", "1")
-	}
-	return h.fail(w, http.StatusBadRequest, "reading request body: "+err.Error())
-}
-
-// errTrailingData is wire data after the last gzip member.
-var errTrailingData = errors.New("trailing data after the gzip stream")
-
-// readGzip decompresses the request body into st.body. It stops at
-// MaxBodyBytes+1 decompressed bytes (so a small "zip bomb" costs at most the
-// limit) and returns the status it answered, or 0 on success. Concatenated
-// gzip members are one body; anything else after the last member is an
-// error.
-func (h *handler) readGzip(w http.ResponseWriter, rd *reqbody.Reader, st *reqState) int {
-	max := h.cfg.MaxBodyBytes
-	// The limit is on the decompressed size; the wire bound only stops a
-	// body that never ends (a stream of empty deflate blocks). It leaves
-	// room for gzip without compression (5 bytes per 64 KiB block + header),
-	// so any body within the limit is accepted however it was compressed.
-	wire := max + max/64 + 4096
-	if wire < max { // overflow
-		wire = max
-	}
-	body := http.MaxBytesReader(w, rd, wire)
-	if st.br == nil {
-		st.br = bufio.NewReader(body)
-		st.zr = new(gzip.Reader)
-	} else {
-		st.br.Reset(body)
-	}
-	// Drop the references to this request's body once done: the pooled
-	// readers outlive it.
-	defer st.br.Reset(nil)
-	err := st.zr.Reset(st.br)
-	for err == nil {
-		st.zr.Multistream(false) // to tell another member from trailing junk
-		st.lr = io.LimitedReader{R: st.zr, N: max + 1 - int64(st.body.Len())}
-		err = rd.ReadAll(&st.body, &st.lr, -1)
-		st.lr.R = nil
-		if err != nil || int64(st.body.Len()) > max {
-			break
-		}
-		next, perr := st.br.Peek(2)
-		switch {
-		case len(next) == 0 && perr == io.EOF:
-		case len(next) == 2 && next[0] == 0x1f && next[1] == 0x8b: // another member's magic
-			err = st.zr.Reset(st.br)
-			continue
-		case perr != nil && perr != io.EOF:
-			err = perr
-		default:
-			err = errTrailingData
-		}
-		break
-	}
-	rd.Done()
-	switch {
-	case err == nil && int64(st.body.Len()) > max:
-		return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes after gzip decompression", max))
-	case err == nil:
-		return 0
-	}
-	var mbe *http.MaxBytesError
-	var cie flate.CorruptInputError
-	switch {
-	case errors.As(err, &mbe):
-		return h.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("gzip request body is larger than %d bytes on the wire (the limit is %d bytes decompressed)", mbe.Limit, max))
-	case err == io.EOF:
-		// Reset found no byte at all (ReadFrom never returns io.EOF).
-		return h.fail(w, http.StatusBadRequest, "request body is empty (Content-Encoding: gzip)")
-	case errors.Is(err, gzip.ErrHeader), errors.Is(err, gzip.ErrChecksum), errors.As(err, &cie),
-		errors.Is(err, io.ErrUnexpectedEOF), err == errTrailingData:
-		// "gzip: invalid header" would say gzip twice.
-		return h.fail(w, http.StatusBadRequest, "request body is not valid gzip (Content-Encoding: gzip): "+strings.TrimPrefix(err.Error(), "gzip: "))
-	}
-	return h.readFailed(w, err)
-}
-
-// contentEncoding reports whether the body is gzip-encoded, and refuses
-// codings other than gzip, x-gzip and identity. Absent means identity.
-func contentEncoding(hdr http.Header) (gz bool, err error) {
-	vals := hdr["Content-Encoding"]
-	if len(vals) == 0 {
-		return false, nil
-	}
-	n := 0
-	for _, v := range vals {
-		for c := range strings.SplitSeq(v, ",") {
-			switch c = strings.TrimSpace(c); {
-			case c == "" || strings.EqualFold(c, "identity"):
-			case strings.EqualFold(c, "gzip") || strings.EqualFold(c, "x-gzip"):
-				gz = true
-				n++
-			default:
-				n = 2
-			}
-		}
-	}
-	if n > 1 {
-		return false, fmt.Errorf("unsupported Content-Encoding %q; accepted: gzip, x-gzip, identity (or no Content-Encoding header)", strings.Join(vals, ", "))
-	}
-	return gz, nil
 }
 
 func (h *handler) appendFailed(w http.ResponseWriter, ctx context.Context, err error, n int) int {

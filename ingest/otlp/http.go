@@ -2,17 +2,13 @@ package otlp
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -34,15 +30,19 @@ const (
 	ContentTypeJSON     = "application/json"
 )
 
-// DefaultMaxBodyBytes is the request body limit, applied before and after
+// DefaultMaxBodyBytes is the request body limit, applied after
 // decompression (the OTLP specification recommends 20 MiB).
 const DefaultMaxBodyBytes = 20 << 20
 
 // HTTPConfig configures the OTLP/HTTP handler.
 type HTTPConfig struct {
-	// MaxBodyBytes bounds the request body, compressed and decompressed;
-	// above it the request is answered 413. Zero means DefaultMaxBodyBytes.
+	// MaxBodyBytes bounds the request body after decompression (a gzip
+	// body on the wire: reqbody.WireLimit of it); above it the request is
+	// answered 413. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Tokens, if not empty, are the accepted bearer tokens (package auth);
+	// other requests are answered 401.
+	Tokens []string
 	// BodyLimits is the minimum body rate (package reqbody); slower
 	// bodies are answered 408. Zero fields take reqbody's defaults.
 	BodyLimits reqbody.Limits
@@ -54,14 +54,17 @@ type HTTPConfig struct {
 // NewHTTPHandler returns the OTLP/HTTP receiver: POST /v1/logs, /v1/metrics
 // and /v1/traces with Content-Type application/x-protobuf or
 // application/json (OTLP JSON: hex trace and span ids, integer enums,
-// unknown fields ignored), optionally Content-Encoding gzip. It matches the
+// unknown fields ignored), optionally Content-Encoding gzip (the body
+// reader shared with /api/v1/events, package reqbody). It matches the
 // exact request path, so mount it at the server root (or behind
 // http.StripPrefix). Responses use the request's content type.
 func NewHTTPHandler(app producer.Appender, cfg HTTPConfig, m *ingestmetrics.Metrics, log *slog.Logger) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &httpHandler{r: newReceiver(app, m, log), cfg: cfg}
+	h := &httpHandler{r: newReceiver(app, m, log), cfg: cfg}
+	// The token check every HTTP front door wraps itself in.
+	return auth.New(cfg.Tokens).HTTP(h, h.unauthorized)
 }
 
 type httpHandler struct {
@@ -76,7 +79,7 @@ type httpError struct {
 	msg        string
 	badRequest bool
 	retryAfter time.Duration
-	closeConn  bool // answer with Connection: close
+	header     http.Header // more headers of the answer
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -89,15 +92,13 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h.r.m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
 }
 
-// UnauthorizedHTTP is the reject function of auth.Tokens.HTTP in front of
-// the OTLP/HTTP handler: auth's plain-text 401, counted in ingest_requests
-// with front otlp-http and code 401, as the handler counts its own answers
-// (and /api/v1/events its 401s).
-func UnauthorizedHTTP(m *ingestmetrics.Metrics) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		auth.Unauthorized(w, r)
-		m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
-	}
+// unauthorized is the reject function of auth.Tokens.HTTP around the
+// handler: auth's plain-text 401, counted in ingest_requests with front
+// otlp-http and code 401, as the handler counts its own answers (and
+// /api/v1/events its 401s).
+func (h *httpHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
+	auth.Unauthorized(w, r)
+	h.r.m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
 }
 
 func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string) *httpError {
@@ -124,7 +125,7 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 
 	rd := reqbody.New(w, req, h.cfg.Budget, h.cfg.BodyLimits)
 	defer rd.Release()
-	body, herr := h.readBody(w, req, rd)
+	body, herr := h.readBody(rd)
 	if herr != nil {
 		return herr
 	}
@@ -158,56 +159,16 @@ func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string
 	return nil
 }
 
-// readBody reads the (possibly gzip-encoded) body through body, bounded by
-// MaxBodyBytes both on the wire and decompressed, reserving its bytes as they
-// arrive (never the declared length up front).
-func (h *httpHandler) readBody(w http.ResponseWriter, req *http.Request, body *reqbody.Reader) ([]byte, *httpError) {
-	max := h.cfg.MaxBodyBytes
-	var rd io.Reader = http.MaxBytesReader(w, body, max)
-	hint := req.ContentLength
-	gz := false
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(rd)
-		if err != nil {
-			return nil, readError(err, max, true)
-		}
-		defer zr.Close()
-		rd, gz, hint = zr, true, -1
-	default:
-		return nil, &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported Content-Encoding %q (want gzip or none)", enc)}
-	}
+// readBody reads the body with the reader shared with /api/v1/events
+// (package reqbody: encodings, limits, errors), mapping its errors to an
+// OTLP Status.
+func (h *httpHandler) readBody(body *reqbody.Reader) ([]byte, *httpError) {
 	var data bytes.Buffer
-	if err := body.ReadAll(&data, io.LimitReader(rd, max+1), hint); err != nil {
-		return nil, readError(err, max, gz)
-	}
-	body.Done()
-	if int64(data.Len()) > max {
-		return nil, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("decompressed body exceeds %d bytes", max)}
+	if err := body.ReadBody(&data, h.cfg.MaxBodyBytes); err != nil {
+		f := reqbody.Answer(err)
+		return nil, &httpError{code: f.Status, msg: f.Detail, badRequest: f.Status == http.StatusBadRequest, header: f.Header}
 	}
 	return data.Bytes(), nil
-}
-
-func readError(err error, max int64, gz bool) *httpError {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body exceeds %d bytes", max)}
-	}
-	var slow *reqbody.TooSlowError
-	if errors.As(err, &slow) {
-		return &httpError{code: http.StatusRequestTimeout, msg: slow.Error(), closeConn: true}
-	}
-	if errors.Is(err, reqbody.ErrBudget) {
-		return &httpError{code: http.StatusTooManyRequests, msg: err.Error() + ", retry later", retryAfter: BackpressureRetryDelay}
-	}
-	var corrupt flate.CorruptInputError
-	if gz && (errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &corrupt)) {
-		// "gzip: invalid header" would say gzip twice.
-		return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot decompress gzip body: " + strings.TrimPrefix(err.Error(), "gzip: ")}
-	}
-	// The client stopped sending: nothing was stored, it may retry.
-	return &httpError{code: http.StatusBadRequest, badRequest: true, msg: "cannot read body: " + err.Error()}
 }
 
 func marshal(ct string, m proto.Message) ([]byte, error) {
@@ -230,9 +191,7 @@ func writeStatus(w http.ResponseWriter, ct string, e *httpError) {
 		secs := int64(math.Ceil(e.retryAfter.Seconds()))
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
-	if e.closeConn {
-		w.Header().Set("Connection", "close")
-	}
+	maps.Copy(w.Header(), e.header)
 	body, err := marshal(ct, st)
 	if err != nil {
 		body = nil

@@ -1,6 +1,10 @@
 // Package reqbody reads the request bodies of the HTTP ingest front doors
-// (CloudEvents and OTLP/HTTP) with two guards against slow or careless
-// clients:
+// (CloudEvents and OTLP/HTTP): one reader, so both accept the same
+// Content-Encodings (identity, gzip, x-gzip; others are refused with 415),
+// apply the same limits (max_body_bytes on the decoded body, WireLimit of
+// it on an encoded body's wire bytes) and fail with the same errors, which
+// Answer maps to a status each front door writes in its own format. Two
+// guards protect against slow or careless clients:
 //
 //   - A minimum rate. A body must arrive within Limits.Timeout plus one
 //     second per Limits.MinRate bytes received so far. The connection's
@@ -98,11 +102,13 @@ func (b *Budget) Used() int64 {
 	return b.used.Load()
 }
 
-// Reader is a request's body under the guards. Read it (directly or through
-// decoders) with ReadAll, call Done as soon as the body is read, and Release
-// once the bytes read are no longer held.
+// Reader is a request's body under the guards. Read it with ReadBody, and
+// call Release once the bytes read are no longer held.
 type Reader struct {
 	body     io.ReadCloser
+	w        http.ResponseWriter
+	header   http.Header
+	length   int64 // the declared Content-Length, -1 if unknown
 	rc       *http.ResponseController
 	lim      Limits
 	start    time.Time
@@ -116,7 +122,7 @@ type Reader struct {
 
 // New starts the guards on r's body.
 func New(w http.ResponseWriter, r *http.Request, budget *Budget, lim Limits) *Reader {
-	return &Reader{body: r.Body, rc: http.NewResponseController(w), lim: lim.withDefaults(), start: time.Now(), budget: budget}
+	return &Reader{body: r.Body, w: w, header: r.Header, length: r.ContentLength, rc: http.NewResponseController(w), lim: lim.withDefaults(), start: time.Now(), budget: budget}
 }
 
 // Read reads the wire body, failing with a *TooSlowError when it arrives
@@ -148,11 +154,11 @@ func (rd *Reader) tooSlow() error {
 	return &TooSlowError{Received: rd.n, Elapsed: time.Since(rd.start), Limits: rd.lim}
 }
 
-// ReadAll appends what src (rd or a decoder reading rd) yields to dst until
+// readAll appends what src (rd or a decoder reading rd) yields to dst until
 // EOF, reserving each chunk against the budget before reading it; hint, if
 // positive, is the expected size (the first chunk is no larger than
 // needed). It returns src's error or ErrBudget.
-func (rd *Reader) ReadAll(dst *bytes.Buffer, src io.Reader, hint int64) error {
+func (rd *Reader) readAll(dst *bytes.Buffer, src io.Reader, hint int64) error {
 	size := int64(chunk)
 	if hint >= 0 && hint < size {
 		size = hint + 1 // +1: room to see EOF
@@ -176,7 +182,7 @@ func (rd *Reader) ReadAll(dst *bytes.Buffer, src io.Reader, hint int64) error {
 }
 
 // Done ends the rate guard once the body is read: the connection keeps no
-// read deadline while the request waits for its answer.
+// read deadline while the request waits for its answer. ReadBody calls it.
 func (rd *Reader) Done() {
 	if !rd.deadline.IsZero() {
 		_ = rd.rc.SetReadDeadline(time.Time{})
