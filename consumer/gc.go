@@ -16,41 +16,41 @@ import (
 // clock difference between producers and the store.
 const TimestampSlack = 2 * time.Second
 
-// CollectGarbage runs one GC cycle: it lists DataPrefix, THEN reads the
+// CollectGarbage runs one GC cycle: it takes its cutoff time, reads the
 // manifest, then (with a journal) deletes expired journal segments and
-// reads the live ones, and deletes listed objects that neither the manifest
-// nor a live segment references and that are older than GCGracePeriod — dequeued batches and orphans uploaded but
-// never committed alike. It decides by reference, never by name, and touches
-// nothing outside DataPrefix. Failed deletions are counted and returned;
-// the next cycle retries them.
+// reads the live ones, and then pages through the listing of DataPrefix,
+// deleting each listed object that neither the manifest nor a live segment
+// references and that is older than the cutoff — dequeued batches and
+// orphans uploaded but never committed alike — as the listing streams. It
+// decides by reference, never by name, and touches nothing outside
+// DataPrefix. Failed deletions are counted and returned; the next cycle
+// retries them.
+//
+// A cycle's memory is the referenced set (the manifest's entries plus the
+// live segments' locations, bounded by queue length and journal_retention)
+// and one listing page: it does not grow with the number of batch files
+// (BenchmarkGCCycle).
 func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 	c.gcMu.Lock()
 	defer c.gcMu.Unlock()
 	start := time.Now()
 	defer func() { c.m.GCDuration.Observe(time.Since(start).Seconds()) }()
 
-	dir := c.cfg.DataPrefix + "/"
-	var names []string
-	err := c.bkt.Iter(ctx, dir, func(name string) error {
-		if strings.HasSuffix(name, "/") || !strings.HasPrefix(name, dir) {
-			return nil
-		}
-		names = append(names, name)
-		return nil
-	}, objstore.WithRecursiveIter())
-	if err != nil {
-		return 0, fmt.Errorf("gc: list %s: %w", dir, err)
-	}
-	// The manifest is read after the listing: a batch committed while we
-	// listed is then referenced, and one not yet committed is young. Age
-	// is measured against the time just before that read: a producer's
-	// commit of a file is over at most 3/4 of the grace period after the
-	// file's upload began (RFC 0002), so a file older than the grace period
-	// then cannot be committed after the read. Stores report modification
-	// times in whole seconds (S3's LastModified) and clocks differ a little,
-	// so a file must look older than the grace period by TimestampSlack
-	// too: without it a grace period of a few seconds deleted a batch that
-	// a commit landing just after the read referenced (issue 9, item 4).
+	// Age is measured against the time just before the manifest read: a
+	// producer's commit of a file is over at most 3/4 of the grace period
+	// after the file's upload began (RFC 0002), so a file older than the
+	// grace period then cannot be committed after the read, and one
+	// committed before it is referenced (by the manifest, or once dequeued
+	// by a journal segment). Stores report modification times in whole
+	// seconds (S3's LastModified) and clocks differ a little, so a file must
+	// look older than the grace period by TimestampSlack too: without it a
+	// grace period of a few seconds deleted a batch that a commit landing
+	// just after the read referenced (issue 9, item 4).
+	//
+	// The listing therefore need not precede the read: anything listed
+	// that was uploaded or committed after the read is younger than the
+	// cutoff. Listing last lets the cycle decide per name as the listing
+	// streams instead of holding every name (issue 12).
 	cutoff := c.now().Add(-c.cfg.GCGracePeriod - TimestampSlack)
 	man, err := c.q.Read(ctx)
 	if err != nil {
@@ -60,6 +60,7 @@ func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 	for _, e := range man.Entries {
 		refs[e.Location] = struct{}{}
 	}
+	man = nil
 	deleted := 0
 	var errs []error
 	// The journal is read after the manifest (RFC 0004, rule 1): an entry
@@ -85,37 +86,44 @@ func (c *Consumer) CollectGarbage(ctx context.Context) (int, error) {
 		c.m.GCFilesFailed.Inc()
 		errs = append(errs, err)
 	}
-	for _, name := range names {
+	dir := c.cfg.DataPrefix + "/"
+	err = c.bkt.Iter(ctx, dir, func(name string) error {
+		if strings.HasSuffix(name, "/") || !strings.HasPrefix(name, dir) {
+			return nil
+		}
 		if _, ok := refs[name]; ok {
-			continue
+			return nil
 		}
 		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
+			return err
 		}
 		attrs, err := c.bkt.Attributes(ctx, name)
 		if err != nil {
 			if !c.bkt.IsObjNotFoundErr(err) {
 				fail(fmt.Errorf("gc: attributes of %s: %w", name, err))
 			}
-			continue
+			return nil
 		}
 		if attrs.LastModified.IsZero() {
 			c.log.Warn("gc: object has no modification time; keeping it", "object", name)
-			continue
+			return nil
 		}
 		if attrs.LastModified.After(cutoff) {
-			continue
+			return nil
 		}
 		if err := c.bkt.Delete(ctx, name); err != nil {
 			if !c.bkt.IsObjNotFoundErr(err) {
 				fail(fmt.Errorf("gc: delete %s: %w", name, err))
 			}
-			continue
+			return nil
 		}
 		deleted++
 		c.m.GCFilesDeleted.Inc()
 		c.log.Debug("gc: deleted unreferenced batch", "object", name, "modified", attrs.LastModified)
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: list %s: %w", dir, err))
 	}
 	return deleted, errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest"
@@ -206,28 +207,92 @@ func (j *Journal) Read(ctx context.Context, name string) (*Segment, error) {
 // ReadFooter reads only the last FooterSize bytes of a segment (one range
 // read), unverified: enough to choose segments by time.
 func (j *Journal) ReadFooter(ctx context.Context, name string) (Footer, error) {
+	f, _, err := j.readFooter(ctx, name)
+	return f, err
+}
+
+// readFooter is ReadFooter that also returns the segment's size.
+func (j *Journal) readFooter(ctx context.Context, name string) (Footer, int64, error) {
 	attrs, err := j.bkt.Attributes(ctx, name)
 	if err != nil {
-		return Footer{}, fmt.Errorf("journal: attributes of %s: %w", name, err)
+		return Footer{}, 0, fmt.Errorf("journal: attributes of %s: %w", name, err)
 	}
 	if attrs.Size < FooterSize {
-		return Footer{}, &CorruptError{Segment: name, Offset: -1, Err: ErrTooShort, Detail: fmt.Sprintf("%d bytes", attrs.Size)}
+		return Footer{}, attrs.Size, &CorruptError{Segment: name, Offset: -1, Err: ErrTooShort, Detail: fmt.Sprintf("%d bytes", attrs.Size)}
 	}
 	rc, err := j.bkt.GetRange(ctx, name, attrs.Size-FooterSize, FooterSize)
 	if err != nil {
-		return Footer{}, fmt.Errorf("journal: read footer of %s: %w", name, err)
+		return Footer{}, attrs.Size, fmt.Errorf("journal: read footer of %s: %w", name, err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
-		return Footer{}, fmt.Errorf("journal: read footer of %s: %w", name, err)
+		return Footer{}, attrs.Size, fmt.Errorf("journal: read footer of %s: %w", name, err)
 	}
 	f, err := ReadFooter(b)
 	var ce *CorruptError
 	if errors.As(err, &ce) {
 		ce.Segment = name
+		ce.Offset = int(attrs.Size) - FooterSize
 	}
-	return f, err
+	return f, attrs.Size, err
+}
+
+// SegmentInfo is a listed segment with its footer, or why it could not be
+// read (a *CorruptError for damage).
+type SegmentInfo struct {
+	SegmentRef
+	Footer Footer
+	Err    error
+}
+
+// Survey lists the segments and reads each one's footer (one range read
+// each), or with verify each whole segment (checksum and every entry), a
+// few at a time; the result is in sequence order. A footer that disagrees
+// with the segment's name is an ErrName *CorruptError. A segment deleted
+// since the listing (expired) is left out. Only the listing failing is an
+// error; a segment's own trouble is its Err.
+func (j *Journal) Survey(ctx context.Context, verify bool) ([]SegmentInfo, error) {
+	segs, err := j.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SegmentInfo, len(segs))
+	gone := make([]bool, len(segs))
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i, s := range segs {
+		g.Go(func() error {
+			out[i].SegmentRef = s
+			var err error
+			if verify {
+				var seg *Segment
+				if seg, err = j.Read(ctx, s.Name); err == nil {
+					out[i].Footer = seg.Footer
+				}
+			} else {
+				var size int64
+				out[i].Footer, size, err = j.readFooter(ctx, s.Name)
+				if f := out[i].Footer; err == nil && (f.FirstSequence != s.First || f.LastSequence != s.Last) {
+					err = &CorruptError{Segment: s.Name, Offset: int(size) - FooterSize, Err: ErrName,
+						Detail: fmt.Sprintf("footer says sequences %d..%d", f.FirstSequence, f.LastSequence)}
+				}
+			}
+			if err != nil && j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
+				gone[i] = true
+			}
+			out[i].Err = err
+			return nil
+		})
+	}
+	_ = g.Wait()
+	kept := out[:0]
+	for i := range out {
+		if !gone[i] {
+			kept = append(kept, out[i])
+		}
+	}
+	return kept, ctx.Err()
 }
 
 // Sweep is the journal's part of a GC cycle (RFC 0004, retention rules 1

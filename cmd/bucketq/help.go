@@ -72,8 +72,13 @@ var commands = []command{
 			"bucketq import --config bucketq.yaml --job nov-2026 --force --parallel 8",
 		},
 		extra: importHelpLines()},
-	{name: "inspect", short: "print the manifest or a batch file (table or JSON)", usage: "bucketq inspect manifest [--json | --verify] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]", roles: config.RolesInspect,
+	{name: "inspect", short: "print the manifest, a batch file or the journal (table or JSON)", usage: "bucketq inspect manifest [--json | --verify] [flags]\n  bucketq inspect batch LOCATION [--records] [--json] [flags]\n  bucketq inspect journal [--json | --verify] [flags]\n  bucketq inspect journal SEGMENT [--json] [flags]", roles: config.RolesInspect,
 		summary: "Print the manifest (footer and entries), or the footer (and records) of one batch file.\n" +
+			"inspect journal lists the journal segments under journal_prefix (one per dequeue, RFC 0004) in sequence\n" +
+			"order from their footers: sequence range, entry count, when journaled, the ingestion times they span,\n" +
+			"the consumer epoch; --verify reads every segment whole and checks its checksum and entries. With a\n" +
+			"SEGMENT (an object name from the listing) it prints that segment's entries, as inspect manifest does.\n" +
+			"A damaged segment is reported with its name and byte offset, and the exit code is 1.\n" +
 			"LOCATION is the batch's object name as the manifest lists it. --json prints one line of JSON:\n" +
 			"  manifest: {\"version\":1,\"epoch\":E,\"next_sequence\":N,\"entries\":[{\"sequence\":S,\"location\":\"...\",\n" +
 			"             \"metadata\":[{\"start_index\":I,\"ingestion_time_ms\":T,\"payload\":\"<hex>\",\"signal\":\"events\",\"encoding\":\"cloudevents-json\"}]}]}\n" +
@@ -84,11 +89,13 @@ var commands = []command{
 			"bucketq inspect manifest --config bucketq.yaml --json",
 			"bucketq inspect manifest --config bucketq.yaml --verify",
 			"bucketq inspect batch ingest/data/01JBZ3M6Q8X2V4K7N9P0R5T1W3.batch --records",
+			"bucketq inspect journal --config bucketq.yaml --verify",
+			"bucketq inspect journal ingest/journal/00000000000000000003-00000000000000000004.journal --json",
 		},
 		extra: []string{
 			fmt.Sprintf("  %-34s %s", "--json", "print one line of JSON instead of a table"),
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
-			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; exit 1 on damage"),
+			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; (inspect journal) read and check every segment; exit 1 on damage"),
 		}},
 	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
 		summary: "Repair a manifest that no longer decodes (producers answer 503, the consumer refuses to start). Stop the\n" +

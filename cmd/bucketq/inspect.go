@@ -12,22 +12,24 @@ import (
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/inspect"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/partition"
 )
 
-// inspectCommand runs `bucketq inspect manifest|batch ...`.
+// inspectCommand runs `bucketq inspect manifest|batch|journal ...`.
 func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
 	fl := config.NewFlags("inspect", config.RolesInspect)
 	asJSON := fl.Bool("json", false, "print JSON")
 	records := fl.Bool("records", false, "print the batch's records")
-	verify := fl.Bool("verify", false, "check the manifest's checksums and read and check every batch it lists; exit 1 on any damage")
+	verify := fl.Bool("verify", false, "check the manifest's checksums and read and check every batch it lists (inspect journal: read and check every segment); exit 1 on any damage")
 	pos, err := fl.Parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return &config.Error{Msg: "inspect: want \"manifest\" or \"batch LOCATION\""}
+		return &config.Error{Msg: "inspect: want \"manifest\", \"batch LOCATION\" or \"journal [SEGMENT]\""}
 	}
 	what := pos[0]
 	switch {
@@ -45,8 +47,19 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return &config.Error{Msg: "inspect batch: want exactly one LOCATION (the batch's object name)"}
 	case what == "manifest":
 		return &config.Error{Msg: fmt.Sprintf("inspect manifest: unexpected argument %q", pos[1])}
+	case what == "journal" && *records:
+		return &config.Error{Msg: "inspect journal: --records applies to inspect batch"}
+	case what == "journal" && len(pos) == 2 && *verify:
+		return &config.Error{Msg: "inspect journal: --verify applies to the listing (a SEGMENT is always verified)"}
+	case what == "journal" && len(pos) == 2:
+		if err := config.ObjectArg("inspect journal SEGMENT", pos[1]); err != nil {
+			return err
+		}
+	case what == "journal" && len(pos) > 2:
+		return &config.Error{Msg: "inspect journal: want at most one SEGMENT (a segment's object name, as the listing shows it)"}
+	case what == "journal":
 	default:
-		return &config.Error{Msg: fmt.Sprintf("inspect: unknown object %q (want manifest or batch)", what)}
+		return &config.Error{Msg: fmt.Sprintf("inspect: unknown object %q (want manifest, batch or journal)", what)}
 	}
 	cfg, err := fl.Load(getenv)
 	if err != nil {
@@ -75,6 +88,23 @@ func inspectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			if err := inspectManifest(ctx, bkt, store, path, *verify, *asJSON, p > 0, stdout); err != nil {
 				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+
+	if what == "journal" {
+		if len(pos) == 2 {
+			return inspectSegment(ctx, bkt, cfg.JournalPrefix, pos[1], *asJSON, stdout)
+		}
+		var errs []error
+		for p := range max(cfg.Partitions, 1) {
+			prefix := partition.Suffix(cfg.JournalPrefix, p)
+			if cfg.Partitions > 1 && !*asJSON {
+				fmt.Fprintf(stdout, "== partition %d of %d: %s\n", p, cfg.Partitions, prefix)
+			}
+			if err := inspectJournal(ctx, bkt, prefix, *verify, *asJSON, stdout); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		return errors.Join(errs...)
@@ -184,4 +214,62 @@ func inspectManifest(ctx context.Context, bkt objstore.Bucket, store cas.Store, 
 		return inspect.WriteJSON(stdout, m)
 	}
 	return inspect.WriteManifestTable(stdout, path, m)
+}
+
+// inspectJournal lists the segments under prefix from their footers (with
+// verify, from their whole bodies) and fails if any is damaged or
+// unreadable; each problem names the segment and byte offset.
+func inspectJournal(ctx context.Context, bkt objstore.Bucket, prefix string, verify, asJSON bool, stdout io.Writer) error {
+	j, err := journal.Open(bkt, prefix)
+	if err != nil {
+		return err
+	}
+	infos, err := j.Survey(ctx, verify)
+	if err != nil {
+		return err
+	}
+	out := inspect.JournalJSON{Prefix: prefix, Segments: []inspect.SegmentJSON{}, Problems: []string{}}
+	for _, s := range infos {
+		if s.Err != nil {
+			out.Problems = append(out.Problems, s.Err.Error())
+			continue
+		}
+		out.Segments = append(out.Segments, inspect.Segment(s.Name, s.Footer))
+		out.Entries += uint64(s.Footer.EntryCount)
+	}
+	if asJSON {
+		err = inspect.WriteJSON(stdout, out)
+	} else {
+		err = inspect.WriteJournalTable(stdout, out)
+		if verify && err == nil {
+			fmt.Fprintf(stdout, "journal %s: %d of %d segments read and verified\n", prefix, len(out.Segments), len(infos))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if n := len(out.Problems); n > 0 {
+		return fmt.Errorf("journal %s: %d of %d segments damaged or unreadable (listed above)", prefix, n, len(infos))
+	}
+	return nil
+}
+
+// inspectSegment prints one segment, read and verified in full.
+func inspectSegment(ctx context.Context, bkt objstore.Bucket, prefix, name string, asJSON bool, stdout io.Writer) error {
+	j, err := journal.Open(bkt, prefix)
+	if err != nil {
+		return err
+	}
+	seg, err := j.Read(ctx, name)
+	if err != nil {
+		if bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
+			return fmt.Errorf("journal segment %s: no such object in the bucket (expired segments are deleted by GC; list them with bucketq inspect journal)", name)
+		}
+		return err
+	}
+	d := inspect.SegmentDetailJSON{SegmentJSON: inspect.Segment(name, seg.Footer), Entries: inspect.Entries(seg.Entries)}
+	if asJSON {
+		return inspect.WriteJSON(stdout, d)
+	}
+	return inspect.WriteSegmentTable(stdout, d)
 }

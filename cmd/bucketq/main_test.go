@@ -91,7 +91,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"produce", "--flush-interval", "x"}, `bucketq: flag --flush-interval: invalid duration "x"`},
 		{[]string{"consume", "--bogus"}, `bucketq: consume: flag provided but not defined: -bogus`},
 		{[]string{"run", "extra"}, `bucketq: run: unexpected argument "extra"`},
-		{[]string{"inspect"}, `bucketq: inspect: want "manifest" or "batch LOCATION"`},
+		{[]string{"inspect"}, `bucketq: inspect: want "manifest", "batch LOCATION" or "journal [SEGMENT]"`},
 		{[]string{"inspect", "batch"}, `bucketq: inspect batch: want exactly one LOCATION`},
 		{[]string{"inspect", "queue"}, `bucketq: inspect: unknown object "queue"`},
 		{[]string{"help", "nope"}, `bucketq: unknown command "nope"`},

@@ -255,7 +255,7 @@ var Options = []*Option{
 	{Key: "dead_letter_prefix", Flag: "dead-letter-prefix", Arg: "PREFIX", Default: consumerDefaults.DeadLetterPrefix, Roles: Consume | DeadLetters | Import,
 		Usage: "object name prefix for records the sink or converter rejected",
 		set:   func(c *Config, v string) (err error) { c.DeadLetterPrefix, err = objname.Prefix(v); return }},
-	{Key: "journal_prefix", Flag: "journal-prefix", Arg: "PREFIX", Default: "ingest/journal", Roles: Consume | Replay,
+	{Key: "journal_prefix", Flag: "journal-prefix", Arg: "PREFIX", Default: "ingest/journal", Roles: Consume | Inspect | Replay,
 		Usage: "object name prefix of journal segments, the record of dequeued entries that replay reads (outside data_prefix)",
 		set:   func(c *Config, v string) (err error) { c.JournalPrefix, err = objname.Prefix(v); return }},
 	{Key: "journal_retention", Flag: "journal-retention", Kind: Duration, Arg: "DURATION", Default: "24h", Roles: Consume,

@@ -64,8 +64,13 @@ func Manifest(b []byte) (ManifestJSON, error) {
 	if err != nil {
 		return ManifestJSON{}, err
 	}
-	out := ManifestJSON{Version: f.Version, Epoch: m.Epoch, NextSequence: m.NextSequence, Entries: []EntryJSON{}}
-	for _, e := range m.Entries {
+	return ManifestJSON{Version: f.Version, Epoch: m.Epoch, NextSequence: m.NextSequence, Entries: Entries(m.Entries)}, nil
+}
+
+// Entries renders manifest (or journal) entries; never nil.
+func Entries(entries []manifest.Entry) []EntryJSON {
+	out := []EntryJSON{}
+	for _, e := range entries {
 		ej := EntryJSON{Sequence: e.Sequence, Location: e.Location, Metadata: []MetadataJSON{}}
 		for _, md := range e.Metadata {
 			sig, enc := "invalid", "invalid"
@@ -77,9 +82,9 @@ func Manifest(b []byte) (ManifestJSON, error) {
 				Payload: hex.EncodeToString(md.Payload), Signal: sig, Encoding: enc,
 			})
 		}
-		out.Entries = append(out.Entries, ej)
+		out = append(out, ej)
 	}
-	return out, nil
+	return out
 }
 
 // Batch decodes a batch file; with records it also returns its records.
@@ -114,9 +119,14 @@ func WriteManifestTable(w io.Writer, path string, m ManifestJSON) error {
 	if len(m.Entries) == 0 {
 		return nil
 	}
+	return writeEntries(w, m.Entries)
+}
+
+// writeEntries writes one row per metadata item of each entry.
+func writeEntries(w io.Writer, entries []EntryJSON) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQUENCE\tLOCATION\tSTART\tINGESTED\tSIGNAL\tENCODING")
-	for _, e := range m.Entries {
+	for _, e := range entries {
 		if len(e.Metadata) == 0 {
 			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\n", e.Sequence, e.Location)
 		}
