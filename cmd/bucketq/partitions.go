@@ -98,7 +98,7 @@ func newConsumerRun(bkt objstore.Bucket, store cas.Store, cfg *config.Config, co
 			return nil, nil, err
 		}
 	}
-	m, err := partition.NewManager(store, partition.ManagerConfig{Partitions: cfg.Partitions, Table: partition.LeasePath(cfg.ManifestPath)},
+	m, err := partition.NewManager(store, partition.ManagerConfig{Partitions: cfg.Partitions, Table: partition.LeasePath(cfg.ManifestPath), Timeout: cfg.LeaseTimeout},
 		func(ctx context.Context, p int) error { return cons[p].Run(ctx) }, partition.NewMetrics(reg), log)
 	if err != nil {
 		return nil, nil, err

@@ -95,6 +95,9 @@ type Config struct {
 	// for auto (FNV-1a of the host name).
 	Partitions int
 	Partition  int
+	// LeaseTimeout is how long a consumer's lease-table heartbeat may
+	// stand still before the other consumers take its partitions.
+	LeaseTimeout time.Duration
 
 	Listen       string
 	OTLPGRPC     string
@@ -248,6 +251,14 @@ var Options = []*Option{
 			}
 			c.Partition = n
 			return nil
+		}},
+	{Key: "lease_timeout", Flag: "lease-timeout", Kind: Duration, Arg: "DURATION", Default: "20s", Roles: Consume,
+		Usage: "with partitions > 1: a consumer whose lease-table heartbeat (written every lease_timeout/4) has not changed for this long is dead and the others take its partitions; use the same value on every consumer",
+		set: func(c *Config, v string) (err error) {
+			if c.LeaseTimeout, err = parseDuration(v); err == nil && c.LeaseTimeout < 400*time.Millisecond {
+				err = fmt.Errorf("%s is below the 400ms minimum (the heartbeat runs every lease_timeout/4)", c.LeaseTimeout)
+			}
+			return
 		}},
 	{Key: "data_prefix", Flag: "data-prefix", Arg: "PREFIX", Default: producerDefaults.DataPrefix, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name prefix of batch files",

@@ -111,7 +111,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter", JournalPrefix: "ingest/journal", JournalRetention: 24 * time.Hour, Partitions: 1, Partition: -1,
+		BucketDir: "./data", ManifestPath: "ingest/manifest", DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/dead-letter", JournalPrefix: "ingest/journal", JournalRetention: 24 * time.Hour, Partitions: 1, Partition: -1, LeaseTimeout: 20 * time.Second,
 		Listen: "127.0.0.1:8888", OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxBodyBytes: 8 << 20,
 		BodyReadTimeout: 10 * time.Second, BodyMinRate: 16 << 10,
 		FlushInterval: 250 * time.Millisecond, FlushSizeBytes: 4 << 20, Compression: format.CompressionZstd, FormatVersion: 2, MinSealInterval: MinSealIntervalAuto, MaxBufferedBytes: 128 << 20, MemoryLimit: 256 << 20,
@@ -141,6 +141,7 @@ body_read_timeout: 3s
 body_min_rate: 1KiB
 partitions: 4
 partition: 3
+lease_timeout: 2s
 flush_interval: 100ms
 flush_size_bytes: 1024
 compression: none
@@ -177,7 +178,7 @@ func TestEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead", JournalPrefix: "q/journal", JournalRetention: 72 * time.Hour, Partitions: 4, Partition: 3,
+		BucketDir: "/ignored-because-object-store-wins-only-without-it", CreateBucketDir: true, ManifestPath: "q/manifest", DataPrefix: "q/data", DeadLetterPrefix: "q/dead", JournalPrefix: "q/journal", JournalRetention: 72 * time.Hour, Partitions: 4, Partition: 3, LeaseTimeout: 2 * time.Second,
 		Listen: "0.0.0.0:9000", OTLPGRPC: "", OTLPHTTP: "127.0.0.1:14318", Tokens: []string{"a", "bee"}, MaxBodyBytes: 1 << 10,
 		BodyReadTimeout: 3 * time.Second, BodyMinRate: 1 << 10,
 		FlushInterval: 100 * time.Millisecond, FlushSizeBytes: 1024, Compression: format.CompressionNone, FormatVersion: 1, MinSealInterval: 40 * time.Millisecond, MaxBufferedBytes: 2048, MemoryLimit: 512 << 20,
@@ -300,6 +301,8 @@ func TestBadConfig(t *testing.T) {
 		{"min_seal_interval: -1s", `config key "min_seal_interval": invalid duration "-1s" (want auto, 0 or a duration such as 250ms)`},
 		{"format_version: 3", `config key "format_version": invalid format version "3" (want 2, or 1 for opendata Buffer readers)`},
 		{"gc_grace_period: 0s", `config key "gc_grace_period": invalid duration "0s": must be positive`},
+		{"lease_timeout: 100ms", `config key "lease_timeout": 100ms is below the 400ms minimum`},
+		{"lease_timeout: 0s", `config key "lease_timeout": invalid duration "0s": must be positive`},
 		{"shutdown_timeout: soon", `config key "shutdown_timeout": invalid duration`},
 		{"readiness_failure_threshold: 0s", `config key "readiness_failure_threshold": invalid duration "0s": must be positive`},
 		{"flush_size_bytes: big", `config key "flush_size_bytes": invalid size "big"`},
