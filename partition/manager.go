@@ -74,9 +74,9 @@ type runner struct {
 //
 // Every Renew it reads the lease table, raises its own heartbeat, drops
 // members whose heartbeat has not moved for Timeout (by its own clock since
-// it first saw that value), frees their partitions, and balances: partition
-// p belongs to the live member at index p mod len(live) of the sorted
-// member ids. It claims a partition only when the table shows it free, and
+// it first saw that value), frees their partitions, and balances with
+// assign: a partition stays with its live owner while that owner holds no
+// more than its share, the others go to the live members holding fewest. It claims a partition only when the table shows it free, and
 // frees one it should give away only after its runner has stopped (the
 // runner's final dequeue spares the next owner redelivery), all in one
 // conditional write. A manager that cannot write the table for Timeout/2
@@ -95,6 +95,7 @@ type Manager struct {
 	lastWrite time.Time
 	running   map[int]*runner
 	pause     map[int]time.Time // partition p not restarted before
+	want      map[int]bool      // partitions the last tick's assignment gives us
 }
 
 // NewManager returns a manager; Run starts it. m may be nil.
@@ -213,8 +214,13 @@ func (m *Manager) tick(ctx context.Context) error {
 			}
 		}
 	}
+	target := assign(next.Owners, live, m.cfg.Partitions)
+	m.want = map[int]bool{}
 	for p := range m.cfg.Partitions {
-		want := live[p%len(live)] == m.cfg.ID
+		want := target[p] == m.cfg.ID
+		if want {
+			m.want[p] = true
+		}
 		switch o := next.Owners[p]; {
 		case want && o == "":
 			next.Owners[p] = m.cfg.ID
@@ -269,7 +275,6 @@ func (m *Manager) reconcile(ctx context.Context) {
 	for _, p := range m.held {
 		hold[p] = true
 	}
-	live := m.liveLocked()
 	for p, r := range m.running {
 		select {
 		case <-r.done:
@@ -286,12 +291,12 @@ func (m *Manager) reconcile(ctx context.Context) {
 			continue
 		default:
 		}
-		if !hold[p] || live[p%len(live)] != m.cfg.ID {
+		if !hold[p] || !m.want[p] {
 			r.cancel()
 		}
 	}
 	for _, p := range m.held {
-		if m.running[p] != nil || m.now().Before(m.pause[p]) || live[p%len(live)] != m.cfg.ID {
+		if m.running[p] != nil || m.now().Before(m.pause[p]) || !m.want[p] {
 			continue
 		}
 		rctx, cancel := context.WithCancel(ctx)
@@ -318,19 +323,6 @@ func (m *Manager) stoppedLocked(p int) bool {
 	default:
 		return false
 	}
-}
-
-// liveLocked is the sorted live member list of the last tick.
-func (m *Manager) liveLocked() []string {
-	live := []string{m.cfg.ID}
-	now := m.now()
-	for id, s := range m.others {
-		if now.Sub(s.changed) < m.cfg.Timeout {
-			live = append(live, id)
-		}
-	}
-	slices.Sort(live)
-	return live
 }
 
 // leave stops every runner, waits for them, and removes this member from
@@ -379,4 +371,64 @@ func (m *Manager) leave() {
 			return
 		}
 	}
+}
+
+// assign is the balanced assignment of partitions 0..n-1 over the live
+// members (sorted ids) that moves fewest partitions from owners: every live
+// member's share is n/len(live), n%len(live) of them one more. A partition
+// stays with its owner while the owner is live and within its share
+// (partitions in order); the rest go, in order, to the live member holding
+// fewest (ties: the lowest id). Moving only what must move matters because
+// each move stops a runner, whose sink requests in flight and the entries
+// delivered behind an unfinished one are redelivered by the next owner; a
+// stateless rule (p mod len(live)) moved every partition whose index no
+// longer matched, typically twice as many as a crash freed.
+//
+// Every member computes it from the same table; members that see different
+// live sets (one has not yet timed out a dead member) may disagree for a
+// lease timeout, which is safe: a member claims only free partitions and
+// frees one only after its runner stopped.
+func assign(owners, live []string, n int) []string {
+	out := make([]string, n)
+	if len(live) == 0 {
+		return out
+	}
+	share, extra := n/len(live), n%len(live)
+	isLive := make(map[string]bool, len(live))
+	for _, id := range live {
+		isLive[id] = true
+	}
+	count := make(map[string]int, len(live))
+	// room reports whether a member holding c may take one more, and
+	// takes the slot of one of the extra members if it must.
+	full := 0 // members at share+1
+	room := func(c int) bool { return c < share || (c == share && full < extra) }
+	take := func(id string) {
+		if count[id] == share {
+			full++
+		}
+		count[id]++
+	}
+	for p := range n {
+		if p < len(owners) && isLive[owners[p]] && room(count[owners[p]]) {
+			out[p] = owners[p]
+			take(owners[p])
+		}
+	}
+	for p := range n {
+		if out[p] != "" {
+			continue
+		}
+		best := ""
+		for _, id := range live {
+			if room(count[id]) && (best == "" || count[id] < count[best]) {
+				best = id
+			}
+		}
+		// The shares add up to n, so while a partition is unassigned
+		// some member has room.
+		out[p] = best
+		take(best)
+	}
+	return out
 }

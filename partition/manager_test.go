@@ -91,9 +91,9 @@ func TestLeaseRenewAndBalance(t *testing.T) {
 	if len(b.Held()) != 0 {
 		t.Fatalf("b took %v from a live owner", b.Held())
 	}
-	tick(t, a, b) // a sees b, hands over 1 and 3; b claims them
-	if !slices.Equal(a.Held(), []int{0, 2}) || !slices.Equal(b.Held(), []int{1, 3}) {
-		t.Fatalf("a %v, b %v; want [0 2] and [1 3]", a.Held(), b.Held())
+	tick(t, a, b) // a sees b, keeps its share 0 and 1, hands over 2 and 3; b claims them
+	if !slices.Equal(a.Held(), []int{0, 1}) || !slices.Equal(b.Held(), []int{2, 3}) {
+		t.Fatalf("a %v, b %v; want [0 1] and [2 3]", a.Held(), b.Held())
 	}
 	// Renewals: both keep ticking for a long time, nothing moves.
 	for range 20 {
@@ -245,7 +245,7 @@ func TestManagerRun(t *testing.T) {
 		stopB, doneB := start("b", &killB)
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
-		if got := snapshot(); got != "map[0:[a] 1:[b] 2:[a] 3:[b]]" {
+		if got := snapshot(); got != "map[0:[a] 1:[a] 2:[b] 3:[b]]" {
 			t.Fatalf("balanced runners = %s", got)
 		}
 		// b stops cleanly: a runs all within one renewal.
@@ -261,7 +261,7 @@ func TestManagerRun(t *testing.T) {
 		stopC, doneC := start("c", &killC)
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
-		if got := snapshot(); got != "map[0:[a] 1:[c] 2:[a] 3:[c]]" {
+		if got := snapshot(); got != "map[0:[a] 1:[a] 2:[c] 3:[c]]" {
 			t.Fatalf("with c: %s", got)
 		}
 		killC.Store(true)
