@@ -41,7 +41,14 @@ const (
 	// before the next kill.
 	partKillEvery = 4 * time.Second
 	partClients   = 6
-	partDrain     = 2 * time.Minute
+	// partSinkConcurrency is the consumers' sink_concurrency, fixed so
+	// that the redelivery bound (sink requests answered behind an
+	// unfinished one) is finite: adaptive would allow 32.
+	partSinkConcurrency = 4
+	// partDequeueInterval is the consumers' dequeue_interval (the
+	// default), the other term of the redelivery bound.
+	partDequeueInterval = time.Second
+	partDrain           = 2 * time.Minute
 )
 
 // leaseTable is the part of the lease table object (package partition,
@@ -59,8 +66,12 @@ type leaseTable struct {
 // send for BUCKETQ_CHAOS_PART_SECONDS (default 15). It checks that every
 // acked event reaches the sink (or, if poison, the dead letters of some
 // partition), that every partition changed owner in the lease table, that
-// the final table gives the partitions to the two live consumers only, and
-// that every partition's manifest, data prefix and journal drain to empty.
+// the final table gives the partitions to the two live consumers only,
+// that every partition's manifest, data prefix and journal drain to empty,
+// and that duplicates stay within the redelivery bound of RFC 0005, per
+// kill and in total (redeliveryBound; each consumer sends through a
+// sinkRecorder, so every duplicate is attributed to the kill or handover
+// that caused it).
 func TestChaosPartitions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test skipped in -short mode")
@@ -88,6 +99,8 @@ func TestChaosPartitions(t *testing.T) {
 	defer proxy.Close()
 	sink := openmetertest.New(openmetertest.Options{Poison: openmetertest.PoisonFlag})
 	defer sink.Close()
+	rec := newSinkRecorder(sink.Endpoint, partConsumers)
+	defer rec.close()
 
 	run := fmt.Sprintf("chaos-part-%d", time.Now().UnixNano())
 	bucketYAML := func(ep string) string {
@@ -104,17 +117,23 @@ journal_prefix: %[1]s/journal
 journal_retention: 2s
 partitions: %[2]d
 lease_timeout: %[3]s
+sink_concurrency: %[5]d
+dequeue_interval: %[6]s
 flush_interval: 100ms
 poll_interval: 100ms
 gc_interval: 1s
 gc_grace_period: %[4]s
 otlp_grpc: ""
 otlp_http: ""
-`, run, partPartitions, partLeaseTimeout, gcGrace)
+`, run, partPartitions, partLeaseTimeout, gcGrace, partSinkConcurrency, partDequeueInterval)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "processes.log"))
+	logName := filepath.Join(dir, "processes.log")
+	if v := os.Getenv("BUCKETQ_CHAOS_PART_LOG"); v != "" { // keep every process's log there
+		logName = v
+	}
+	logf, err := os.Create(logName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +159,7 @@ otlp_http: ""
 	for i := 0; i < partConsumers; i++ {
 		addr := freePort(t)
 		cons = append(cons, &proc{name: fmt.Sprintf("consumer-%d", i), bin: bin, log: logf, addr: addr,
-			args: []string{"consume", "--config", cfgPath, "--listen", addr, "--sink", sink.Endpoint}})
+			args: []string{"consume", "--config", cfgPath, "--listen", addr, "--sink", rec.endpoint(i)}})
 	}
 	all := append(append([]*proc{}, prods...), cons...)
 	for _, p := range all {
@@ -182,6 +201,7 @@ otlp_http: ""
 	var (
 		ownersMu sync.Mutex
 		owners   = make([][]string, partPartitions)
+		moveLog  []ownerChange // every owner change, in order
 	)
 	bg.Add(1)
 	go func() {
@@ -192,6 +212,7 @@ otlp_http: ""
 				for p := 0; p < partPartitions && p < len(lt.Owners); p++ {
 					if o := lt.Owners[p]; o != "" && (len(owners[p]) == 0 || owners[p][len(owners[p])-1] != o) {
 						owners[p] = append(owners[p], o)
+						moveLog = append(moveLog, ownerChange{at: time.Now(), p: p, owner: o})
 					}
 				}
 				ownersMu.Unlock()
@@ -238,6 +259,14 @@ otlp_http: ""
 	// freed by a lease timeout and taken by the other consumer; halfway it
 	// moves producer 2 to partition 3 with a clean restart.
 	var kills atomic.Int64
+	var (
+		killMu  sync.Mutex
+		killLog []killRec
+		consPid = map[int]int{} // consumer process id → consumer index
+	)
+	for i, c := range cons {
+		consPid[c.pid()] = i
+	}
 	killCtx, stopKiller := context.WithCancel(ctx)
 	var killer sync.WaitGroup
 	killer.Add(1)
@@ -264,10 +293,17 @@ otlp_http: ""
 			}
 			wait = partKillEvery/2 + time.Duration(rnd.Int64N(int64(partKillEvery)))
 			c := cons[i%len(cons)]
+			pid := c.pid()
 			c.kill()
+			killMu.Lock()
+			killLog = append(killLog, killRec{at: time.Now(), cons: i % len(cons), pid: pid})
+			killMu.Unlock()
 			kills.Add(1)
 			time.Sleep(time.Duration(300+rnd.IntN(700)) * time.Millisecond)
 			c.start(t)
+			killMu.Lock()
+			consPid[c.pid()] = i % len(cons)
+			killMu.Unlock()
 		}
 	}()
 
@@ -347,6 +383,11 @@ otlp_http: ""
 		p.mu.Unlock()
 		if !running {
 			p.start(t)
+			if i := slices.Index(cons, p); i >= 0 {
+				killMu.Lock()
+				consPid[p.pid()] = i
+				killMu.Unlock()
+			}
 		}
 	}
 	proxy.Enable(false)
@@ -439,6 +480,20 @@ otlp_http: ""
 		moves, final.Owners, kills.Load(), retries.Load(), st.Errors, st.LostReplies, st.Dropped, sendTime.Seconds(), drainTime.Seconds(), time.Since(testStart).Seconds())
 	t.Log(summary)
 	fmt.Println(summary)
+	// Redelivery stays within the bound of RFC 0005 / README "When
+	// duplicates happen": see redeliveryBound.
+	killMu.Lock()
+	ownersMu.Lock()
+	rb := redeliveryBound(rec.deliveries(), killLog, moveLog, consPid, int(retries.Load())*eventsPerReq)
+	ownersMu.Unlock()
+	killMu.Unlock()
+	t.Log(rb.text)
+	if d := sink.Duplicates(); d > rb.total {
+		t.Errorf("%d duplicates delivered, above the redelivery bound %d", d, rb.total)
+	}
+	for _, e := range rb.errs {
+		t.Error(e)
+	}
 	if ackedN.Load() == 0 {
 		t.Errorf("no event acked")
 	}
@@ -487,4 +542,14 @@ func settled(lt *leaseTable) bool {
 	}
 	slices.Sort(counts)
 	return len(counts) == partConsumers && counts[len(counts)-1]-counts[0] <= 1
+}
+
+// pid is the process id of p's last start, -1 before.
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return -1
+	}
+	return p.cmd.Process.Pid
 }
