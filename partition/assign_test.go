@@ -29,10 +29,30 @@ func TestAssign(t *testing.T) {
 		{"no live member", []string{"a"}, nil, 1, []string{""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := assign(tc.owners, tc.live, tc.n); !slices.Equal(got, tc.want) {
+			if got := assign(tc.owners, tc.live, tc.n, nil); !slices.Equal(got, tc.want) {
 				t.Fatalf("assign(%q, %q, %d) = %q, want %q", tc.owners, tc.live, tc.n, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAssignServes: members configured with fewer partitions get none
+// beyond them, and every partition some live member serves has an owner.
+func TestAssignServes(t *testing.T) {
+	serves := func(id string) int { return map[string]int{"n": 2, "w": 6}[id] }
+	for _, owners := range [][]string{nil, {"w", "w", "w", "w", "w", "w"}, {"n", "n", "w", "w", "w", "w"}, {"n", "n", "n", "n", "n", "n"}} {
+		got := assign(owners, []string{"n", "w"}, 6, serves)
+		for p, o := range got {
+			if o == "" || p >= serves(o) {
+				t.Fatalf("assign(%q) = %q: partition %d to %q", owners, got, p, o)
+			}
+		}
+		if again := assign(got, []string{"n", "w"}, 6, serves); !slices.Equal(again, got) {
+			t.Fatalf("assign(%q) = %q, not a fixed point: %q", owners, got, again)
+		}
+	}
+	if got := assign(nil, []string{"n"}, 4, serves); !slices.Equal(got, []string{"n", "n", "", ""}) {
+		t.Fatalf("only a narrow member: %q, want partitions 2 and 3 unowned", got)
 	}
 }
 
@@ -51,7 +71,7 @@ func TestAssignProperties(t *testing.T) {
 				owners[p] = ids[k]
 			}
 		}
-		got := assign(owners, live, n)
+		got := assign(owners, live, n, nil)
 		desc := fmt.Sprintf("case %d: assign(%q, %q, %d) = %q", i, owners, live, n, got)
 		count := map[string]int{}
 		for _, o := range got {
@@ -86,7 +106,7 @@ func TestAssignProperties(t *testing.T) {
 				t.Fatalf("%s: %s held %d, kept only %d with a share of at least %d", desc, id, had, kept[id], lo)
 			}
 		}
-		if again := assign(got, live, n); !slices.Equal(again, got) {
+		if again := assign(got, live, n, nil); !slices.Equal(again, got) {
 			t.Fatalf("%s: not a fixed point, then %q", desc, again)
 		}
 	}

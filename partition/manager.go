@@ -96,6 +96,7 @@ type Manager struct {
 	running   map[int]*runner
 	pause     map[int]time.Time // partition p not restarted before
 	want      map[int]bool      // partitions the last tick's assignment gives us
+	wider     int               // the larger table size last warned about
 }
 
 // NewManager returns a manager; Run starts it. m may be nil.
@@ -169,10 +170,28 @@ func (m *Manager) tick(ctx context.Context) error {
 		m.selfFence()
 		return err
 	default:
-		if cur, err = decodeTable(b); err != nil {
+		if cur, err = decodeTable(b); errors.Is(err, errTableVersion) {
 			m.selfFence()
-			return fmt.Errorf("%s: %w", m.cfg.Table, err)
+			return fmt.Errorf("%s: %w (written by another bucketq version? it is left alone; every consumer must run one version)", m.cfg.Table, err)
+		} else if err != nil {
+			// The table is soft state: safety rests on each
+			// partition's manifest epoch, so a damaged table is
+			// replaced (conditionally on the damaged version, so a
+			// good write by another consumer wins) instead of
+			// stalling every consumer for ever.
+			m.m.TableErrors.Inc()
+			m.log.Error("LEASE TABLE DAMAGED: replacing it with a fresh one; consumers re-join and re-balance", "table", m.cfg.Table, "bytes", len(b), "error", err)
+			cur = &table{Version: tableVersion, Members: map[string]member{}}
 		}
+	}
+	if len(cur.Owners) > m.cfg.Partitions && len(cur.Owners) != m.wider {
+		// Another consumer runs with more partitions: they are not
+		// ours to serve, and balancing over different counts can
+		// leave some unserved. Say so once per size seen.
+		m.wider = len(cur.Owners)
+		m.m.TableErrors.Inc()
+		m.log.Error("lease table lists more partitions than this consumer serves: give every consumer the same partitions",
+			"table", m.cfg.Table, "table_partitions", len(cur.Owners), "partitions", m.cfg.Partitions)
 	}
 	now := m.now()
 	m.mu.Lock()
@@ -201,7 +220,7 @@ func (m *Manager) tick(ctx context.Context) error {
 		}
 	}
 	slices.Sort(live)
-	next.Members[m.cfg.ID] = member{Beat: cur.Members[m.cfg.ID].Beat + 1}
+	next.Members[m.cfg.ID] = member{Beat: cur.Members[m.cfg.ID].Beat + 1, Partitions: m.cfg.Partitions}
 	if len(next.Owners) < m.cfg.Partitions {
 		next.Owners = append(next.Owners, make([]string, m.cfg.Partitions-len(next.Owners))...)
 	}
@@ -214,7 +233,12 @@ func (m *Manager) tick(ctx context.Context) error {
 			}
 		}
 	}
-	target := assign(next.Owners, live, m.cfg.Partitions)
+	target := assign(next.Owners, live, m.cfg.Partitions, func(id string) int {
+		if k := next.Members[id].Partitions; k > 0 {
+			return k
+		}
+		return m.cfg.Partitions // a member that does not say
+	})
 	m.want = map[int]bool{}
 	for p := range m.cfg.Partitions {
 		want := target[p] == m.cfg.ID
@@ -374,7 +398,8 @@ func (m *Manager) leave() {
 }
 
 // assign is the balanced assignment of partitions 0..n-1 over the live
-// members (sorted ids) that moves fewest partitions from owners: every live
+// members (sorted ids; serves(id) is how many partitions a member runs, nil
+// for all n) that moves fewest partitions from owners: every live
 // member's share is n/len(live), n%len(live) of them one more. A partition
 // stays with its owner while the owner is live and within its share
 // (partitions in order); the rest go, in order, to the live member holding
@@ -388,10 +413,13 @@ func (m *Manager) leave() {
 // live sets (one has not yet timed out a dead member) may disagree for a
 // lease timeout, which is safe: a member claims only free partitions and
 // frees one only after its runner stopped.
-func assign(owners, live []string, n int) []string {
+func assign(owners, live []string, n int, serves func(id string) int) []string {
 	out := make([]string, n)
 	if len(live) == 0 {
 		return out
+	}
+	if serves == nil {
+		serves = func(string) int { return n }
 	}
 	share, extra := n/len(live), n%len(live)
 	isLive := make(map[string]bool, len(live))
@@ -399,8 +427,8 @@ func assign(owners, live []string, n int) []string {
 		isLive[id] = true
 	}
 	count := make(map[string]int, len(live))
-	// room reports whether a member holding c may take one more, and
-	// takes the slot of one of the extra members if it must.
+	// room reports whether a member holding c may take one more within
+	// the shares.
 	full := 0 // members at share+1
 	room := func(c int) bool { return c < share || (c == share && full < extra) }
 	take := func(id string) {
@@ -409,26 +437,34 @@ func assign(owners, live []string, n int) []string {
 		}
 		count[id]++
 	}
-	for p := range n {
-		if p < len(owners) && isLive[owners[p]] && room(count[owners[p]]) {
-			out[p] = owners[p]
-			take(owners[p])
+	for p := range min(n, len(owners)) {
+		if o := owners[p]; isLive[o] && p < serves(o) && room(count[o]) {
+			out[p] = o
+			take(o)
 		}
 	}
 	for p := range n {
 		if out[p] != "" {
 			continue
 		}
-		best := ""
+		// The live member holding fewest that serves p, within the
+		// shares if one can; beyond them if only members that serve
+		// fewer partitions have room (consumers configured with
+		// different partitions: each serves what it can).
+		best, bestRoom := "", false
 		for _, id := range live {
-			if room(count[id]) && (best == "" || count[id] < count[best]) {
-				best = id
+			if p >= serves(id) {
+				continue
+			}
+			r := room(count[id])
+			if best == "" || (r && !bestRoom) || (r == bestRoom && count[id] < count[best]) {
+				best, bestRoom = id, r
 			}
 		}
-		// The shares add up to n, so while a partition is unassigned
-		// some member has room.
-		out[p] = best
-		take(best)
+		if best != "" {
+			out[p] = best
+			take(best)
+		}
 	}
 	return out
 }

@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Members:        g("partition_lease_members", "Live consumers in the lease table, as last written."),
 		LeaseChanges:   c("partition_lease_changes", "Times the set of partitions this consumer holds changed."),
 		TableConflicts: c("partition_lease_table_conflicts", "Lease table writes refused because another consumer wrote first (retried)."),
-		TableErrors:    c("partition_lease_table_errors", "Failed lease table updates (retried)."),
+		TableErrors:    c("partition_lease_table_errors", "Failed lease table updates (retried), damaged lease tables replaced, and tables listing more partitions than this consumer serves."),
 	}
 }
 

@@ -3,6 +3,7 @@ package partition
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -20,7 +21,7 @@ const maxMembers = 4096
 // table is the lease table object (JSON, "{manifest}.leases"):
 //
 //	{"version":1,
-//	 "members":{"host-a/123/9f2c":{"beat":17},"host-b/77/01aa":{"beat":3}},
+//	 "members":{"host-a/123/9f2c":{"beat":17,"partitions":4},"host-b/77/01aa":{"beat":3,"partitions":4}},
 //	 "owners":["host-a/123/9f2c","host-b/77/01aa","",...]}
 //
 // members are the live consumers with a heartbeat counter each raises on
@@ -36,10 +37,23 @@ type table struct {
 
 type member struct {
 	Beat uint64 `json:"beat"`
+	// Partitions is the member's partitions setting: it runs only
+	// partitions below it, and balancing gives it no others (0: not
+	// said, as by the first build).
+	Partitions int `json:"partitions,omitempty"`
 }
 
+// errTableVersion is a lease table of another format version: written by a
+// newer bucketq, so it is neither used nor replaced.
+var errTableVersion = errors.New("lease table of another format version")
+
 // decodeTable parses a lease table; the error names the offending field.
+// Damage of any kind is an error; a table of another version is one
+// wrapping errTableVersion.
 func decodeTable(b []byte) (*table, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("lease table is empty (0 bytes), not a JSON object")
+	}
 	if len(b) > maxTableBytes {
 		return nil, fmt.Errorf("lease table: %d bytes, more than the %d allowed", len(b), maxTableBytes)
 	}
@@ -53,7 +67,7 @@ func decodeTable(b []byte) (*table, error) {
 		return nil, fmt.Errorf("lease table: data after the JSON object")
 	}
 	if t.Version != tableVersion {
-		return nil, fmt.Errorf("lease table: field version is %d, want %d", t.Version, tableVersion)
+		return nil, fmt.Errorf("lease table: field version is %d, want %d: %w", t.Version, tableVersion, errTableVersion)
 	}
 	if len(t.Owners) > MaxPartitions {
 		return nil, fmt.Errorf("lease table: field owners has %d partitions, more than %d", len(t.Owners), MaxPartitions)
@@ -61,9 +75,12 @@ func decodeTable(b []byte) (*table, error) {
 	if len(t.Members) > maxMembers {
 		return nil, fmt.Errorf("lease table: field members has %d members, more than %d", len(t.Members), maxMembers)
 	}
-	for id := range t.Members {
+	for id, mem := range t.Members {
 		if id == "" {
 			return nil, fmt.Errorf("lease table: field members has an empty member id")
+		}
+		if mem.Partitions < 0 || mem.Partitions > MaxPartitions {
+			return nil, fmt.Errorf("lease table: field members[%q].partitions is %d, outside 0..%d", id, mem.Partitions, MaxPartitions)
 		}
 	}
 	for p, o := range t.Owners {
