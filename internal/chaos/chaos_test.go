@@ -22,7 +22,6 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/internal/childproc"
-	"github.com/bucketq/bucketq/internal/faultproxy"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/thanos-io/objstore"
@@ -160,42 +159,14 @@ func TestChaos(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 
-	proxy, err := faultproxy.Start(faultproxy.Config{
-		Target: "http://" + endpoint, ErrorRate: 0.02, LostReplyRate: 0.01, DropRate: 0.01,
-		MaxLatency: 30 * time.Millisecond, FaultsDisabled: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy := startS3Faults(t, endpoint)
 
 	sink := openmetertest.New(openmetertest.Options{Poison: openmetertest.PoisonFlag})
 	defer sink.Close()
 
 	run := fmt.Sprintf("chaos-%d", time.Now().UnixNano())
-	bucketYAML := func(ep string) string {
-		return fmt.Sprintf("type: S3\nconfig:\n  bucket: %s\n  endpoint: %s\n  access_key: %s\n  secret_key: %s\n  insecure: true\n", bktName, ep, access, secret)
-	}
-	indent := func(s string) string {
-		return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
-	}
-	cfgPath := filepath.Join(dir, "bucketq.yaml")
-	cfg := "object_store:\n" + indent(bucketYAML(proxy.Addr())) + fmt.Sprintf(`data_prefix: %[1]s/data
-manifest_path: %[1]s/manifest
-dead_letter_prefix: %[1]s/dead-letter
-journal_prefix: %[1]s/journal
-journal_retention: 2s
-flush_interval: 100ms
-poll_interval: 100ms
-gc_interval: 1s
-gc_grace_period: %[2]s
-otlp_grpc: ""
-otlp_http: ""
-sink_concurrency: %[3]d
-`, run, gcGrace, maxSinkConcurrency)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bucketYAML := func(ep string) string { return s3YAML(bktName, ep, access, secret) }
+	cfgPath := writeChaosConfig(t, dir, bucketYAML(proxy.Addr()), run, fmt.Sprintf("sink_concurrency: %d\n", maxSinkConcurrency))
 	logf, err := os.Create(filepath.Join(dir, "processes.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,25 +214,7 @@ sink_concurrency: %[3]d
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		rnd := rand.New(rand.NewPCG(1, 2))
-		for ctx.Err() == nil {
-			switch rnd.IntN(4) {
-			case 0:
-				sink.FailNext(3, http.StatusTooManyRequests, "1")
-			case 1:
-				sink.FailNext(2, http.StatusServiceUnavailable, "")
-			case 2:
-				sink.SetLatency(300 * time.Millisecond)
-			case 3:
-				sink.SetLatency(0)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(500+rnd.IntN(1500)) * time.Millisecond):
-			}
-		}
-		sink.ClearFaults()
-		sink.SetLatency(0)
+		sinkFaults(ctx, sink, rand.New(rand.NewPCG(1, 2)), 300*time.Millisecond)
 	}()
 
 	// The killer.
@@ -309,37 +262,9 @@ sink_concurrency: %[3]d
 					return
 				}
 				n := min(eventsPerReq, total-r*eventsPerReq)
-				var body bytes.Buffer
-				body.WriteByte('[')
-				ids := make([]string, n)
-				poison := make([]bool, n)
-				for i := 0; i < n; i++ {
-					seq := r*eventsPerReq + i
-					ids[i] = fmt.Sprintf("ev-%d", seq)
-					poison[i] = seq%poisonEvery == poisonEvery-1
-					if i > 0 {
-						body.WriteByte(',')
-					}
-					fmt.Fprintf(&body, `{"specversion":"1.0","type":"api-calls","id":%q,"source":"chaos","subject":"customer-%d","time":"2026-11-23T10:00:00Z","data":{"tokens":%d,"poison":%v}}`,
-						ids[i], seq%50, seq%1000, poison[i])
-				}
-				body.WriteByte(']')
-				for attempt := 0; ; attempt++ {
-					p := prods[rnd.IntN(len(prods))]
-					resp, err := httpc.Post("http://"+p.addr+"/api/v1/events", "application/cloudevents-batch+json", bytes.NewReader(body.Bytes()))
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode == http.StatusNoContent {
-							break
-						}
-						if resp.StatusCode == http.StatusBadRequest {
-							t.Errorf("request %d rejected with 400", r)
-							return
-						}
-					}
-					retries.Add(1)
-					time.Sleep(time.Duration(50+rnd.IntN(200)) * time.Millisecond)
+				body, ids, poison := chaosRequest(r, n)
+				if !postUntilAcked(t, httpc, prods, rnd, r, body, &retries) {
+					return
 				}
 				for i, id := range ids {
 					acked.Store(id, poison[i])
@@ -354,21 +279,7 @@ sink_concurrency: %[3]d
 	cancel()
 	bg.Wait()
 	// Every process up again, faults off, so the drain can finish.
-	for _, p := range all {
-		p.mu.Lock()
-		running := p.done != nil
-		if running {
-			select {
-			case <-p.done:
-				running = false
-			default:
-			}
-		}
-		p.mu.Unlock()
-		if !running {
-			p.start(t)
-		}
-	}
+	startStopped(t, all, nil)
 	proxy.Enable(false)
 	if t.Failed() {
 		return
@@ -391,21 +302,7 @@ sink_concurrency: %[3]d
 		if err != nil {
 			t.Fatal(err)
 		}
-		lost, poisonWant, poisonFound = 0, 0, 0
-		acked.Range(func(k, v any) bool {
-			id := k.(string)
-			if v.(bool) {
-				poisonWant++
-				if dead[id] {
-					poisonFound++
-				} else {
-					lost++
-				}
-			} else if !delivered[id] {
-				lost++
-			}
-			return true
-		})
+		lost, poisonWant, poisonFound = countLost(&acked, delivered, dead)
 		m, err := q.Read(context.Background())
 		if err != nil {
 			t.Fatal(err)

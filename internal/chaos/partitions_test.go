@@ -1,26 +1,22 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bucketq/bucketq/bucket"
-	"github.com/bucketq/bucketq/internal/faultproxy"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -89,46 +85,19 @@ func TestChaosPartitions(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 
-	proxy, err := faultproxy.Start(faultproxy.Config{
-		Target: "http://" + endpoint, ErrorRate: 0.02, LostReplyRate: 0.01, DropRate: 0.01,
-		MaxLatency: 30 * time.Millisecond, FaultsDisabled: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy := startS3Faults(t, endpoint)
 	sink := openmetertest.New(openmetertest.Options{Poison: openmetertest.PoisonFlag})
 	defer sink.Close()
 	rec := newSinkRecorder(sink.Endpoint, partConsumers)
 	defer rec.close()
 
 	run := fmt.Sprintf("chaos-part-%d", time.Now().UnixNano())
-	bucketYAML := func(ep string) string {
-		return fmt.Sprintf("type: S3\nconfig:\n  bucket: %s\n  endpoint: %s\n  access_key: %s\n  secret_key: %s\n  insecure: true\n", bktName, ep, access, secret)
-	}
-	indent := func(s string) string {
-		return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
-	}
-	cfgPath := filepath.Join(dir, "bucketq.yaml")
-	cfg := "object_store:\n" + indent(bucketYAML(proxy.Addr())) + fmt.Sprintf(`data_prefix: %[1]s/data
-manifest_path: %[1]s/manifest
-dead_letter_prefix: %[1]s/dead-letter
-journal_prefix: %[1]s/journal
-journal_retention: 2s
-partitions: %[2]d
-lease_timeout: %[3]s
-sink_concurrency: %[5]d
-dequeue_interval: %[6]s
-flush_interval: 100ms
-poll_interval: 100ms
-gc_interval: 1s
-gc_grace_period: %[4]s
-otlp_grpc: ""
-otlp_http: ""
-`, run, partPartitions, partLeaseTimeout, gcGrace, partSinkConcurrency, partDequeueInterval)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bucketYAML := func(ep string) string { return s3YAML(bktName, ep, access, secret) }
+	cfgPath := writeChaosConfig(t, dir, bucketYAML(proxy.Addr()), run, fmt.Sprintf(`partitions: %d
+lease_timeout: %s
+sink_concurrency: %d
+dequeue_interval: %s
+`, partPartitions, partLeaseTimeout, partSinkConcurrency, partDequeueInterval))
 	logName := filepath.Join(dir, "processes.log")
 	if v := os.Getenv("BUCKETQ_CHAOS_PART_LOG"); v != "" { // keep every process's log there
 		logName = v
@@ -234,25 +203,7 @@ otlp_http: ""
 	faults.Add(1)
 	go func() {
 		defer faults.Done()
-		rnd := rand.New(rand.NewPCG(5, 6))
-		for faultCtx.Err() == nil {
-			switch rnd.IntN(4) {
-			case 0:
-				sink.FailNext(3, http.StatusTooManyRequests, "1")
-			case 1:
-				sink.FailNext(2, http.StatusServiceUnavailable, "")
-			case 2:
-				sink.SetLatency(200 * time.Millisecond)
-			case 3:
-				sink.SetLatency(0)
-			}
-			select {
-			case <-faultCtx.Done():
-			case <-time.After(time.Duration(500+rnd.IntN(1500)) * time.Millisecond):
-			}
-		}
-		sink.ClearFaults()
-		sink.SetLatency(0)
+		sinkFaults(faultCtx, sink, rand.New(rand.NewPCG(5, 6)), 200*time.Millisecond)
 	}()
 
 	// The killer: SIGKILLs the consumers in turn, so each partition is
@@ -325,37 +276,9 @@ otlp_http: ""
 			rnd := rand.New(rand.NewPCG(uint64(c), 77))
 			for time.Since(start) < sendFor && !t.Failed() {
 				r := int(nextReq.Add(1)) - 1
-				var body bytes.Buffer
-				body.WriteByte('[')
-				ids := make([]string, eventsPerReq)
-				poison := make([]bool, eventsPerReq)
-				for i := range ids {
-					seq := r*eventsPerReq + i
-					ids[i] = fmt.Sprintf("ev-%d", seq)
-					poison[i] = seq%poisonEvery == poisonEvery-1
-					if i > 0 {
-						body.WriteByte(',')
-					}
-					fmt.Fprintf(&body, `{"specversion":"1.0","type":"api-calls","id":%q,"source":"chaos","subject":"customer-%d","time":"2026-11-23T10:00:00Z","data":{"tokens":%d,"poison":%v}}`,
-						ids[i], seq%50, seq%1000, poison[i])
-				}
-				body.WriteByte(']')
-				for {
-					p := prods[rnd.IntN(len(prods))]
-					resp, err := httpc.Post("http://"+p.addr+"/api/v1/events", "application/cloudevents-batch+json", bytes.NewReader(body.Bytes()))
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode == http.StatusNoContent {
-							break
-						}
-						if resp.StatusCode == http.StatusBadRequest {
-							t.Errorf("request %d rejected with 400", r)
-							return
-						}
-					}
-					retries.Add(1)
-					time.Sleep(time.Duration(50+rnd.IntN(200)) * time.Millisecond)
+				body, ids, poison := chaosRequest(r, eventsPerReq)
+				if !postUntilAcked(t, httpc, prods, rnd, r, body, &retries) {
+					return
 				}
 				for i, id := range ids {
 					acked.Store(id, poison[i])
@@ -370,26 +293,13 @@ otlp_http: ""
 	stopKiller()
 	killer.Wait() // no restart races the one below
 	// Every process up again, faults off, so the drain can finish.
-	for _, p := range all {
-		p.mu.Lock()
-		running := p.done != nil
-		if running {
-			select {
-			case <-p.done:
-				running = false
-			default:
-			}
+	startStopped(t, all, func(p *proc) {
+		if i := slices.Index(cons, p); i >= 0 {
+			killMu.Lock()
+			consPid[p.pid()] = i
+			killMu.Unlock()
 		}
-		p.mu.Unlock()
-		if !running {
-			p.start(t)
-			if i := slices.Index(cons, p); i >= 0 {
-				killMu.Lock()
-				consPid[p.pid()] = i
-				killMu.Unlock()
-			}
-		}
-	}
+	})
 	proxy.Enable(false)
 	stopFaults()
 	faults.Wait() // it clears the sink's faults as it returns
@@ -418,21 +328,7 @@ otlp_http: ""
 				dead[id] = true
 			}
 		}
-		lost, poisonWant, poisonFound = 0, 0, 0
-		acked.Range(func(k, v any) bool {
-			id := k.(string)
-			if v.(bool) {
-				poisonWant++
-				if dead[id] {
-					poisonFound++
-				} else {
-					lost++
-				}
-			} else if !delivered[id] {
-				lost++
-			}
-			return true
-		})
+		lost, poisonWant, poisonFound = countLost(&acked, delivered, dead)
 		left := 0
 		for p := range partPartitions {
 			m, err := manifest.NewQueue(checkStore, partition.Suffix(run+"/manifest", p), manifest.Options{}).Read(context.Background())
