@@ -19,6 +19,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/internal/oneline"
+	"github.com/bucketq/bucketq/partition"
 )
 
 // deadLettersHelpLines are the flags of dead-letters beyond its config
@@ -29,6 +30,7 @@ func deadLettersHelpLines() []string {
 		fmt.Sprintf("  %-34s %s", "--json", "(list) print one JSON document instead of a table"),
 		fmt.Sprintf("  %-34s %s", "--dry-run", "(redrive) convert and print what would be sent; send and delete nothing"),
 		fmt.Sprintf("  %-34s %s", "--timeout DURATION", "(redrive) bound on the whole redrive, retries of 429/5xx included (default 10m)"),
+		fmt.Sprintf("  %-34s %s", "--partition P", "with partitions > 1: act on partition P's dead letters (dead_letter_prefix with suffix -000P; default 0)"),
 	}
 }
 
@@ -43,7 +45,12 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	asJSON := fl.Bool("json", false, "print JSON")
 	dryRun := fl.Bool("dry-run", false, "print what would be sent")
 	timeout := fl.Duration("timeout", 10*time.Minute, "bound on the redrive")
+	part := fl.String("partition", "", "partition")
 	pos, err := fl.Parse(args)
+	if err != nil {
+		return err
+	}
+	p, err := partitionArg("dead-letters", *part)
 	if err != nil {
 		return err
 	}
@@ -92,6 +99,7 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	cfg.DeadLetterPrefix = partition.Suffix(cfg.DeadLetterPrefix, p)
 	var conv convert.Converter
 	if sub == "redrive" {
 		if conv, err = newConverter(cfg); err != nil {

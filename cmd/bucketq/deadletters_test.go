@@ -425,6 +425,11 @@ func TestDeadLettersUsageErrors(t *testing.T) {
 		{[]string{"dead-letters", "list", "--dry-run"}, "--dry-run applies to dead-letters redrive"},
 		{[]string{"dead-letters", "redrive", "--json"}, "--json applies to dead-letters list"},
 		{[]string{"dead-letters", "redrive", "--bucket-dir", dir}, "the sink is stdout"},
+		{[]string{"dead-letters", "list", "--partition", "x"}, `--partition "x": want a partition number from 0 to 9999`},
+		{[]string{"dead-letters", "list", "--partition", "-1"}, `--partition "-1": want a partition number`},
+		{[]string{"dead-letters", "list", "--partition", "10000"}, `--partition "10000": want a partition number`},
+		{[]string{"dead-letters", "list", "--partition", "99999999999999999999"}, `--partition "99999999999999999999": want a partition number`},
+		{[]string{"replay", "--partition", "two", "--bucket-dir", dir}, `replay: --partition "two": want a partition number`},
 	} {
 		code, _, errOut := run(t, nil, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
@@ -535,7 +540,7 @@ func helpFlags(t *testing.T, cmd string) []string {
 func TestDeadLettersTakesOnlyItsFlags(t *testing.T) {
 	got := helpFlags(t, "dead-letters")
 	want := []string{"--config", "--bucket-dir", "object_store:", "--dead-letter-prefix", "--sink", "--sink-token",
-		"--sink-batch-size", "--sink-concurrency", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout"}
+		"--sink-batch-size", "--sink-concurrency", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout", "--partition"}
 	if !slices.Equal(got, want) {
 		t.Errorf("dead-letters help lists\n %q\nwant\n %q", got, want)
 	}
@@ -926,5 +931,28 @@ func TestRedriveSendsConcurrently(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeadLettersPartition: --partition P lists partition P's dead-letter
+// prefix (dead_letter_prefix-000P), and only it.
+func TestDeadLettersPartition(t *testing.T) {
+	e := newDLEnv(t)
+	// A batch file that does not exist is dead-lettered (partition 0).
+	e.put(nil, []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: 1}})
+	e.consume()
+	if len(e.objects()) == 0 {
+		t.Fatal("no dead letter in partition 0")
+	}
+	code, out0, err0 := e.deadLetters("list")
+	if code != 0 || !strings.Contains(out0, "1 dead letters under ingest/dead-letter/") {
+		t.Fatalf("list: exit %d, stdout %q, stderr %q", code, out0, err0)
+	}
+	code, out2, err2 := e.deadLetters("list", "--partition", "2")
+	if code != 0 || !strings.Contains(out2, "ingest/dead-letter-0002/") || strings.Contains(out2, "batch_missing") {
+		t.Fatalf("list --partition 2: exit %d, stdout %q, stderr %q; want partition 2's prefix, empty", code, out2, err2)
+	}
+	if out2 == out0 {
+		t.Fatalf("list --partition 2 printed partition 0's dead letters:\n%s", out2)
 	}
 }

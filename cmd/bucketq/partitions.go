@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"github.com/bucketq/bucketq/journal"
 	"log/slog"
 	"os"
@@ -19,6 +20,20 @@ import (
 	"github.com/bucketq/bucketq/partition"
 	"github.com/bucketq/bucketq/producer"
 )
+
+// partitionArg parses the --partition flag of a command that acts on one
+// partition's objects (dead-letters, replay): "" is partition 0, whose
+// names are the configured ones.
+func partitionArg(cmd, v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 0 || p >= partition.MaxPartitions {
+		return 0, &config.Error{Msg: fmt.Sprintf("%s: --partition %q: want a partition number from 0 to %d (partition p ≥ 1 uses the configured prefix with suffix -000p)", cmd, v, partition.MaxPartitions-1)}
+	}
+	return p, nil
+}
 
 // partitionReg is the registerer for partition p's metrics: reg itself with
 // one partition (today's metric names and labels exactly), else reg with

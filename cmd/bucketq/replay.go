@@ -18,6 +18,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/oneline"
+	"github.com/bucketq/bucketq/partition"
 	"github.com/bucketq/bucketq/replay"
 )
 
@@ -35,6 +36,7 @@ func replayHelpLines() []string {
 		l("--checkpoint FILE", "record progress in FILE after every sink request (default none)"),
 		l("--resume", "continue the replay recorded in --checkpoint FILE (same selection and filters)"),
 		l("--quiet", "no progress output (the summary is still printed)"),
+		l("--partition P", "with partitions > 1: replay partition P's journal (journal_prefix with suffix -000P; default 0); run once per partition, each with its own --checkpoint FILE"),
 	}
 }
 
@@ -62,7 +64,12 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	ckpt := fl.String("checkpoint", "", "checkpoint file")
 	resume := fl.Bool("resume", false, "resume from the checkpoint")
 	quiet := fl.Bool("quiet", false, "no progress")
+	part := fl.String("partition", "", "partition")
 	pos, err := fl.Parse(args)
+	if err != nil {
+		return err
+	}
+	p, err := partitionArg("replay", *part)
 	if err != nil {
 		return err
 	}
@@ -134,7 +141,7 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	defer bkt.Close()
-	rc := replay.Config{Bucket: bkt, JournalPrefix: cfg.JournalPrefix, Converter: conv, BatchSize: cfg.SinkBatchSize,
+	rc := replay.Config{Bucket: bkt, JournalPrefix: partition.Suffix(cfg.JournalPrefix, p), Converter: conv, BatchSize: cfg.SinkBatchSize,
 		Rate: *rateN, Checkpoint: *ckpt, Resume: *resume, Log: log}
 	out := stdout
 	if *dryRun {
