@@ -373,6 +373,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		}
 		return w.endDamaged(ctx, 1, err)
 	}
+	var last int64 // the last row read
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -382,8 +383,15 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		var se *StreamError
 		switch {
 		case errors.Is(err, io.EOF):
+			if last < resumeAfter {
+				// Skipping rows that are not there would hide a damaged
+				// or hand-edited checkpoint; the rows after "last" were
+				// never checked.
+				return fmt.Errorf("checkpoint %s says rows 1..%d of this object are done, but it has only %d rows: the checkpoint was edited or damaged (run again with --force to import the object from its first row)", im.ck.name, resumeAfter, last)
+			}
 			return w.end(ctx, "")
 		case errors.As(err, &re):
+			last = re.Row
 			if re.Row <= resumeAfter {
 				continue
 			}
@@ -400,6 +408,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		case err != nil:
 			return err
 		default:
+			last = row.N
 			if row.N <= resumeAfter {
 				continue
 			}
