@@ -504,3 +504,29 @@ func TestImportRefusesDamagedCheckpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestImportRefusesOddJobsAndPrefixes: hostile --job and --prefix values
+// are refused with an error naming them before anything is read.
+func TestImportRefusesOddJobsAndPrefixes(t *testing.T) {
+	for _, job := range []string{"", ".", "..", "/", "a/b", "../x", strings.Repeat("j", 129), "ü", "a\x00b", "a b", "a\\b", "\u202etxt"} {
+		if err := importer.CheckJob(job); err == nil || !strings.Contains(err.Error(), "job name") {
+			t.Errorf("CheckJob(%q) = %v, want an error naming the job", job, err)
+		}
+	}
+	for _, job := range []string{"nov-2026", "a.b_c", strings.Repeat("j", 128), "..a"} {
+		if err := importer.CheckJob(job); err != nil {
+			t.Errorf("CheckJob(%q) = %v", job, err)
+		}
+	}
+	for _, p := range []string{"../", "usage/../../etc", "./usage", "/abs", "a/./b", "a\\b", "a\nb"} {
+		_, err := importer.New(importer.Config{Source: objstore.NewInMemBucket(), Job: "j", Prefix: p, DryRun: true})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("prefix %q", p)) {
+			t.Errorf("New with prefix %q: err = %v, want one naming the prefix", p, err)
+		}
+	}
+	for _, p := range []string{"", "usage/", "usage/2026/11/", "a..b/", "ü/"} {
+		if err := importer.CheckPrefix(p); err != nil {
+			t.Errorf("CheckPrefix(%q) = %v", p, err)
+		}
+	}
+}
