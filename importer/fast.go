@@ -95,8 +95,8 @@ func fastMapped(id, source, typ, subject string, t time.Time, data any) ([]byte,
 // the SDK path.
 func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 	b := row.Object
-	var id, source, typ, subject, tim, dct, data []byte
-	var seen [8]bool
+	var vals [len(ceAttrs)][]byte
+	var seen [len(ceAttrs)]bool
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
@@ -115,33 +115,20 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 			return nil, false
 		}
 		i = skipWS(b, i+1)
-		var slot int
-		var dstp *[]byte
-		switch string(k) {
-		case "specversion":
-			slot = 0
-		case "id":
-			slot, dstp = 1, &id
-		case "source":
-			slot, dstp = 2, &source
-		case "type":
-			slot, dstp = 3, &typ
-		case "subject":
-			slot, dstp = 4, &subject
-		case "time":
-			slot, dstp = 5, &tim
-		case "datacontenttype":
-			slot, dstp = 6, &dct
-		case "data":
-			slot = 7
-		default:
+		slot := -1
+		for j, name := range ceAttrs {
+			if string(k) == name {
+				slot = j
+			}
+		}
+		if slot < 0 {
 			return nil, false // an extension or unknown attribute: the SDK decides
 		}
 		if seen[slot] {
 			return nil, false
 		}
 		seen[slot] = true
-		if slot == 7 {
+		if ceAttrs[slot] == "data" {
 			if i >= len(b) || b[i] != '{' {
 				return nil, false
 			}
@@ -149,7 +136,7 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 			if !ok {
 				return nil, false
 			}
-			data = canonicalData(b[i:j])
+			vals[slot] = canonicalData(b[i:j])
 			i = j
 		} else {
 			if i >= len(b) || b[i] != '"' {
@@ -159,13 +146,7 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 			if !ok || !plain(s) {
 				return nil, false
 			}
-			if slot == 0 {
-				if string(s) != "1.0" {
-					return nil, false
-				}
-			} else {
-				*dstp = s
-			}
+			vals[slot] = s
 			i = j
 		}
 		i = skipWS(b, i)
@@ -179,7 +160,8 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 		}
 		return nil, false
 	}
-	if skipWS(b, i) != len(b) || !seen[0] || data == nil || subject == nil || source == nil || typ == nil {
+	spec, id, source, typ, subject, tim, dct, data := vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7]
+	if skipWS(b, i) != len(b) || string(spec) != "1.0" || data == nil || subject == nil || source == nil || typ == nil {
 		return nil, false
 	}
 	if dct != nil && string(dct) != "application/json" {
@@ -205,6 +187,10 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 	}
 	return rec, true
 }
+
+// ceAttrs are the attributes of a fast-path CloudEvents row, in the
+// order of vals in fastCloudEvent.
+var ceAttrs = [...]string{"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}
 
 func skipWS(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
