@@ -180,8 +180,11 @@ var specversionKey = []byte(`"specversion"`)
 // Event builds the record of one row: a CloudEvents row (an object with
 // "specversion") as it is, given a derived id if it has none and
 // object_time if it has no time; any other row through m (nil: such rows
-// are errors). The record is validated by the CloudEvents SDK and by the
-// rules of POST /api/v1/events (ceappend.Encode).
+// are errors). The record is what the CloudEvents SDK path gives
+// (validated by the SDK and by the rules of POST /api/v1/events,
+// ceappend.Encode): rows the fast path (fast.go) can prove it writes
+// identically skip the SDK round trip; all others, and every error, take
+// the SDK path.
 func Event(m *Mapper, row Row, v Vars) ([]byte, error) { return buildEvent(m, row, v, true) }
 
 // buildEvent is Event; fast false is the SDK path alone (the reference of
