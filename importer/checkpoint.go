@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,11 +72,24 @@ func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, dry 
 		return nil, fmt.Errorf("read checkpoint %s: %w", name, err)
 	}
 	var ck Checkpoint
-	if err := json.Unmarshal(b, &ck); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a misspelt (hand-edited, bit-flipped) key must not silently reset a field
+	if err := dec.Decode(&ck); err != nil {
 		return nil, fmt.Errorf("checkpoint %s is not a checkpoint (%v): delete it to start job %q over", name, err, job)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("checkpoint %s is not a checkpoint (data after its JSON object): delete it to start job %q over", name, job)
 	}
 	if ck.Version != CheckpointVersion {
 		return nil, fmt.Errorf("checkpoint %s has version %d, this bucketq reads %d", name, ck.Version, CheckpointVersion)
+	}
+	if ck.Job != job {
+		return nil, fmt.Errorf("checkpoint %s is of job %q, not %q: it was edited or copied; delete it to start job %q over", name, ck.Job, job, job)
+	}
+	for obj, st := range ck.Objects {
+		if st.Rows < 0 || st.Size < 0 {
+			return nil, fmt.Errorf("checkpoint %s: object %q has rows %d, size %d (negative): the checkpoint was edited or damaged; delete it to start job %q over", name, obj, st.Rows, st.Size, job)
+		}
 	}
 	if ck.Objects == nil {
 		ck.Objects = map[string]ObjectState{}

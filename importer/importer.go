@@ -92,6 +92,27 @@ func CheckJob(job string) error {
 	return nil
 }
 
+// CheckPrefix checks a source prefix: object-name segments only. A ".."
+// or "." segment, a leading '/', a '\\' or a control character is refused:
+// on a directory bucket "../" would list files outside the source
+// directory, and on object stores such names are almost always a mistake.
+func CheckPrefix(prefix string) error {
+	if strings.HasPrefix(prefix, "/") {
+		return fmt.Errorf("prefix %q: starts with '/'; object names have no leading slash (write %q)", prefix, strings.TrimLeft(prefix, "/"))
+	}
+	for _, r := range prefix {
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			return fmt.Errorf("prefix %q: %q is not allowed in a prefix", prefix, r)
+		}
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == ".." || seg == "." {
+			return fmt.Errorf("prefix %q: a %q segment is not allowed (it would reach outside the source)", prefix, seg)
+		}
+	}
+	return nil
+}
+
 // Progress is a snapshot of a running import.
 type Progress struct {
 	ObjectsTotal   int64 // listed and matched (known once listing is done)
@@ -132,6 +153,9 @@ func New(cfg Config) (*Importer, error) {
 	}
 	if !cfg.DryRun && (cfg.Queue == nil || cfg.Store == nil || cfg.App == nil) {
 		return nil, errors.New("importer: the queue's bucket, CAS store and appender are required (or DryRun)")
+	}
+	if err := CheckPrefix(cfg.Prefix); err != nil {
+		return nil, err
 	}
 	if cfg.Match != "" {
 		if _, err := path.Match(cfg.Match, ""); err != nil {
@@ -373,6 +397,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		}
 		return w.endDamaged(ctx, 1, err)
 	}
+	var last int64 // the last row read
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -382,8 +407,15 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		var se *StreamError
 		switch {
 		case errors.Is(err, io.EOF):
+			if last < resumeAfter {
+				// Skipping rows that are not there would hide a damaged
+				// or hand-edited checkpoint; the rows after "last" were
+				// never checked.
+				return fmt.Errorf("checkpoint %s says rows 1..%d of this object are done, but it has only %d rows: the checkpoint was edited or damaged (run again with --force to import the object from its first row)", im.ck.name, resumeAfter, last)
+			}
 			return w.end(ctx, "")
 		case errors.As(err, &re):
+			last = re.Row
 			if re.Row <= resumeAfter {
 				continue
 			}
@@ -400,6 +432,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 		case err != nil:
 			return err
 		default:
+			last = row.N
 			if row.N <= resumeAfter {
 				continue
 			}

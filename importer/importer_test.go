@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -430,5 +431,102 @@ func TestImportDryRunWritesNothing(t *testing.T) {
 	e.queue.Iter(context.Background(), "", func(string) error { n++; return nil }, objstore.WithRecursiveIter())
 	if n != 0 {
 		t.Fatalf("dry run wrote %d objects to the queue's bucket", n)
+	}
+}
+
+// TestImportRefusesDamagedCheckpoint: a checkpoint that was truncated,
+// emptied, bit-flipped or hand-edited stops the job with an error naming
+// the checkpoint, never a panic and never rows skipped that were not done.
+func TestImportRefusesDamagedCheckpoint(t *testing.T) {
+	c := buildCorpus(4, 10)
+	e := newEnv(t, c)
+	ctx := context.Background()
+	if _, err := e.importer(e.prod, nil).Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name := importer.CheckpointName("ingest", "nov")
+	good, _, err := e.store.Read(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ck importer.Checkpoint
+	if err := json.Unmarshal(good, &ck); err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for k := range ck.Objects {
+		if first == "" || k < first {
+			first = k
+		}
+	}
+	edit := func(f func(*importer.Checkpoint)) []byte {
+		var c2 importer.Checkpoint
+		json.Unmarshal(good, &c2)
+		f(&c2)
+		b, _ := json.Marshal(c2)
+		return b
+	}
+	flip := append([]byte(nil), good...)
+	flip[bytes.Index(flip, []byte(`"rows"`))+1] ^= 0x04 // "rows" -> "vows"
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", []byte{}, "is not a checkpoint"},
+		{"truncated", good[:len(good)/2], "is not a checkpoint"},
+		{"bit-flipped key", flip, "unknown field"},
+		{"trailing data", append(append([]byte(nil), good...), []byte(`{}`)...), "data after its JSON object"},
+		{"other job", edit(func(c *importer.Checkpoint) { c.Job = "dec" }), `is of job "dec", not "nov"`},
+		{"negative rows", edit(func(c *importer.Checkpoint) {
+			s := c.Objects[first]
+			s.Rows = -3
+			c.Objects[first] = s
+		}), "negative"},
+		{"rows beyond the object", edit(func(c *importer.Checkpoint) {
+			s := c.Objects[first]
+			s.Rows, s.Done = 1_000_000, false
+			c.Objects[first] = s
+		}), "says rows 1..1000000 of this object are done, but it has only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, v, err := e.store.Read(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.WriteIf(ctx, name, tc.data, v); err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.importer(e.prod, nil).Run(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), name) {
+				t.Fatalf("Run with a %s checkpoint: err = %v, want one naming %s and saying %q", tc.name, err, name, tc.want)
+			}
+		})
+	}
+}
+
+// TestImportRefusesOddJobsAndPrefixes: hostile --job and --prefix values
+// are refused with an error naming them before anything is read.
+func TestImportRefusesOddJobsAndPrefixes(t *testing.T) {
+	for _, job := range []string{"", ".", "..", "/", "a/b", "../x", strings.Repeat("j", 129), "ü", "a\x00b", "a b", "a\\b", "\u202etxt"} {
+		if err := importer.CheckJob(job); err == nil || !strings.Contains(err.Error(), "job name") {
+			t.Errorf("CheckJob(%q) = %v, want an error naming the job", job, err)
+		}
+	}
+	for _, job := range []string{"nov-2026", "a.b_c", strings.Repeat("j", 128), "..a"} {
+		if err := importer.CheckJob(job); err != nil {
+			t.Errorf("CheckJob(%q) = %v", job, err)
+		}
+	}
+	for _, p := range []string{"../", "usage/../../etc", "./usage", "/abs", "a/./b", "a\\b", "a\nb"} {
+		_, err := importer.New(importer.Config{Source: objstore.NewInMemBucket(), Job: "j", Prefix: p, DryRun: true})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("prefix %q", p)) {
+			t.Errorf("New with prefix %q: err = %v, want one naming the prefix", p, err)
+		}
+	}
+	for _, p := range []string{"", "usage/", "usage/2026/11/", "a..b/", "ü/"} {
+		if err := importer.CheckPrefix(p); err != nil {
+			t.Errorf("CheckPrefix(%q) = %v", p, err)
+		}
 	}
 }

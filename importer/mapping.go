@@ -7,21 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
-	celast "cel.dev/cel-go/common/ast"
-	"cel.dev/cel-go/common/types"
-	"cel.dev/cel-go/common/types/ref"
-	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
+	"github.com/bucketq/bucketq/internal/celx"
 	"github.com/bucketq/bucketq/producer/ceappend"
 )
 
@@ -62,25 +58,6 @@ type Vars struct {
 	Object     string
 	Row        int64
 	ObjectTime time.Time
-}
-
-type want int
-
-const (
-	wantAny want = iota
-	wantString
-	wantTime
-)
-
-func (w want) String() string {
-	return [...]string{"any value", "string", "timestamp or RFC 3339 string"}[w]
-}
-
-type program struct {
-	field, expr string
-	want        want
-	prg         cel.Program
-	lit         ref.Val
 }
 
 type dataField struct {
@@ -128,13 +105,13 @@ func Compile(m Mapping) (*Mapper, error) {
 		dst  **program
 		name string
 		expr string
-		w    want
+		w    celx.Want
 	}{
-		{&c.typ, "type", m.Type, wantString},
-		{&c.source, "source", m.Source, wantString},
-		{&c.subject, "subject", m.Subject, wantString},
-		{&c.tim, "time", m.Time, wantTime},
-		{&c.id, "id", m.ID, wantString},
+		{&c.typ, "type", m.Type, celx.String},
+		{&c.source, "source", m.Source, celx.String},
+		{&c.subject, "subject", m.Subject, celx.String},
+		{&c.tim, "time", m.Time, celx.Time},
+		{&c.id, "id", m.ID, celx.String},
 	} {
 		if f.expr == "" {
 			continue
@@ -151,7 +128,7 @@ func Compile(m Mapping) (*Mapper, error) {
 		sort.Strings(names)
 		c.data = []dataField{}
 		for _, k := range names {
-			p, err := compile(env, "import.mapping.data."+k, m.Data[k], wantAny)
+			p, err := compile(env, "import.mapping.data."+k, m.Data[k], celx.Any)
 			if err != nil {
 				return nil, err
 			}
@@ -161,160 +138,17 @@ func Compile(m Mapping) (*Mapper, error) {
 	return c, nil
 }
 
-func compile(env *cel.Env, field, expr string, w want) (*program, error) {
-	ast, iss := env.Compile(expr)
-	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("%s: expression `%s`: %v", field, expr, iss.Err())
-	}
-	if !outputFits(ast.OutputType(), w) {
-		return nil, fmt.Errorf("%s: expression `%s` has type %s, want %s", field, expr, ast.OutputType(), w)
-	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+func compile(env *cel.Env, field, expr string, w celx.Want) (*program, error) {
+	p, err := celx.Compile(env, field, expr, w)
 	if err != nil {
-		return nil, fmt.Errorf("%s: expression `%s`: %v", field, expr, err)
+		return nil, err
 	}
-	p := &program{field: field, expr: expr, want: w, prg: prg}
-	if e := ast.NativeRep().Expr(); e.Kind() == celast.LiteralKind {
-		p.lit = e.AsLiteral()
-	}
+	p.AbsentNamesExpr = true
 	return p, nil
 }
 
-func outputFits(t *cel.Type, w want) bool {
-	k := t.Kind()
-	if k == types.DynKind || k == types.AnyKind || k == types.ErrorKind {
-		return true
-	}
-	if k == types.OpaqueKind && t.TypeName() == "optional_type" {
-		if ps := t.Parameters(); len(ps) == 1 {
-			return outputFits(ps[0], w)
-		}
-		return true
-	}
-	switch w {
-	case wantString:
-		return k == types.StringKind
-	case wantTime:
-		return k == types.TimestampKind || k == types.StringKind
-	}
-	return true
-}
-
-var errAbsent = errors.New("absent")
-
-func (p *program) eval(act map[string]any) (ref.Val, error) {
-	if p.lit != nil {
-		return p.lit, nil
-	}
-	v, _, err := p.prg.Eval(act)
-	if err == nil && types.IsError(v) {
-		err = v.(*types.Err)
-	}
-	if err != nil {
-		if strings.HasPrefix(err.Error(), "no such key") {
-			return nil, fmt.Errorf("%s: expression `%s`: %w (%v)", p.field, p.expr, errAbsent, err)
-		}
-		return nil, fmt.Errorf("%s: expression `%s`: %v", p.field, p.expr, err)
-	}
-	if o, ok := v.(*types.Optional); ok {
-		if !o.HasValue() {
-			return nil, fmt.Errorf("%s: expression `%s`: %w (optional.none())", p.field, p.expr, errAbsent)
-		}
-		v = o.GetValue()
-	}
-	return v, nil
-}
-
-func (p *program) evalString(act map[string]any) (string, error) {
-	v, err := p.eval(act)
-	if err != nil {
-		return "", err
-	}
-	s, ok := v.(types.String)
-	if !ok {
-		return "", fmt.Errorf("%s: expression `%s` gave %s, want string", p.field, p.expr, v.Type().TypeName())
-	}
-	return string(s), nil
-}
-
-func (p *program) evalTime(act map[string]any) (time.Time, error) {
-	v, err := p.eval(act)
-	if err != nil {
-		return time.Time{}, err
-	}
-	switch t := v.(type) {
-	case types.Timestamp:
-		return t.Time, nil
-	case types.String:
-		ts, perr := time.Parse(time.RFC3339Nano, string(t))
-		if perr != nil {
-			return time.Time{}, fmt.Errorf("%s: expression `%s` gave %q, not an RFC 3339 time", p.field, p.expr, string(t))
-		}
-		return ts, nil
-	}
-	return time.Time{}, fmt.Errorf("%s: expression `%s` gave %s, want timestamp or RFC 3339 string", p.field, p.expr, v.Type().TypeName())
-}
-
-// toJSON turns a CEL value into a value encoding/json writes.
-func toJSON(v ref.Val, path string) (any, error) {
-	switch t := v.(type) {
-	case types.Null:
-		return nil, nil
-	case types.Bool:
-		return bool(t), nil
-	case types.Int:
-		return int64(t), nil
-	case types.Uint:
-		return uint64(t), nil
-	case types.Double:
-		if f := float64(t); math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%s: %v is not representable in JSON", path, f)
-		}
-		return float64(t), nil
-	case types.String:
-		return string(t), nil
-	case types.Bytes:
-		return []byte(t), nil
-	case types.Timestamp:
-		return t.Time.UTC().Format(time.RFC3339Nano), nil
-	case types.Duration:
-		return t.Duration.String(), nil
-	case *types.Optional:
-		if !t.HasValue() {
-			return nil, nil
-		}
-		return toJSON(t.GetValue(), path)
-	}
-	if l, ok := v.(traits.Lister); ok {
-		n, _ := l.Size().(types.Int)
-		out := make([]any, 0, int(n))
-		for i := types.Int(0); i < n; i++ {
-			e, err := toJSON(l.Get(i), fmt.Sprintf("%s[%d]", path, i))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		return out, nil
-	}
-	if m, ok := v.(traits.Mapper); ok {
-		out := map[string]any{}
-		for it := m.Iterator(); it.HasNext() == types.True; {
-			k := it.Next()
-			ks, isStr := k.(types.String)
-			if !isStr {
-				return nil, fmt.Errorf("%s: map key %v is %s, JSON keys must be strings", path, k, k.Type().TypeName())
-			}
-			e, err := toJSON(m.Get(k), path+"."+string(ks))
-			if err != nil {
-				return nil, err
-			}
-			out[string(ks)] = e
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("%s: value of type %s cannot be written as JSON", path, v.Type().TypeName())
-}
+// program is one compiled expression of a Mapping.
+type program = celx.Program
 
 // idNamespace is the UUIDv5 namespace of derived import ids: the UUIDv5 of
 // "bucketq.import" in the DNS namespace.
@@ -346,10 +180,22 @@ var specversionKey = []byte(`"specversion"`)
 // Event builds the record of one row: a CloudEvents row (an object with
 // "specversion") as it is, given a derived id if it has none and
 // object_time if it has no time; any other row through m (nil: such rows
-// are errors). The record is validated by the CloudEvents SDK and by the
-// rules of POST /api/v1/events (ceappend.Encode).
-func Event(m *Mapper, row Row, v Vars) ([]byte, error) {
+// are errors). The record is what the CloudEvents SDK path gives
+// (validated by the SDK and by the rules of POST /api/v1/events,
+// ceappend.Encode): rows the fast path (fast.go) can prove it writes
+// identically skip the SDK round trip; all others, and every error, take
+// the SDK path.
+func Event(m *Mapper, row Row, v Vars) ([]byte, error) { return buildEvent(m, row, v, true) }
+
+// buildEvent is Event; fast false is the SDK path alone (the reference of
+// the differential tests).
+func buildEvent(m *Mapper, row Row, v Vars, fast bool) ([]byte, error) {
 	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
+		if fast {
+			if rec, ok := fastCloudEvent(row, v); ok {
+				return rec, nil
+			}
+		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(row.Object, &top); err != nil {
 			return nil, err
@@ -365,7 +211,7 @@ func Event(m *Mapper, row Row, v Vars) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.event(cols, row, v)
+	return m.event(cols, row, v, fast)
 }
 
 func cloudEventRow(row Row, top map[string]json.RawMessage, v Vars) ([]byte, error) {
@@ -421,52 +267,60 @@ func numbers(v any) any {
 	return v
 }
 
-func (m *Mapper) event(cols map[string]any, row Row, v Vars) ([]byte, error) {
+func (m *Mapper) event(cols map[string]any, row Row, v Vars, fast bool) ([]byte, error) {
 	act := map[string]any{"row": cols, "object": v.Object, "row_number": row.N, "object_time": v.ObjectTime}
-	e := event.New()
+	var typ, source, subject, id string
 	var err error
-	str := func(p *program, set func(string)) {
-		if err != nil {
-			return
+	for _, f := range []struct {
+		p   *program
+		dst *string
+	}{{m.typ, &typ}, {m.source, &source}, {m.subject, &subject}, {m.id, &id}} {
+		if f.p == nil {
+			id = DerivedID(v.Object, row.N, row.Raw)
+			continue
 		}
-		var s string
-		if s, err = p.evalString(act); err == nil {
-			set(s)
+		if *f.dst, err = f.p.EvalString(act); err != nil {
+			return nil, err
 		}
 	}
-	str(m.typ, e.SetType)
-	str(m.source, e.SetSource)
-	str(m.subject, e.SetSubject)
-	if m.id != nil {
-		str(m.id, e.SetID)
-	} else {
-		e.SetID(DerivedID(v.Object, row.N, row.Raw))
-	}
+	t, err := m.tim.EvalTime(act)
 	if err != nil {
 		return nil, err
 	}
-	t, err := m.tim.evalTime(act)
-	if err != nil {
-		return nil, err
-	}
-	e.SetTime(t)
 	var data any = cols
 	if m.data != nil {
 		d := make(map[string]any, len(m.data))
 		for _, f := range m.data {
-			val, err := f.p.eval(act)
-			if errors.Is(err, errAbsent) {
+			val, err := f.p.Eval(act)
+			if errors.Is(err, celx.ErrAbsent) {
 				continue
 			}
 			if err != nil {
 				return nil, err
 			}
-			if d[f.name], err = toJSON(val, f.p.field); err != nil {
+			if d[f.name], err = celx.ToJSON(val, f.p.Field); err != nil {
 				return nil, err
 			}
 		}
 		data = d
 	}
+	if fast {
+		if rec, ok := fastMapped(id, source, typ, subject, t, data); ok {
+			return rec, nil
+		}
+	}
+	return sdkMapped(id, source, typ, subject, t, data)
+}
+
+// sdkMapped builds the record of a mapped row through the CloudEvents SDK:
+// the reference for fastMapped and the path of every row it declines.
+func sdkMapped(id, source, typ, subject string, t time.Time, data any) ([]byte, error) {
+	e := event.New()
+	e.SetType(typ)
+	e.SetSource(source)
+	e.SetSubject(subject)
+	e.SetID(id)
+	e.SetTime(t)
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return nil, fmt.Errorf("data: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,6 +84,11 @@ func TestRowReaders(t *testing.T) {
 		{"ndjson bom", "x.jsonl", FormatAuto, []byte("\xef\xbb\xbf{\"a\":1}\n"), `1:{"a":1}`},
 		{"ndjson long line", "x.ndjson", FormatAuto, []byte("{\"a\":\"" + strings.Repeat("x", 100) + "\"}\n{\"b\":2}\n"), `!1 2:{"b":2}`},
 		{"empty", "x.json", FormatAuto, nil, ``},
+		{"csv header only", "u.csv", FormatAuto, []byte("id,n\n"), ``},
+		{"csv header only, no newline", "u.csv.gz", FormatAuto, gz("id,n"), ``},
+		{"csv ragged rows", "u.csv", FormatAuto, []byte("a,b,c\n1,2,3\n1,2\n1,2,3,4\n,,\n"), `1:1,2,3 !2 !3 4:,,`},
+		{"json array never closes", "a.json", FormatJSON, []byte(`[{"a":1},{"b":2},`), `1:{"a":1} 2:{"b":2} X3`},
+		{"json empty array", "a.json", FormatJSON, []byte(`[]`), ``},
 		{"empty gzip", "x.csv.gz", FormatAuto, gz(""), ``},
 		{"csv", "u.csv", FormatAuto, []byte("id,n\n1,2\n3\n\"4\",5\n"), `1:1,2 !2 3:4,5`},
 		{"csv bad quote", "u.csv", FormatAuto, []byte("id,n\n1,x\"y\n5,6\n"), `!1 2:5,6`},
@@ -172,4 +178,78 @@ func FuzzCSVReader(f *testing.F) {
 
 func FuzzJSONArrayReader(f *testing.F) {
 	fuzzReader(f, "x.json", FormatJSON, `[{"a":1},2,{"b":[1]}]`, `[`, `[{"a":1}] x`, `{}`)
+}
+
+// endless yields n bytes: prefix, then fill repeated, never a newline.
+type endless struct {
+	prefix []byte
+	fill   byte
+	n      int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	k := 0
+	for k < len(p) && e.n > 0 {
+		if len(e.prefix) > 0 {
+			p[k] = e.prefix[0]
+			e.prefix = e.prefix[1:]
+		} else {
+			p[k] = e.fill
+		}
+		k++
+		e.n--
+	}
+	return k, nil
+}
+
+// TestRowReadersRefuseHugeRowsInBoundedMemory: a 256 MiB row (one line,
+// one CSV field, one array element, no end) is refused with an error
+// naming the row and the limit, and is never held in memory: the readers
+// allocate little more than the limit while reading it.
+func TestRowReadersRefuseHugeRowsInBoundedMemory(t *testing.T) {
+	const huge = 256 << 20
+	for _, tc := range []struct {
+		name, object string
+		prefix       string
+	}{
+		{"ndjson line", "x.ndjson", `{"a":"`},
+		{"csv field", "x.csv", "a\n"},
+		{"json array element", "x.json", `[{"a":"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			rr, _, err := NewRowReader(tc.object, FormatAuto, &endless{prefix: []byte(tc.prefix), fill: 'x', n: huge}, DefaultMaxRowBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errs []string
+			for {
+				_, err := rr.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err == nil {
+					t.Fatal("a row of 256 MiB was returned")
+				}
+				errs = append(errs, err.Error())
+				var se *StreamError
+				if errors.As(err, &se) {
+					break
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if len(errs) == 0 || !strings.Contains(errs[0], "1") || !strings.Contains(strings.Join(errs, "; "), "1048576") {
+				t.Fatalf("errors %q: want row 1 refused, naming the limit 1048576", errs)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*DefaultMaxRowBytes {
+				t.Fatalf("reading a %d-byte row allocated %d bytes: it was buffered", huge, alloc)
+			}
+			t.Logf("%s: %q; allocated %d KiB", tc.name, errs, (after.TotalAlloc-before.TotalAlloc)>>10)
+		})
+	}
 }

@@ -61,6 +61,9 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err := importer.CheckJob(*job); err != nil {
 		return usage("--job: %v", err)
 	}
+	if err := importer.CheckPrefix(*prefix); err != nil {
+		return usage("--prefix: %v", err)
+	}
 	if _, err := path.Match(*match, ""); err != nil {
 		return usage("--match %q: %v", *match, err)
 	}

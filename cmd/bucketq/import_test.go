@@ -30,7 +30,7 @@ func TestImportCommand(t *testing.T) {
 		t.Fatalf("bad expression: exit %d, %q", code, stderr)
 	}
 	write("row.customer")
-	for _, args := range [][]string{{"--parallel", "0"}, {"--job", "a/b"}, {"--format", "xml"}, {"--match", "["}, {"stray"}} {
+	for _, args := range [][]string{{"--parallel", "0"}, {"--job", "a/b"}, {"--job", ".."}, {"--job", ""}, {"--prefix", "../"}, {"--prefix", "usage/../../x"}, {"--format", "xml"}, {"--match", "["}, {"stray"}} {
 		if code, _, stderr := run(args...); code != exitUsage {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, stderr)
 		}

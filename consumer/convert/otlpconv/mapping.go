@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/bucketq/bucketq/internal/celx"
 	"sort"
 	"strconv"
 	"time"
@@ -78,7 +79,7 @@ func compileMapping(env *cel.Env, field string, m Mapping) (compiledMapping, err
 	for _, f := range []struct {
 		name string
 		expr string
-		want want
+		want celx.Want
 		dst  **program
 	}{
 		{"id", m.ID, wantString, &cm.id},
@@ -121,7 +122,7 @@ func compileMapping(env *cel.Env, field string, m Mapping) (compiledMapping, err
 func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) (bool, error) {
 	cs, act := w.cs, &w.act
 	if cs.filter != nil {
-		keep, err := cs.filter.evalBool(act)
+		keep, err := cs.filter.EvalBool(act)
 		if err != nil {
 			return false, err
 		}
@@ -132,7 +133,7 @@ func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) 
 	m := &cs.base
 	for i := range cs.rules {
 		r := &cs.rules[i]
-		hit, err := r.match.evalBool(act)
+		hit, err := r.match.EvalBool(act)
 		if err != nil && !errors.Is(err, errMissing) {
 			return false, err
 		}
@@ -162,7 +163,7 @@ func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) 
 	}
 	evTime := t // the built-in `time` expression is the item's time
 	if !m.time.isTimeVar {
-		if evTime, err = m.time.evalTime(act); err != nil {
+		if evTime, err = m.time.EvalTime(act); err != nil {
 			return false, err
 		}
 		if evTime.IsZero() || evTime.UnixNano() == 0 {
@@ -198,7 +199,7 @@ func (w *walker) event(idx int, t time.Time, defaultData func([]field) []field) 
 		b = append(b, '{')
 		n := 0
 		for _, f := range m.data {
-			v, err := f.p.eval(act)
+			v, err := f.p.Eval(act)
 			if errors.Is(err, errMissing) {
 				continue // absent attribute: the field is omitted
 			}
@@ -253,12 +254,12 @@ func (m compiledMapping) over(base compiledMapping) compiledMapping {
 }
 
 func nonEmpty(p *program, act *activation) (string, error) {
-	s, err := p.evalString(act)
+	s, err := p.EvalString(act)
 	if err != nil {
 		return "", err
 	}
 	if s == "" {
-		return "", fmt.Errorf("%s: expression `%s` gave an empty string; a CloudEvent needs a %s", p.field, p.expr, p.field[lastDot(p.field)+1:])
+		return "", fmt.Errorf("%s: expression `%s` gave an empty string; a CloudEvent needs a %s", p.Field, p.Expr, p.Field[lastDot(p.Field)+1:])
 	}
 	return s, nil
 }
