@@ -245,7 +245,16 @@ const (
 
 // mediaMode maps a Content-Type to what the body may hold.
 func mediaMode(ct string) (mode, error) {
-	if ct == "" {
+	// What clients send, exactly: mime.ParseMediaType would return the same
+	// type and no parameters, at the cost of a map per request.
+	switch ct {
+	case ctSingle:
+		return modeSingle, nil
+	case ctBatch:
+		return modeBatch, nil
+	case ctJSON:
+		return modeEither, nil
+	case "":
 		return 0, fmt.Errorf("missing Content-Type; use %s, %s or %s", ctSingle, ctBatch, ctJSON)
 	}
 	mt, params, err := mime.ParseMediaType(ct)

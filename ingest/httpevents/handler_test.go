@@ -536,6 +536,10 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(code int)        { w.code = code }
 
+// SetReadDeadline lets reqbody's rate guard work as on a real connection
+// (http.ResponseController finds it), so the benchmarks measure that path.
+func (w *nopWriter) SetReadDeadline(time.Time) error { return nil }
+
 // BenchmarkHandlerProducer500 is BenchmarkHandler500 against a real producer
 // (filesystem bucket, in-memory manifest, zstd), with many requests in
 // flight as a loaded server has.
@@ -610,5 +614,31 @@ func TestDamagedManifestIs503NamingIt(t *testing.T) {
 	}
 	if cur, _, _ := store.Read(context.Background(), "ingest/manifest"); len(cur) != 0 {
 		t.Fatalf("the damaged manifest was overwritten (%d bytes)", len(cur))
+	}
+}
+
+// BenchmarkHandler1 measures what OpenMeter SDKs send: one ~250-byte event
+// per request (application/cloudevents+json), against an Appender that
+// discards, so allocs/op and ns/op are the front door's own per-request
+// cost (issue 10: CPU per request at 64 connections × 1 event).
+func BenchmarkHandler1(b *testing.B) {
+	body := []byte(`{"specversion":"1.0","id":"5c10fade-1c9e-4d6c-8275-c52c36731d3d-00001","source":"my-gateway","type":"api-request","subject":"customer-1","time":"2026-01-01T00:00:00.123Z","data":{"method":"GET","route":"/v1/things/{id}","duration_ms":7,"tokens":123}}`)
+	h := NewHandler(discard{}, Config{}, ingestmetrics.New(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	w := &nopWriter{h: http.Header{}}
+	rd := bytes.NewReader(body)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/events", rd)
+	req.Header.Set("Content-Type", ctSingle)
+	b.ResetTimer()
+	for b.Loop() {
+		rd.Reset(body)
+		req.Body = io.NopCloser(rd)
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
 	}
 }
