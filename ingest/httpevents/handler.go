@@ -106,6 +106,7 @@ type reqState struct {
 	records [][]byte
 	hasTime []bool
 	extra   []byte // events with an inserted time, one arena per request
+	rd      reqbody.Reader
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -137,6 +138,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 
 	st := statePool.Get().(*reqState)
 	defer func() {
+		st.rd.Clear() // after rd.Release (deferred later, so run first)
 		if st.body.Cap() <= 4*DefaultMaxBodyBytes {
 			st.body.Reset()
 			clear(st.events)
@@ -147,7 +149,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}()
 
 	// Memory is reserved as the body arrives, never the declared length.
-	rd := reqbody.New(w, r, h.cfg.Budget, h.cfg.BodyLimits)
+	rd := &st.rd
+	rd.Start(w, r, h.cfg.Budget, h.cfg.BodyLimits)
 	defer rd.Release()
 	if err := rd.ReadBody(&st.body, h.cfg.MaxBodyBytes); err != nil {
 		// The encoding, the limits, a slow body, the budget: the same
