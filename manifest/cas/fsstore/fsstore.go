@@ -4,7 +4,9 @@
 // An object name maps to the file at that slash-separated path under the
 // root. The version of an object is the hex SHA-256 of its content, so the
 // store keeps no side state: a directory copied elsewhere, or a manifest put
-// there by hand, is read as is and can be updated with compare-and-swap.
+// there by hand, is read as is and can be updated with compare-and-swap. (A
+// Store remembers the bytes it last wrote or read, and their version, only
+// to skip hashing them again when a file holds exactly those bytes.)
 //
 // Content-hash versions are safe for the bucketq manifest because:
 //
@@ -35,6 +37,7 @@
 package fsstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,6 +49,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -61,6 +65,47 @@ const tmpPrefix = ".bucketq-tmp-"
 // Store is a cas.Store on a directory. It is safe for concurrent use.
 type Store struct {
 	root string
+
+	// The content last written or read, to skip re-hashing it: a
+	// producer reads the manifest it last wrote and WriteIf reads it again
+	// to check the version, so comparing with the bytes last seen (a
+	// memcmp) replaces two of the three SHA-256 sums per commit. Equal
+	// bytes have the same hash, so a version taken from here is exactly
+	// VersionOf(content).
+	mu       sync.Mutex
+	lastPath string
+	lastData []byte // reused: at most maxKnown bytes, one copy per Store
+	lastV    cas.Version
+}
+
+// maxKnown bounds the content a Store keeps to skip re-hashing: one copy
+// of the manifest at most this large.
+const maxKnown = 4 << 20
+
+// versionOf returns VersionOf(b) for the content b of file p, without
+// hashing when b is the content last seen there.
+func (s *Store) versionOf(p string, b []byte) cas.Version {
+	s.mu.Lock()
+	if s.lastV != "" && s.lastPath == p && bytes.Equal(s.lastData, b) {
+		v := s.lastV
+		s.mu.Unlock()
+		return v
+	}
+	s.mu.Unlock()
+	v := VersionOf(b)
+	s.remember(p, b, v)
+	return v
+}
+
+// remember keeps a copy of b, the content of p at version v.
+func (s *Store) remember(p string, b []byte, v cas.Version) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(b) > maxKnown {
+		s.lastPath, s.lastData, s.lastV = "", nil, ""
+		return
+	}
+	s.lastPath, s.lastData, s.lastV = p, append(s.lastData[:0], b...), v
 }
 
 // New returns a store rooted at dir, creating dir if needed.
@@ -121,7 +166,7 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, err
 	if err != nil {
 		return nil, "", err
 	}
-	return b, VersionOf(b), nil
+	return b, s.versionOf(p, b), nil
 }
 
 // readFile reads p; a missing file (or a missing parent) is cas.ErrNotExist.
@@ -170,7 +215,7 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 		if err != nil {
 			return "", err
 		}
-		if cv := VersionOf(cur); cv != v {
+		if cv := s.versionOf(p, cur); cv != v {
 			return "", fmt.Errorf("%w: %s is at version %s, not %s", cas.ErrConflict, name, cv, v)
 		}
 	} else if fi, err := os.Lstat(p); err == nil {
@@ -200,7 +245,9 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 	if err := SyncDir(dir); err != nil {
 		return "", fmt.Errorf("fsstore: sync directory of %q: %w", name, err)
 	}
-	return VersionOf(data), nil
+	nv := VersionOf(data)
+	s.remember(p, data, nv)
+	return nv, nil
 }
 
 // isDirError is the (non-conflict) error for writing an object whose path
