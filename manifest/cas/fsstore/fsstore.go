@@ -172,17 +172,40 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, err
 // readFile reads p; a missing file (or a missing parent) is cas.ErrNotExist.
 func readFile(p string) ([]byte, error) {
 	b, err := os.ReadFile(p)
-	// A directory is a prefix of other objects, not an object, as in a bucket.
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
-		return nil, fmt.Errorf("%w: %s", cas.ErrNotExist, p)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fsstore: read %s: %w", p, err)
+	if err := readErr(p, err); err != nil {
+		return nil, err
 	}
 	if b == nil {
 		b = []byte{}
 	}
 	return b, nil
+}
+
+// readErr is readFile's error for err from reading p.
+func readErr(p string, err error) error {
+	// A directory is a prefix of other objects, not an object, as in a bucket.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
+		return fmt.Errorf("%w: %s", cas.ErrNotExist, p)
+	}
+	if err != nil {
+		return fmt.Errorf("fsstore: read %s: %w", p, err)
+	}
+	return nil
+}
+
+// readPool holds the buffers WriteIf reads the current content into: it
+// only checks their version, so a commit allocates no copy of the manifest.
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readFileInto is readFile into buf (reset first).
+func readFileInto(p string, buf *bytes.Buffer) error {
+	buf.Reset()
+	f, err := os.Open(p)
+	if err == nil {
+		_, err = buf.ReadFrom(f)
+		f.Close()
+	}
+	return readErr(p, err)
 }
 
 // WriteIf implements cas.Store.
@@ -205,7 +228,14 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 	defer unlock()
 
 	if v != "" {
-		cur, err := readFile(p)
+		buf := readPool.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxKnown {
+				readPool.Put(buf)
+			}
+		}()
+		err := readFileInto(p, buf)
+		cur := buf.Bytes()
 		if errors.Is(err, cas.ErrNotExist) {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 				return "", isDirError(name)
