@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
@@ -158,7 +159,7 @@ func (b *durableFS) Upload(ctx context.Context, name string, r io.Reader, _ ...o
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	_, err = io.Copy(tmp, r)
+	err = copyTo(tmp, r)
 	if err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("upload %s: copy to %s: %w", name, tmp.Name(), err)
@@ -207,6 +208,24 @@ func (b *durableFS) createTemp(dir string) (*os.File, error) {
 		}
 	}
 	return nil, err
+}
+
+// copyBufs holds copyTo's buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyTo copies r to f. A reader that can write itself (a file: sendfile or
+// splice; a bytes.Reader) does; any other reader (a producer's batch comes
+// wrapped by objstore's metrics) is copied through a pooled buffer, where
+// io.Copy would have f.ReadFrom allocate 32 KiB per upload.
+func copyTo(f *os.File, r io.Reader) error {
+	if _, ok := r.(io.WriterTo); ok {
+		_, err := io.Copy(f, r)
+		return err
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(struct{ io.Writer }{f}, r, *buf)
+	return err
 }
 
 // mkdirDurable creates dir and its missing parents, and fsyncs the parent

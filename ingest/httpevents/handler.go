@@ -24,7 +24,6 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +61,7 @@ const (
 type handler struct {
 	app producer.Appender
 	cfg Config
-	m   *ingestmetrics.Metrics
+	m   *ingestmetrics.Front
 	log *slog.Logger
 }
 
@@ -80,7 +79,7 @@ func NewHandler(app producer.Appender, cfg Config, m *ingestmetrics.Metrics, log
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &handler{app: app, cfg: cfg, m: m, log: log.With("component", "httpevents")}
+	h := &handler{app: app, cfg: cfg, m: m.Front(Front), log: log.With("component", "httpevents")}
 	// The token check every HTTP front door wraps itself in.
 	return auth.New(cfg.Tokens).HTTP(h, h.unauthorized)
 }
@@ -89,7 +88,7 @@ func NewHandler(app producer.Appender, cfg Config, m *ingestmetrics.Metrics, log
 // has set WWW-Authenticate): a problem+json 401, counted.
 func (h *handler) unauthorized(w http.ResponseWriter, _ *http.Request) {
 	code := h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token")
-	h.m.Requests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
+	h.m.Request(code)
 }
 
 // problem is an RFC 9457 problem details body.
@@ -107,13 +106,14 @@ type reqState struct {
 	records [][]byte
 	hasTime []bool
 	extra   []byte // events with an inserted time, one arena per request
+	rd      reqbody.Reader
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code := h.serve(w, r)
-	h.m.Requests.WithLabelValues(Front, strconv.Itoa(code)).Inc()
+	h.m.Request(code)
 }
 
 func (h *handler) fail(w http.ResponseWriter, code int, detail string, headers ...string) int {
@@ -138,6 +138,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 
 	st := statePool.Get().(*reqState)
 	defer func() {
+		st.rd.Clear() // after rd.Release (deferred later, so run first)
 		if st.body.Cap() <= 4*DefaultMaxBodyBytes {
 			st.body.Reset()
 			clear(st.events)
@@ -148,7 +149,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}()
 
 	// Memory is reserved as the body arrives, never the declared length.
-	rd := reqbody.New(w, r, h.cfg.Budget, h.cfg.BodyLimits)
+	rd := &st.rd
+	rd.Start(w, r, h.cfg.Budget, h.cfg.BodyLimits)
 	defer rd.Release()
 	if err := rd.ReadBody(&st.body, h.cfg.MaxBodyBytes); err != nil {
 		// The encoding, the limits, a slow body, the budget: the same
@@ -209,7 +211,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	if err := h.app.Append(r.Context(), format.EventsHeader, st.records); err != nil {
 		return h.appendFailed(w, r.Context(), err, len(st.records))
 	}
-	h.m.Events.WithLabelValues(Front).Add(float64(len(st.records)))
+	h.m.Events(len(st.records))
 	w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
 }
@@ -245,7 +247,16 @@ const (
 
 // mediaMode maps a Content-Type to what the body may hold.
 func mediaMode(ct string) (mode, error) {
-	if ct == "" {
+	// What clients send, exactly: mime.ParseMediaType would return the same
+	// type and no parameters, at the cost of a map per request.
+	switch ct {
+	case ctSingle:
+		return modeSingle, nil
+	case ctBatch:
+		return modeBatch, nil
+	case ctJSON:
+		return modeEither, nil
+	case "":
 		return 0, fmt.Errorf("missing Content-Type; use %s, %s or %s", ctSingle, ctBatch, ctJSON)
 	}
 	mt, params, err := mime.ParseMediaType(ct)

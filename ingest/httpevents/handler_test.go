@@ -245,6 +245,9 @@ func TestRejects(t *testing.T) {
 		{"id of 900 KB", "", ctCE, ev(strings.Repeat("x", 900<<10)), 400, `event[0]: "id" is 921600 bytes long; at most 256 are allowed`},
 		{"id one byte too long", "", ctCE, ev(strings.Repeat("é", MaxIDBytes/2) + "x"), 400, `"id" is 257 bytes long`},
 		{"escaped id too long", "", ctCE, ev(strings.Repeat(`\u00e9`, MaxIDBytes/2+1)), 400, `"id" is 258 bytes long`},
+		{"time escaped and not RFC 3339", "", ctCE, ev("x", `"time":"2026-01-01T00:00:00\u0020"`), 400, `event[0]: "time" is not RFC 3339: "2026-01-01T00:00:00 "`},
+		{"time empty", "", ctCE, ev("x", `"time":""`), 400, `event[0]: "time" is not RFC 3339: ""`},
+		{"time long, quoted abbreviated", "", ctCE, ev("x", `"time":"`+strings.Repeat("9", 100)+`"`), 400, `"time" is not RFC 3339: "` + strings.Repeat("9", 64) + `..."`},
 		{"time year 0000", "", ctCE, ev("x", `"time":"0000-01-01T00:00:00Z"`), 400, `event[0]: "time" is not RFC 3339: year 0000 is outside 0001-9999`},
 		{"raw control character", "", ctCE, ev("x", "\"data\":{\"a\":\"\x01\"}"), 400, `control character U+0001 in a string (escape it as \u0001)`},
 		{"byte order mark", "", ctCE, "\xef\xbb\xbf" + good, 400, "byte order mark (BOM)"},
@@ -536,6 +539,10 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(code int)        { w.code = code }
 
+// SetReadDeadline lets reqbody's rate guard work as on a real connection
+// (http.ResponseController finds it), so the benchmarks measure that path.
+func (w *nopWriter) SetReadDeadline(time.Time) error { return nil }
+
 // BenchmarkHandlerProducer500 is BenchmarkHandler500 against a real producer
 // (filesystem bucket, in-memory manifest, zstd), with many requests in
 // flight as a loaded server has.
@@ -610,5 +617,31 @@ func TestDamagedManifestIs503NamingIt(t *testing.T) {
 	}
 	if cur, _, _ := store.Read(context.Background(), "ingest/manifest"); len(cur) != 0 {
 		t.Fatalf("the damaged manifest was overwritten (%d bytes)", len(cur))
+	}
+}
+
+// BenchmarkHandler1 measures what OpenMeter SDKs send: one ~250-byte event
+// per request (application/cloudevents+json), against an Appender that
+// discards, so allocs/op and ns/op are the front door's own per-request
+// cost (issue 10: CPU per request at 64 connections × 1 event).
+func BenchmarkHandler1(b *testing.B) {
+	body := []byte(`{"specversion":"1.0","id":"5c10fade-1c9e-4d6c-8275-c52c36731d3d-00001","source":"my-gateway","type":"api-request","subject":"customer-1","time":"2026-01-01T00:00:00.123Z","data":{"method":"GET","route":"/v1/things/{id}","duration_ms":7,"tokens":123}}`)
+	h := NewHandler(discard{}, Config{}, ingestmetrics.New(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	w := &nopWriter{h: http.Header{}}
+	rd := bytes.NewReader(body)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/events", rd)
+	req.Header.Set("Content-Type", ctSingle)
+	b.ResetTimer()
+	for b.Loop() {
+		rd.Reset(body)
+		req.Body = io.NopCloser(rd)
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package httpevents
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"mime"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,4 +228,42 @@ func BenchmarkParseValidate500(b *testing.B) {
 			}
 		}
 	}
+}
+
+// TestMediaModeFastPathAgrees: the exact-match fast path of mediaMode
+// answers as mime.ParseMediaType's path does for the same types, and a
+// near miss (case, parameters, spaces) still takes the parsing path.
+func TestMediaModeFastPathAgrees(t *testing.T) {
+	for _, ct := range []string{ctSingle, ctBatch, ctJSON,
+		"Application/CloudEvents+JSON", ctBatch + "; charset=utf-8", ctJSON + " ", ctJSON + ";charset=latin1",
+		"application/cloudevents+json;", "text/plain", ""} {
+		got, gerr := mediaMode(ct)
+		want, werr := mediaModeParsed(ct)
+		if got != want || (gerr == nil) != (werr == nil) || (gerr != nil && gerr.Error() != werr.Error()) {
+			t.Errorf("%q: fast %v %v, parsed %v %v", ct, got, gerr, want, werr)
+		}
+	}
+}
+
+// mediaModeParsed is mediaMode without its fast path.
+func mediaModeParsed(ct string) (mode, error) {
+	if ct == "" {
+		return mediaMode(ct)
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return 0, fmt.Errorf("invalid Content-Type %q: %v", ct, err)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return 0, fmt.Errorf("unsupported charset %q; JSON must be UTF-8", cs)
+	}
+	switch mt {
+	case ctSingle:
+		return modeSingle, nil
+	case ctBatch:
+		return modeBatch, nil
+	case ctJSON:
+		return modeEither, nil
+	}
+	return 0, fmt.Errorf("unsupported Content-Type %q; use %s, %s or %s", mt, ctSingle, ctBatch, ctJSON)
 }

@@ -117,7 +117,7 @@ func (r *receiver) decodeError(sig *signal, err error) error {
 	if withDetail, derr := bad.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "body", Description: msg}}}); derr == nil {
 		bad = withDetail
 	}
-	r.m.Requests.WithLabelValues(FrontGRPC, codes.InvalidArgument.String()).Inc()
+	r.mGRPC.RequestCode(codes.InvalidArgument.String())
 	return bad.Err()
 }
 
@@ -162,7 +162,7 @@ func (r *receiver) exportGRPC(ctx context.Context, sig *signal, req proto.Messag
 	var st *status.Status
 	switch out {
 	case outcomeOK:
-		r.m.Requests.WithLabelValues(FrontGRPC, codes.OK.String()).Inc()
+		r.mGRPC.RequestCode(codes.OK.String())
 		return nil
 	case outcomeBackpressure:
 		st = retryStatus(codes.ResourceExhausted, "bucketq producer memory bound reached, retry later", BackpressureRetryDelay)
@@ -171,7 +171,7 @@ func (r *receiver) exportGRPC(ctx context.Context, sig *signal, req proto.Messag
 	default:
 		st = retryStatus(codes.Unavailable, "the request could not be stored durably, retry it: "+err.Error(), UnavailableRetryDelay)
 	}
-	r.m.Requests.WithLabelValues(FrontGRPC, st.Code().String()).Inc()
+	r.mGRPC.RequestCode(st.Code().String())
 	return st.Err()
 }
 

@@ -89,7 +89,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		code = herr.code
 		writeStatus(w, ct, herr)
 	}
-	h.r.m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(code)).Inc()
+	h.r.mHTTP.Request(code)
 }
 
 // unauthorized is the reject function of auth.Tokens.HTTP around the
@@ -98,7 +98,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // /api/v1/events its 401s).
 func (h *httpHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
 	auth.Unauthorized(w, r)
-	h.r.m.Requests.WithLabelValues(FrontHTTP, strconv.Itoa(http.StatusUnauthorized)).Inc()
+	h.r.mHTTP.Request(http.StatusUnauthorized)
 }
 
 func (h *httpHandler) serve(w http.ResponseWriter, req *http.Request, ct *string) *httpError {

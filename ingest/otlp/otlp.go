@@ -104,6 +104,16 @@ type receiver struct {
 	app producer.Appender
 	m   *ingestmetrics.Metrics
 	log *slog.Logger
+	// The counters of each transport, their children resolved once.
+	mHTTP, mGRPC *ingestmetrics.Front
+}
+
+// front returns the counters of the transport named front.
+func (r *receiver) front(front string) *ingestmetrics.Front {
+	if front == FrontGRPC {
+		return r.mGRPC
+	}
+	return r.mHTTP
 }
 
 func newReceiver(app producer.Appender, m *ingestmetrics.Metrics, log *slog.Logger) *receiver {
@@ -113,7 +123,7 @@ func newReceiver(app producer.Appender, m *ingestmetrics.Metrics, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	return &receiver{app: app, m: m, log: log}
+	return &receiver{app: app, m: m, log: log, mHTTP: m.Front(FrontHTTP), mGRPC: m.Front(FrontGRPC)}
 }
 
 // store appends one decoded request as one record. It returns the number of
@@ -134,7 +144,7 @@ func (r *receiver) store(ctx context.Context, front string, sig *signal, req pro
 	err = r.app.Append(ctx, h, [][]byte{rec})
 	switch {
 	case err == nil:
-		r.m.Events.WithLabelValues(front).Add(float64(n))
+		r.front(front).Events(n)
 		return n, outcomeOK, nil
 	case errors.Is(err, producer.ErrBackpressure):
 		return n, outcomeBackpressure, err

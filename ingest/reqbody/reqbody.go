@@ -109,7 +109,7 @@ type Reader struct {
 	w        http.ResponseWriter
 	header   http.Header
 	length   int64 // the declared Content-Length, -1 if unknown
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	lim      Limits
 	start    time.Time
 	n        int64     // bytes received
@@ -122,8 +122,21 @@ type Reader struct {
 
 // New starts the guards on r's body.
 func New(w http.ResponseWriter, r *http.Request, budget *Budget, lim Limits) *Reader {
-	return &Reader{body: r.Body, w: w, header: r.Header, length: r.ContentLength, rc: http.NewResponseController(w), lim: lim.withDefaults(), start: time.Now(), budget: budget}
+	rd := new(Reader)
+	rd.Start(w, r, budget, lim)
+	return rd
 }
+
+// Start is New for a Reader the caller keeps (a pooled one, so a request
+// allocates none): it starts the guards on r's body, replacing whatever rd
+// held. Call Release before reusing rd.
+func (rd *Reader) Start(w http.ResponseWriter, r *http.Request, budget *Budget, lim Limits) {
+	*rd = Reader{body: r.Body, w: w, header: r.Header, length: r.ContentLength, rc: *http.NewResponseController(w), lim: lim.withDefaults(), start: time.Now(), budget: budget}
+}
+
+// Clear drops rd's references to the request, once Release has been
+// called, so a pooled Reader does not keep it alive.
+func (rd *Reader) Clear() { *rd = Reader{} }
 
 // Read reads the wire body, failing with a *TooSlowError when it arrives
 // slower than the Limits allow.

@@ -4,7 +4,9 @@
 // An object name maps to the file at that slash-separated path under the
 // root. The version of an object is the hex SHA-256 of its content, so the
 // store keeps no side state: a directory copied elsewhere, or a manifest put
-// there by hand, is read as is and can be updated with compare-and-swap.
+// there by hand, is read as is and can be updated with compare-and-swap. (A
+// Store remembers the bytes it last wrote or read, and their version, only
+// to skip hashing them again when a file holds exactly those bytes.)
 //
 // Content-hash versions are safe for the bucketq manifest because:
 //
@@ -35,6 +37,7 @@
 package fsstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,6 +49,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -61,6 +65,47 @@ const tmpPrefix = ".bucketq-tmp-"
 // Store is a cas.Store on a directory. It is safe for concurrent use.
 type Store struct {
 	root string
+
+	// The content last written or read, to skip re-hashing it: a
+	// producer reads the manifest it last wrote and WriteIf reads it again
+	// to check the version, so comparing with the bytes last seen (a
+	// memcmp) replaces two of the three SHA-256 sums per commit. Equal
+	// bytes have the same hash, so a version taken from here is exactly
+	// VersionOf(content).
+	mu       sync.Mutex
+	lastPath string
+	lastData []byte // reused: at most maxKnown bytes, one copy per Store
+	lastV    cas.Version
+}
+
+// maxKnown bounds the content a Store keeps to skip re-hashing: one copy
+// of the manifest at most this large.
+const maxKnown = 4 << 20
+
+// versionOf returns VersionOf(b) for the content b of file p, without
+// hashing when b is the content last seen there.
+func (s *Store) versionOf(p string, b []byte) cas.Version {
+	s.mu.Lock()
+	if s.lastV != "" && s.lastPath == p && bytes.Equal(s.lastData, b) {
+		v := s.lastV
+		s.mu.Unlock()
+		return v
+	}
+	s.mu.Unlock()
+	v := VersionOf(b)
+	s.remember(p, b, v)
+	return v
+}
+
+// remember keeps a copy of b, the content of p at version v.
+func (s *Store) remember(p string, b []byte, v cas.Version) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(b) > maxKnown {
+		s.lastPath, s.lastData, s.lastV = "", nil, ""
+		return
+	}
+	s.lastPath, s.lastData, s.lastV = p, append(s.lastData[:0], b...), v
 }
 
 // New returns a store rooted at dir, creating dir if needed.
@@ -121,23 +166,46 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, cas.Version, err
 	if err != nil {
 		return nil, "", err
 	}
-	return b, VersionOf(b), nil
+	return b, s.versionOf(p, b), nil
 }
 
 // readFile reads p; a missing file (or a missing parent) is cas.ErrNotExist.
 func readFile(p string) ([]byte, error) {
 	b, err := os.ReadFile(p)
-	// A directory is a prefix of other objects, not an object, as in a bucket.
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
-		return nil, fmt.Errorf("%w: %s", cas.ErrNotExist, p)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fsstore: read %s: %w", p, err)
+	if err := readErr(p, err); err != nil {
+		return nil, err
 	}
 	if b == nil {
 		b = []byte{}
 	}
 	return b, nil
+}
+
+// readErr is readFile's error for err from reading p.
+func readErr(p string, err error) error {
+	// A directory is a prefix of other objects, not an object, as in a bucket.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
+		return fmt.Errorf("%w: %s", cas.ErrNotExist, p)
+	}
+	if err != nil {
+		return fmt.Errorf("fsstore: read %s: %w", p, err)
+	}
+	return nil
+}
+
+// readPool holds the buffers WriteIf reads the current content into: it
+// only checks their version, so a commit allocates no copy of the manifest.
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readFileInto is readFile into buf (reset first).
+func readFileInto(p string, buf *bytes.Buffer) error {
+	buf.Reset()
+	f, err := os.Open(p)
+	if err == nil {
+		_, err = buf.ReadFrom(f)
+		f.Close()
+	}
+	return readErr(p, err)
 }
 
 // WriteIf implements cas.Store.
@@ -160,7 +228,14 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 	defer unlock()
 
 	if v != "" {
-		cur, err := readFile(p)
+		buf := readPool.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxKnown {
+				readPool.Put(buf)
+			}
+		}()
+		err := readFileInto(p, buf)
+		cur := buf.Bytes()
 		if errors.Is(err, cas.ErrNotExist) {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 				return "", isDirError(name)
@@ -170,7 +245,7 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 		if err != nil {
 			return "", err
 		}
-		if cv := VersionOf(cur); cv != v {
+		if cv := s.versionOf(p, cur); cv != v {
 			return "", fmt.Errorf("%w: %s is at version %s, not %s", cas.ErrConflict, name, cv, v)
 		}
 	} else if fi, err := os.Lstat(p); err == nil {
@@ -200,7 +275,9 @@ func (s *Store) WriteIf(ctx context.Context, name string, data []byte, v cas.Ver
 	if err := SyncDir(dir); err != nil {
 		return "", fmt.Errorf("fsstore: sync directory of %q: %w", name, err)
 	}
-	return VersionOf(data), nil
+	nv := VersionOf(data)
+	s.remember(p, data, nv)
+	return nv, nil
 }
 
 // isDirError is the (non-conflict) error for writing an object whose path
