@@ -135,7 +135,7 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	defer bkt.Close()
 	rc := replay.Config{Bucket: bkt, JournalPrefix: cfg.JournalPrefix, Converter: conv, BatchSize: cfg.SinkBatchSize,
-		Rate: *rateN, Checkpoint: *ckpt, Resume: *resume, Log: log}
+		SinkConcurrency: cfg.SinkConcurrency, Rate: *rateN, Checkpoint: *ckpt, Resume: *resume, Log: log}
 	out := stdout
 	if *dryRun {
 		rc.DryRun = stdout
