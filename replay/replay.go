@@ -109,7 +109,7 @@ type Progress struct {
 // sequence no segment holds, a record no converter could convert, an event
 // the sink refused.
 type Problem struct {
-	Kind     string // "batch_missing", "gap", "convert_error", "refused"
+	Kind     string // "batch_missing", "gap", "convert_error", "refused", "stray_object"
 	Sequence uint64
 	Location string
 	Detail   string
@@ -117,8 +117,11 @@ type Problem struct {
 
 func (p Problem) String() string {
 	s := p.Kind
-	if p.Kind == "gap" {
+	switch p.Kind {
+	case "gap":
 		return s + ": " + p.Detail
+	case "stray_object":
+		return s + ": " + p.Location + ": " + p.Detail
 	}
 	s += fmt.Sprintf(": sequence %d", p.Sequence)
 	if p.Location != "" {
@@ -172,9 +175,12 @@ type planned struct {
 // plan lists the journal and returns the selected entries in sequence
 // order, deduplicated across overlapping segments.
 func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
-	segs, err := j.List(ctx)
+	segs, stray, err := j.ListStray(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range stray {
+		sum.problem(Problem{Kind: "stray_object", Location: name, Detail: "under the journal prefix but not named FIRST-LAST" + ".journal (renamed or foreign); not read, so the sequences it may hold are not replayed"})
 	}
 	var chosen []journal.SegmentRef
 	if sel.BySeq {
@@ -307,6 +313,9 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ck.Have && sel.BySeq && sel.ToSeq != 0 && ck.Through > sel.ToSeq {
+			return nil, fmt.Errorf("%w: %s: through_sequence %d is past --to-seq %d; the file was edited or belongs to another replay", ErrBadCheckpoint, cfg.Checkpoint, ck.Through, sel.ToSeq)
+		}
 		if ck.Have {
 			v := ck.Through
 			sum.ResumedAfter = &v
@@ -337,9 +346,16 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 	// Senders use sctx: the first one to fail stops the others.
 	sctx, stopSenders := context.WithCancel(ctx)
 	s.sctx, s.stopSenders = sctx, stopSenders
-	// On an early return the requests in flight are abandoned: the
-	// checkpoint has not moved past their events.
-	defer func() { stopSenders(); s.senders.Wait() }()
+	// On an early return the requests in flight are abandoned (the
+	// checkpoint has not moved past their events), and what was answered
+	// before is recorded: a resume need not re-send it.
+	defer func() {
+		stopSenders()
+		s.senders.Wait()
+		if err := s.checkpoint(); err != nil {
+			cfg.Log.Warn("replay: saving the checkpoint on the way out failed", "error", err)
+		}
+	}()
 	for f := range prefetch(fctx, cfg.Bucket, entries, cfg.Prefetch) {
 		r := <-f
 		if r.err != nil {
