@@ -213,3 +213,58 @@ func (l *limiter) adjust() {
 	}
 	l.m.SinkConcurrencyLimit.Set(float64(l.limit))
 }
+
+// SinkLimiter is the limiter above (fixed, or adaptive AIMD) for a sender
+// outside the consumer's run, such as replay, so that both pace the same
+// sink the same way. Acquire blocks for a slot; each request's outcome is
+// reported with Observe or BackPressure; Release frees the slot.
+type SinkLimiter struct {
+	l    *limiter
+	free chan struct{} // signalled on each release
+}
+
+// NewSinkLimiter returns a limiter fixed at fixed requests in flight when
+// fixed > 0, else adaptive up to max (DefaultMaxSinkConcurrency when max
+// <= 0). m (NewMetrics(nil) when nil) gets the sink_concurrency_limit,
+// sink_requests_in_flight and sink_rtt gauges.
+func NewSinkLimiter(fixed, max int, m *Metrics) *SinkLimiter {
+	if max <= 0 {
+		max = DefaultMaxSinkConcurrency
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &SinkLimiter{l: newLimiter(fixed, max, m), free: make(chan struct{}, 1)}
+}
+
+// Acquire takes a slot, waiting for a Release while the limit is reached,
+// or returns ctx's error.
+func (s *SinkLimiter) Acquire(ctx context.Context) error {
+	for !s.l.acquire() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.free:
+		}
+	}
+	return ctx.Err()
+}
+
+// Release frees a slot taken by Acquire.
+func (s *SinkLimiter) Release() {
+	s.l.release()
+	select {
+	case s.free <- struct{}{}:
+	default:
+	}
+}
+
+// Observe records one answered request's round trip (a 2xx, or a refusal
+// answered in time).
+func (s *SinkLimiter) Observe(rtt time.Duration) { s.l.observe(rtt) }
+
+// BackPressure records a request the sink throttled, failed or timed out.
+func (s *SinkLimiter) BackPressure() { s.l.backPressure() }
+
+// Limit is the current limit on requests in flight.
+func (s *SinkLimiter) Limit() int { return s.l.current() }

@@ -159,15 +159,27 @@ type SegmentRef struct {
 // List returns every segment under the prefix in sequence order (by
 // first, then last). Other objects under the prefix are ignored.
 func (j *Journal) List(ctx context.Context) ([]SegmentRef, error) {
+	out, _, err := j.ListStray(ctx)
+	return out, err
+}
+
+// ListStray is List that also returns the objects under the prefix whose
+// names are not segment names (renamed or foreign objects, which List
+// leaves out), so that a reader can report them instead of skipping
+// them silently.
+func (j *Journal) ListStray(ctx context.Context) ([]SegmentRef, []string, error) {
 	var out []SegmentRef
+	var stray []string
 	err := j.bkt.Iter(ctx, j.prefix+"/", func(name string) error {
 		if f, l, ok := ParseName(j.prefix, name); ok {
 			out = append(out, SegmentRef{Name: name, First: f, Last: l})
+		} else {
+			stray = append(stray, name)
 		}
 		return nil
 	}, objstore.WithRecursiveIter())
 	if err != nil {
-		return nil, fmt.Errorf("journal: list %s/: %w", j.prefix, err)
+		return nil, nil, fmt.Errorf("journal: list %s/: %w", j.prefix, err)
 	}
 	sort.Slice(out, func(a, b int) bool {
 		if out[a].First != out[b].First {
@@ -175,7 +187,7 @@ func (j *Journal) List(ctx context.Context) ([]SegmentRef, error) {
 		}
 		return out[a].Last < out[b].Last
 	})
-	return out, nil
+	return out, stray, nil
 }
 
 // Read reads, verifies and decodes one segment, and checks that its

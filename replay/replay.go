@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thanos-io/objstore"
@@ -89,6 +90,12 @@ type Config struct {
 	DryRun io.Writer
 	Retry  sink.RetryPolicy
 	Log    *slog.Logger
+	// SinkConcurrency is the sink requests in flight: 0 adapts as the
+	// consumer does (consumer.SinkLimiter), up to MaxSinkConcurrency
+	// (default consumer.DefaultMaxSinkConcurrency); 1 sends one at a time.
+	SinkConcurrency, MaxSinkConcurrency int
+	// Metrics, if set, gets the sink concurrency gauges.
+	Metrics *consumer.Metrics
 }
 
 // Progress is how far a replay got.
@@ -102,7 +109,7 @@ type Progress struct {
 // sequence no segment holds, a record no converter could convert, an event
 // the sink refused.
 type Problem struct {
-	Kind     string // "batch_missing", "gap", "convert_error", "refused"
+	Kind     string // "batch_missing", "gap", "convert_error", "refused", "stray_object"
 	Sequence uint64
 	Location string
 	Detail   string
@@ -110,8 +117,11 @@ type Problem struct {
 
 func (p Problem) String() string {
 	s := p.Kind
-	if p.Kind == "gap" {
+	switch p.Kind {
+	case "gap":
 		return s + ": " + p.Detail
+	case "stray_object":
+		return s + ": " + p.Location + ": " + p.Detail
 	}
 	s += fmt.Sprintf(": sequence %d", p.Sequence)
 	if p.Location != "" {
@@ -165,9 +175,12 @@ type planned struct {
 // plan lists the journal and returns the selected entries in sequence
 // order, deduplicated across overlapping segments.
 func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
-	segs, err := j.List(ctx)
+	segs, stray, err := j.ListStray(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range stray {
+		sum.problem(Problem{Kind: "stray_object", Location: name, Detail: "under the journal prefix but not named FIRST-LAST" + ".journal (renamed or foreign); not read, so the sequences it may hold are not replayed"})
 	}
 	var chosen []journal.SegmentRef
 	if sel.BySeq {
@@ -300,6 +313,9 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ck.Have && sel.BySeq && sel.ToSeq != 0 && ck.Through > sel.ToSeq {
+			return nil, fmt.Errorf("%w: %s: through_sequence %d is past --to-seq %d; the file was edited or belongs to another replay", ErrBadCheckpoint, cfg.Checkpoint, ck.Through, sel.ToSeq)
+		}
 		if ck.Have {
 			v := ck.Through
 			sum.ResumedAfter = &v
@@ -316,13 +332,30 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 		entries = entries[i:]
 	}
 	sum.Entries = len(entries)
-	s := &sender{cfg: cfg, sel: sel, sum: sum, ck: ck, start: time.Now(), total: len(entries)}
+	s := &sender{cfg: cfg, sel: sel, sum: sum, ck: ck, start: time.Now(), total: len(entries), ahead: map[uint64]bool{}}
+	if cfg.Sink != nil {
+		s.lim = consumer.NewSinkLimiter(cfg.SinkConcurrency, cfg.MaxSinkConcurrency, cfg.Metrics)
+		s.snk = &pacedSink{Sink: cfg.Sink, lim: s.lim}
+	}
 	if cfg.Rate > 0 {
-		s.lim = rate.NewLimiter(rate.Limit(cfg.Rate), max(cfg.BatchSize, int(cfg.Rate)))
+		s.rate = rate.NewLimiter(rate.Limit(cfg.Rate), max(cfg.BatchSize, int(cfg.Rate)))
 	}
 	s.progress()
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Senders use sctx: the first one to fail stops the others.
+	sctx, stopSenders := context.WithCancel(ctx)
+	s.sctx, s.stopSenders = sctx, stopSenders
+	// On an early return the requests in flight are abandoned (the
+	// checkpoint has not moved past their events), and what was answered
+	// before is recorded: a resume need not re-send it.
+	defer func() {
+		stopSenders()
+		s.senders.Wait()
+		if err := s.checkpoint(); err != nil {
+			cfg.Log.Warn("replay: saving the checkpoint on the way out failed", "error", err)
+		}
+	}()
 	for f := range prefetch(fctx, cfg.Bucket, entries, cfg.Prefetch) {
 		r := <-f
 		if r.err != nil {
@@ -335,6 +368,9 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 		s.progress()
 	}
 	if err := s.flush(ctx); err != nil {
+		return sum, err
+	}
+	if err := s.wait(); err != nil {
 		return sum, err
 	}
 	if ck != nil {
@@ -418,14 +454,39 @@ type sender struct {
 	sel   Selection
 	sum   *Summary
 	ck    *checkpoint
-	lim   *rate.Limiter
+	rate  *rate.Limiter
 	start time.Time
 	total int
 	done  int
 
 	buf    []pending
-	closed []uint64 // entries whose events are all in buf or sent, in order
-	shown  int      // events printed on a dry run
+	closed []closedEntry // entries whose events are all in buf or in started batches, in order
+	shown  int           // events printed on a dry run
+
+	// Sink requests in flight, paced by the consumer's limiter: flush
+	// numbers each batch from 1 and hands it to a sender goroutine; the
+	// checkpoint moves only past entries whose batches, and all before
+	// them, are answered (front).
+	lim         *consumer.SinkLimiter
+	snk         sink.Sink
+	sctx        context.Context
+	stopSenders context.CancelFunc
+	senders     sync.WaitGroup
+	batches     uint64
+
+	mu      sync.Mutex // guards the fields below, shared with the senders
+	front   uint64     // every batch through front is answered
+	ahead   map[uint64]bool
+	sent    int       // events delivered, not yet added to sum
+	refused []Problem // not yet added to sum
+	err     error     // the first sender's failure
+}
+
+// closedEntry is an entry whose events are all in batches numbered at
+// most last.
+type closedEntry struct {
+	seq  uint64
+	last uint64
 }
 
 func (s *sender) progress() {
@@ -513,60 +574,160 @@ func (s *sender) entry(ctx context.Context, f fetched) error {
 // close records that every event of entry seq is buffered or sent; with
 // nothing buffered it is done, and the checkpoint moves past it.
 func (s *sender) close(ctx context.Context, seq uint64) error {
-	s.closed = append(s.closed, seq)
-	if len(s.buf) == 0 {
-		return s.checkpoint()
+	last := s.batches
+	if len(s.buf) > 0 {
+		last++ // the batch flush will start next
 	}
-	return nil
+	s.closed = append(s.closed, closedEntry{seq: seq, last: last})
+	return s.checkpoint()
 }
 
-// flush sends the buffer (rate-limited), then moves the checkpoint past
-// every entry whose events are all sent.
+// flush hands the buffer to a sender goroutine (rate-limited, and once
+// the limiter has a slot), then moves the checkpoint past every entry
+// whose events are all answered.
 func (s *sender) flush(ctx context.Context) error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	if s.lim != nil {
-		if err := s.lim.WaitN(ctx, min(len(s.buf), s.lim.Burst())); err != nil {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	if s.rate != nil {
+		if err := s.rate.WaitN(ctx, min(len(s.buf), s.rate.Burst())); err != nil {
 			return err
 		}
 	}
-	evs := make([]json.RawMessage, len(s.buf))
-	for i, p := range s.buf {
+	if err := s.lim.Acquire(s.sctx); err != nil {
+		if e := s.failed(); e != nil {
+			return e
+		}
+		return err
+	}
+	s.batches++
+	n, buf := s.batches, s.buf
+	s.buf = nil
+	s.senders.Add(1)
+	go func() {
+		defer s.senders.Done()
+		defer s.lim.Release()
+		s.send(n, buf)
+	}()
+	return s.checkpoint()
+}
+
+// send is one sender goroutine: it delivers batch n and records the answer.
+func (s *sender) send(n uint64, buf []pending) {
+	evs := make([]json.RawMessage, len(buf))
+	for i, p := range buf {
 		evs[i] = p.ev
 	}
-	refused, err := sink.SendRetrying(ctx, s.cfg.Sink, evs, s.cfg.Retry)
+	refused, err := sink.SendRetrying(s.sctx, s.snk, evs, s.cfg.Retry)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("replay: sink: %w", err)
+		if s.err == nil {
+			s.err = fmt.Errorf("replay: sink: %w", err)
+			s.stopSenders()
+		}
+		return
 	}
 	for _, r := range refused {
-		p := s.buf[r.Index]
+		p := buf[r.Index]
 		var ce struct {
 			ID string `json:"id"`
 		}
 		_ = json.Unmarshal(p.ev, &ce)
-		s.sum.problem(Problem{Kind: "refused", Sequence: p.seq, Detail: fmt.Sprintf("event id %q: %v", ce.ID, r.Err)})
+		s.refused = append(s.refused, Problem{Kind: "refused", Sequence: p.seq, Detail: fmt.Sprintf("event id %q: %v", ce.ID, r.Err)})
 	}
-	s.sum.EventsSent += len(evs) - len(refused)
-	s.buf = s.buf[:0]
-	s.progress()
+	s.sent += len(evs) - len(refused)
+	if n != s.front+1 {
+		s.ahead[n] = true
+		return
+	}
+	s.front = n
+	for s.ahead[s.front+1] {
+		delete(s.ahead, s.front+1)
+		s.front++
+	}
+}
+
+// failed is the first sender's failure, if any.
+func (s *sender) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// wait waits for every sender, takes in their answers and moves the
+// checkpoint; it returns the first sender's failure.
+func (s *sender) wait() error {
+	s.senders.Wait()
+	if err := s.failed(); err != nil {
+		return err
+	}
 	return s.checkpoint()
 }
 
-// checkpoint saves the highest entry all of whose events are sent: every
-// closed entry when the buffer is empty, else those before its first event.
+// checkpoint takes in the senders' answers, then saves the highest entry
+// all of whose events are answered: those closed with no batch, or with
+// their last batch and every batch before it answered.
 func (s *sender) checkpoint() error {
-	if s.ck == nil || len(s.closed) == 0 {
-		return nil
+	s.mu.Lock()
+	front := s.front
+	sent, refused := s.sent, s.refused
+	s.sent, s.refused = 0, nil
+	s.mu.Unlock()
+	if sent > 0 || len(refused) > 0 {
+		s.sum.EventsSent += sent
+		slices.SortStableFunc(refused, func(a, b Problem) int { return cmpSeq(a.Sequence, b.Sequence) })
+		for _, p := range refused {
+			s.sum.problem(p)
+		}
+		s.progress()
 	}
-	n := len(s.closed)
-	if len(s.buf) > 0 {
-		n = sort.Search(len(s.closed), func(i int) bool { return s.closed[i] >= s.buf[0].seq })
-	}
+	n := sort.Search(len(s.closed), func(i int) bool { return s.closed[i].last > front })
 	if n == 0 {
 		return nil
 	}
-	s.ck.Have, s.ck.Through = true, s.closed[n-1]
+	through := s.closed[n-1].seq
 	s.closed = s.closed[n:]
+	if s.ck == nil {
+		return nil
+	}
+	s.ck.Have, s.ck.Through = true, through
 	return s.ck.save()
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// pacedSink reports each request's outcome to the limiter, as the
+// consumer's senders do: an answer in time (2xx, or a refusal of the body)
+// is a round trip; a throttle, a 5xx or a failed request is back-pressure.
+type pacedSink struct {
+	sink.Sink
+	lim *consumer.SinkLimiter
+}
+
+func (p *pacedSink) Send(ctx context.Context, events []json.RawMessage) error {
+	start := time.Now()
+	err := p.Sink.Send(ctx, events)
+	rtt := time.Since(start)
+	switch f := sink.ReadFailure(err); {
+	case err == nil:
+		p.lim.Observe(rtt)
+	case ctx.Err() != nil:
+	case f.HTTP != nil && (f.Class == sink.Reject || f.Class == sink.Operator):
+		p.lim.Observe(rtt)
+	default:
+		p.lim.BackPressure()
+	}
+	return err
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -77,6 +79,30 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return &config.Error{Msg: fmt.Sprintf("replay: unexpected argument %q", pos[0])}
 	}
 	bad := func(format string, a ...any) error { return &config.Error{Msg: "replay: " + fmt.Sprintf(format, a...)} }
+	// A flag given an empty value is a mistake (an unset shell variable),
+	// not "unset": it would otherwise widen or empty the selection.
+	var empty error
+	fl.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "from", "to", "from-seq", "to-seq", "checkpoint":
+			if f.Value.String() == "" && empty == nil {
+				empty = bad("--%s was given an empty value", f.Name)
+			}
+		}
+	})
+	if empty != nil {
+		return empty
+	}
+	for _, f := range []struct {
+		name string
+		v    []string
+	}{{"type", types}, {"source", sources}, {"subject", subjects}, {"signal", signals}} {
+		for _, v := range f.v {
+			if strings.TrimSpace(v) == "" {
+				return bad("--%s was given an empty value: it would match no event", f.name)
+			}
+		}
+	}
 	sel := replay.Selection{Types: types, Sources: sources, Subjects: subjects, Signals: signals}
 	byTime, bySeq := *from != "" || *to != "", *fromSeq != "" || *toSeq != ""
 	switch {
@@ -118,7 +144,7 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 			return bad("--signal %q: want events, logs, metrics or traces", s)
 		}
 	}
-	if *rateN < 0 {
+	if *rateN < 0 || math.IsNaN(*rateN) || math.IsInf(*rateN, 0) {
 		return bad("--rate %v: want events per second, 0 for no limit", *rateN)
 	}
 	if *resume && *ckpt == "" {
@@ -142,7 +168,7 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	defer bkt.Close()
 	rc := replay.Config{Bucket: bkt, JournalPrefix: partition.Suffix(cfg.JournalPrefix, p), Converter: conv, BatchSize: cfg.SinkBatchSize,
-		Rate: *rateN, Checkpoint: *ckpt, Resume: *resume, Log: log}
+		SinkConcurrency: cfg.SinkConcurrency, Rate: *rateN, Checkpoint: *ckpt, Resume: *resume, Log: log}
 	out := stdout
 	if *dryRun {
 		rc.DryRun = stdout
@@ -206,8 +232,8 @@ func printSummary(w io.Writer, s *replay.Summary, dryRun bool, ckpt string) {
 		for _, p := range s.Problems {
 			counts[p.Kind]++
 		}
-		fmt.Fprintf(w, "replay: NOT SENT: %d batch_missing, %d gap, %d convert_error, %d refused by the sink\n",
-			counts["batch_missing"], counts["gap"], counts["convert_error"], counts["refused"])
+		fmt.Fprintf(w, "replay: NOT SENT: %d batch_missing, %d gap, %d convert_error, %d refused by the sink, %d stray_object\n",
+			counts["batch_missing"], counts["gap"], counts["convert_error"], counts["refused"], counts["stray_object"])
 		for _, p := range s.Problems {
 			fmt.Fprintf(w, "  %s\n", p)
 		}

@@ -356,7 +356,7 @@ var Options = []*Option{
 			c.SinkBatchSize = int(n)
 			return err
 		}},
-	{Key: "sink_concurrency", Flag: "sink-concurrency", Arg: "adaptive|N", Default: "adaptive", Roles: Consume | DeadLetters,
+	{Key: "sink_concurrency", Flag: "sink-concurrency", Arg: "adaptive|N", Default: "adaptive", Roles: Consume | DeadLetters | Replay,
 		Usage: "sink requests in flight: adaptive (grows while the sink's round trip stays flat, shrinks on 429/503, errors or rising latency; at most " + strconv.Itoa(MaxAdaptiveSinkConcurrency) + ") or a fixed N (1: one at a time, events arrive in manifest order)",
 		set:   setSinkConcurrency},
 	{Key: "prefetch", Flag: "prefetch", Kind: Int, Arg: "N", Default: strconv.Itoa(consumerDefaults.Prefetch), Roles: Consume,
