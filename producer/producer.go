@@ -552,7 +552,8 @@ func (p *Producer) takeHead() []*batch {
 // ago, so the consumer's GC cannot have deleted (or delete) a file that the
 // manifest is about to reference.
 func (p *Producer) commit(group []*batch) {
-	backoff := minBackoff
+	// An abort ends a pause early; the loop's top then fails what is left.
+	bo := backoff.New(minBackoff, maxBackoff)
 	var lastErr error
 	uncertain := false
 	for attempt := 1; ; attempt++ {
@@ -589,7 +590,7 @@ func (p *Producer) commit(group []*batch) {
 				lastErr = err
 				p.noteFailure(fmt.Errorf("manifest read: %w", err))
 				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
-				p.backoff(&backoff)
+				_ = backoff.Sleep(p.ctx, bo.Next())
 				continue
 			}
 			group = rest
@@ -600,7 +601,7 @@ func (p *Producer) commit(group []*batch) {
 
 		if err := p.refreshOld(group); err != nil {
 			lastErr = err
-			p.backoff(&backoff)
+			_ = backoff.Sleep(p.ctx, bo.Next())
 			continue
 		}
 
@@ -640,7 +641,7 @@ func (p *Producer) commit(group []*batch) {
 		p.m.CommitFailures.Inc()
 		p.noteFailure(fmt.Errorf("manifest commit: %w", err))
 		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
-		p.backoff(&backoff)
+		_ = backoff.Sleep(p.ctx, bo.Next())
 	}
 }
 
@@ -717,13 +718,6 @@ func (p *Producer) refreshOld(group []*batch) error {
 	return nil
 }
 
-// backoff sleeps for the jittered backoff and doubles it; false if the
-// producer was aborted.
-func (p *Producer) backoff(d *time.Duration) bool {
-	ok := backoff.Sleep(p.ctx, backoff.Jitter(*d)) == nil
-	*d = min(2**d, maxBackoff)
-	return ok
-}
 
 // Drain seals the open batch now and, from then on, seals each Append's
 // batch as soon as its records are in it instead of after FlushInterval. So
