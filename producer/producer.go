@@ -629,10 +629,7 @@ func (p *Producer) commit(group []*batch) {
 			p.noteCommitted()
 			p.m.CommitGroupEntries.Observe(float64(len(group)))
 			for _, b := range group {
-				p.m.BatchSent.Inc()
-				p.m.BatchBytes.Observe(float64(len(b.data)))
-				p.m.BatchRecords.Observe(float64(b.records))
-				p.complete(b, nil)
+				p.sent(b)
 			}
 			return
 		}
@@ -690,15 +687,20 @@ func (p *Producer) dropCommitted(group []*batch) ([]*batch, error) {
 		}
 		if committed {
 			p.noteCommitted()
-			p.m.BatchSent.Inc()
-			p.m.BatchBytes.Observe(float64(len(b.data)))
-			p.m.BatchRecords.Observe(float64(b.records))
-			p.complete(b, nil)
+			p.sent(b)
 		} else {
 			rest = append(rest, b)
 		}
 	}
 	return rest, nil
+}
+
+// sent counts b as committed and answers its records.
+func (p *Producer) sent(b *batch) {
+	p.m.BatchSent.Inc()
+	p.m.BatchBytes.Observe(float64(len(b.data)))
+	p.m.BatchRecords.Observe(float64(b.records))
+	p.complete(b, nil)
 }
 
 // refreshOld re-uploads, under a new name, every batch of group whose upload
@@ -717,7 +719,6 @@ func (p *Producer) refreshOld(group []*batch) error {
 	}
 	return nil
 }
-
 
 // Drain seals the open batch now and, from then on, seals each Append's
 // batch as soon as its records are in it instead of after FlushInterval. So
