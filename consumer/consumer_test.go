@@ -160,6 +160,20 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
+// fenced waits for Run to return ErrFenced; stillRunning says what it
+// means when Run has not returned within patience.
+func (r *running) fenced(t *testing.T, stillRunning string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, manifest.ErrFenced) {
+			t.Fatalf("Run returned %v, want ErrFenced", err)
+		}
+	case <-time.After(patience):
+		t.Fatal(stillRunning)
+	}
+}
+
 // stopPatience bounds how long Run may take to return after a cancel: it
 // takes milliseconds (the final dequeue is bounded at 5s).
 const stopPatience = 20 * time.Second
@@ -591,14 +605,7 @@ func TestFencedConsumerStops(t *testing.T) {
 	}
 	b := start(h.consumer(h.config(nil), ""))
 	defer b.stop(t)
-	select {
-	case err := <-a.done:
-		if !errors.Is(err, manifest.ErrFenced) {
-			t.Fatalf("old consumer returned %v, want ErrFenced", err)
-		}
-	case <-time.After(patience):
-		t.Fatal("old consumer still running after a newer one fenced it")
-	}
+	a.fenced(t, "old consumer still running after a newer one fenced it")
 	a.cancel()
 	h.events(1, 1)
 	if !h.om.WaitEvents(2, patience) {
@@ -778,14 +785,7 @@ func TestFencedWhileSinkIsDownStops(t *testing.T) {
 	if _, err := h.q.Fence(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-a.done:
-		if !errors.Is(err, manifest.ErrFenced) {
-			t.Fatalf("Run returned %v, want ErrFenced", err)
-		}
-	case <-time.After(patience):
-		t.Fatal("consumer kept retrying the sink after being fenced")
-	}
+	a.fenced(t, "consumer kept retrying the sink after being fenced")
 	a.cancel()
 	if h.queueLen() != 1 {
 		t.Fatal("entry lost")

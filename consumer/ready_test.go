@@ -6,10 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/bucketq/bucketq/internal/openmetertest"
-	"github.com/bucketq/bucketq/manifest"
 )
 
 // TestReadyOnlyWhileHoldingLease walks a consumer through every lease
@@ -56,14 +54,7 @@ func TestReadyOnlyWhileHoldingLease(t *testing.T) {
 	if _, err := h.q.Fence(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-a.done:
-		if !errors.Is(err, manifest.ErrFenced) {
-			t.Fatalf("Run returned %v, want ErrFenced", err)
-		}
-	case <-time.After(patience):
-		t.Fatal("fenced consumer still running")
-	}
+	a.fenced(t, "fenced consumer still running")
 	wantNotReady("after being fenced", "fenced by a newer consumer")
 
 	// A consumer stopped cleanly is not ready either.

@@ -552,7 +552,8 @@ func (p *Producer) takeHead() []*batch {
 // ago, so the consumer's GC cannot have deleted (or delete) a file that the
 // manifest is about to reference.
 func (p *Producer) commit(group []*batch) {
-	backoff := minBackoff
+	// An abort ends a pause early; the loop's top then fails what is left.
+	bo := backoff.New(minBackoff, maxBackoff)
 	var lastErr error
 	uncertain := false
 	for attempt := 1; ; attempt++ {
@@ -589,7 +590,7 @@ func (p *Producer) commit(group []*batch) {
 				lastErr = err
 				p.noteFailure(fmt.Errorf("manifest read: %w", err))
 				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
-				p.backoff(&backoff)
+				_ = backoff.Sleep(p.ctx, bo.Next())
 				continue
 			}
 			group = rest
@@ -600,7 +601,7 @@ func (p *Producer) commit(group []*batch) {
 
 		if err := p.refreshOld(group); err != nil {
 			lastErr = err
-			p.backoff(&backoff)
+			_ = backoff.Sleep(p.ctx, bo.Next())
 			continue
 		}
 
@@ -628,10 +629,7 @@ func (p *Producer) commit(group []*batch) {
 			p.noteCommitted()
 			p.m.CommitGroupEntries.Observe(float64(len(group)))
 			for _, b := range group {
-				p.m.BatchSent.Inc()
-				p.m.BatchBytes.Observe(float64(len(b.data)))
-				p.m.BatchRecords.Observe(float64(b.records))
-				p.complete(b, nil)
+				p.sent(b)
 			}
 			return
 		}
@@ -640,7 +638,7 @@ func (p *Producer) commit(group []*batch) {
 		p.m.CommitFailures.Inc()
 		p.noteFailure(fmt.Errorf("manifest commit: %w", err))
 		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
-		p.backoff(&backoff)
+		_ = backoff.Sleep(p.ctx, bo.Next())
 	}
 }
 
@@ -689,15 +687,20 @@ func (p *Producer) dropCommitted(group []*batch) ([]*batch, error) {
 		}
 		if committed {
 			p.noteCommitted()
-			p.m.BatchSent.Inc()
-			p.m.BatchBytes.Observe(float64(len(b.data)))
-			p.m.BatchRecords.Observe(float64(b.records))
-			p.complete(b, nil)
+			p.sent(b)
 		} else {
 			rest = append(rest, b)
 		}
 	}
 	return rest, nil
+}
+
+// sent counts b as committed and answers its records.
+func (p *Producer) sent(b *batch) {
+	p.m.BatchSent.Inc()
+	p.m.BatchBytes.Observe(float64(len(b.data)))
+	p.m.BatchRecords.Observe(float64(b.records))
+	p.complete(b, nil)
 }
 
 // refreshOld re-uploads, under a new name, every batch of group whose upload
@@ -715,14 +718,6 @@ func (p *Producer) refreshOld(group []*batch) error {
 		p.log.Info("batch re-uploaded before commit: its first upload was older than half the GC grace period", "old_location", old, "location", b.name)
 	}
 	return nil
-}
-
-// backoff sleeps for the jittered backoff and doubles it; false if the
-// producer was aborted.
-func (p *Producer) backoff(d *time.Duration) bool {
-	ok := backoff.Sleep(p.ctx, backoff.Jitter(*d)) == nil
-	*d = min(2**d, maxBackoff)
-	return ok
 }
 
 // Drain seals the open batch now and, from then on, seals each Append's

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/bucketq/bucketq/internal/backoff"
 )
 
 // RetryPolicy bounds SendRetrying's waits. Zero fields take the defaults.
@@ -38,10 +39,10 @@ var ErrOperator = errors.New("the sink refuses requests; check the sink URL and 
 // refused, or ctx ends.
 func SendRetrying(ctx context.Context, s Sink, events []json.RawMessage, p RetryPolicy) ([]Refusal, error) {
 	if p.MinBackoff <= 0 {
-		p.MinBackoff = 200 * time.Millisecond
+		p.MinBackoff = backoff.DefaultMin
 	}
 	if p.MaxBackoff < p.MinBackoff {
-		p.MaxBackoff = max(30*time.Second, p.MinBackoff)
+		p.MaxBackoff = max(backoff.DefaultMax, p.MinBackoff)
 	}
 	if p.MaxRetryAfter <= 0 {
 		p.MaxRetryAfter = 10 * time.Minute
@@ -49,7 +50,7 @@ func SendRetrying(ctx context.Context, s Sink, events []json.RawMessage, p Retry
 	var refused []Refusal
 	var send func(from, to int) error
 	send = func(from, to int) error {
-		backoff := p.MinBackoff
+		bo := backoff.New(p.MinBackoff, p.MaxBackoff)
 		for {
 			err := s.Send(ctx, events[from:to])
 			if err == nil {
@@ -58,39 +59,27 @@ func SendRetrying(ctx context.Context, s Sink, events []json.RawMessage, p Retry
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var wait time.Duration
-			var he *HTTPError
-			if errors.As(err, &he) {
-				switch Classify(he.Status) {
-				case Reject:
-					if to-from == 1 {
-						refused = append(refused, Refusal{Index: from, Err: he})
-						return nil
-					}
-					mid := from + (to-from)/2
-					if err := send(from, mid); err != nil {
-						return err
-					}
-					return send(mid, to)
-				case Operator:
-					return fmt.Errorf("%w: %v", ErrOperator, err)
-				case Throttle:
-					wait = min(he.RetryAfter, p.MaxRetryAfter)
+			f := ReadFailure(err)
+			switch f.Class {
+			case Reject:
+				if to-from == 1 {
+					refused = append(refused, Refusal{Index: from, Err: f.HTTP})
+					return nil
 				}
+				mid := from + (to-from)/2
+				if err := send(from, mid); err != nil {
+					return err
+				}
+				return send(mid, to)
+			case Operator:
+				return fmt.Errorf("%w: %v", ErrOperator, err)
 			}
-			if wait <= 0 {
-				wait = backoff/2 + rand.N(backoff/2+1)
-				backoff = min(2*backoff, p.MaxBackoff)
-			}
+			wait := f.Wait(bo.Next, p.MaxRetryAfter)
 			if p.OnRetry != nil {
 				p.OnRetry(err, wait)
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
+			if err := backoff.Sleep(ctx, wait); err != nil {
+				return err
 			}
 		}
 	}
