@@ -16,6 +16,7 @@ import (
 	"github.com/thanos-io/objstore"
 	"github.com/thanos-io/objstore/providers/filesystem"
 
+	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest/cas/fsstore"
 )
 
@@ -26,7 +27,7 @@ import (
 // under its own hidden name, is referenced by no manifest entry, and is
 // therefore deleted by the consumer's GC once it is older than the grace
 // period, like any orphan.
-const TempPrefix = ".bucketq-tmp-"
+const TempPrefix = objname.TempPrefix
 
 // NewDurableFilesystem returns a FILESYSTEM bucket on dir whose Upload is
 // crash-safe: the object is written to a temporary file in its target

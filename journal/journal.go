@@ -166,28 +166,38 @@ func (j *Journal) List(ctx context.Context) ([]SegmentRef, error) {
 // ListStray is List that also returns the objects under the prefix whose
 // names are not segment names (renamed or foreign objects, which List
 // leaves out), so that a reader can report them instead of skipping
-// them silently.
+// them silently. A directory bucket's temporary upload files
+// (objname.TempPrefix) are neither: Sweep deletes the ones a killed
+// writer left behind.
 func (j *Journal) ListStray(ctx context.Context) ([]SegmentRef, []string, error) {
-	var out []SegmentRef
-	var stray []string
-	err := j.bkt.Iter(ctx, j.prefix+"/", func(name string) error {
-		if f, l, ok := ParseName(j.prefix, name); ok {
-			out = append(out, SegmentRef{Name: name, First: f, Last: l})
-		} else {
+	out, stray, _, err := j.list(ctx)
+	return out, stray, err
+}
+
+// list lists the prefix once: its segments in sequence order, its stray
+// objects, and its temporary upload files.
+func (j *Journal) list(ctx context.Context) (segs []SegmentRef, stray, temps []string, err error) {
+	err = j.bkt.Iter(ctx, j.prefix+"/", func(name string) error {
+		switch f, l, ok := ParseName(j.prefix, name); {
+		case ok:
+			segs = append(segs, SegmentRef{Name: name, First: f, Last: l})
+		case objname.IsTemp(name):
+			temps = append(temps, name)
+		default:
 			stray = append(stray, name)
 		}
 		return nil
 	}, objstore.WithRecursiveIter())
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal: list %s/: %w", j.prefix, err)
+		return nil, nil, nil, fmt.Errorf("journal: list %s/: %w", j.prefix, err)
 	}
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].First != out[b].First {
-			return out[a].First < out[b].First
+	sort.Slice(segs, func(a, b int) bool {
+		if segs[a].First != segs[b].First {
+			return segs[a].First < segs[b].First
 		}
-		return out[a].Last < out[b].Last
+		return segs[a].Last < segs[b].Last
 	})
-	return out, stray, nil
+	return segs, stray, temps, nil
 }
 
 // Read reads, verifies and decodes one segment, and checks that its
@@ -320,7 +330,7 @@ func (j *Journal) Survey(ctx context.Context, verify bool) ([]SegmentInfo, error
 func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted int, err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	segs, err := j.List(ctx)
+	segs, _, temps, err := j.list(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -363,6 +373,17 @@ func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted 
 	for name := range j.cache {
 		if !seen[name] {
 			delete(j.cache, name)
+		}
+	}
+	// A killed writer leaves its temporary upload file on a directory
+	// bucket; one older than the retention is no upload in progress.
+	for _, name := range temps {
+		attrs, err := j.bkt.Attributes(ctx, name)
+		if err != nil || attrs.LastModified.IsZero() || attrs.LastModified.UnixMilli() > cutoff {
+			continue
+		}
+		if err := j.bkt.Delete(ctx, name); err != nil && !j.bkt.IsObjNotFoundErr(err) {
+			errs = append(errs, fmt.Errorf("journal: delete abandoned temporary file %s: %w", name, err))
 		}
 	}
 	j.m.FilesRetained.Set(float64(len(keep)))

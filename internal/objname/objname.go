@@ -76,3 +76,14 @@ func cleanHint(name string) string {
 	}
 	return fmt.Sprintf("write the clean name %q", c)
 }
+
+// TempPrefix starts the base name of the temporary file a directory bucket
+// (package bucket, fsstore) writes before renaming it into place. A file
+// with it is never an object of ours: it is an upload in progress, or one
+// left by a process killed mid-upload.
+const TempPrefix = ".bucketq-tmp-"
+
+// IsTemp reports whether name's last segment starts with TempPrefix.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(path.Base(name), TempPrefix)
+}
