@@ -81,6 +81,9 @@ install_ocb() {
 # once into the tool cache (shared with scripts/compare.sh).
 install_telemetrygen() {
 	TG="$TOOLS/bin/telemetrygen"
+	mkdir -p "$TOOLS/bin"
+	exec 9>"$TOOLS/bin/telemetrygen.lock"
+	flock 9
 	if [[ -x "$TG" && "$(cat "$TG.version" 2>/dev/null)" == "$TELEMETRYGEN_VERSION" ]]; then
 		return
 	fi
@@ -103,6 +106,11 @@ stamp() {
 build() {
 	check_config
 	local v want
+	# One build at a time per checkout (make otelcol beside make test's
+	# first-use build would both write otelcol-bucketq/_build).
+	mkdir -p "$ROOT/.cache"
+	exec 8>"$ROOT/.cache/otelcol-build.lock"
+	flock 8
 	v="$(pinned)"
 	want="$v $(stamp)"
 	if [[ -x "$BIN" && "$(cat "$BIN.stamp" 2>/dev/null)" == "$want" ]]; then
