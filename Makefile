@@ -18,7 +18,10 @@ build:
 
 # test: every test, against a real S3-compatible server started for the run,
 # then the library-user module (testdata/libuser: another module importing
-# producer, consumer and manifest).
+# producer, consumer and manifest). It includes the collector end-to-end
+# tests (internal/otelcole2e), which build bin/otelcol-bucketq and
+# telemetrygen on first use (scripts/otelcol.sh; cached after, in bin/ and
+# BUCKETQ_TOOLS_DIR) while go test runs the other packages.
 test:
 	./scripts/with-services.sh sh -c '$(GO) test -count=1 -timeout 15m $(PKGS) && \
 	  cd $(EXPORTER_MOD) && $(GO) test -count=1 -timeout 5m ./...'
@@ -96,13 +99,15 @@ otelcol:
 	./scripts/otelcol.sh build
 
 # otelcol-smoke: telemetrygen logs through bin/otelcol-bucketq into a
-# directory bucket; `bucketq inspect manifest` must list them. Not part of
-# `make test` (the first build takes minutes).
+# directory bucket; `bucketq inspect manifest` must list them (a shell
+# check of the README's example; `make test` runs internal/otelcole2e).
 otelcol-smoke:
 	./scripts/otelcol.sh smoke
 
-# otelcol-e2e: internal/otelcole2e against bin/otelcol-bucketq on the S3
-# test server: SIGKILL under load loses no acknowledged export.
+# otelcol-e2e: only internal/otelcole2e (also part of `make test`) against
+# bin/otelcol-bucketq on the S3 test server: telemetrygen logs, metrics and
+# traces give the same event ids through the collector and bucketq produce;
+# SIGKILL under load loses no acknowledged export.
 otelcol-e2e:
 	./scripts/otelcol.sh e2e
 

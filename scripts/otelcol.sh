@@ -9,14 +9,16 @@
 #           the builder config or the exporter's or root module's Go files
 #           changed (a stamp of their hash). The first build takes several
 #           minutes of CPU.
-#   path    build if needed, print the binary's path.
+#   path    build if needed, print the binary's path (internal/otelcole2e
+#           runs this on first use, so `make test` builds it when missing).
+#   telemetrygen  install telemetrygen once into the tool cache, print its
+#           path (internal/otelcole2e uses it the same way).
 #   smoke   build if needed, then telemetrygen logs -> otelcol-bucketq ->
 #           a fresh directory bucket, and `bucketq inspect manifest` must
 #           list entries (about 30 s once built).
-#   e2e     build if needed, then the Go end-to-end test internal/otelcole2e
-#           (OTLP clients -> the collector on the S3 test server, SIGKILL
-#           under load, consumer -> fake OpenMeter: every acknowledged
-#           export delivered) with the test services up.
+#   e2e     build if needed, then only the Go end-to-end tests
+#           internal/otelcole2e (also part of `make test`, which builds on
+#           first use) with the test services up.
 #   bump V  move the one pinned collector release to V (v0.N.0; the stable
 #           modules go to v1.(N-94).0): rewrites builder-config.yaml and
 #           exporter/bucketqexporter/go.mod, then go mod tidy there.
@@ -75,6 +77,23 @@ install_ocb() {
 	echo "$v" >"$OCB.version"
 }
 
+# install_telemetrygen: $TG, telemetrygen at TELEMETRYGEN_VERSION, installed
+# once into the tool cache (shared with scripts/compare.sh).
+install_telemetrygen() {
+	TG="$TOOLS/bin/telemetrygen"
+	mkdir -p "$TOOLS/bin"
+	exec 9>"$TOOLS/bin/telemetrygen.lock"
+	flock 9
+	if [[ -x "$TG" && "$(cat "$TG.version" 2>/dev/null)" == "$TELEMETRYGEN_VERSION" ]]; then
+		return
+	fi
+	log "installing telemetrygen $TELEMETRYGEN_VERSION into $TG (first run only)"
+	mkdir -p "$TOOLS/bin"
+	GOBIN="$TOOLS/bin" go install "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$TELEMETRYGEN_VERSION" >&2 ||
+		die "could not install telemetrygen $TELEMETRYGEN_VERSION"
+	echo "$TELEMETRYGEN_VERSION" >"$TG.version"
+}
+
 # stamp: what the binary was built from.
 stamp() {
 	{
@@ -87,6 +106,11 @@ stamp() {
 build() {
 	check_config
 	local v want
+	# One build at a time per checkout (make otelcol beside make test's
+	# first-use build would both write otelcol-bucketq/_build).
+	mkdir -p "$ROOT/.cache"
+	exec 8>"$ROOT/.cache/otelcol-build.lock"
+	flock 8
 	v="$(pinned)"
 	want="$v $(stamp)"
 	if [[ -x "$BIN" && "$(cat "$BIN.stamp" 2>/dev/null)" == "$want" ]]; then
@@ -94,9 +118,14 @@ build() {
 	fi
 	install_ocb "$v"
 	log "building $BIN with ocb $v (several minutes of CPU the first time)"
-	"$OCB" --config "$CONFIG" >&2 || die "ocb failed"
+	# ocb only writes the sources; go build compiles them WITHOUT ocb's
+	# -trimpath, so the compiled packages (grpc, pdata, the object-store
+	# SDKs, bucketq's own) are shared through the Go build cache with
+	# `go test` of both modules (a -trimpath build cannot reuse them).
+	"$OCB" --config "$CONFIG" --skip-compilation >&2 || die "ocb failed"
 	mkdir -p "$(dirname "$BIN")"
-	mv otelcol-bucketq/_build/otelcol-bucketq "$BIN"
+	(cd otelcol-bucketq/_build && go build -ldflags='-s -w' -o "$BIN.tmp" .) >&2 || die "go build of the distribution failed"
+	mv "$BIN.tmp" "$BIN"
 	echo "$want" >"$BIN.stamp"
 }
 
@@ -122,13 +151,8 @@ smoke() {
 	work="$ROOT/.cache/otelcol-smoke"
 	rm -rf "$work"
 	mkdir -p "$work/bucket" "$TOOLS/bin"
-	tg="$TOOLS/bin/telemetrygen"
-	if ! [[ -x "$tg" && "$(cat "$tg.version" 2>/dev/null)" == "$TELEMETRYGEN_VERSION" ]]; then
-		log "installing telemetrygen $TELEMETRYGEN_VERSION (first run only)"
-		GOBIN="$TOOLS/bin" go install "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$TELEMETRYGEN_VERSION" ||
-			die "could not install telemetrygen"
-		echo "$TELEMETRYGEN_VERSION" >"$tg.version"
-	fi
+	install_telemetrygen
+	tg="$TG"
 	bq="$work/bucketq"
 	go build -o "$bq" ./cmd/bucketq
 	port=$((20000 + RANDOM % 12000))
@@ -179,14 +203,16 @@ YAML
 
 e2e() {
 	build
-	BUCKETQ_OTELCOL_BIN="$BIN" ./scripts/with-services.sh go test -count=1 -v -run . ./internal/otelcole2e
+	install_telemetrygen
+	BUCKETQ_OTELCOL_BIN="$BIN" BUCKETQ_TELEMETRYGEN_BIN="$TG" ./scripts/with-services.sh go test -count=1 -v -run . ./internal/otelcole2e
 }
 
 case "${1:-}" in
 build) build ;;
 e2e) e2e ;;
 path) build; echo "$BIN" ;;
+telemetrygen) install_telemetrygen; echo "$TG" ;;
 smoke) smoke ;;
 bump) [[ $# -eq 2 ]] || die "usage: $0 bump v0.N.0"; bump "$2" ;;
-*) die "usage: $0 build|path|smoke|e2e|bump VERSION" ;;
+*) die "usage: $0 build|path|telemetrygen|smoke|e2e|bump VERSION" ;;
 esac

@@ -134,3 +134,58 @@ func TestValidateNamesTheKey(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateOddValues: empty, traversing and odd values of each key are
+// refused by Validate with an error naming the key (or, where the value is
+// legal, accepted with the stated meaning).
+func TestValidateOddValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		keys map[string]any
+		want string // "" = valid
+	}{
+		{"manifest_path dot-dot", map[string]any{"manifest_path": "../manifest"}, `manifest_path: invalid object name "../manifest"`},
+		{"manifest_path inner dot-dot", map[string]any{"manifest_path": "ingest/../../manifest"}, "manifest_path: invalid object name"},
+		{"manifest_path empty", map[string]any{"manifest_path": ""}, "manifest_path:"},
+		{"manifest_path trailing slash", map[string]any{"manifest_path": "ingest/"}, "manifest_path:"},
+		{"manifest_path is data_prefix", map[string]any{"manifest_path": "q", "data_prefix": "q/"}, `data_prefix: "q" is the manifest_path`},
+		{"data_prefix empty", map[string]any{"data_prefix": ""}, "data_prefix:"},
+		{"data_prefix dot-dot", map[string]any{"data_prefix": "../data"}, "data_prefix: invalid object name"},
+		{"data_prefix only slash", map[string]any{"data_prefix": "/"}, "data_prefix:"},
+		{"compression empty", map[string]any{"compression": ""}, `compression: invalid value ""`},
+		{"compression upper case", map[string]any{"compression": "ZSTD"}, `compression: invalid value "ZSTD"`},
+		{"compression none", map[string]any{"compression": "none"}, ""},
+		{"timeout negative", map[string]any{"timeout": "-1s"}, "timeout: must not be negative"},
+		{"timeout zero means none", map[string]any{"timeout": "0s"}, ""},
+		{"flush_interval negative", map[string]any{"flush_interval": "-1s"}, "flush_interval: must be positive"},
+		{"min_seal_interval negative", map[string]any{"min_seal_interval": "-1s"}, `min_seal_interval: invalid value "-1s"`},
+		{"min_seal_interval zero", map[string]any{"min_seal_interval": "0s"}, ""},
+		{"gc_grace_period negative", map[string]any{"gc_grace_period": "-10m"}, "gc_grace_period: must be positive"},
+		{"max_buffered_bytes negative", map[string]any{"max_buffered_bytes": -1}, "max_buffered_bytes: must be positive"},
+		{"object_store without type", map[string]any{"bucket_dir": "", "object_store": map[string]any{"config": map[string]any{"bucket": "b"}}}, "object_store:"},
+		{"object_store empty", map[string]any{"bucket_dir": "", "object_store": map[string]any{}}, "object_store:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := map[string]any{"bucket_dir": "/var/lib/bucketq"}
+			for k, v := range tc.keys {
+				raw[k] = v
+			}
+			if v, ok := raw["bucket_dir"]; ok && v == "" {
+				delete(raw, "bucket_dir")
+			}
+			cfg := NewFactory().CreateDefaultConfig().(*Config)
+			if err := confmap.NewFromStringMap(raw).Unmarshal(cfg); err != nil {
+				t.Fatalf("unmarshal: %v", err)
+			}
+			err := confmap.Validate(cfg)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("validates, want an error containing %q", tc.want)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q\ndoes not contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -173,6 +173,20 @@ func (e *bqExporter) shutdown(ctx context.Context) error {
 	if !last {
 		return nil
 	}
+	// The collector shuts components down without a deadline: bound the
+	// wait for uploads and commits by one export attempt's timeout, so an
+	// unreachable bucket cannot hang the collector's exit. What is still
+	// uncommitted then was never acknowledged (wait_for_result), so the
+	// clients retry it.
+	if _, ok := ctx.Deadline(); !ok {
+		d := e.cfg.TimeoutConfig.Timeout
+		if d <= 0 {
+			d = DefaultTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	sp.prod.Drain()
 	err := sp.prod.Close(ctx)
 	if cerr := sp.bkt.Close(); cerr != nil && err == nil {

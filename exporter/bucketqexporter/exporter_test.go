@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -287,5 +288,46 @@ func TestPushS3(t *testing.T) {
 		if got[i].header.Signal != sig {
 			t.Errorf("record %d: %v, want %v", i, got[i].header, sig)
 		}
+	}
+}
+
+// TestUnreachableBucket: an S3 endpoint nobody listens on. The start
+// either fails naming the bucket or succeeds; an export then returns a
+// retryable error (never success, never a panic) once its attempt's
+// timeout passes, and shutdown without a deadline still returns (bounded
+// by timeout) with an error.
+func TestUnreachableBucket(t *testing.T) {
+	ctx := context.Background()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	cfg := noQueue(createDefaultConfig().(*Config))
+	cfg.ObjectStore = map[string]any{"type": "S3", "config": map[string]any{
+		"bucket": "usage", "endpoint": addr, "insecure": true, "access_key": "a", "secret_key": "b", "region": "us-east-1"}}
+	cfg.RetryConfig.Enabled = false
+	cfg.TimeoutConfig.Timeout = 2 * time.Second
+	exp, err := NewFactory().CreateLogs(ctx, settings(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+		if !strings.Contains(err.Error(), "object_store") && !strings.Contains(err.Error(), addr) {
+			t.Fatalf("start error does not name the bucket: %v", err)
+		}
+		_ = exp.Shutdown(ctx)
+		return
+	}
+	err = exp.ConsumeLogs(ctx, testLogs(1, "c"))
+	if err == nil || consumererror.IsPermanent(err) {
+		t.Fatalf("export to an unreachable bucket: %v (permanent %v), want a retryable error", err, err != nil && consumererror.IsPermanent(err))
+	}
+	t.Logf("export error: %v", err)
+	// The collector's shutdown context has no deadline: the exporter
+	// bounds its wait by timeout and reports what it gave up on.
+	if err := exp.Shutdown(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown with an unreachable bucket: %v, want the timeout's deadline error", err)
 	}
 }

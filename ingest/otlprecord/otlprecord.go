@@ -19,6 +19,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/bucketq/bucketq/format"
 )
@@ -38,6 +39,13 @@ var (
 //
 // The encoding is deterministic: a retried export must store the same
 // bytes, since the ids of the events converted from it derive from them.
+// It is also canonical about empty submessages: an empty singular message
+// field outside a oneof (a `scope {}`, `resource {}`, `status {}`) is
+// stored as absent, which protobuf and OTLP treat alike. The collector's
+// pdata always writes `scope {}` where an SDK may omit the scope, so
+// without this the same request would be two records with different ids
+// depending on whether it passed through a collector. Encode clears such
+// fields of req in place.
 func Encode(req proto.Message) (rec []byte, h format.Header, items int, err error) {
 	switch r := req.(type) {
 	case *collogspb.ExportLogsServiceRequest:
@@ -52,11 +60,41 @@ func Encode(req proto.Message) (rec []byte, h format.Header, items int, err erro
 	if items == 0 {
 		return nil, h, 0, nil
 	}
+	pruneEmpty(req.ProtoReflect())
 	rec, err = proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, h, items, fmt.Errorf("otlprecord: marshal %s request: %w", h.Signal, err)
 	}
 	return rec, h, items, nil
+}
+
+// pruneEmpty clears, depth first, every set singular message field of m
+// outside a oneof that encodes to nothing. Oneof members (an empty
+// ArrayValue is an empty array, an empty Gauge a gauge) and list elements
+// are kept.
+func pruneEmpty(m protoreflect.Message) {
+	var empty []protoreflect.FieldDescriptor // cleared after Range, not during it
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := range l.Len() {
+				pruneEmpty(l.Get(i).Message())
+			}
+			return true
+		}
+		sub := v.Message()
+		pruneEmpty(sub)
+		if fd.ContainingOneof() == nil && proto.Size(sub.Interface()) == 0 {
+			empty = append(empty, fd)
+		}
+		return true
+	})
+	for _, fd := range empty {
+		m.Clear(fd)
+	}
 }
 
 // NewRequest returns an empty export request of signal s (metrics, logs or

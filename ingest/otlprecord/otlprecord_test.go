@@ -11,6 +11,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -128,4 +129,43 @@ func FuzzFromWire(f *testing.F) {
 			t.Fatalf("re-encoding changed the record: %v", err)
 		}
 	})
+}
+
+// TestEmptySubmessagesAreAbsent: a request whose scope, resource and log
+// body are present but empty (as the collector's pdata writes the scope)
+// is the same record as one that omits them; an empty array value (a
+// oneof member: an empty array, not no value) is kept.
+func TestEmptySubmessagesAreAbsent(t *testing.T) {
+	req := func(empty bool) *collogspb.ExportLogsServiceRequest {
+		lr := &logspb.LogRecord{TimeUnixNano: 1, Attributes: []*commonpb.KeyValue{
+			{Key: "subject", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "c"}}},
+			{Key: "list", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{}}}},
+		}}
+		sl := &logspb.ScopeLogs{LogRecords: []*logspb.LogRecord{lr}}
+		rl := &logspb.ResourceLogs{ScopeLogs: []*logspb.ScopeLogs{sl}}
+		if empty {
+			sl.Scope = &commonpb.InstrumentationScope{}
+			rl.Resource = &resourcepb.Resource{}
+			lr.Body = &commonpb.AnyValue{}
+		}
+		return &collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{rl}}
+	}
+	a, _, _, err := Encode(req(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _, err := Encode(req(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("empty submessages change the record:\n%x\n%x", a, b)
+	}
+	back := &collogspb.ExportLogsServiceRequest{}
+	if err := proto.Unmarshal(b, back); err != nil {
+		t.Fatal(err)
+	}
+	if av := back.ResourceLogs[0].ScopeLogs[0].LogRecords[0].Attributes[1].Value.GetArrayValue(); av == nil {
+		t.Fatal("the empty array value (a oneof member) was dropped")
+	}
 }

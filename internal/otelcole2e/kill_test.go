@@ -31,7 +31,8 @@ import (
 	"github.com/bucketq/bucketq/manifest"
 )
 
-// BinEnv names the built collector (scripts/otelcol.sh e2e sets it).
+// BinEnv names a built collector; unset, the tests build (or reuse) the
+// cached bin/otelcol-bucketq with scripts/otelcol.sh path.
 const BinEnv = "BUCKETQ_OTELCOL_BIN"
 
 const (
@@ -47,11 +48,8 @@ const (
 // be delivered by the consumer to the fake OpenMeter, each log record as
 // one otel.log event with its subject.
 func TestSIGKILLLosesNoAcknowledgedExport(t *testing.T) {
-	bin := os.Getenv(BinEnv)
-	if bin == "" {
-		t.Skip(BinEnv + " unset: run scripts/otelcol.sh e2e (builds the collector distribution)")
-	}
 	storeYAML := storetest.S3BucketYAML(t)
+	bin := collectorBin(t)
 	var objectStore map[string]any
 	if err := yaml.Unmarshal(storeYAML, &objectStore); err != nil {
 		t.Fatal(err)
