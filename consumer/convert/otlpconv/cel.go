@@ -108,8 +108,4 @@ func compile(env *cel.Env, field, expr string, w celx.Want) (*program, error) {
 // empty optional: data fields are omitted then, other fields fail.
 var errMissing = celx.ErrAbsent
 
-var (
-	toJSON     = celx.ToJSON
-	checkFloat = celx.CheckFloat
-	formatTime = celx.FormatTime
-)
+var toJSON = celx.ToJSON
