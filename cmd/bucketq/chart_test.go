@@ -125,6 +125,10 @@ func TestChartValuesMatchSchema(t *testing.T) {
 		{"misspelt top-level value", "replicas: 2", "replicas"},
 		{"secret key not an env name", "secret: {create: {ingest-token: x}}", "'ingest-token'"},
 		{"memory limit not a quantity", "resources: {limits: {memory: lots}}", "/resources/limits/memory"},
+		{"drain as a duration string", "shutdownTimeoutSeconds: 1m30s", "/shutdownTimeoutSeconds"},
+		{"drain as a numeric string", "shutdownTimeoutSeconds: '90'", "/shutdownTimeoutSeconds"},
+		{"empty config", "config: {object_store: null, ingest: null}", "'object_store'"},
+		{"existing secret not a Kubernetes name", "secret: {existingSecret: My_Secret}", "/secret/existingSecret"},
 	}
 	for _, tc := range bad {
 		var over map[string]any
