@@ -113,12 +113,15 @@ otelcol-e2e:
 
 # chart: helm lint + helm template of deploy/helm/bucketq over each ci/ value
 # file, checked by TestChart* (the rendered config loads in bucketq, probes,
-# grace period, security context, no PVC). Builds helm (pinned) into the tool
-# cache the first time, minutes; seconds after. `make test` runs the same
-# tests when helm is installed and skips the rendering ones otherwise.
+# grace period, security context, no PVC), and promtool check/test rules over
+# deploy/monitoring (TestMonitoringRule*). scripts/tool.sh builds helm (pinned)
+# into the tool cache the first time, minutes; promtool comes from Debian's
+# package, seconds. `make test` runs the same tests when the tools are
+# installed and skips them otherwise (fails them in CI, which installs them).
 chart:
-	./scripts/helm.sh --install-only >/dev/null
-	$(GO) test -count=1 -run 'TestChart' -v ./cmd/bucketq/
+	./scripts/tool.sh --install-only promtool >/dev/null
+	./scripts/tool.sh --install-only helm >/dev/null
+	BUCKETQ_DOCKERFILE_BUILD=1 $(GO) test -count=1 -run 'TestChart|TestMonitoringRule|TestDockerfile' -v ./cmd/bucketq/
 
 s3-up:
 	./scripts/services/s3.sh up

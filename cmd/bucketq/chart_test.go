@@ -23,7 +23,6 @@ import (
 // The Helm chart (deploy/helm/bucketq) and the files that check it.
 const (
 	chartDir     = "../../deploy/helm/bucketq"
-	helmVersion  = "v4.3.2" // scripts/helm.sh
 	chartEnvHelm = "BUCKETQ_HELM"
 )
 
@@ -126,6 +125,10 @@ func TestChartValuesMatchSchema(t *testing.T) {
 		{"misspelt top-level value", "replicas: 2", "replicas"},
 		{"secret key not an env name", "secret: {create: {ingest-token: x}}", "'ingest-token'"},
 		{"memory limit not a quantity", "resources: {limits: {memory: lots}}", "/resources/limits/memory"},
+		{"drain as a duration string", "shutdownTimeoutSeconds: 1m30s", "/shutdownTimeoutSeconds"},
+		{"drain as a numeric string", "shutdownTimeoutSeconds: '90'", "/shutdownTimeoutSeconds"},
+		{"empty config", "config: {object_store: null, ingest: null}", "'object_store'"},
+		{"existing secret not a Kubernetes name", "secret: {existingSecret: My_Secret}", "/secret/existingSecret"},
 	}
 	for _, tc := range bad {
 		var over map[string]any
@@ -190,37 +193,28 @@ func TestChartDefaultConfigLoads(t *testing.T) {
 	}
 }
 
-// helmBinary finds helm: $BUCKETQ_HELM, the tool cache scripts/helm.sh
-// fills, or PATH.
-func helmBinary() string {
-	if h := os.Getenv(chartEnvHelm); h != "" {
-		return h
-	}
-	tools := os.Getenv("BUCKETQ_TOOLS_DIR")
-	if tools == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			tools = filepath.Join(home, ".cache", "bucketq-tools")
-		}
-	}
-	if p := filepath.Join(tools, "helm-"+helmVersion, "helm"); tools != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
+// needTool finds a checking tool: $env, or the path scripts/tool.sh
+// installed it to (tests never install: .ci/run and `make chart` do). It
+// skips without the tool, except in CI (CI=true), where the tool is part of
+// what CI checks and a missing one fails the test.
+func needTool(t *testing.T, name, env string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
+	out, err := exec.Command("../../scripts/tool.sh", "--installed", name).Output()
+	if p := strings.TrimSpace(string(out)); err == nil && p != "" {
+		return p
+	}
+	msg := fmt.Sprintf("%s not installed: run scripts/tool.sh --install-only %s, or set %s", name, name, env)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: .ci/run installs it)")
+	}
+	t.Skip(msg)
 	return ""
 }
 
-func needHelm(t *testing.T) string {
-	t.Helper()
-	h := helmBinary()
-	if h == "" {
-		t.Skip("helm not installed: run scripts/helm.sh --install-only (builds it once), or set " + chartEnvHelm)
-	}
-	return h
-}
+func needHelm(t *testing.T) string { return needTool(t, "helm", chartEnvHelm) }
 
 // k8sObject is the part of a rendered manifest the checks read.
 type k8sObject struct {
@@ -299,7 +293,7 @@ func renderChart(t *testing.T, helm, valuesFile string) []k8sObject {
 // covers preStop + shutdown_timeout, non-root with a read-only root
 // filesystem and no privilege escalation, no PVC, config checksum
 // annotations, producers spread over zones behind a PreferSameZone/Close
-// Service, and a single Recreate consumer. Skips without helm.
+// Service, and a single Recreate consumer. Skips without helm (fails in CI).
 func TestChartRenders(t *testing.T) {
 	helm := needHelm(t)
 	for _, f := range chartValueFiles(t) {
