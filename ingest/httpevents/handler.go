@@ -249,14 +249,16 @@ const (
 func mediaMode(ct string) (mode, error) {
 	// What clients send, exactly: mime.ParseMediaType would return the same
 	// type and no parameters, at the cost of a map per request.
-	switch ct {
-	case ctSingle:
-		return modeSingle, nil
-	case ctBatch:
-		return modeBatch, nil
-	case ctJSON:
-		return modeEither, nil
-	case "":
+	if m, ok := modeOf(ct); ok {
+		return m, nil
+	}
+	return mediaModeParsed(ct)
+}
+
+// mediaModeParsed is mediaMode without its fast path: the Content-Type
+// parsed, its charset checked.
+func mediaModeParsed(ct string) (mode, error) {
+	if ct == "" {
 		return 0, fmt.Errorf("missing Content-Type; use %s, %s or %s", ctSingle, ctBatch, ctJSON)
 	}
 	mt, params, err := mime.ParseMediaType(ct)
@@ -266,13 +268,21 @@ func mediaMode(ct string) (mode, error) {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
 		return 0, fmt.Errorf("unsupported charset %q; JSON must be UTF-8", cs)
 	}
-	switch mt {
-	case ctSingle:
-		return modeSingle, nil
-	case ctBatch:
-		return modeBatch, nil
-	case ctJSON:
-		return modeEither, nil
+	if m, ok := modeOf(mt); ok {
+		return m, nil
 	}
 	return 0, fmt.Errorf("unsupported Content-Type %q; use %s, %s or %s", mt, ctSingle, ctBatch, ctJSON)
+}
+
+// modeOf maps a bare media type to its mode.
+func modeOf(mt string) (mode, bool) {
+	switch mt {
+	case ctSingle:
+		return modeSingle, true
+	case ctBatch:
+		return modeBatch, true
+	case ctJSON:
+		return modeEither, true
+	}
+	return 0, false
 }

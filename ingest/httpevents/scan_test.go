@@ -3,8 +3,6 @@ package httpevents
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"mime"
 	"strconv"
 	"strings"
 	"testing"
@@ -243,27 +241,4 @@ func TestMediaModeFastPathAgrees(t *testing.T) {
 			t.Errorf("%q: fast %v %v, parsed %v %v", ct, got, gerr, want, werr)
 		}
 	}
-}
-
-// mediaModeParsed is mediaMode without its fast path.
-func mediaModeParsed(ct string) (mode, error) {
-	if ct == "" {
-		return mediaMode(ct)
-	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return 0, fmt.Errorf("invalid Content-Type %q: %v", ct, err)
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return 0, fmt.Errorf("unsupported charset %q; JSON must be UTF-8", cs)
-	}
-	switch mt {
-	case ctSingle:
-		return modeSingle, nil
-	case ctBatch:
-		return modeBatch, nil
-	case ctJSON:
-		return modeEither, nil
-	}
-	return 0, fmt.Errorf("unsupported Content-Type %q; use %s, %s or %s", mt, ctSingle, ctBatch, ctJSON)
 }
