@@ -23,7 +23,6 @@ import (
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/importer"
-	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -209,17 +208,7 @@ func runKillTest(t *testing.T, bin, cfg string, extra []string, c *killCorpus, q
 	ctx := context.Background()
 	total := int64(len(c.keys))
 	args := append([]string{"import", "--config", cfg, "--job", killJob, "--parallel", fmt.Sprint(killParallel), "--prefix", "usage/"}, extra...)
-	run := func() (*exec.Cmd, *syncBuffer, chan struct{}) {
-		cmd := exec.Command(bin, args...)
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := childproc.Start(cmd); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		return cmd, out, exited
-	}
+	run := func() (*exec.Cmd, *syncBuffer, chan struct{}) { return startChild(t, bin, args...) }
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	kills := 0
 	for k := range 3 {

@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/bucketq/bucketq/internal/childproc"
 )
 
 // readReplayCheckpoint returns how far a replay checkpoint says every
@@ -54,15 +52,7 @@ func TestReplayProcessSurvivesSIGKILL(t *testing.T) {
 	args := []string{"replay", "--bucket-dir", dir, "--from-seq", "0", "--to-seq", fmt.Sprint(n - 1),
 		"--sink", "file:" + out, "--sink-batch-size", "7", "--rate", "600", "--checkpoint", ck}
 	start := func(extra ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
-		cmd := exec.Command(bin, append(args, extra...)...)
-		buf := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = buf, buf
-		if err := childproc.Start(cmd); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		return cmd, buf, exited
+		return startChild(t, bin, append(args, extra...)...)
 	}
 	var last uint64
 	for k, target := range []uint64{60, 180} {

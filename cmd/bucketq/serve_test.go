@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/childproc"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -31,6 +33,22 @@ func freeAddr(t *testing.T) string {
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test.
+// startChild starts bin with args in a child that dies with the test
+// (childproc), its stdout and stderr in one buffer; exited closes once it
+// has been waited for.
+func startChild(t *testing.T, bin string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := childproc.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return cmd, buf, exited
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
