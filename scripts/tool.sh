@@ -9,6 +9,11 @@
 #             `apt-get download` + `dpkg-deb` (no root, no daemon, no
 #             postinst): seconds. Without apt-get, built from the Prometheus
 #             Go module (v0.316.0, -tags remove_all_sd): 10+ minutes.
+#   wrk       4.1.0, the HTTP load generator issue 10's figures were first
+#             taken with (scripts/wrk-matrix.sh), from Debian's `wrk` and
+#             `libluajit-5.1-2` packages the same way; run through a wrapper
+#             that points the loader at the extracted library: seconds.
+#             Needs apt-get (no Go build of it exists).
 #
 #   tool.sh --install-only NAME   install NAME if missing; print its path
 #   tool.sh --installed NAME      print NAME's path if installed, else exit 1
@@ -20,6 +25,8 @@ GO="${GO:-go}"
 HELM_VERSION=v4.3.2
 PROMTOOL_DEB=2.42.0         # Debian bookworm's prometheus; supports our rule files
 PROMTOOL_MOD=v0.316.0       # Prometheus 3.x module, where apt-get is missing
+WRK_DEB=4.1.0               # Debian bookworm's wrk
+LUAJIT_DEB=2.1.0            # and the libluajit-5.1-2 it links
 
 log() { echo "tool.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -30,7 +37,7 @@ case "${1:-}" in
 --installed) mode=installed; shift ;;
 esac
 name="${1:-}"
-[ -n "$name" ] || die "usage: tool.sh [--install-only|--installed] helm|promtool [ARGS...]"
+[ -n "$name" ] || die "usage: tool.sh [--install-only|--installed] helm|promtool|wrk [ARGS...]"
 shift
 
 # go_install DIR PKG@VERSION [GO FLAGS...]: build into DIR (atomically: a
@@ -67,11 +74,13 @@ deb_extract() {
 	ver="$(dpkg-deb -f "$deb" Version)"
 	case "$ver" in
 	"$want"*) ;;
-	*) rm -rf "$tmp"; die "Debian $pkg is $ver, want $want (update PROMTOOL_DEB after checking the rule files with it)" ;;
+	*) rm -rf "$tmp"; die "Debian $pkg is $ver, want $want (update the pinned version in tool.sh after checking the tool with it)" ;;
 	esac
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ".$file"
+	# FILE may be a symlink to a versioned file (a shared library): take
+	# both, and keep the link.
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards ".$file*"
 	mkdir -p "$dir"
-	mv "$tmp$file" "$dir/"
+	mv "$tmp$file"* "$dir/"
 	rm -rf "$tmp"
 }
 
@@ -91,7 +100,20 @@ promtool)
 		install() { go_install "$(dirname "$BIN")" "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_MOD" -tags remove_all_sd; }
 	fi
 	;;
-*) die "unknown tool $name (helm, promtool)" ;;
+wrk)
+	command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "wrk is installed from Debian's packages: apt-get and dpkg-deb are needed"
+	BIN="$TOOLS/wrk-deb-$WRK_DEB/wrk"
+	install() {
+		local dir
+		dir="$(dirname "$BIN")"
+		deb_extract "$dir/lib" libluajit-5.1-2 "$LUAJIT_DEB" /usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2
+		deb_extract "$dir/lib" wrk "$WRK_DEB" /usr/bin/wrk
+		printf '#!/bin/sh\nexec env LD_LIBRARY_PATH="$(dirname "$0")/lib" "$(dirname "$0")/lib/wrk" "$@"\n' > "$BIN.tmp"
+		chmod +x "$BIN.tmp"
+		mv "$BIN.tmp" "$BIN"
+	}
+	;;
+*) die "unknown tool $name (helm, promtool, wrk)" ;;
 esac
 
 if [ "$mode" = installed ]; then
