@@ -309,7 +309,10 @@ func Run(ctx context.Context, cfg Config, sel Selection) (*Summary, error) {
 	sum := &Summary{}
 	var ck *checkpoint
 	if cfg.Checkpoint != "" && cfg.DryRun == nil {
-		ck, err = openCheckpoint(cfg.Checkpoint, sel.Key(), cfg.Resume)
+		// The journal is part of what a checkpoint is of: sequences are
+		// per partition, so a checkpoint of partition 0 resumed on
+		// partition 1 would skip that partition's entries below it.
+		ck, err = openCheckpoint(cfg.Checkpoint, sel.Key()+" journal="+cfg.JournalPrefix, cfg.Resume)
 		if err != nil {
 			return nil, err
 		}

@@ -378,6 +378,15 @@ func TestReplayResumesAfterInterruption(t *testing.T) {
 			if _, err := replay.Run(context.Background(), cfg2, sel); !errors.Is(err, replay.ErrBadCheckpoint) {
 				t.Fatalf("fresh run over an unfinished checkpoint: %v", err)
 			}
+			// The same selection cannot resume it on another journal either
+			// (another partition's sequences): it would skip that
+			// journal's entries below the checkpoint.
+			cfg3 := w.config(t, path)
+			cfg3.Checkpoint, cfg3.Resume = ck, true
+			cfg3.JournalPrefix += "-1"
+			if _, err := replay.Run(context.Background(), cfg3, sel); !errors.Is(err, replay.ErrBadCheckpoint) {
+				t.Fatalf("resume on another journal: %v", err)
+			}
 			cfg2.Resume = true
 			sum, err := replay.Run(context.Background(), cfg2, sel)
 			if err != nil || !sum.OK() || sum.ResumedAfter == nil {

@@ -70,7 +70,7 @@ func TestReplayRefusesDamage(t *testing.T) {
 			os.WriteFile(ck, []byte(`{"version":1,"selection":"seq=3..0","have_through":true,"through_sequence":3}`), 0o644)
 		}, []string{"--from-seq", "0", "--checkpoint", "CK", "--resume"}, 2, []string{"CK", "seq=3..0"}},
 		{"checkpoint beyond the range", func(t *testing.T, _, ck string) {
-			os.WriteFile(ck, []byte(`{"version":1,"selection":"seq=0..4","have_through":true,"through_sequence":99}`), 0o644)
+			os.WriteFile(ck, []byte(`{"version":1,"selection":"seq=0..4 journal=ingest/journal","have_through":true,"through_sequence":99}`), 0o644)
 		}, []string{"--from-seq", "0", "--to-seq", "4", "--checkpoint", "CK", "--resume"}, 2, []string{"CK", "through_sequence", "99"}},
 		{"from after to", nil, []string{"--from", "2026-01-01T11:00:00Z", "--to", "2026-01-01T10:00:00Z"}, 2, []string{"--from", "--to"}},
 		{"from equals to", nil, []string{"--from", "2026-01-01T10:00:00Z", "--to", "2026-01-01T10:00:00Z"}, 2, []string{"--from", "--to"}},
