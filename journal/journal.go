@@ -53,10 +53,12 @@ func ParseName(prefix, name string) (first, last uint64, ok bool) {
 
 // Metrics are the journal's counters. NewMetrics(nil) makes unregistered ones.
 type Metrics struct {
-	Writes          prometheus.Counter
-	Failures        prometheus.Counter
-	SegmentsDeleted prometheus.Counter
-	FilesRetained   prometheus.Gauge
+	Writes            prometheus.Counter
+	Failures          prometheus.Counter
+	SegmentsDeleted   prometheus.Counter
+	SegmentsCompacted prometheus.Counter
+	Segments          prometheus.Gauge
+	FilesRetained     prometheus.Gauge
 }
 
 // NewMetrics returns the journal's metrics, registered on reg unless nil.
@@ -65,10 +67,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Writes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_writes", Help: "Journal segments written (one before each dequeue)."}),
 		Failures:        prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_failures", Help: "Failed journal segment writes (the dequeue waits and retries)."}),
 		SegmentsDeleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_segments_deleted", Help: "Journal segments deleted by GC after journal_retention."}),
-		FilesRetained:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "buffer_gc_files_retained", Help: "Batch files referenced by live journal segments, kept by the last GC cycle."}),
+		SegmentsCompacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "buffer_journal_segments_compacted",
+			Help: "Journal segments merged into larger ones by GC and deleted (a merged segment merged again counts again)."}),
+		Segments:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "buffer_journal_segments", Help: "Journal segments left by the last GC cycle, after expiry and compaction."}),
+		FilesRetained: prometheus.NewGauge(prometheus.GaugeOpts{Name: "buffer_gc_files_retained", Help: "Batch files referenced by live journal segments, kept by the last GC cycle."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Writes, m.Failures, m.SegmentsDeleted, m.FilesRetained)
+		reg.MustRegister(m.Writes, m.Failures, m.SegmentsDeleted, m.SegmentsCompacted, m.Segments, m.FilesRetained)
 	}
 	return m
 }
@@ -77,6 +82,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Config struct {
 	Prefix    string        // default DefaultPrefix
 	Retention time.Duration // > 0
+	// Compaction (RFC 0004): each Sweep merges the segments journaled at
+	// least CompactAge ago (default DefaultCompactAge) whose
+	// journaled_at_ms fall in the same CompactSpan-wide window of Unix
+	// time (default Retention/8, at most MaxCompactSpan) into segments of
+	// at most CompactMaxEntries entries (default
+	// DefaultCompactMaxEntries). An entry is then kept at least Retention
+	// and less than Retention + CompactSpan. A negative CompactSpan turns
+	// compaction off.
+	CompactSpan       time.Duration
+	CompactAge        time.Duration
+	CompactMaxEntries int
 }
 
 // Journal reads and writes the segments under one prefix of a bucket.
@@ -86,6 +102,11 @@ type Journal struct {
 	retention time.Duration
 	m         *Metrics
 	now       func() time.Time
+
+	// Compaction: window width and least age in ms (spanMs 0: off), and
+	// the most entries of a merged segment.
+	spanMs, ageMs int64
+	maxEntries    int
 
 	mu    sync.Mutex
 	cache map[string]cached // live segments read by Sweep, by name
@@ -114,7 +135,21 @@ func New(bkt objstore.Bucket, cfg Config, m *Metrics) (*Journal, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Journal{bkt: bkt, prefix: p, retention: cfg.Retention, m: m, now: time.Now, cache: map[string]cached{}}, nil
+	j := &Journal{bkt: bkt, prefix: p, retention: cfg.Retention, m: m, now: time.Now, cache: map[string]cached{},
+		ageMs: DefaultCompactAge.Milliseconds(), maxEntries: DefaultCompactMaxEntries}
+	switch {
+	case cfg.CompactSpan == 0:
+		j.spanMs = compactSpan(cfg.Retention).Milliseconds()
+	case cfg.CompactSpan > 0:
+		j.spanMs = max(cfg.CompactSpan.Milliseconds(), 1)
+	}
+	if cfg.CompactAge > 0 {
+		j.ageMs = cfg.CompactAge.Milliseconds()
+	}
+	if cfg.CompactMaxEntries > 0 {
+		j.maxEntries = cfg.CompactMaxEntries
+	}
+	return j, nil
 }
 
 // Open returns a journal only for reading (replay): no retention.
@@ -226,6 +261,13 @@ func (j *Journal) Read(ctx context.Context, name string) (*Segment, error) {
 	return s, nil
 }
 
+// Gone reports whether err, from Read or ReadFooter, says the segment no
+// longer exists: expired, or merged by compaction into another segment,
+// which a new listing shows (RFC 0004, Compaction).
+func (j *Journal) Gone(err error) bool {
+	return err != nil && j.bkt.IsObjNotFoundErr(errors.Unwrap(err))
+}
+
 // ReadFooter reads only the last FooterSize bytes of a segment (one range
 // read), unverified: enough to choose segments by time.
 func (j *Journal) ReadFooter(ctx context.Context, name string) (Footer, error) {
@@ -272,12 +314,23 @@ type SegmentInfo struct {
 // each), or with verify each whole segment (checksum and every entry), a
 // few at a time; the result is in sequence order. A footer that disagrees
 // with the segment's name is an ErrName *CorruptError. A segment deleted
-// since the listing (expired) is left out. Only the listing failing is an
+// since the listing (expired, or merged by compaction into a segment the
+// listing may not show) makes Survey list again, up to sweepAttempts
+// times; the last attempt leaves it out. Only the listing failing is an
 // error; a segment's own trouble is its Err.
 func (j *Journal) Survey(ctx context.Context, verify bool) ([]SegmentInfo, error) {
+	for attempt := 1; ; attempt++ {
+		out, gone, err := j.survey(ctx, verify)
+		if err != nil || !gone || attempt == sweepAttempts {
+			return out, err
+		}
+	}
+}
+
+func (j *Journal) survey(ctx context.Context, verify bool) ([]SegmentInfo, bool, error) {
 	segs, err := j.List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := make([]SegmentInfo, len(segs))
 	gone := make([]bool, len(segs))
@@ -314,64 +367,82 @@ func (j *Journal) Survey(ctx context.Context, verify bool) ([]SegmentInfo, error
 			kept = append(kept, out[i])
 		}
 	}
-	return kept, ctx.Err()
+	return kept, len(kept) < len(out), ctx.Err()
 }
 
 // Sweep is the journal's part of a GC cycle (RFC 0004, retention rules 1
-// and 2). It lists the segments, deletes those journaled at or before
-// now − retention, and returns the batch locations that the live ones
-// reference: GC keeps those files. Segments are immutable, so each live
-// segment is read once and its locations cached by name.
+// and 2, and compaction). It lists the segments, deletes those journaled
+// at or before now − retention, merges small old ones (compact.go) and
+// returns the batch locations that the live ones reference: GC keeps
+// those files. Segments are immutable apart from rewrites holding the same
+// entries, so each live segment is read once and its locations cached by
+// name.
 //
 // A live segment that cannot be read or decoded makes Sweep return an
 // error with no locations: GC cannot tell which files it references, so
-// it must delete nothing. Failed segment deletions are returned joined
-// with the locations (retried next cycle).
+// it must delete nothing. So does a listed segment that keeps vanishing
+// before it is read: it may have been merged into a segment the listing
+// did not show, so Sweep lists again (sweepAttempts times). Failed
+// deletions and a failed compaction are returned joined with the
+// locations (retried next cycle).
 func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted int, err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	segs, _, temps, err := j.list(ctx)
-	if err != nil {
-		return nil, 0, err
+	var (
+		segs  []SegmentRef
+		temps []string
+	)
+	for attempt := 1; ; attempt++ {
+		segs, _, temps, err = j.list(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		gone, err := j.readAll(ctx, segs)
+		if err != nil {
+			return nil, 0, err
+		}
+		if gone == "" {
+			break
+		}
+		// Expired by another GC, or merged by it into a segment written
+		// after this listing: only a new listing tells.
+		if attempt == sweepAttempts {
+			return nil, 0, fmt.Errorf("journal: segment %s vanished between listing and reading in %d listings in a row (another GC compacting?); no batch file can be deleted this cycle", gone, attempt)
+		}
 	}
-	cutoff := j.now().Add(-j.retention).UnixMilli()
+	now := j.now()
+	cutoff := now.Add(-j.retention).UnixMilli()
 	keep = map[string]struct{}{}
-	seen := make(map[string]bool, len(segs))
+	all := make(map[string]bool, len(segs))
+	lives := make([]live, 0, len(segs))
 	var errs []error
 	for _, s := range segs {
-		seen[s.Name] = true
-		c, ok := j.cache[s.Name]
-		if !ok {
-			seg, err := j.Read(ctx, s.Name)
-			if err != nil {
-				if j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
-					continue // deleted since the listing
-				}
-				return nil, deleted, fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", s.Name, err)
-			}
-			c = cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
-			for i, e := range seg.Entries {
-				c.locations[i] = e.Location
-			}
-		}
+		all[s.Name] = true
+		c := j.cache[s.Name]
 		if c.journaledAtMs <= cutoff {
 			if err := j.bkt.Delete(ctx, s.Name); err != nil && !j.bkt.IsObjNotFoundErr(err) {
 				errs = append(errs, fmt.Errorf("journal: delete expired %s: %w", s.Name, err))
-				j.cache[s.Name] = c
 				continue
 			}
 			delete(j.cache, s.Name)
+			delete(all, s.Name)
 			deleted++
 			j.m.SegmentsDeleted.Inc()
 			continue
 		}
-		j.cache[s.Name] = c
+		lives = append(lives, live{SegmentRef: s, cached: c})
 		for _, l := range c.locations {
 			keep[l] = struct{}{}
 		}
 	}
+	// The keep set is complete before compaction runs: merged segments
+	// reference exactly the locations of their inputs.
+	written, merged, err := j.compact(ctx, lives, all, now.UnixMilli())
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for name := range j.cache {
-		if !seen[name] {
+		if !all[name] {
 			delete(j.cache, name)
 		}
 	}
@@ -386,6 +457,35 @@ func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted 
 			errs = append(errs, fmt.Errorf("journal: delete abandoned temporary file %s: %w", name, err))
 		}
 	}
+	j.m.Segments.Set(float64(len(lives) + written - merged))
 	j.m.FilesRetained.Set(float64(len(keep)))
 	return keep, deleted, errors.Join(errs...)
+}
+
+// sweepAttempts is how many listings Sweep tries when listed segments
+// vanish before it reads them.
+const sweepAttempts = 3
+
+// readAll reads every listed segment that is not cached into the cache.
+// It returns the name of one that was deleted since the listing (and
+// stops there), or an error for one that cannot be read or decoded.
+func (j *Journal) readAll(ctx context.Context, segs []SegmentRef) (gone string, err error) {
+	for _, s := range segs {
+		if _, ok := j.cache[s.Name]; ok {
+			continue
+		}
+		seg, err := j.Read(ctx, s.Name)
+		if err != nil {
+			if j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
+				return s.Name, nil
+			}
+			return "", fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", s.Name, err)
+		}
+		c := cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
+		for i, e := range seg.Entries {
+			c.locations[i] = e.Location
+		}
+		j.cache[s.Name] = c
+	}
+	return "", nil
 }
