@@ -172,9 +172,35 @@ type planned struct {
 	items []bool
 }
 
+// planAttempts is how many listings plan tries when chosen segments
+// vanish before it reads them.
+const planAttempts = 3
+
 // plan lists the journal and returns the selected entries in sequence
-// order, deduplicated across overlapping segments.
+// order, deduplicated across overlapping segments (a consumer that died
+// between a segment write and its dequeue, or a GC cycle that died
+// between writing a merged segment and deleting its inputs, leaves
+// overlapping segments). A chosen segment deleted since the listing was
+// expired or merged by GC into a segment the listing did not show: plan
+// lists again.
 func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
+	for attempt := 1; ; attempt++ {
+		var s Summary
+		out, err := planOnce(ctx, j, sel, &s)
+		if j.Gone(err) && attempt < planAttempts {
+			continue
+		}
+		sum.Segments = s.Segments
+		for _, p := range s.Problems {
+			sum.problem(p)
+		}
+		sum.ProblemsOmitted += s.ProblemsOmitted
+		return out, err
+	}
+}
+
+// planOnce is one attempt of plan, from one listing.
+func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
 	segs, stray, err := j.ListStray(ctx)
 	if err != nil {
 		return nil, err
@@ -255,34 +281,54 @@ func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) 
 	return out, nil
 }
 
-// byTime chooses the segments that may hold records of [From, To): listing
-// order is ingestion-time order to within CommitBound, so two binary
-// searches over the footers (range reads) find the first and last.
+// byTime chooses the segments that may hold records of [From, To).
+// Listing order is ingestion-time order to within CommitBound, but only
+// among segments that do not overlap: a merged segment and inputs that a
+// GC cycle died before deleting, or a consumer's segment and the one its
+// successor journaled again, make a footer's times jump back in listing
+// order, and a binary search over them can land past the window. So the
+// two binary searches run over the frontier — each segment whose last
+// sequence is above every listed one before it; every other segment lies
+// inside a frontier segment's sequence range — and every listed segment
+// meeting the sequence range they bound is chosen.
 func byTime(ctx context.Context, j *journal.Journal, segs []journal.SegmentRef, sel Selection) ([]journal.SegmentRef, error) {
+	var front []int
+	for i, s := range segs {
+		if len(front) == 0 || s.Last > segs[front[len(front)-1]].Last {
+			front = append(front, i)
+		}
+	}
 	footers := make(map[int]journal.Footer)
 	var ferr error
-	footer := func(i int) journal.Footer {
-		if f, ok := footers[i]; ok || ferr != nil {
+	footer := func(k int) journal.Footer {
+		if f, ok := footers[k]; ok || ferr != nil {
 			return f
 		}
-		f, err := j.ReadFooter(ctx, segs[i].Name)
+		f, err := j.ReadFooter(ctx, segs[front[k]].Name)
 		if err != nil {
 			ferr = err
 		}
-		footers[i] = f
+		footers[k] = f
 		return f
 	}
 	lo := sel.From.Add(-CommitBound).UnixMilli()
 	hi := sel.To.Add(CommitBound).UnixMilli()
-	first := sort.Search(len(segs), func(i int) bool { return footer(i).MaxIngestionTimeMs >= lo })
-	end := sort.Search(len(segs), func(i int) bool { return footer(i).MinIngestionTimeMs >= hi })
+	first := sort.Search(len(front), func(k int) bool { return footer(k).MaxIngestionTimeMs >= lo })
+	end := sort.Search(len(front), func(k int) bool { return footer(k).MinIngestionTimeMs >= hi })
 	if ferr != nil {
 		return nil, ferr
 	}
 	if first >= end {
 		return nil, nil
 	}
-	return segs[first:end], nil
+	a, b := segs[front[first]].First, segs[front[end-1]].Last
+	var chosen []journal.SegmentRef
+	for _, s := range segs {
+		if s.Last >= a && s.First <= b {
+			chosen = append(chosen, s)
+		}
+	}
+	return chosen, nil
 }
 
 // Run replays sel. It returns the summary, and an error only when it could
