@@ -42,7 +42,7 @@ run: build
 # bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy, seal rule,
 # manifest codec and queue, HTTP handler, S3 manifest commits with and
 # without group commit, OTLP conversion vs protobuf unmarshal, GC cycle at
-# 10k/100k/1M batch files) at the default
+# 10k/100k/1M batch files, journal compaction of 10k/100k segments) at the default
 # benchtime, then the end-to-end suite (internal/benchsuite: ingest in process
 # and as a separate `bucketq produce` process with its resident memory,
 # delivery, end-to-end latency, cost growth, sink validation) at
@@ -51,7 +51,7 @@ run: build
 # line: end time, load average). Results and how to read them: BENCHMARKS.md.
 # Without the S3 server (its variants skip): make bench BENCH_SERVICES=
 BENCH_SERVICES   ?= ./scripts/with-services.sh
-BENCH_PKGS       ?= ./format ./manifest ./producer ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv ./consumer
+BENCH_PKGS       ?= ./format ./manifest ./producer ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv ./consumer ./journal
 BENCH_SUITE_TIME ?= 2x
 bench:
 	@mkdir -p .cache

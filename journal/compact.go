@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -117,18 +119,27 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		at    int64
 		epoch uint64
 	}
-	var items []item
-	for _, s := range rest {
-		seg, err := j.Read(ctx, s.Name)
-		if err != nil {
-			if j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
-				// Deleted since the listing: another GC (a consumer
-				// not yet aware it is fenced) is compacting or expiring
-				// this window. Leave it to the next cycle.
-				return 0, 0, nil
-			}
-			return 0, 0, fmt.Errorf("journal: compaction: %w", err)
+	read := make([]*Segment, len(rest))
+	var g errgroup.Group
+	g.SetLimit(ioParallel)
+	for i, s := range rest {
+		g.Go(func() error {
+			var err error
+			read[i], err = j.Read(ctx, s.Name)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if j.Gone(err) {
+			// Deleted since the listing: another GC (a consumer not yet
+			// aware it is fenced) is compacting or expiring this
+			// window. Leave it to the next cycle.
+			return 0, 0, nil
 		}
+		return 0, 0, fmt.Errorf("journal: compaction: %w", err)
+	}
+	var items []item
+	for _, seg := range read {
 		for _, e := range seg.Entries {
 			items = append(items, item{e: e, at: seg.JournaledAtMs, epoch: seg.Epoch})
 		}
@@ -209,13 +220,23 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		written++
 	}
 	// Every entry of the inputs is now in a written segment: delete them.
-	var errs []error
-	for _, s := range rest {
+	errs := make([]error, len(rest))
+	g = errgroup.Group{}
+	g.SetLimit(ioParallel)
+	for i, s := range rest {
 		if keep[s.Name] {
 			continue
 		}
-		if err := j.bkt.Delete(ctx, s.Name); err != nil && !j.bkt.IsObjNotFoundErr(err) {
-			errs = append(errs, fmt.Errorf("journal: compaction: delete merged %s: %w", s.Name, err))
+		g.Go(func() error {
+			if err := j.bkt.Delete(ctx, s.Name); err != nil && !j.bkt.IsObjNotFoundErr(err) {
+				errs[i] = fmt.Errorf("journal: compaction: delete merged %s: %w", s.Name, err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, s := range rest {
+		if keep[s.Name] || errs[i] != nil {
 			continue
 		}
 		delete(j.cache, s.Name)

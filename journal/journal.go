@@ -466,26 +466,52 @@ func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted 
 // vanish before it reads them.
 const sweepAttempts = 3
 
-// readAll reads every listed segment that is not cached into the cache.
-// It returns the name of one that was deleted since the listing (and
-// stops there), or an error for one that cannot be read or decoded.
+// readAll reads every listed segment that is not cached into the cache,
+// ioParallel at a time. It returns the name of one that was deleted since
+// the listing, or an error for one that cannot be read or decoded.
 func (j *Journal) readAll(ctx context.Context, segs []SegmentRef) (gone string, err error) {
+	var todo []string
 	for _, s := range segs {
-		if _, ok := j.cache[s.Name]; ok {
-			continue
+		if _, ok := j.cache[s.Name]; !ok {
+			todo = append(todo, s.Name)
 		}
-		seg, err := j.Read(ctx, s.Name)
-		if err != nil {
-			if j.bkt.IsObjNotFoundErr(errors.Unwrap(err)) {
-				return s.Name, nil
-			}
-			return "", fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", s.Name, err)
-		}
-		c := cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
-		for i, e := range seg.Entries {
-			c.locations[i] = e.Location
-		}
-		j.cache[s.Name] = c
 	}
-	return "", nil
+	got := make([]cached, len(todo))
+	missing := make([]bool, len(todo))
+	var g errgroup.Group
+	g.SetLimit(ioParallel)
+	for i, name := range todo {
+		g.Go(func() error {
+			seg, err := j.Read(ctx, name)
+			if err != nil {
+				if j.Gone(err) {
+					missing[i] = true
+					return nil
+				}
+				return fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", name, err)
+			}
+			c := cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
+			for k, e := range seg.Entries {
+				c.locations[k] = e.Location
+			}
+			got[i] = c
+			return nil
+		})
+	}
+	err = g.Wait()
+	for i, name := range todo {
+		switch {
+		case missing[i]:
+			gone = name
+		case got[i].locations != nil:
+			j.cache[name] = got[i]
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	return gone, nil
 }
+
+// ioParallel is how many segment reads and deletes a cycle has in flight.
+const ioParallel = 8
