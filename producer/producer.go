@@ -263,6 +263,14 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *Metrics, log *sl
 	return p, nil
 }
 
+// SetClock replaces the clock that stamps ingestion times and ages uploads
+// (tests that simulate hours of ingestion). Call it before the first Append.
+func (p *Producer) SetClock(now func() time.Time) {
+	p.mu.Lock()
+	p.now = now
+	p.mu.Unlock()
+}
+
 // Append implements Appender: it copies records into the open batch and
 // waits until that batch is uploaded and committed to the manifest.
 func (p *Producer) Append(ctx context.Context, h format.Header, records [][]byte) error {
