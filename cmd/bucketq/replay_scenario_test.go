@@ -280,7 +280,6 @@ func TestReplayScenarioS3(t *testing.T) {
 	for i := range scenarioSteps / 2 {
 		step(i)
 	}
-	produced := time.Since(start)
 	// Replay beside the live processes: the history up to the sequence
 	// the consumer has dequeued through now.
 	waitFor(t, func() bool { return head() > 0 }, &logs)
@@ -302,7 +301,7 @@ func TestReplayScenarioS3(t *testing.T) {
 	for i := scenarioSteps / 2; i < scenarioSteps; i++ {
 		step(i)
 	}
-	produced = time.Since(start)
+	produced := time.Since(start)
 	if err := <-liveDone; err != nil {
 		t.Fatalf("replay beside the live consumer: %v", err)
 	}
