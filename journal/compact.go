@@ -58,11 +58,11 @@ func (j *Journal) window(journaledAtMs int64) int64 {
 // so an entry is kept at least journal_retention after its latest write and
 // less than CompactSpan longer.
 //
-// all names every listed segment (live or not). It returns the segments
-// written and deleted; the cache is updated for both.
-func (j *Journal) compact(ctx context.Context, segs []live, all map[string]bool, nowMs int64) (written, deleted int, err error) {
+// all names every segment in the bucket; it and the cache are updated for
+// the segments written and deleted.
+func (j *Journal) compact(ctx context.Context, segs []live, all map[string]bool, nowMs int64) error {
 	if j.spanMs <= 0 {
-		return 0, 0, nil
+		return nil
 	}
 	var (
 		order   []int64
@@ -82,20 +82,17 @@ func (j *Journal) compact(ctx context.Context, segs []live, all map[string]bool,
 	slices.Sort(order)
 	for _, w := range order {
 		if err := ctx.Err(); err != nil {
-			return written, deleted, err
+			return err
 		}
-		n, d, err := j.compactWindow(ctx, windows[w], all)
-		written += n
-		deleted += d
-		if err != nil {
+		if err := j.compactWindow(ctx, windows[w], all); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return written, deleted, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // compactWindow merges one window's segments (in listing order).
-func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string]bool) (written, deleted int, err error) {
+func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string]bool) error {
 	// Leading segments already in their final shape stay as they are:
 	// full, and each above every sequence before it. Only the rest is read
 	// and rewritten, so a window holding many full segments costs one
@@ -111,7 +108,7 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 	}
 	rest := segs[n:]
 	if len(rest) == 0 || (len(rest) == 1 && len(rest[0].locations) <= j.maxEntries) {
-		return 0, 0, nil
+		return nil
 	}
 
 	type item struct {
@@ -134,9 +131,9 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 			// Deleted since the listing: another GC (a consumer not yet
 			// aware it is fenced) is compacting or expiring this
 			// window. Leave it to the next cycle.
-			return 0, 0, nil
+			return nil
 		}
-		return 0, 0, fmt.Errorf("journal: compaction: %w", err)
+		return fmt.Errorf("journal: compaction: %w", err)
 	}
 	var items []item
 	for _, seg := range read {
@@ -192,7 +189,7 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 			// could shorten their retention. Such names come only from
 			// segments that skip sequences, which the consumer does not
 			// write; the window stays as it is.
-			return 0, 0, nil
+			return nil
 		default:
 			c.write = true
 		}
@@ -206,10 +203,10 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		}
 		b, err := Encode(c.entries, c.at, c.epoch)
 		if err != nil {
-			return written, 0, fmt.Errorf("journal: compaction: %w", err)
+			return fmt.Errorf("journal: compaction: %w", err)
 		}
 		if err := j.bkt.Upload(ctx, c.name, bytes.NewReader(b)); err != nil {
-			return written, 0, fmt.Errorf("journal: compaction: write %s: %w", c.name, err)
+			return fmt.Errorf("journal: compaction: write %s: %w", c.name, err)
 		}
 		locs := make([]string, len(c.entries))
 		for k := range c.entries {
@@ -217,7 +214,6 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		}
 		j.cache[c.name] = cached{journaledAtMs: c.at, locations: locs}
 		all[c.name] = true
-		written++
 	}
 	// Every entry of the inputs is now in a written segment: delete them.
 	errs := make([]error, len(rest))
@@ -241,10 +237,9 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		}
 		delete(j.cache, s.Name)
 		delete(all, s.Name)
-		deleted++
 		j.m.SegmentsCompacted.Inc()
 	}
-	return written, deleted, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 func cmpU64(a, b uint64) int {

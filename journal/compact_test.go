@@ -167,7 +167,8 @@ func TestCompactionKeepsRetention(t *testing.T) {
 	const retention, span = 8 * time.Hour, time.Hour
 	w := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC) // a window start
 	bkt := objstore.NewInMemBucket()
-	j, err := journal.New(bkt, journal.Config{Retention: retention, CompactSpan: span}, nil)
+	m := journal.NewMetrics(nil)
+	j, err := journal.New(bkt, journal.Config{Retention: retention, CompactSpan: span}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +203,9 @@ func TestCompactionKeepsRetention(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("segments and their journaled_at_ms after compaction:\n got %v\nwant %v", got, want)
+	}
+	if n := testutil.ToFloat64(m.Segments); n != 3 {
+		t.Fatalf("buffer_journal_segments = %v, want 3", n)
 	}
 
 	// Sweep at each entry's latest write + retention - 1 ms (it must be

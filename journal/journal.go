@@ -437,8 +437,7 @@ func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted 
 	}
 	// The keep set is complete before compaction runs: merged segments
 	// reference exactly the locations of their inputs.
-	written, merged, err := j.compact(ctx, lives, all, now.UnixMilli())
-	if err != nil {
+	if err := j.compact(ctx, lives, all, now.UnixMilli()); err != nil {
 		errs = append(errs, err)
 	}
 	for name := range j.cache {
@@ -457,7 +456,7 @@ func (j *Journal) Sweep(ctx context.Context) (keep map[string]struct{}, deleted 
 			errs = append(errs, fmt.Errorf("journal: delete abandoned temporary file %s: %w", name, err))
 		}
 	}
-	j.m.Segments.Set(float64(len(lives) + written - merged))
+	j.m.Segments.Set(float64(len(all)))
 	j.m.FilesRetained.Set(float64(len(keep)))
 	return keep, deleted, errors.Join(errs...)
 }
