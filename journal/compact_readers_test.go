@@ -360,7 +360,8 @@ func (b *mergeOnRead) Attributes(ctx context.Context, name string) (objstore.Obj
 // them and before it read them. GC's keep set still holds every
 // referenced batch — a listed segment that vanished may have been merged
 // into one the listing did not show, so Sweep lists again instead of
-// skipping it as expired — and replay still sends every event.
+// skipping it as expired — replay still sends every event, and
+// `inspect journal` still lists every entry.
 func TestReadersListAgainWhenSegmentsAreMergedAway(t *testing.T) {
 	ctx := context.Background()
 	t.Run("gc", func(t *testing.T) {
@@ -380,6 +381,25 @@ func TestReadersListAgainWhenSegmentsAreMergedAway(t *testing.T) {
 		}
 		if len(keep) != historyEntries {
 			t.Fatalf("keep set holds %d batch files, the journal references %d", len(keep), historyEntries)
+		}
+	})
+	t.Run("inspect", func(t *testing.T) {
+		h := newHistory(t)
+		mb := &mergeOnRead{Bucket: h.bkt, merge: func() {
+			if err := h.gc(t, h.bkt); err != nil {
+				t.Error(err)
+			}
+		}}
+		j, err := journal.Open(mb, journal.DefaultPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		infos, err := j.Survey(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) != 1 || infos[0].Err != nil || infos[0].Footer.EntryCount != historyEntries {
+			t.Fatalf("inspect journal's survey: %+v; want the merged segment of %d entries", infos, historyEntries)
 		}
 	})
 	for _, sel := range []replay.Selection{{BySeq: true}, {From: base, To: base.Add(time.Hour)}} {
