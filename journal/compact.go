@@ -186,9 +186,10 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		case all[c.name]:
 			// The name is taken by a segment holding other entries
 			// (another window's, or a younger one's): overwriting it
-			// could shorten their retention. Such names come only from
-			// segments that skip sequences, which the consumer does not
-			// write; the window stays as it is.
+			// could shorten their retention. Only a segment lacking a
+			// sequence between its bounds that another holds (the
+			// consumer's catch-up segment, which the protocol never
+			// needs) leads here; the window stays as it is.
 			return nil
 		default:
 			c.write = true
