@@ -184,12 +184,12 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 			// rewritten only to raise its journaled_at_ms to an input's.
 			c.write = s.journaledAtMs < c.at
 		case all[c.name]:
-			// The name is taken by a segment holding other entries
-			// (another window's, or a younger one's): overwriting it
-			// could shorten their retention. Only a segment lacking a
-			// sequence between its bounds that another holds (the
-			// consumer's catch-up segment, which the protocol never
-			// needs) leads here; the window stays as it is.
+			// The name is taken by another window's or a younger
+			// segment (a successor consumer journaled exactly this
+			// range again), or by an input lacking a sequence another
+			// input holds (a catch-up segment): overwriting it could
+			// shorten its retention or drop its entries. The window
+			// stays as it is; its segments expire on their own.
 			return nil
 		default:
 			c.write = true
