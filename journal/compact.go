@@ -158,6 +158,7 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 	type chunk struct {
 		name    string
 		entries []manifest.Entry
+		locs    []string
 		at      int64
 		epoch   uint64
 		write   bool
@@ -170,9 +171,10 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 	keep := map[string]bool{}
 	for i := 0; i < len(merged); i += j.maxEntries {
 		part := merged[i:min(i+j.maxEntries, len(merged))]
-		c := chunk{name: Name(j.prefix, part[0].e.Sequence, part[len(part)-1].e.Sequence), entries: make([]manifest.Entry, len(part))}
+		c := chunk{name: Name(j.prefix, part[0].e.Sequence, part[len(part)-1].e.Sequence),
+			entries: make([]manifest.Entry, len(part)), locs: make([]string, len(part))}
 		for k, it := range part {
-			c.entries[k] = it.e
+			c.entries[k], c.locs[k] = it.e, it.e.Location
 			c.at, c.epoch = max(c.at, it.at), max(c.epoch, it.epoch)
 		}
 		// A chunk's sequences are every merged sequence between its
@@ -184,12 +186,20 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 			// rewritten only to raise its journaled_at_ms to an input's.
 			c.write = s.journaledAtMs < c.at
 		case all[c.name]:
-			// The name is taken by another window's or a younger
-			// segment (a successor consumer journaled exactly this
-			// range again), or by an input lacking a sequence another
-			// input holds (a catch-up segment): overwriting it could
-			// shorten its retention or drop its entries. The window
-			// stays as it is; its segments expire on their own.
+			// The name is taken by a segment of a later window, or a
+			// younger one: a successor consumer journaled exactly this
+			// range again. Holding the same entries (the same batch
+			// locations in the same order) at a later time, it makes
+			// the inputs redundant.
+			if o, cachedOK := j.cache[c.name]; !ok && cachedOK && o.journaledAtMs >= c.at && slices.Equal(o.locations, c.locs) {
+				c.write = false
+				break
+			}
+			// Otherwise (other entries, an earlier time, or an input
+			// lacking a sequence another input holds, as a catch-up
+			// segment can) overwriting it could shorten its retention
+			// or drop its entries. The window stays as it is; its
+			// segments expire on their own.
 			return nil
 		default:
 			c.write = true
@@ -209,11 +219,7 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		if err := j.bkt.Upload(ctx, c.name, bytes.NewReader(b)); err != nil {
 			return fmt.Errorf("journal: compaction: write %s: %w", c.name, err)
 		}
-		locs := make([]string, len(c.entries))
-		for k := range c.entries {
-			locs[k] = c.entries[k].Location
-		}
-		j.cache[c.name] = cached{journaledAtMs: c.at, locations: locs}
+		j.cache[c.name] = cached{journaledAtMs: c.at, locations: c.locs}
 		all[c.name] = true
 	}
 	// Every entry of the inputs is now in a written segment: delete them.

@@ -161,10 +161,12 @@ func TestCompactionBoundsSegmentCount(t *testing.T) {
 // journal_retention after its latest write and less than CompactSpan
 // longer. An input that holds nothing new but was journaled later (a
 // consumer journaling entries again after a crash) raises the time of
-// the merged segment even when that segment already exists.
+// the merged segment even when that segment already exists; one in a
+// later window holding exactly the merged entries makes the inputs
+// redundant, one in an earlier window does not.
 func TestCompactionKeepsRetention(t *testing.T) {
 	ctx := context.Background()
-	const retention, span = 8 * time.Hour, time.Hour
+	const retention, span = 12 * time.Hour, time.Hour
 	w := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC) // a window start
 	bkt := objstore.NewInMemBucket()
 	m := journal.NewMetrics(nil)
@@ -187,8 +189,14 @@ func TestCompactionKeepsRetention(t *testing.T) {
 	write(w.Add(span), 3, 3) // the next window
 	write(w.Add(2*span+time.Minute), 10, 12)
 	write(w.Add(2*span+50*time.Minute), 11, 12) // the same entries again, later
+	write(w.Add(3*span+time.Minute), 20, 22)
+	write(w.Add(3*span+2*time.Minute), 23, 25)
+	write(w.Add(4*span+time.Minute), 20, 25) // a successor journaled them again, in the next window
+	write(w.Add(6*span+10*time.Minute), 30, 35)
+	write(w.Add(7*span+time.Minute), 30, 32) // and again, in the window after: still needed
+	write(w.Add(7*span+2*time.Minute), 33, 35)
 
-	clk.Set(w.Add(3*span + journal.DefaultCompactAge))
+	clk.Set(w.Add(8*span + journal.DefaultCompactAge))
 	if _, _, err := j.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -200,12 +208,16 @@ func TestCompactionKeepsRetention(t *testing.T) {
 		journal.Name(journal.DefaultPrefix, 0, 2):   w.Add(span - time.Millisecond).UnixMilli(),
 		journal.Name(journal.DefaultPrefix, 3, 3):   w.Add(span).UnixMilli(),
 		journal.Name(journal.DefaultPrefix, 10, 12): w.Add(2*span + 50*time.Minute).UnixMilli(),
+		journal.Name(journal.DefaultPrefix, 20, 25): w.Add(4*span + time.Minute).UnixMilli(),
+		journal.Name(journal.DefaultPrefix, 30, 35): w.Add(6*span + 10*time.Minute).UnixMilli(),
+		journal.Name(journal.DefaultPrefix, 30, 32): w.Add(7*span + time.Minute).UnixMilli(),
+		journal.Name(journal.DefaultPrefix, 33, 35): w.Add(7*span + 2*time.Minute).UnixMilli(),
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("segments and their journaled_at_ms after compaction:\n got %v\nwant %v", got, want)
 	}
-	if n := testutil.ToFloat64(m.Segments); n != 3 {
-		t.Fatalf("buffer_journal_segments = %v, want 3", n)
+	if n := testutil.ToFloat64(m.Segments); n != 7 {
+		t.Fatalf("buffer_journal_segments = %v, want 7", n)
 	}
 
 	// Sweep at each entry's latest write + retention - 1 ms (it must be
