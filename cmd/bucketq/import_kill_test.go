@@ -181,18 +181,14 @@ func killConfig(t *testing.T, base map[string]any) string {
 
 const killJob, killParallel, killChunkRows = "kill", 4, 1000
 
-// committedRows sums the rows the job's checkpoint counts (0 before the
-// first write).
+// committedRows sums the rows the job's checkpoint and its segments count
+// (0 before the first write).
 func committedRows(ctx context.Context, store cas.Store) (int64, bool, error) {
-	b, _, err := store.Read(ctx, importer.CheckpointName("ingest", killJob))
+	ck, err := importer.ReadCheckpoint(ctx, store, importer.CheckpointName("ingest", killJob), killJob)
 	if errors.Is(err, cas.ErrNotExist) {
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, err
-	}
-	var ck importer.Checkpoint
-	if err := json.Unmarshal(b, &ck); err != nil {
 		return 0, false, err
 	}
 	var n int64
