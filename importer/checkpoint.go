@@ -80,16 +80,17 @@ func (s ObjectState) sameVersion(size int64, mod time.Time) bool {
 	return s.Size == size && s.Modified.Equal(mod)
 }
 
-// stateError cuts an object's error to maxStateError bytes.
+// stateError cuts an object's error to maxStateError bytes, at a rune
+// boundary.
 func stateError(s string) string {
 	if len(s) <= maxStateError {
 		return s
 	}
-	s = s[:maxStateError-len("…")]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	cut := maxStateError - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
 	}
-	return s + "…"
+	return s[:cut] + "…"
 }
 
 // CheckpointState is a job's progress as its checkpoint and segments
