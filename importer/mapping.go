@@ -190,12 +190,15 @@ func Event(m *Mapper, row Row, v Vars) ([]byte, error) { return buildEvent(m, ro
 // buildEvent is Event; fast false is the SDK path alone (the reference of
 // the differential tests).
 func buildEvent(m *Mapper, row Row, v Vars, fast bool) ([]byte, error) {
-	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
-		if fast {
-			if rec, ok := fastCloudEvent(row, v); ok {
-				return rec, nil
-			}
+	if row.Object != nil && bytes.Contains(row.Object, specversionKey) && fast {
+		if rec, ok := fastCloudEvent(row, v); ok {
+			return rec, nil // the fast path takes only rows it proved to be valid JSON
 		}
+	}
+	if row.unchecked && !json.Valid(row.Object) {
+		return nil, notJSONObject(row.Object)
+	}
+	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(row.Object, &top); err != nil {
 			return nil, err
