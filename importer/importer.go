@@ -380,7 +380,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 			"object", name, "size", attrs.Size, "modified", attrs.LastModified, "checkpoint_size", prev.Size, "checkpoint_modified", prev.Modified)
 	}
 	st := ObjectState{Size: attrs.Size, Modified: attrs.LastModified, Rows: resumeAfter}
-	w := &objectWriter{im: im, name: name, st: st, vars: Vars{Object: name, ObjectTime: attrs.LastModified.UTC()}}
+	w := &objectWriter{im: im, name: name, st: st, vars: Vars{Object: name, ObjectTime: attrs.LastModified.UTC(), seen: &seen{}}}
 
 	if attrs.Size == 0 {
 		// An empty object has no rows. (The S3 client's Get of one fails

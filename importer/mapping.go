@@ -58,6 +58,15 @@ type Vars struct {
 	Object     string
 	Row        int64
 	ObjectTime time.Time
+
+	// seen, if set, remembers work the fast path may skip for the next
+	// rows: one per object, used by one goroutine at a time.
+	seen *seen
+}
+
+// seen is what the fast path proved about earlier rows of an object.
+type seen struct {
+	source string // the last source plainSource accepted
 }
 
 type dataField struct {
@@ -308,7 +317,7 @@ func (m *Mapper) event(cols map[string]any, row Row, v Vars, fast bool) ([]byte,
 		data = d
 	}
 	if fast {
-		if rec, ok := fastMapped(id, source, typ, subject, t, data); ok {
+		if rec, ok := fastMapped(v.seen, id, source, typ, subject, t, data); ok {
 			return rec, nil
 		}
 	}
