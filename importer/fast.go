@@ -37,13 +37,21 @@ func plain(s []byte) bool {
 }
 
 // plainSource: plain, and url.Parse(s).String() == s (the SDK stores the
-// parsed URL and writes its String()).
-func plainSource(s string) bool {
+// parsed URL and writes its String()). The rows of an object mostly share
+// one source: with sn, the last source accepted is not parsed again.
+func plainSource(sn *seen, s string) bool {
+	if sn != nil && sn.source != "" && sn.source == s {
+		return true
+	}
 	if !plain([]byte(s)) {
 		return false
 	}
 	u, err := url.Parse(s)
-	return err == nil && u.String() == s
+	ok := err == nil && u.String() == s
+	if ok && sn != nil {
+		sn.source = s
+	}
+	return ok
 }
 
 // fastRecord writes the record in the SDK's order (event.WriteJson for
@@ -72,8 +80,8 @@ func fastRecord(dst []byte, id, source, typ, subject, dct string, t time.Time, d
 
 // fastMapped is the fast path of Mapper.event; data is the value to
 // encode as the event's data (the SDK encodes it with encoding/json).
-func fastMapped(id, source, typ, subject string, t time.Time, data any) ([]byte, bool) {
-	if t.IsZero() || !plain([]byte(id)) || !plain([]byte(typ)) || !plain([]byte(subject)) || !plainSource(source) {
+func fastMapped(sn *seen, id, source, typ, subject string, t time.Time, data any) ([]byte, bool) {
+	if t.IsZero() || !plain([]byte(id)) || !plain([]byte(typ)) || !plain([]byte(subject)) || !plainSource(sn, source) {
 		return nil, false
 	}
 	d, err := json.Marshal(data)
@@ -178,7 +186,7 @@ func fastCloudEvent(row Row, v Vars) ([]byte, bool) {
 	if id == nil {
 		ids = DerivedID(v.Object, row.N, row.Raw)
 	}
-	if t.IsZero() || !plainSource(string(source)) {
+	if t.IsZero() || !plainSource(v.seen, string(source)) {
 		return nil, false
 	}
 	rec := fastRecord(make([]byte, 0, len(b)+64), ids, string(source), string(typ), string(subject), string(dct), t, data)

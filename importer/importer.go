@@ -51,8 +51,13 @@ type Config struct {
 	Store cas.Store
 	App   producer.Appender
 
-	Job              string // checkpoint name; see CheckpointName
-	CheckpointPath   string // the checkpoint object; default CheckpointName("ingest", Job)
+	Job            string // checkpoint name; see CheckpointName
+	CheckpointPath string // the checkpoint object; default CheckpointName("ingest", Job)
+	// CheckpointWindow: once this many objects no worker is reading have
+	// their state in the checkpoint object, the next checkpoint write
+	// first seals them into a write-once segment (RFC 0006, "Imported
+	// rows"). Default DefaultCheckpointWindow.
+	CheckpointWindow int
 	DeadLetterPrefix string // default "ingest/dead-letter"
 
 	Prefix string // list objects under it
@@ -174,6 +179,9 @@ func New(cfg Config) (*Importer, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 4
 	}
+	if cfg.CheckpointWindow <= 0 {
+		cfg.CheckpointWindow = DefaultCheckpointWindow
+	}
 	if cfg.MaxRowBytes <= 0 {
 		cfg.MaxRowBytes = DefaultMaxRowBytes
 	}
@@ -214,7 +222,7 @@ func (im *Importer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	cfg := im.cfg
 	var err error
-	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.CheckpointPath, cfg.Job, cfg.DryRun)
+	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.CheckpointPath, cfg.Job, cfg.CheckpointWindow, cfg.DryRun)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -236,7 +244,10 @@ func (im *Importer) Run(ctx context.Context) (Summary, error) {
 				if jctx.Err() != nil {
 					continue
 				}
-				if err := im.object(jctx, name); err != nil {
+				im.ck.claim(name)
+				err := im.object(jctx, name)
+				im.ck.release(name)
+				if err != nil {
 					if jctx.Err() != nil && context.Cause(jctx) != nil {
 						continue // stopped: not this object's failure
 					}
@@ -369,7 +380,7 @@ func (im *Importer) object(ctx context.Context, name string) error {
 			"object", name, "size", attrs.Size, "modified", attrs.LastModified, "checkpoint_size", prev.Size, "checkpoint_modified", prev.Modified)
 	}
 	st := ObjectState{Size: attrs.Size, Modified: attrs.LastModified, Rows: resumeAfter}
-	w := &objectWriter{im: im, name: name, st: st, vars: Vars{Object: name, ObjectTime: attrs.LastModified.UTC()}}
+	w := &objectWriter{im: im, name: name, st: st, vars: Vars{Object: name, ObjectTime: attrs.LastModified.UTC(), seen: &seen{}}}
 
 	if attrs.Size == 0 {
 		// An empty object has no rows. (The S3 client's Get of one fails

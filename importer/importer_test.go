@@ -351,24 +351,33 @@ func TestImportDeliversEveryGoodRowOnceAndDeadLettersBadOnes(t *testing.T) {
 // crashingAppender commits its requests through the producer, but after
 // the kill-th one it "dies": that request is committed, its caller never
 // learns it (no checkpoint), and every later Append fails, as if the
-// process were SIGKILLed right after a commit, the worst moment.
+// process were SIGKILLed right after a commit, the worst moment. With dead
+// set it shares its death with a crashingStore: whichever dies first
+// kills both (kill 0: only the store kills).
 type crashingAppender struct {
 	app   producer.Appender
 	kill  int64
 	calls atomic.Int64
+	dead  *atomic.Bool
 }
 
 var errKilled = errors.New("killed")
 
 func (a *crashingAppender) Append(ctx context.Context, h format.Header, recs [][]byte) error {
+	if a.dead != nil && a.dead.Load() {
+		return errKilled
+	}
 	n := a.calls.Add(1)
-	if n > a.kill {
+	if a.kill > 0 && n > a.kill {
 		return errKilled
 	}
 	if err := a.app.Append(ctx, h, recs); err != nil {
 		return err
 	}
 	if n == a.kill {
+		if a.dead != nil {
+			a.dead.Store(true)
+		}
 		return errKilled
 	}
 	return nil

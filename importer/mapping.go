@@ -58,6 +58,15 @@ type Vars struct {
 	Object     string
 	Row        int64
 	ObjectTime time.Time
+
+	// seen, if set, remembers work the fast path may skip for the next
+	// rows: one per object, used by one goroutine at a time.
+	seen *seen
+}
+
+// seen is what the fast path proved about earlier rows of an object.
+type seen struct {
+	source string // the last source plainSource accepted
 }
 
 type dataField struct {
@@ -190,12 +199,15 @@ func Event(m *Mapper, row Row, v Vars) ([]byte, error) { return buildEvent(m, ro
 // buildEvent is Event; fast false is the SDK path alone (the reference of
 // the differential tests).
 func buildEvent(m *Mapper, row Row, v Vars, fast bool) ([]byte, error) {
-	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
-		if fast {
-			if rec, ok := fastCloudEvent(row, v); ok {
-				return rec, nil
-			}
+	if row.Object != nil && bytes.Contains(row.Object, specversionKey) && fast {
+		if rec, ok := fastCloudEvent(row, v); ok {
+			return rec, nil // the fast path takes only rows it proved to be valid JSON
 		}
+	}
+	if row.unchecked && !json.Valid(row.Object) {
+		return nil, notJSONObject(row.Object)
+	}
+	if row.Object != nil && bytes.Contains(row.Object, specversionKey) {
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(row.Object, &top); err != nil {
 			return nil, err
@@ -305,7 +317,7 @@ func (m *Mapper) event(cols map[string]any, row Row, v Vars, fast bool) ([]byte,
 		data = d
 	}
 	if fast {
-		if rec, ok := fastMapped(id, source, typ, subject, t, data); ok {
+		if rec, ok := fastMapped(v.seen, id, source, typ, subject, t, data); ok {
 			return rec, nil
 		}
 	}

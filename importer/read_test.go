@@ -253,3 +253,25 @@ func TestRowReadersRefuseHugeRowsInBoundedMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestNDJSONBrokenObjectIsARowError: an NDJSON line that starts with '{'
+// but is not valid JSON is read as a row (its JSON is checked after the
+// fast path declines it), and Event refuses it with the error the reader
+// gives a line that is not an object at all, so it is the same import_row
+// dead letter as when the reader checked it.
+func TestNDJSONBrokenObjectIsARowError(t *testing.T) {
+	for _, line := range []string{`{"specversion":"1.0","id":"broken`, `{"a":}`, `{"a":1} x`, `{"a":"\x"}`} {
+		rr, _, err := NewRowReader("x.ndjson", FormatAuto, strings.NewReader(line+"\n"), DefaultMaxRowBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := rr.Next()
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		_, err = Event(nil, row, Vars{Object: "x.ndjson"})
+		if err == nil || err.Error() != notJSONObject([]byte(line)).Error() || !strings.HasPrefix(err.Error(), "not a JSON object: ") {
+			t.Errorf("%q: Event error %v, want %v", line, err, notJSONObject([]byte(line)))
+		}
+	}
+}

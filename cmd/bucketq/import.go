@@ -105,7 +105,7 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	icfg := importer.Config{
 		Source: srcBkt, Job: *job, Prefix: *prefix, Match: *match, Format: fc.Format, Mapper: mapper,
 		Parallel: *parallel, Force: *force, MaxErrors: *maxErrors, DryRun: *dryRun, DryRunOut: stdout,
-		MaxRowBytes: fc.MaxRowBytes, DeadLetterPrefix: cfg.DeadLetterPrefix, Log: log,
+		MaxRowBytes: fc.MaxRowBytes, CheckpointWindow: fc.CheckpointWindow, DeadLetterPrefix: cfg.DeadLetterPrefix, Log: log,
 		CheckpointPath: importer.CheckpointName(path.Dir(cfg.ManifestPath), *job),
 	}
 	if objname.Within(icfg.CheckpointPath, cfg.DataPrefix) {

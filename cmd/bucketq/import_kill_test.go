@@ -83,12 +83,13 @@ func buildKillCorpus() *killCorpus {
 // TestImportProcessSurvivesSIGKILL builds bucketq, runs `bucketq import
 // --job` on a directory source (and on the S3 test server when it is
 // configured), SIGKILLs the process three times at random points of its
-// progress, resumes it with the same --job each time, and then reads every
-// batch the queue's manifest holds: every row is enqueued, at least once,
-// and more than once only within the bound RFC 0006 ("Imported rows")
-// documents (per kill, the rows of one uncommitted Append per object being
-// read); mapped rows keep one derived id across the resumes; a further full
-// run enqueues nothing.
+// progress (once right after a checkpoint write that sealed a segment
+// while another object was part-read), resumes it with the same --job each
+// time, and then reads every batch the queue's manifest holds: every row is
+// enqueued, at least once, and more than once only within the bound RFC
+// 0006 ("Imported rows") documents (per kill, the rows of one uncommitted
+// Append per object being read); mapped rows keep one derived id across the
+// resumes; a further full run enqueues nothing.
 func TestImportProcessSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs bucketq import processes")
@@ -154,7 +155,7 @@ func mustMkdir(t *testing.T, dir string) string {
 }
 
 // killConfig writes the config file: base plus the CSV mapping (six
-// fields, no id: the import derives it).
+// fields, no id: the import derives it) and a checkpoint window of 2.
 func killConfig(t *testing.T, base map[string]any) string {
 	t.Helper()
 	imp, _ := base["import"].(map[string]any)
@@ -165,6 +166,9 @@ func killConfig(t *testing.T, base map[string]any) string {
 		"type": `"tokens"`, "source": `"kill-test"`, "subject": "row.customer", "time": "row.ts",
 		"data": map[string]string{"key": "row.key", "tokens": "int(row.tokens)", "model": "row.model", "region": "row.region"},
 	}
+	// A small window: segments are sealed every two finished objects,
+	// so kills land around seals.
+	imp["checkpoint_window"] = 2
 	base["import"] = imp
 	base["flush_interval"] = "50ms"
 	base["log_level"] = "warn"
@@ -181,27 +185,37 @@ func killConfig(t *testing.T, base map[string]any) string {
 
 const killJob, killParallel, killChunkRows = "kill", 4, 1000
 
-// committedRows sums the rows the job's checkpoint counts (0 before the
-// first write).
-func committedRows(ctx context.Context, store cas.Store) (int64, bool, error) {
-	b, _, err := store.Read(ctx, importer.CheckpointName("ingest", killJob))
+// ckProgress is what the job's checkpoint says.
+type ckProgress struct {
+	rows     int64 // committed rows, in the checkpoint and its segments
+	done     bool  // every object it names is done
+	segments int64
+	// inFlight: objects in the checkpoint object itself with rows
+	// committed but not done (being read when it was written).
+	inFlight int
+}
+
+// committedRows reads the job's checkpoint and its segments (all zero
+// before the first write).
+func committedRows(ctx context.Context, store cas.Store) (ckProgress, error) {
+	ck, err := importer.ReadCheckpoint(ctx, store, importer.CheckpointName("ingest", killJob), killJob)
 	if errors.Is(err, cas.ErrNotExist) {
-		return 0, false, nil
+		return ckProgress{}, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return ckProgress{}, err
 	}
-	var ck importer.Checkpoint
-	if err := json.Unmarshal(b, &ck); err != nil {
-		return 0, false, err
-	}
-	var n int64
-	done := true
+	p := ckProgress{done: true, segments: ck.Head.Segments}
 	for _, o := range ck.Objects {
-		n += o.Rows
-		done = done && o.Done
+		p.rows += o.Rows
+		p.done = p.done && o.Done
 	}
-	return n, done, nil
+	for _, o := range ck.Head.Objects {
+		if o.Rows > 0 && !o.Done {
+			p.inFlight++
+		}
+	}
+	return p, nil
 }
 
 func runKillTest(t *testing.T, bin, cfg string, extra []string, c *killCorpus, queue objstore.Bucket, store cas.Store) {
@@ -210,9 +224,9 @@ func runKillTest(t *testing.T, bin, cfg string, extra []string, c *killCorpus, q
 	args := append([]string{"import", "--config", cfg, "--job", killJob, "--parallel", fmt.Sprint(killParallel), "--prefix", "usage/"}, extra...)
 	run := func() (*exec.Cmd, *syncBuffer, chan struct{}) { return startChild(t, bin, args...) }
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
-	kills := 0
+	kills, sealKills := 0, 0
 	for k := range 3 {
-		before, _, err := committedRows(ctx, store)
+		before, err := committedRows(ctx, store)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,34 +234,51 @@ func runKillTest(t *testing.T, bin, cfg string, extra []string, c *killCorpus, q
 		// rows (in the first half of what is left), after a random pause
 		// of up to 30 ms so the kill falls anywhere in an Append or a
 		// checkpoint write; the first kill may come before any commit.
-		target := before + rng.Int64N(max((total-before)/2, 1))
+		// The second kill comes as soon as a checkpoint write has sealed
+		// a segment while another object's rows are committed but it is
+		// not done: the sealed states and the one still being read are
+		// split between a segment and the checkpoint object.
+		target := before.rows + rng.Int64N(max((total-before.rows)/2, 1))
 		if k == 0 {
 			target = rng.Int64N(total / 3)
 		}
+		seal := k == 1
 		cmd, out, exited := run()
 		killed := false
 		for !killed {
 			select {
 			case <-exited:
-				t.Fatalf("import %d exited before its kill at %d committed rows (exit %v):\n%s", k+1, target, cmd.ProcessState, out.String())
+				t.Fatalf("import %d exited before its kill (at %d committed rows, or at a seal: %v) (exit %v):\n%s", k+1, target, seal, cmd.ProcessState, out.String())
 			case <-time.After(2 * time.Millisecond):
 			}
-			n, _, err := committedRows(ctx, store)
+			p, err := committedRows(ctx, store)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n >= target {
-				time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+			if seal && p.segments > before.segments && p.inFlight > 0 || !seal && p.rows >= target {
+				if !seal {
+					time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+				}
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				<-exited
 				killed = true
 				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 					kills++
+					if seal {
+						sealKills++
+					}
 				}
-				after, _, _ := committedRows(ctx, store)
-				t.Logf("kill %d: target %d committed rows, checkpoint at the kill %d of %d", k+1, target, after, total)
+				after, _ := committedRows(ctx, store)
+				if seal {
+					t.Logf("kill %d: after a seal (segments %d -> %d) with %d objects in flight; checkpoint at the kill %d of %d rows, %d segments", k+1, before.segments, p.segments, p.inFlight, after.rows, total, after.segments)
+				} else {
+					t.Logf("kill %d: target %d committed rows, checkpoint at the kill %d of %d, %d segments", k+1, target, after.rows, total, after.segments)
+				}
 			}
 		}
+	}
+	if sealKills == 0 {
+		t.Fatal("no import was killed right after a seal with rows in flight")
 	}
 	if kills == 0 {
 		t.Fatal("no import was killed mid-run")
@@ -268,7 +299,7 @@ func runKillTest(t *testing.T, bin, cfg string, extra []string, c *killCorpus, q
 		return out.String()
 	}
 	out := final()
-	if _, done, _ := committedRows(ctx, store); !done {
+	if p, _ := committedRows(ctx, store); !p.done {
 		t.Fatalf("resumed import finished but the checkpoint has objects not done:\n%s", out)
 	}
 

@@ -393,7 +393,7 @@ var Options = []*Option{
 		Usage:   "OTLP to CloudEvents mapping (CEL expressions, see package consumer/convert/otlpconv)",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Conversion, err = subtreeAtLine(n); return }},
 	{Key: "import", Kind: Tree, Roles: Import,
-		Usage:   "bucketq import: source (objstore bucket config, same shape as object_store), format (auto|ndjson|csv|json), mapping (CEL: type, source, subject, time, id, data.*), max_row_bytes; see bucketq help import",
+		Usage:   "bucketq import: source (objstore bucket config, same shape as object_store), format (auto|ndjson|csv|json), mapping (CEL: type, source, subject, time, id, data.*), max_row_bytes, checkpoint_window; see bucketq help import",
 		setTree: func(c *Config, n *yaml.Node) (err error) { c.Import, err = subtreeAtLine(n); return }},
 	{Key: "import_source_dir", Flag: "source-dir", Arg: "DIR", Roles: Import,
 		Usage: "directory used as the source bucket of bucketq import (instead of import.source)",
