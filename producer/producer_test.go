@@ -869,7 +869,7 @@ func TestZeroConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMetrics(nil)
-	q := NewQueue(memstore.New(), "", m)
+	q := manifest.NewQueue(memstore.New(), DefaultManifestPath, QueueOptions(m))
 	p, err := New(fs, q, Config{}, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -880,7 +880,6 @@ func TestZeroConfigDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"data prefix", p.cfg.DataPrefix, "ingest/data"},
-		{"manifest path", q.Path(), "ingest/manifest"},
 		{"flush interval", p.cfg.FlushInterval, 250 * time.Millisecond},
 		{"flush size bytes", p.cfg.FlushSizeBytes, 4 << 20},
 		{"compression", p.cfg.Compression, "zstd"},
@@ -894,9 +893,6 @@ func TestZeroConfigDefaults(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
 		}
-	}
-	if q := NewQueue(memstore.New(), "other/manifest", m); q.Path() != "other/manifest" {
-		t.Errorf("NewQueue ignored its path: %q", q.Path())
 	}
 
 	// The default compression is the one batches are written with, and
