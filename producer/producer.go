@@ -36,6 +36,7 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/backoff"
+	"github.com/bucketq/bucketq/internal/defaults"
 	"github.com/bucketq/bucketq/manifest"
 )
 
@@ -62,13 +63,13 @@ type Config struct {
 
 // Defaults of Config, equal to the bucketq command's defaults.
 const (
-	DefaultDataPrefix        = "ingest/data"
+	DefaultDataPrefix        = defaults.DataPrefix
 	DefaultManifestPath      = "ingest/manifest" // the queue's path: manifest.NewQueue(store, DefaultManifestPath, QueueOptions(m))
 	DefaultFlushInterval     = 250 * time.Millisecond
 	DefaultFlushSizeBytes    = 4 << 20
 	DefaultCompression       = "zstd"
 	DefaultMaxBufferedBytes  = 128 << 20
-	DefaultGCGracePeriod     = 10 * time.Minute
+	DefaultGCGracePeriod     = defaults.GCGracePeriod // the consumer's too
 	DefaultUploadConcurrency = 4
 	DefaultCommitTimeout     = 2 * time.Minute
 )
