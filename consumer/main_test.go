@@ -7,13 +7,10 @@ import (
 	"github.com/bucketq/bucketq/format"
 )
 
-// TestMain makes format's shared zstd codecs before any test runs. They
-// are made on first use, and the channels inside them belong to the
-// synctest bubble they are made in: a codec first used by a test in one
-// bubble would fail every other bubble with "receive on synctest channel
-// from outside bubble".
+// TestMain makes format's shared codecs before any synctest bubble (see
+// format.PrepareCodecs).
 func TestMain(m *testing.M) {
-	if _, err := format.EncodeBatch(format.CompressionZstd, [][]byte{[]byte("warm up")}); err != nil {
+	if err := format.PrepareCodecs(); err != nil {
 		panic(err)
 	}
 	os.Exit(m.Run())
