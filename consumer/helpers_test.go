@@ -126,22 +126,6 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// waitForValue polls like waitFor; it exists so a failure names the value.
-func waitForValue(t *testing.T, what string, get func() float64, ok func(float64) bool) float64 {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		v := get()
-		if ok(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (last value %v)", patience, what, v)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // roundTripFunc is an http.RoundTripper made of a function.
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
