@@ -52,7 +52,7 @@ func NewDurableFilesystem(dir string) (objstore.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &durableFS{Bucket: fsb, root: root}, nil
+	return &durableFS{Bucket: fsb, root: root, syncFile: (*os.File).Sync, syncDir: fsstore.SyncDir}, nil
 }
 
 // durableFS is objstore's filesystem bucket with a crash-safe Upload and a
@@ -60,6 +60,11 @@ func NewDurableFilesystem(dir string) (objstore.Bucket, error) {
 type durableFS struct {
 	objstore.Bucket
 	root string
+	// syncFile and syncDir are the two fsyncs, per bucket so that a test
+	// can record them (that they happen, and in which order) on its own
+	// bucket while other tests run.
+	syncFile func(*os.File) error
+	syncDir  func(dir string) error
 }
 
 // path maps an object name to its file, refusing names that would land on
@@ -165,7 +170,7 @@ func (b *durableFS) Upload(ctx context.Context, name string, r io.Reader, _ ...o
 		_ = tmp.Close()
 		return fmt.Errorf("upload %s: copy to %s: %w", name, tmp.Name(), err)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := b.syncFile(tmp); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("upload %s: fsync %s: %w", name, tmp.Name(), err)
 	}
@@ -179,7 +184,7 @@ func (b *durableFS) Upload(ctx context.Context, name string, r io.Reader, _ ...o
 		return fmt.Errorf("upload %s: rename into place: %w", name, err)
 	}
 	committed = true
-	if err := syncDirFunc(dir); err != nil {
+	if err := b.syncDir(dir); err != nil {
 		return fmt.Errorf("upload %s: fsync directory %s: %w", name, dir, err)
 	}
 	return nil
@@ -191,7 +196,7 @@ func (b *durableFS) Upload(ctx context.Context, name string, r io.Reader, _ ...o
 func (b *durableFS) createTemp(dir string) (*os.File, error) {
 	var err error
 	for range 10 {
-		if err = mkdirDurable(dir); errors.Is(err, fs.ErrNotExist) {
+		if err = b.mkdirDurable(dir); errors.Is(err, fs.ErrNotExist) {
 			continue
 		} else if err != nil {
 			return nil, err
@@ -232,7 +237,7 @@ func copyTo(f *os.File, r io.Reader) error {
 // mkdirDurable creates dir and its missing parents, and fsyncs the parent
 // of each directory it had to create so the new entries survive a crash.
 // dir itself is fsynced by the Upload after its rename.
-func mkdirDurable(dir string) error {
+func (b *durableFS) mkdirDurable(dir string) error {
 	var missing []string
 	for d := dir; ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
@@ -258,7 +263,7 @@ func mkdirDurable(dir string) error {
 	}
 	// Top down: a directory's entry is durable before its children's.
 	for i := len(missing) - 1; i >= 0; i-- {
-		if err := syncDirFunc(filepath.Dir(missing[i])); err != nil {
+		if err := b.syncDir(filepath.Dir(missing[i])); err != nil {
 			return fmt.Errorf("fsync directory %s: %w", filepath.Dir(missing[i]), err)
 		}
 	}
@@ -290,10 +295,3 @@ func (b *durableFS) Delete(ctx context.Context, name string) error {
 	}
 	return nil
 }
-
-// syncFile and syncDirFunc are the two fsyncs; tests replace them to see
-// that they happen, and in which order.
-var (
-	syncFile    = (*os.File).Sync
-	syncDirFunc = fsstore.SyncDir
-)

@@ -14,11 +14,13 @@ import (
 // temporary file (the object not yet visible under its name), then, after
 // the rename, the object's directory.
 func TestDurableUploadFsyncOrder(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
-	b, err := NewDurableFilesystem(root)
+	bkt, err := NewDurableFilesystem(root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := bkt.(*durableFS)
 	target := filepath.Join(root, "a", "b", "x.batch")
 	var got []string
 	exists := func() string {
@@ -27,9 +29,8 @@ func TestDurableUploadFsyncOrder(t *testing.T) {
 		}
 		return "-target"
 	}
-	oldFile, oldDir := syncFile, syncDirFunc
-	t.Cleanup(func() { syncFile, syncDirFunc = oldFile, oldDir })
-	syncFile = func(f *os.File) error {
+	oldFile, oldDir := b.syncFile, b.syncDir
+	b.syncFile = func(f *os.File) error {
 		name := "file:" + filepath.Base(filepath.Dir(f.Name())) + "/"
 		if strings.HasPrefix(filepath.Base(f.Name()), TempPrefix) {
 			name += "TEMP"
@@ -39,7 +40,7 @@ func TestDurableUploadFsyncOrder(t *testing.T) {
 		got = append(got, name+exists())
 		return oldFile(f)
 	}
-	syncDirFunc = func(dir string) error {
+	b.syncDir = func(dir string) error {
 		rel, _ := filepath.Rel(root, dir)
 		got = append(got, "dir:"+filepath.ToSlash(rel)+exists())
 		return oldDir(dir)

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bucketq/bucketq/consumer/sink"
@@ -87,102 +87,106 @@ func (s *chaoticSink) isAccepted(id string) bool {
 // or dead-lettered: the consumer dequeues through the lowest contiguous
 // finished sequence, never through the highest.
 func TestDequeueNeverPassesAnUnfinishedEntry(t *testing.T) {
+	t.Parallel()
 	for _, conc := range []int{0, 8} {
 		t.Run(fmt.Sprintf("concurrency %d", conc), func(t *testing.T) {
-			h := newHarness(t, openmetertest.Options{})
-			events := map[uint64][]string{} // entry sequence -> its event ids
-			poison := map[string]bool{}
-			for i := range 200 {
-				n := 1 + i%5 // entries of 1..5 events: requests straddle entries
-				var recs [][]byte
-				var idsOf []string
-				for j := range n {
-					id := fmt.Sprintf("e%d-%d", i, j)
-					if (i*7+j)%23 == 0 {
-						id = "poison-" + id
-						poison[id] = true
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, openmetertest.Options{})
+				events := map[uint64][]string{} // entry sequence -> its event ids
+				poison := map[string]bool{}
+				for i := range 200 {
+					n := 1 + i%5 // entries of 1..5 events: requests straddle entries
+					var recs [][]byte
+					var idsOf []string
+					for j := range n {
+						id := fmt.Sprintf("e%d-%d", i, j)
+						if (i*7+j)%23 == 0 {
+							id = "poison-" + id
+							poison[id] = true
+						}
+						idsOf = append(idsOf, id)
+						recs = append(recs, event(id))
 					}
-					idsOf = append(idsOf, id)
-					recs = append(recs, event(id))
+					seq, _ := h.put(recs, nil)
+					events[seq] = idsOf
 				}
-				seq, _ := h.put(recs, nil)
-				events[seq] = idsOf
-			}
-			snk := &chaoticSink{rng: rand.New(rand.NewPCG(uint64(conc), 17)), accepted: map[string]int{}, maxDelay: 15 * time.Millisecond}
+				snk := &chaoticSink{rng: rand.New(rand.NewPCG(uint64(conc), 17)), accepted: map[string]int{}, maxDelay: 15 * time.Millisecond}
 
-			var mu sync.Mutex
-			var violations []string
-			dequeues := 0
-			checkDequeued := func() {
-				m, err := h.q.Read(context.Background())
-				if err != nil {
-					return
-				}
-				left := map[uint64]bool{}
-				for _, e := range m.Entries {
-					left[e.Sequence] = true
-				}
-				var deadLettered map[string]bool
-				mu.Lock()
-				defer mu.Unlock()
-				dequeues++
-				for seq, idsOf := range events {
-					if left[seq] {
-						continue
+				var mu sync.Mutex
+				var violations []string
+				dequeues := 0
+				checkDequeued := func() {
+					m, err := h.q.Read(context.Background())
+					if err != nil {
+						return
 					}
-					for _, id := range idsOf {
-						if snk.isAccepted(id) {
+					left := map[uint64]bool{}
+					for _, e := range m.Entries {
+						left[e.Sequence] = true
+					}
+					var deadLettered map[string]bool
+					mu.Lock()
+					defer mu.Unlock()
+					dequeues++
+					for seq, idsOf := range events {
+						if left[seq] {
 							continue
 						}
-						if poison[id] {
-							if deadLettered == nil {
-								deadLettered = map[string]bool{}
-								for _, pid := range h.poisonIDs() {
-									deadLettered[pid] = true
-								}
-							}
-							if deadLettered[id] {
+						for _, id := range idsOf {
+							if snk.isAccepted(id) {
 								continue
 							}
+							if poison[id] {
+								if deadLettered == nil {
+									deadLettered = map[string]bool{}
+									for _, pid := range h.poisonIDs() {
+										deadLettered[pid] = true
+									}
+								}
+								if deadLettered[id] {
+									continue
+								}
+							}
+							violations = append(violations, fmt.Sprintf("entry %d dequeued before its event %s was accepted or dead-lettered", seq, id))
 						}
-						violations = append(violations, fmt.Sprintf("entry %d dequeued before its event %s was accepted or dead-lettered", seq, id))
 					}
 				}
-			}
-			h.store.AfterWrite = func(string) error { checkDequeued(); return nil }
+				h.store.AfterWrite = func(string) error { checkDequeued(); return nil }
 
-			cfg := h.config(func(c *Config) {
-				c.SinkConcurrency = conc
-				c.SinkBatchSize = 3
-				c.DequeueInterval = time.Nanosecond // dequeue after every answer
+				cfg := h.config(func(c *Config) {
+					c.SinkConcurrency = conc
+					c.SinkBatchSize = 3
+					c.DequeueInterval = time.Nanosecond // dequeue after every answer
+				})
+				r := start(h.consumerWith(cfg, snk))
+				eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+				r.stop(t)
+
+				mu.Lock()
+				defer mu.Unlock()
+				if len(violations) > 0 {
+					t.Fatalf("%d violations of the dequeue rule in %d manifest writes, first: %s", len(violations), dequeues, violations[0])
+				}
+				var wantDead []string
+				for seq, idsOf := range events {
+					for _, id := range idsOf {
+						if poison[id] {
+							wantDead = append(wantDead, id)
+						} else if !snk.isAccepted(id) {
+							t.Fatalf("event %s of entry %d never accepted", id, seq)
+						}
+					}
+				}
+				slices.Sort(wantDead)
+				if got := h.poisonIDs(); !slices.Equal(got, wantDead) {
+					t.Fatalf("dead-lettered %v, want %v", got, wantDead)
+				}
+				t.Logf("%d manifest writes checked; at most %d requests in flight", dequeues, snk.maxSeen.Load())
+				if conc > 1 && snk.maxSeen.Load() < 2 {
+					t.Fatalf("never more than one request in flight: the test does not exercise concurrency")
+				}
 			})
-			r := start(h.consumerWith(cfg, snk))
-			waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
-			r.stop(t)
-
-			mu.Lock()
-			defer mu.Unlock()
-			if len(violations) > 0 {
-				t.Fatalf("%d violations of the dequeue rule in %d manifest writes, first: %s", len(violations), dequeues, violations[0])
-			}
-			var wantDead []string
-			for seq, idsOf := range events {
-				for _, id := range idsOf {
-					if poison[id] {
-						wantDead = append(wantDead, id)
-					} else if !snk.isAccepted(id) {
-						t.Fatalf("event %s of entry %d never accepted", id, seq)
-					}
-				}
-			}
-			slices.Sort(wantDead)
-			if got := h.poisonIDs(); !slices.Equal(got, wantDead) {
-				t.Fatalf("dead-lettered %v, want %v", got, wantDead)
-			}
-			t.Logf("%d manifest writes checked; at most %d requests in flight", dequeues, snk.maxSeen.Load())
-			if conc > 1 && snk.maxSeen.Load() < 2 {
-				t.Fatalf("never more than one request in flight: the test does not exercise concurrency")
-			}
 		})
 	}
 }
@@ -269,64 +273,64 @@ func (s *clockedSink) Send(ctx context.Context, evs []json.RawMessage) error {
 // sender pauses, not only the one told), is not refused more often than
 // served, and dead-letters nothing.
 func TestRateLimitedSinkSettlesWithoutEarlyRetries(t *testing.T) {
-	const (
-		allowed = 20 // requests per second
-		entries = 60
-		per     = 4 // events per entry and per request
-		// grace: a request that passed the pause check just before the
-		// consumer read a 429 may start a moment after it.
-		grace = 50 * time.Millisecond
-	)
-	rl := &rateLimitedSink{limit: allowed, events: map[string]int{}}
-	srv := httptest.NewServer(rl)
-	t.Cleanup(srv.Close)
-	h := newHarness(t, openmetertest.Options{})
-	h.events(entries, per)
-	snk := &clockedSink{HTTP: sink.NewHTTP(srv.URL, "", sink.HTTPOptions{Timeout: patience})}
-	cfg := h.config(func(c *Config) { c.SinkBatchSize = per })
-	began := time.Now()
-	r := start(h.consumerWith(cfg, snk))
-	waitFor(t, "queue drained", 3*patience, func() bool { return h.queueLen() == 0 })
-	elapsed := time.Since(began)
-	r.stop(t)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			allowed = 20 // requests per second
+			entries = 60
+			per     = 4 // events per entry and per request
+		)
+		rl := &rateLimitedSink{limit: allowed, events: map[string]int{}}
+		h := newHarness(t, openmetertest.Options{})
+		h.events(entries, per)
+		snk := &clockedSink{HTTP: sink.NewHTTP(openmetertest.InMemoryURL+"/api/v1/events", "", sink.HTTPOptions{Client: openmetertest.HandlerClient(rl)})}
+		cfg := h.config(func(c *Config) { c.SinkBatchSize = per })
+		began := time.Now()
+		r := start(h.consumerWith(cfg, snk))
+		eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+		elapsed := time.Since(began)
+		r.stop(t)
 
-	snk.mu.Lock()
-	reqs := slices.Clone(snk.reqs)
-	snk.mu.Unlock()
-	rl.mu.Lock()
-	ok, shed, distinct := rl.ok, rl.shed, len(rl.events)
-	rl.mu.Unlock()
-	t.Logf("%d events in %v: %d requests accepted (%.1f/s, allowed %d/s), %d answered 429",
-		entries*per, elapsed, ok, float64(ok)/elapsed.Seconds(), allowed, shed)
-	if distinct != entries*per {
-		t.Fatalf("sink received %d distinct events, want %d", distinct, entries*per)
-	}
-	if dls := h.deadLetters(); len(dls) != 0 {
-		t.Fatalf("%d dead letters, want none", len(dls))
-	}
-	if shed == 0 {
-		t.Fatalf("the sink never throttled: the test does not exercise Retry-After")
-	}
-	for _, a := range reqs {
-		if a.status != http.StatusTooManyRequests {
-			continue
+		snk.mu.Lock()
+		reqs := slices.Clone(snk.reqs)
+		snk.mu.Unlock()
+		rl.mu.Lock()
+		ok, shed, distinct := rl.ok, rl.shed, len(rl.events)
+		rl.mu.Unlock()
+		t.Logf("%d events in %v: %d requests accepted (%.1f/s, allowed %d/s), %d answered 429",
+			entries*per, elapsed, ok, float64(ok)/elapsed.Seconds(), allowed, shed)
+		if distinct != entries*per {
+			t.Fatalf("sink received %d distinct events, want %d", distinct, entries*per)
 		}
-		if a.retryAfter != time.Second {
-			t.Fatalf("429 with Retry-After %v, want 1s", a.retryAfter)
+		if dls := h.deadLetters(); len(dls) != 0 {
+			t.Fatalf("%d dead letters, want none", len(dls))
 		}
-		for _, b := range reqs {
-			if b.start.After(a.end.Add(grace)) && b.start.Before(a.end.Add(a.retryAfter)) {
-				t.Fatalf("a request started %v after a 429 answered with Retry-After %v", b.start.Sub(a.end), a.retryAfter)
+		if shed == 0 {
+			t.Fatalf("the sink never throttled: the test does not exercise Retry-After")
+		}
+		for _, a := range reqs {
+			if a.status != http.StatusTooManyRequests {
+				continue
+			}
+			if a.retryAfter != time.Second {
+				t.Fatalf("429 with Retry-After %v, want 1s", a.retryAfter)
+			}
+			for _, b := range reqs {
+				// On the bubble's clock a request that passed the pause
+				// check before the 429 was read starts at that same instant.
+				if b.start.After(a.end) && b.start.Before(a.end.Add(a.retryAfter)) {
+					t.Fatalf("a request started %v after a 429 answered with Retry-After %v", b.start.Sub(a.end), a.retryAfter)
+				}
 			}
 		}
-	}
-	if shed > ok {
-		t.Fatalf("%d requests answered 429 for %d accepted: the consumer keeps hammering a throttling sink", shed, ok)
-	}
-	// Settles near the allowed rate: generous, a quarter of it.
-	if rate := float64(ok) / elapsed.Seconds(); rate < allowed/4 {
-		t.Fatalf("%.1f accepted requests/s, want near the allowed %d/s", rate, allowed)
-	}
+		if shed > ok {
+			t.Fatalf("%d requests answered 429 for %d accepted: the consumer keeps hammering a throttling sink", shed, ok)
+		}
+		// Settles near the allowed rate: generous, a quarter of it.
+		if rate := float64(ok) / elapsed.Seconds(); rate < allowed/4 {
+			t.Fatalf("%.1f accepted requests/s, want near the allowed %d/s", rate, allowed)
+		}
+	})
 }
 
 // fakeLimiter is a limiter on a clock the test moves.
@@ -361,6 +365,7 @@ func rounds(l *limiter, clk *fakeClock, n int, rtt time.Duration) {
 }
 
 func TestAdaptiveLimiterGrowsWhileRTTIsFlat(t *testing.T) {
+	t.Parallel()
 	l, clk, m := fakeLimiter(0, 32)
 	if l.current() != initialLimit {
 		t.Fatalf("starts at %d, want %d", l.current(), initialLimit)
@@ -382,6 +387,7 @@ func TestAdaptiveLimiterGrowsWhileRTTIsFlat(t *testing.T) {
 }
 
 func TestAdaptiveLimiterShrinks(t *testing.T) {
+	t.Parallel()
 	l, clk, _ := fakeLimiter(0, 32)
 	rounds(l, clk, 20, 20*time.Millisecond)
 	before := l.current()
@@ -414,6 +420,7 @@ func TestAdaptiveLimiterShrinks(t *testing.T) {
 }
 
 func TestFixedLimiterNeverMoves(t *testing.T) {
+	t.Parallel()
 	l, clk, m := fakeLimiter(6, 32)
 	rounds(l, clk, 10, time.Millisecond)
 	for range 5 {

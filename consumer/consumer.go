@@ -77,7 +77,9 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/internal/backoff"
+	"github.com/bucketq/bucketq/internal/defaults"
 	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
@@ -147,10 +149,10 @@ func DefaultConfig() Config {
 
 func (c *Config) defaults() {
 	if c.DataPrefix == "" {
-		c.DataPrefix = "ingest/data"
+		c.DataPrefix = defaults.DataPrefix // the producer's too
 	}
 	if c.DeadLetterPrefix == "" {
-		c.DeadLetterPrefix = "ingest/dead-letter"
+		c.DeadLetterPrefix = deadletter.DefaultPrefix
 	}
 	c.DataPrefix = strings.Trim(c.DataPrefix, "/")
 	c.DeadLetterPrefix = strings.Trim(c.DeadLetterPrefix, "/")
@@ -176,7 +178,7 @@ func (c *Config) defaults() {
 		c.GCInterval = 5 * time.Minute
 	}
 	if c.GCGracePeriod <= 0 {
-		c.GCGracePeriod = 10 * time.Minute
+		c.GCGracePeriod = defaults.GCGracePeriod // the producer's too
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = backoff.DefaultMin
@@ -191,7 +193,7 @@ func (c *Config) defaults() {
 		c.AuthRetryInterval = 30 * time.Second
 	}
 	if c.MaxRetryAfter <= 0 {
-		c.MaxRetryAfter = 10 * time.Minute
+		c.MaxRetryAfter = sink.DefaultMaxRetryAfter
 	}
 	if c.MaxConsecutivePoison == 0 {
 		c.MaxConsecutivePoison = 100

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +52,7 @@ func newHarness(t *testing.T, opts openmetertest.Options) *harness {
 	h := &harness{
 		t: t, dir: dir, bkt: bkt, store: store,
 		q:  manifest.NewQueue(store, "ingest/manifest", manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryTimeout: 300 * time.Millisecond}),
-		om: openmetertest.New(opts),
+		om: openmetertest.NewInMemory(opts),
 		m:  NewMetrics(nil),
 	}
 	t.Cleanup(h.om.Close)
@@ -127,8 +127,7 @@ func (h *harness) config(mut func(*Config)) Config {
 
 func (h *harness) consumer(cfg Config, token string) *Consumer {
 	h.t.Helper()
-	snk := sink.NewHTTP(h.om.Endpoint, token, sink.HTTPOptions{Timeout: patience})
-	c, err := New(h.bkt, h.q, convert.NewRegistry(), snk, cfg, h.m, nil)
+	c, err := New(h.bkt, h.q, convert.NewRegistry(), h.httpSink(token), cfg, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -238,6 +237,7 @@ func ids(evs []openmetertest.Event) []string {
 }
 
 func TestDeliversInOrderThenDequeues(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{Mode: openmetertest.Konnect, Token: "tok"})
 	want := h.events(6, 7)
 	// One request at a time: the sink then receives the events in
@@ -284,126 +284,141 @@ func TestDeliversInOrderThenDequeues(t *testing.T) {
 }
 
 func TestCrashBeforeDequeueRedeliversSameEvents(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	want := h.events(3, 4)
-	var writes atomic.Int32
-	h.store.BeforeWrite = func(string) error {
-		if writes.Add(1) == 1 {
-			return nil // the fence
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		want := h.events(3, 4)
+		var writes atomic.Int32
+		h.store.BeforeWrite = func(string) error {
+			if writes.Add(1) == 1 {
+				return nil // the fence
+			}
+			return errors.New("injected: manifest write lost")
 		}
-		return errors.New("injected: manifest write lost")
-	}
-	r := start(h.consumer(h.config(nil), ""))
-	if !h.om.WaitEvents(len(want), patience) {
-		t.Fatal("first delivery incomplete")
-	}
-	r.stop(t) // the "crash": no dequeue could land
-	if n := h.queueLen(); n != 3 {
-		t.Fatalf("queue has %d entries after a crash before dequeue, want 3", n)
-	}
-	first := h.om.Events()
+		r := start(h.consumer(h.config(nil), ""))
+		if !h.om.WaitEvents(len(want), patience) {
+			t.Fatal("first delivery incomplete")
+		}
+		r.stop(t) // the "crash": no dequeue could land
+		if n := h.queueLen(); n != 3 {
+			t.Fatalf("queue has %d entries after a crash before dequeue, want 3", n)
+		}
+		first := h.om.Events()
 
-	h.store.BeforeWrite = nil
-	r2 := start(h.consumer(h.config(nil), ""))
-	defer r2.stop(t)
-	if !h.om.WaitEvents(2*len(want), patience) {
-		t.Fatal("no redelivery")
-	}
-	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
-	all := h.om.Events()
-	if len(all) != 2*len(want) || h.om.Distinct() != len(want) || h.om.Duplicates() != len(want) {
-		t.Fatalf("events %d distinct %d duplicates %d", len(all), h.om.Distinct(), h.om.Duplicates())
-	}
-	// By id: concurrent requests arrive in any order.
-	firstRaw := map[string]string{}
-	for _, e := range first {
-		firstRaw[e.ID] = string(e.Raw)
-	}
-	for i, e := range all[len(want):] {
-		if string(e.Raw) != firstRaw[e.ID] {
-			t.Fatalf("redelivered event %d (%s) differs:\n%s\n%s", i, e.ID, e.Raw, firstRaw[e.ID])
+		h.store.BeforeWrite = nil
+		r2 := start(h.consumer(h.config(nil), ""))
+		defer r2.stop(t)
+		if !h.om.WaitEvents(2*len(want), patience) {
+			t.Fatal("no redelivery")
 		}
-	}
+		eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+		all := h.om.Events()
+		if len(all) != 2*len(want) || h.om.Distinct() != len(want) || h.om.Duplicates() != len(want) {
+			t.Fatalf("events %d distinct %d duplicates %d", len(all), h.om.Distinct(), h.om.Duplicates())
+		}
+		// By id: concurrent requests arrive in any order.
+		firstRaw := map[string]string{}
+		for _, e := range first {
+			firstRaw[e.ID] = string(e.Raw)
+		}
+		for i, e := range all[len(want):] {
+			if string(e.Raw) != firstRaw[e.ID] {
+				t.Fatalf("redelivered event %d (%s) differs:\n%s\n%s", i, e.ID, e.Raw, firstRaw[e.ID])
+			}
+		}
+	})
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	want := h.events(1, 2)
-	h.om.FailNext(1, 429, "1")
-	begin := time.Now()
-	r := start(h.consumer(h.config(nil), ""))
-	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), patience) {
-		t.Fatal("not delivered after 429")
-	}
-	if d := time.Since(begin); d < time.Second {
-		t.Fatalf("delivered %v after a 429 with Retry-After: 1", d)
-	}
-	if h.om.Requests(429) != 1 || h.om.Requests(204) != 1 {
-		t.Fatalf("statuses %v", h.om.RequestsByStatus())
-	}
-	if v := value(h.m.SinkRequests.WithLabelValues("429")); v != 1 {
-		t.Fatalf("sink_requests{429} = %v", v)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		want := h.events(1, 2)
+		h.om.FailNext(1, 429, "1")
+		begin := time.Now()
+		r := start(h.consumer(h.config(nil), ""))
+		defer r.stop(t)
+		if !h.om.WaitEvents(len(want), patience) {
+			t.Fatal("not delivered after 429")
+		}
+		// The first request is answered at once; the retry waits the
+		// whole Retry-After, not the short backoff, and no longer.
+		if d := time.Since(begin); d != time.Second {
+			t.Fatalf("delivered %v after a 429 with Retry-After: 1, want 1s", d)
+		}
+		if h.om.Requests(429) != 1 || h.om.Requests(204) != 1 {
+			t.Fatalf("statuses %v", h.om.RequestsByStatus())
+		}
+		if v := value(h.m.SinkRequests.WithLabelValues("429")); v != 1 {
+			t.Fatalf("sink_requests{429} = %v", v)
+		}
+	})
 }
 
 func TestServerErrorsRetried(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	want := h.events(2, 3)
-	h.om.FailNext(3, 503, "")
-	h.om.FailNext(2, 500, "")
-	r := start(h.consumer(h.config(func(c *Config) { c.SinkBatchSize = 100 }), ""))
-	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), patience) {
-		t.Fatal("not delivered after 503s")
-	}
-	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
-	if !slices.Equal(ids(h.om.Events()), want) || h.om.Requests(503) != 3 || h.om.Requests(500) != 2 {
-		t.Fatalf("events %v statuses %v", ids(h.om.Events()), h.om.RequestsByStatus())
-	}
-	if v := value(h.m.SinkEvents.WithLabelValues("retried")); v != 5*6 {
-		t.Fatalf("retried events %v, want 30", v)
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		want := h.events(2, 3)
+		h.om.FailNext(3, 503, "")
+		h.om.FailNext(2, 500, "")
+		r := start(h.consumer(h.config(func(c *Config) { c.SinkBatchSize = 100 }), ""))
+		defer r.stop(t)
+		if !h.om.WaitEvents(len(want), patience) {
+			t.Fatal("not delivered after 503s")
+		}
+		eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+		if !slices.Equal(ids(h.om.Events()), want) || h.om.Requests(503) != 3 || h.om.Requests(500) != 2 {
+			t.Fatalf("events %v statuses %v", ids(h.om.Events()), h.om.RequestsByStatus())
+		}
+		if v := value(h.m.SinkEvents.WithLabelValues("retried")); v != 5*6 {
+			t.Fatalf("retried events %v, want 30", v)
+		}
+	})
 }
 
 // TestAuthFailureRetriesSlowlyAndKeepsQueue: a 401 is retried every
 // AuthRetryInterval (not with the short backoff), nothing is delivered or
-// dequeued, and the lag shows the stall. Only lower bounds on time are
-// checked: a loaded machine can make retries later, never earlier.
+// dequeued, and the lag shows the stall. On the bubble's clock the spacing
+// is exact.
 func TestAuthFailureRetriesSlowlyAndKeepsQueue(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{Token: "right"})
-	h.events(1, 2)
-	cfg := h.config(nil)
-	if cfg.AuthRetryInterval <= 2*cfg.MaxBackoff {
-		t.Fatalf("AuthRetryInterval %v must be well above MaxBackoff %v for this test to tell them apart", cfg.AuthRetryInterval, cfg.MaxBackoff)
-	}
-	rs := newRecordingSink(h.om.Endpoint, "wrong", patience)
-	r := start(h.consumerWith(cfg, rs))
-	waitFor(t, "three requests answered 401", patience, func() bool { return rs.answered(401) >= 3 })
-	r.stop(t)
-	sends := rs.records()
-	for i, s := range sends {
-		if s.done && s.status != 401 {
-			t.Fatalf("request %d answered %d (%v), want 401", i, s.status, s.err)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{Token: "right"})
+		h.events(1, 2)
+		cfg := h.config(nil)
+		if cfg.AuthRetryInterval <= 2*cfg.MaxBackoff {
+			t.Fatalf("AuthRetryInterval %v must be well above MaxBackoff %v for this test to tell them apart", cfg.AuthRetryInterval, cfg.MaxBackoff)
 		}
-		if i > 0 {
-			if gap := s.start.Sub(sends[i-1].start); gap < cfg.AuthRetryInterval {
-				t.Fatalf("request %d sent %v after the previous 401, want at least AuthRetryInterval %v", i, gap, cfg.AuthRetryInterval)
+		rs := newRecordingSink(h.httpSink("wrong"))
+		r := start(h.consumerWith(cfg, rs))
+		eventually(t, "three requests answered 401", func() bool { return rs.answered(401) >= 3 })
+		r.stop(t)
+		sends := rs.records()
+		for i, s := range sends {
+			if s.done && s.status != 401 {
+				t.Fatalf("request %d answered %d (%v), want 401", i, s.status, s.err)
+			}
+			if i > 0 {
+				if gap := s.start.Sub(sends[i-1].start); gap != cfg.AuthRetryInterval {
+					t.Fatalf("request %d sent %v after the previous 401, want AuthRetryInterval %v", i, gap, cfg.AuthRetryInterval)
+				}
 			}
 		}
-	}
-	if n := h.om.Requests(401); n < 3 {
-		t.Fatalf("the server answered 401 %d times, want at least 3", n)
-	}
-	if len(h.om.Events()) != 0 || h.queueLen() != 1 {
-		t.Fatalf("events %d queue %d", len(h.om.Events()), h.queueLen())
-	}
-	if lag := value(h.m.ConsumerLagSeconds); lag < 59 {
-		t.Fatalf("lag %v while stalled on an entry ingested a minute ago", lag)
-	}
+		if n := h.om.Requests(401); n < 3 {
+			t.Fatalf("the server answered 401 %d times, want at least 3", n)
+		}
+		if len(h.om.Events()) != 0 || h.queueLen() != 1 {
+			t.Fatalf("events %d queue %d", len(h.om.Events()), h.queueLen())
+		}
+		if lag := value(h.m.ConsumerLagSeconds); lag < 59 {
+			t.Fatalf("lag %v while stalled on an entry ingested a minute ago", lag)
+		}
+	})
 }
 
 func TestPoisonEventsBisectedAndDeadLettered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{Poison: openmetertest.PoisonFlag})
 	var want []string
 	poison := map[string]bool{"b1-e3": true, "b2-e0": true, "b2-e9": true}
@@ -454,6 +469,7 @@ func TestPoisonEventsBisectedAndDeadLettered(t *testing.T) {
 }
 
 func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	now := time.Now().UnixMilli()
 	unknown := format.NewHeader(format.SignalType(9), format.EncodingCloudEventsJSON)
@@ -513,6 +529,7 @@ func TestConverterErrorsAndUnknownSignalDeadLettered(t *testing.T) {
 }
 
 func TestMissingAndCorruptBatchesMarkedAndSkipped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	now := time.Now().UnixMilli()
 	_, missing := h.putRaw(nil, nil)                           // seq 0: never uploaded
@@ -580,11 +597,12 @@ func (b *flakyBucket) Get(ctx context.Context, name string) (io.ReadCloser, erro
 }
 
 func TestTransientFetchErrorsRetriedNotMissing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	want := h.events(2, 2)
 	fb := &flakyBucket{Bucket: h.bkt}
 	fb.fails.Store(5)
-	c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{}), h.config(nil), h.m, nil)
+	c, err := New(fb, h.q, convert.NewRegistry(), h.httpSink(""), h.config(nil), h.m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -597,64 +615,70 @@ func TestTransientFetchErrorsRetriedNotMissing(t *testing.T) {
 }
 
 func TestFencedConsumerStops(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	h.events(1, 1)
-	a := start(h.consumer(h.config(nil), ""))
-	if !h.om.WaitEvents(1, patience) {
-		t.Fatal("not delivered")
-	}
-	b := start(h.consumer(h.config(nil), ""))
-	defer b.stop(t)
-	a.fenced(t, "old consumer still running after a newer one fenced it")
-	a.cancel()
-	h.events(1, 1)
-	if !h.om.WaitEvents(2, patience) {
-		t.Fatal("new consumer does not deliver")
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		h.events(1, 1)
+		a := start(h.consumer(h.config(nil), ""))
+		if !h.om.WaitEvents(1, patience) {
+			t.Fatal("not delivered")
+		}
+		b := start(h.consumer(h.config(nil), ""))
+		defer b.stop(t)
+		a.fenced(t, "old consumer still running after a newer one fenced it")
+		a.cancel()
+		h.events(1, 1)
+		if !h.om.WaitEvents(2, patience) {
+			t.Fatal("new consumer does not deliver")
+		}
+	})
 }
 
 // TestCleanStopAbandonsInFlightAndKeepsQueue: a stop does not wait for the
 // sink's answer (here it never comes until the test ends) but cancels the
 // request, and dequeues nothing that was not delivered.
 func TestCleanStopAbandonsInFlightAndKeepsQueue(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	h.events(2, 2)
-	arrived := make(chan struct{}, 16)
-	abandoned := make(chan struct{}, 16)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body) // lets the server notice the client leaving
-		arrived <- struct{}{}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		h.events(2, 2)
+		arrived := make(chan struct{}, 16)
+		abandoned := make(chan struct{}, 16)
+		release := make(chan struct{})
+		srv := openmetertest.HandlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			arrived <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				abandoned <- struct{}{}
+			case <-release:
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
+		t.Cleanup(func() { close(release) })
+		r := start(h.consumerWith(h.config(nil), sink.NewHTTP(openmetertest.InMemoryURL+"/api/v1/events", "", sink.HTTPOptions{Client: srv})))
 		select {
-		case <-r.Context().Done():
-			abandoned <- struct{}{}
-		case <-release:
-			w.WriteHeader(http.StatusServiceUnavailable)
+		case <-arrived:
+		case <-time.After(patience):
+			t.Fatal("no sink request arrived")
 		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	r := start(h.consumerWith(h.config(nil), sink.NewHTTP(srv.URL, "", sink.HTTPOptions{Timeout: 10 * stopPatience})))
-	select {
-	case <-arrived:
-	case <-time.After(patience):
-		t.Fatal("no sink request arrived")
-	}
-	r.stop(t) // fails after stopPatience if the stop waits for the answer
-	select {
-	case <-abandoned:
-	case <-time.After(patience):
-		t.Fatal("the in-flight request was not cancelled by the stop")
-	}
-	if h.queueLen() != 2 {
-		t.Fatalf("queue %d after a stop mid-request, want 2", h.queueLen())
-	}
-	if len(arrived) != 0 {
-		t.Fatalf("%d more requests after the first", len(arrived))
-	}
+		r.stop(t) // fails after stopPatience if the stop waits for the answer
+		select {
+		case <-abandoned:
+		case <-time.After(patience):
+			t.Fatal("the in-flight request was not cancelled by the stop")
+		}
+		if h.queueLen() != 2 {
+			t.Fatalf("queue %d after a stop mid-request, want 2", h.queueLen())
+		}
+		if len(arrived) != 0 {
+			t.Fatalf("%d more requests after the first", len(arrived))
+		}
+	})
 }
 
 func TestGarbageCollection(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	ctx := context.Background()
 	old := time.Now().Add(-2 * time.Hour)
@@ -717,8 +741,9 @@ func TestGarbageCollection(t *testing.T) {
 }
 
 func TestNewRejectsOverlappingPrefixes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
-	snk := sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{})
+	snk := h.httpSink("")
 	for _, cfg := range []Config{
 		{DataPrefix: "ingest", DeadLetterPrefix: "ingest/dead-letter"},
 		{DataPrefix: "ingest/data", DeadLetterPrefix: "ingest/data/"},
@@ -748,54 +773,61 @@ func value(c prometheus.Collector) float64 {
 }
 
 func TestFenceRetriedWhileStoreFails(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	want := h.events(1, 2)
-	var fails atomic.Int32
-	fails.Store(12) // more than one Fence call retries within its 300ms RetryTimeout
-	h.store.BeforeWrite = func(string) error {
-		if fails.Add(-1) >= 0 {
-			return errors.New("injected: store unavailable")
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		want := h.events(1, 2)
+		var fails atomic.Int32
+		fails.Store(12) // more than one Fence call retries within its 300ms RetryTimeout
+		h.store.BeforeWrite = func(string) error {
+			if fails.Add(-1) >= 0 {
+				return errors.New("injected: store unavailable")
+			}
+			return nil
 		}
-		return nil
-	}
-	h.store.BeforeRead = func(string) error {
-		if fails.Load() > 0 {
-			time.Sleep(30 * time.Millisecond)
+		h.store.BeforeRead = func(string) error {
+			if fails.Load() > 0 {
+				time.Sleep(30 * time.Millisecond)
+			}
+			return nil
 		}
-		return nil
-	}
-	r := start(h.consumer(h.config(nil), ""))
-	defer r.stop(t)
-	if !h.om.WaitEvents(len(want), patience) {
-		t.Fatal("consumer did not start after the store recovered")
-	}
-	select {
-	case err := <-r.done:
-		t.Fatalf("Run returned %v", err)
-	default:
-	}
+		r := start(h.consumer(h.config(nil), ""))
+		defer r.stop(t)
+		if !h.om.WaitEvents(len(want), patience) {
+			t.Fatal("consumer did not start after the store recovered")
+		}
+		select {
+		case err := <-r.done:
+			t.Fatalf("Run returned %v", err)
+		default:
+		}
+	})
 }
 
 func TestFencedWhileSinkIsDownStops(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	h.events(1, 1)
-	h.om.FailNext(-1, 503, "")
-	a := start(h.consumer(h.config(nil), ""))
-	waitFor(t, "first 503", patience, func() bool { return h.om.Requests(503) > 0 })
-	if _, err := h.q.Fence(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	a.fenced(t, "consumer kept retrying the sink after being fenced")
-	a.cancel()
-	if h.queueLen() != 1 {
-		t.Fatal("entry lost")
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		h.events(1, 1)
+		h.om.FailNext(-1, 503, "")
+		a := start(h.consumer(h.config(nil), ""))
+		eventually(t, "first 503", func() bool { return h.om.Requests(503) > 0 })
+		if _, err := h.q.Fence(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		a.fenced(t, "consumer kept retrying the sink after being fenced")
+		a.cancel()
+		if h.queueLen() != 1 {
+			t.Fatal("entry lost")
+		}
+	})
 }
 
 // TestNewRefusesUncleanPrefixes: GC deletes by prefix, so "./ingest/data"
 // or "ingest/data/.." must not slip past the overlap check as another name
 // (issue 9, item 5), for library users as for the command.
 func TestNewRefusesUncleanPrefixes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	for _, tc := range []struct{ data, dead string }{
 		{"./ingest/data", "ingest/dead-letter"},

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/consumer/convert"
-	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/manifest"
@@ -73,76 +73,80 @@ func (b *failOnceBucket) Attributes(ctx context.Context, name string) (objstore.
 // object is deleted by a later cycle of Run's GC loop; other garbage is
 // deleted in the failing cycle, and nothing referenced or young is touched.
 func TestGCFailureCountedLoggedAndRetriedNextCycle(t *testing.T) {
+	t.Parallel()
 	for _, op := range []string{"delete", "attributes"} {
 		t.Run(op, func(t *testing.T) {
-			h := newHarness(t, openmetertest.Options{})
-			ctx := context.Background()
-			old := time.Now().Add(-2 * time.Hour)
-			age := func(name string, when time.Time) {
-				if err := os.Chtimes(filepath.Join(h.dir, name), when, when); err != nil {
-					t.Fatal(err)
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, openmetertest.Options{})
+				ctx := context.Background()
+				old := time.Now().Add(-2 * time.Hour)
+				age := func(name string, when time.Time) {
+					if err := os.Chtimes(filepath.Join(h.dir, name), when, when); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			upload := func(name string, when time.Time) {
-				if err := h.bkt.Upload(ctx, name, strings.NewReader("x")); err != nil {
-					t.Fatal(err)
+				upload := func(name string, when time.Time) {
+					if err := h.bkt.Upload(ctx, name, strings.NewReader("x")); err != nil {
+						t.Fatal(err)
+					}
+					age(name, when)
 				}
-				age(name, when)
-			}
-			// A referenced, old batch that stays queued: the sink is down.
-			_, ref := h.put([][]byte{event("r")}, nil)
-			age(ref, old)
-			h.om.FailNext(-1, 503, "")
-			const flaky, other, young = "ingest/data/2024/flaky-old.batch", "ingest/data/2024/other-old.batch", "ingest/data/2024/young.batch"
-			upload(flaky, old)
-			upload(other, old)
-			upload(young, time.Now())
+				// A referenced, old batch that stays queued: the sink is down.
+				_, ref := h.put([][]byte{event("r")}, nil)
+				age(ref, old)
+				h.om.FailNext(-1, 503, "")
+				const flaky, other, young = "ingest/data/2024/flaky-old.batch", "ingest/data/2024/other-old.batch", "ingest/data/2024/young.batch"
+				upload(flaky, old)
+				upload(other, old)
+				upload(young, time.Now())
 
-			fb := &failOnceBucket{Bucket: h.bkt, op: op, name: flaky}
-			var logs syncBuffer
-			cfg := h.config(func(c *Config) { c.DisableGC = false; c.GCInterval = 20 * time.Millisecond })
-			c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience}), cfg, h.m, slog.New(slog.NewTextHandler(&logs, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := start(c)
-			defer r.stop(t)
-			exists := func(name string) bool {
-				ok, err := h.bkt.Exists(ctx, name)
+				fb := &failOnceBucket{Bucket: h.bkt, op: op, name: flaky}
+				var logs syncBuffer
+				cfg := h.config(func(c *Config) { c.DisableGC = false; c.GCInterval = 20 * time.Millisecond })
+				c, err := New(fb, h.q, convert.NewRegistry(), h.httpSink(""), cfg, h.m, slog.New(slog.NewTextHandler(&logs, nil)))
 				if err != nil {
 					t.Fatal(err)
 				}
-				return ok
-			}
-			waitFor(t, "the failed object deleted by a later cycle", patience, func() bool { return !exists(flaky) })
+				r := start(c)
+				defer r.stop(t)
+				exists := func(name string) bool {
+					ok, err := h.bkt.Exists(ctx, name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return ok
+				}
+				eventually(t, "the failed object deleted by a later cycle", func() bool { return !exists(flaky) })
 
-			if n := fb.count(op, flaky); n < 2 {
-				t.Fatalf("%s of %s called %d times: a later cycle did not retry it", op, flaky, n)
-			}
-			if v := value(h.m.GCFilesFailed); v != 1 {
-				t.Fatalf("buffer_gc_files_failed = %v, want 1", v)
-			}
-			if v := value(h.m.GCFilesDeleted); v != 2 {
-				t.Fatalf("buffer_gc_files_deleted = %v, want 2 (%s and %s)", v, flaky, other)
-			}
-			var logged string
-			for _, line := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(line, "gc cycle incomplete") {
-					logged = line
-					break
+				if n := fb.count(op, flaky); n < 2 {
+					t.Fatalf("%s of %s called %d times: a later cycle did not retry it", op, flaky, n)
 				}
-			}
-			if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, flaky) || !strings.Contains(logged, errInjected.Error()) || !strings.Contains(logged, "deleted=1") {
-				t.Fatalf("the failed cycle's log line %q does not say it deleted 1 and name %s and the error; logs:\n%s", logged, flaky, logs.String())
-			}
-			for name, want := range map[string]bool{ref: true, young: true, other: false} {
-				if exists(name) != want {
-					t.Errorf("%s exists = %v, want %v", name, !want, want)
+				if v := value(h.m.GCFilesFailed); v != 1 {
+					t.Fatalf("buffer_gc_files_failed = %v, want 1", v)
 				}
-			}
-			if h.queueLen() != 1 || len(h.om.Events()) != 0 {
-				t.Fatalf("queue %d events %d: the referenced batch was meant to stay queued", h.queueLen(), len(h.om.Events()))
-			}
+				if v := value(h.m.GCFilesDeleted); v != 2 {
+					t.Fatalf("buffer_gc_files_deleted = %v, want 2 (%s and %s)", v, flaky, other)
+				}
+				var logged string
+				for _, line := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(line, "gc cycle incomplete") {
+						logged = line
+						break
+					}
+				}
+				if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, flaky) || !strings.Contains(logged, errInjected.Error()) || !strings.Contains(logged, "deleted=1") {
+					t.Fatalf("the failed cycle's log line %q does not say it deleted 1 and name %s and the error; logs:\n%s", logged, flaky, logs.String())
+				}
+				for name, want := range map[string]bool{ref: true, young: true, other: false} {
+					if exists(name) != want {
+						t.Errorf("%s exists = %v, want %v", name, !want, want)
+					}
+				}
+				if h.queueLen() != 1 || len(h.om.Events()) != 0 {
+					t.Fatalf("queue %d events %d: the referenced batch was meant to stay queued", h.queueLen(), len(h.om.Events()))
+				}
+			})
 		})
 	}
 }
@@ -174,6 +178,7 @@ func (b *secondsBucket) Attributes(ctx context.Context, name string) (objstore.O
 // grace period alone and deleted the batch the manifest now referenced
 // (issue 9, item 4: an acknowledged event lost with a short grace period).
 func TestGCAllowsForWholeSecondTimestamps(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	ctx := context.Background()
 	const grace = 2 * time.Second
@@ -192,7 +197,7 @@ func TestGCAllowsForWholeSecondTimestamps(t *testing.T) {
 		}
 	}}
 	cfg := h.config(func(c *Config) { c.GCGracePeriod = grace })
-	c, err := New(fb, h.q, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience}), cfg, h.m, nil)
+	c, err := New(fb, h.q, convert.NewRegistry(), h.httpSink(""), cfg, h.m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

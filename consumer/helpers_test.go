@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bucketq/bucketq/consumer/convert"
@@ -33,8 +35,14 @@ type recordingSink struct {
 	sends []sendRecord
 }
 
-func newRecordingSink(endpoint, token string, timeout time.Duration) *recordingSink {
-	return &recordingSink{HTTP: sink.NewHTTP(endpoint, token, sink.HTTPOptions{Timeout: timeout})}
+func newRecordingSink(s *sink.HTTP) *recordingSink {
+	return &recordingSink{HTTP: s}
+}
+
+// httpSink is the HTTP sink to the harness's fake API, through its
+// in-memory client (no network, so it works in a synctest bubble).
+func (h *harness) httpSink(token string) *sink.HTTP {
+	return sink.NewHTTP(h.om.Endpoint, token, sink.HTTPOptions{Client: h.om.Client()})
 }
 
 func (s *recordingSink) SendStatus(ctx context.Context, evs []json.RawMessage) (int, error) {
@@ -118,18 +126,39 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// waitForValue polls like waitFor; it exists so a failure names the value.
-func waitForValue(t *testing.T, what string, get func() float64, ok func(float64) bool) float64 {
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// eventually waits, in a synctest bubble, until cond holds at a moment when
+// every goroutine of the bubble is blocked, letting the fake clock run on
+// in steps of a millisecond; after patience of fake time it fails. It takes
+// no real time beyond the work itself.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	eventuallyValue(t, what, func() float64 {
+		if cond() {
+			return 1
+		}
+		return 0
+	}, func(v float64) bool { return v == 1 })
+}
+
+// eventuallyValue is eventually for a value, which it returns; a failure
+// names the last value.
+func eventuallyValue(t *testing.T, what string, get func() float64, ok func(float64) bool) float64 {
 	t.Helper()
 	deadline := time.Now().Add(patience)
 	for {
+		synctest.Wait()
 		v := get()
 		if ok(v) {
 			return v
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (last value %v)", patience, what, v)
+		if !time.Now().Before(deadline) {
+			t.Fatalf("timed out after %v of fake time waiting for %s (last value %v)", patience, what, v)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }

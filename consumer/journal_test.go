@@ -11,12 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/consumer/convert"
-	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
@@ -60,6 +60,7 @@ func (h *harness) newJournal(retention time.Duration) *journal.Journal {
 // consumer delivered and dequeued is in a segment, with its location and
 // metadata unchanged.
 func TestJournalHoldsEveryDequeuedEntry(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	h.events(7, 3)
 	before, err := h.q.Read(context.Background())
@@ -181,53 +182,57 @@ func (h *harness) checkJournalCovers(appended []uint64, when string) {
 // moment of death, and after a second consumer took over and drained the
 // queue, no dequeued entry is missing from the journal.
 func TestJournalWriteOrderSurvivesCrashes(t *testing.T) {
+	t.Parallel()
 	for at := 1; at <= 14; at++ {
 		for _, after := range []bool{false, true} {
 			t.Run(fmt.Sprintf("write%d-after%v", at, after), func(t *testing.T) {
-				h := newHarness(t, openmetertest.Options{})
-				h.events(8, 3)
-				m, err := h.q.Read(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				var appended []uint64
-				for _, e := range m.Entries {
-					appended = append(appended, e.Sequence)
-				}
-				j := h.newJournal(time.Hour)
-				k := &killSwitch{at: at, after: after, died: make(chan struct{})}
-				kb := &killBucket{Bucket: h.bkt, k: k}
-				kj, err := journal.New(kb, journal.Config{Retention: time.Hour}, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				kq := manifest.NewQueue(&killStore{Store: h.store, k: k}, h.q.Path(), manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryTimeout: 300 * time.Millisecond})
-				cfg := h.config(func(c *Config) { c.Journal = kj; c.DequeueInterval = time.Millisecond; c.SinkConcurrency = 1 })
-				c1, err := New(kb, kq, convert.NewRegistry(), sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience}), cfg, h.m, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				r1 := start(c1)
-				waitFor(t, "queue drained or consumer dead", patience, func() bool {
-					k.mu.Lock()
-					defer k.mu.Unlock()
-					return k.dead || h.queueLen() == 0
-				})
-				r1.cancel()
-				<-r1.done
-				h.checkJournalCovers(appended, "at death")
+				t.Parallel()
+				synctest.Test(t, func(t *testing.T) {
+					h := newHarness(t, openmetertest.Options{})
+					h.events(8, 3)
+					m, err := h.q.Read(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					var appended []uint64
+					for _, e := range m.Entries {
+						appended = append(appended, e.Sequence)
+					}
+					j := h.newJournal(time.Hour)
+					k := &killSwitch{at: at, after: after, died: make(chan struct{})}
+					kb := &killBucket{Bucket: h.bkt, k: k}
+					kj, err := journal.New(kb, journal.Config{Retention: time.Hour}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					kq := manifest.NewQueue(&killStore{Store: h.store, k: k}, h.q.Path(), manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, RetryTimeout: 300 * time.Millisecond})
+					cfg := h.config(func(c *Config) { c.Journal = kj; c.DequeueInterval = time.Millisecond; c.SinkConcurrency = 1 })
+					c1, err := New(kb, kq, convert.NewRegistry(), h.httpSink(""), cfg, h.m, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r1 := start(c1)
+					eventually(t, "queue drained or consumer dead", func() bool {
+						k.mu.Lock()
+						defer k.mu.Unlock()
+						return k.dead || h.queueLen() == 0
+					})
+					r1.cancel()
+					<-r1.done
+					h.checkJournalCovers(appended, "at death")
 
-				c2 := h.consumer(h.config(func(c *Config) { c.Journal = j; c.DequeueInterval = time.Millisecond }), "")
-				r2 := start(c2)
-				waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
-				r2.stop(t)
-				h.checkJournalCovers(appended, "after takeover")
-				if got := h.journaledSeqs(); len(got) != len(appended) {
-					t.Fatalf("journal holds %d sequences, %d were appended", len(got), len(appended))
-				}
-				if testing.Verbose() {
-					t.Log(strings.Join(k.steps, "; "))
-				}
+					c2 := h.consumer(h.config(func(c *Config) { c.Journal = j; c.DequeueInterval = time.Millisecond }), "")
+					r2 := start(c2)
+					eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+					r2.stop(t)
+					h.checkJournalCovers(appended, "after takeover")
+					if got := h.journaledSeqs(); len(got) != len(appended) {
+						t.Fatalf("journal holds %d sequences, %d were appended", len(got), len(appended))
+					}
+					if testing.Verbose() {
+						t.Log(strings.Join(k.steps, "; "))
+					}
+				})
 			})
 		}
 	}
@@ -236,27 +241,30 @@ func TestJournalWriteOrderSurvivesCrashes(t *testing.T) {
 // TestJournalFailureBlocksDequeue: while journal PUTs fail, nothing is
 // dequeued (the queue keeps its entries); once they succeed, it drains.
 func TestJournalFailureBlocksDequeue(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	h.events(3, 2)
-	fb := &failJournalBucket{Bucket: h.bkt}
-	fb.failing.Store(true)
-	j, err := journal.New(fb, journal.Config{Retention: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := h.consumer(h.config(func(c *Config) { c.Journal = j; c.DequeueInterval = time.Millisecond }), "")
-	r := start(c)
-	waitFor(t, "events delivered", patience, func() bool { return h.om.Distinct() == 6 })
-	waitFor(t, "several journal attempts", patience, func() bool { return fb.attempts.Load() >= 3 })
-	if n := h.queueLen(); n != 3 {
-		t.Fatalf("queue has %d entries while the journal fails, want all 3", n)
-	}
-	fb.failing.Store(false)
-	waitFor(t, "queue drained", patience, func() bool { return h.queueLen() == 0 })
-	r.stop(t)
-	if got := h.journaledSeqs(); len(got) != 3 {
-		t.Fatalf("journal holds %d entries", len(got))
-	}
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		h.events(3, 2)
+		fb := &failJournalBucket{Bucket: h.bkt}
+		fb.failing.Store(true)
+		j, err := journal.New(fb, journal.Config{Retention: time.Hour}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := h.consumer(h.config(func(c *Config) { c.Journal = j; c.DequeueInterval = time.Millisecond }), "")
+		r := start(c)
+		eventually(t, "events delivered", func() bool { return h.om.Distinct() == 6 })
+		eventually(t, "several journal attempts", func() bool { return fb.attempts.Load() >= 3 })
+		if n := h.queueLen(); n != 3 {
+			t.Fatalf("queue has %d entries while the journal fails, want all 3", n)
+		}
+		fb.failing.Store(false)
+		eventually(t, "queue drained", func() bool { return h.queueLen() == 0 })
+		r.stop(t)
+		if got := h.journaledSeqs(); len(got) != 3 {
+			t.Fatalf("journal holds %d entries", len(got))
+		}
+	})
 }
 
 type failJournalBucket struct {
@@ -280,6 +288,7 @@ func (b *failJournalBucket) Upload(ctx context.Context, name string, r io.Reader
 // segment is past journal_retention, GC deletes it and then the batches.
 // A damaged live segment makes GC delete nothing.
 func TestGCKeepsJournaledBatchesUntilTheirSegmentExpires(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	ctx := context.Background()
 	h.events(3, 2)

@@ -12,6 +12,7 @@ import (
 // A process running both roles registers the producer's and the consumer's
 // metrics on one registry: buffer_manifest_writes is shared, by role.
 func TestMetricsShareOneRegistryWithTheProducer(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	pm := producer.NewMetrics(reg)
 	cm := NewMetrics(reg)
@@ -36,6 +37,7 @@ func TestMetricsShareOneRegistryWithTheProducer(t *testing.T) {
 }
 
 func TestNewMetricsNilRegistererWorks(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics(nil)
 	m.SetPointsSkippedNoValueSource(func() uint64 { return 7 })
 	if got := testutil.ToFloat64(m.PointsSkippedNoValue); got != 7 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bucketq/bucketq/consumer/sink"
@@ -52,27 +53,30 @@ func (s *okThenDown) counts() (accepted, refused int) {
 // passed), not only when the sink comes back, so a crash during a long
 // outage does not redeliver them.
 func TestOutageAcksEntriesDeliveredBeforeIt(t *testing.T) {
-	h := newHarness(t, openmetertest.Options{})
-	h.events(3, 2)
-	snk := &okThenDown{ok: 2, up: make(chan struct{})}
-	c := h.consumerWith(h.config(func(c *Config) {
-		c.SinkBatchSize = 2
-		c.Prefetch = 1
-		c.DequeueInterval = 300 * time.Millisecond
-		// One request at a time: the sink accepts the first two requests
-		// to arrive, which must be entries 0 and 1.
-		c.SinkConcurrency = 1
-	}), snk)
-	r := start(c)
-	defer r.stop(t)
-	// Entry 0 is delivered and dequeued at once (the first dequeue is
-	// due); entry 1 is delivered less than DequeueInterval later, so its
-	// dequeue waits; entry 2 meets the outage.
-	waitFor(t, "the sink to refuse entry 2", patience, func() bool { _, refused := snk.counts(); return refused >= 1 })
-	waitFor(t, "entry 1 dequeued while the sink is still down", patience, func() bool { return h.queueLen() == 1 })
-	if accepted, _ := snk.counts(); accepted != 4 {
-		t.Fatalf("sink accepted %d events during the outage, want entries 0 and 1 (4)", accepted)
-	}
-	close(snk.up)
-	waitFor(t, "queue drained after the outage", patience, func() bool { return h.queueLen() == 0 })
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, openmetertest.Options{})
+		h.events(3, 2)
+		snk := &okThenDown{ok: 2, up: make(chan struct{})}
+		c := h.consumerWith(h.config(func(c *Config) {
+			c.SinkBatchSize = 2
+			c.Prefetch = 1
+			c.DequeueInterval = 300 * time.Millisecond
+			// One request at a time: the sink accepts the first two requests
+			// to arrive, which must be entries 0 and 1.
+			c.SinkConcurrency = 1
+		}), snk)
+		r := start(c)
+		defer r.stop(t)
+		// Entry 0 is delivered and dequeued at once (the first dequeue is
+		// due); entry 1 is delivered less than DequeueInterval later, so its
+		// dequeue waits; entry 2 meets the outage.
+		eventually(t, "the sink to refuse entry 2", func() bool { _, refused := snk.counts(); return refused >= 1 })
+		eventually(t, "entry 1 dequeued while the sink is still down", func() bool { return h.queueLen() == 1 })
+		if accepted, _ := snk.counts(); accepted != 4 {
+			t.Fatalf("sink accepted %d events during the outage, want entries 0 and 1 (4)", accepted)
+		}
+		close(snk.up)
+		eventually(t, "queue drained after the outage", func() bool { return h.queueLen() == 0 })
+	})
 }

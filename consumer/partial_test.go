@@ -13,7 +13,6 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
-	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/deadletter"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/openmetertest"
@@ -47,6 +46,7 @@ func otlpLogs(t *testing.T, subjects ...string) []byte {
 // counts the failed items. A record that cannot be decoded is still
 // dead-lettered whole. The entry is dequeued.
 func TestPartialRecordDeliversTheGoodItems(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, openmetertest.Options{})
 	reg := convert.NewRegistry()
 	if err := otlpconv.Register(reg, otlpconv.Config{}); err != nil {
@@ -59,7 +59,7 @@ func TestPartialRecordDeliversTheGoodItems(t *testing.T) {
 	clean := otlpLogs(t, "initech", "umbrella")    // record 2
 	seq, loc := h.put([][]byte{mixed, garbage, clean}, []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: ingestMs, Payload: logsHeader.Bytes()}})
 
-	snk := sink.NewHTTP(h.om.Endpoint, "", sink.HTTPOptions{Timeout: patience})
+	snk := h.httpSink("")
 	c, err := New(h.bkt, h.q, reg, snk, h.config(nil), h.m, nil)
 	if err != nil {
 		t.Fatal(err)

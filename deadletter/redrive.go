@@ -26,7 +26,7 @@ const (
 	// redrive is a one-off catch-up, so a fixed moderate number serves it.
 	DefaultRequests = 8
 	// DefaultMaxRetryAfter caps an honoured Retry-After, as the consumer's.
-	DefaultMaxRetryAfter = 10 * time.Minute
+	DefaultMaxRetryAfter = sink.DefaultMaxRetryAfter
 	// DefaultCleanupTimeout bounds the deletes and rewrites that follow
 	// an accepted request, which run even once ctx has ended.
 	DefaultCleanupTimeout = 30 * time.Second

@@ -13,16 +13,20 @@ import (
 	"github.com/bucketq/bucketq/internal/backoff"
 )
 
+// DefaultPrefix is the dead-letter prefix of the consumer and the importer
+// unless configured otherwise.
+const DefaultPrefix = "ingest/dead-letter"
+
 // Writer stores dead letters under Prefix in Bucket. Each write is retried
 // (jittered exponential backoff between MinBackoff and MaxBackoff, by
 // default 200ms and 30s) until it succeeds or ctx ends: whoever writes a
 // dead letter must not move on before it is durable.
 //
-//	w := deadletter.Writer{Bucket: bkt, Prefix: "ingest/dead-letter"}
+//	w := deadletter.Writer{Bucket: bkt, Prefix: deadletter.DefaultPrefix}
 //	name, err := w.Write(ctx, deadletter.Letter{Reason: deadletter.ConvertError, Location: "rows.csv", ...})
 type Writer struct {
 	Bucket objstore.Bucket
-	// Prefix is the dead-letter prefix ("ingest/dead-letter"); a trailing
+	// Prefix is the dead-letter prefix (DefaultPrefix, for instance); a trailing
 	// "/" is ignored.
 	Prefix string
 

@@ -217,6 +217,24 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 	return zstdEnc, zstdDec, zstdErr
 }
 
+// PrepareCodecs makes the zstd encoder and decoder that every batch of the
+// process shares, which are otherwise made when the first zstd batch is
+// encoded or decoded, and returns the error that would then be returned.
+//
+// A test that uses testing/synctest calls it before its first bubble (in
+// TestMain): the channels inside the codecs belong to the bubble they are
+// made in, and codecs made in one bubble fail every other bubble with
+// "receive on synctest channel from outside bubble".
+func PrepareCodecs() error {
+	enc, dec, err := zstdCodecs()
+	if err != nil {
+		return err
+	}
+	// The encoder sets itself up on its first use, not when it is made.
+	_, err = dec.DecodeAll(enc.EncodeAll([]byte("bucketq"), nil), nil)
+	return err
+}
+
 // Encoder builds one batch file. Append records one at a time, watch Size for
 // the flush threshold, then Finish. An Encoder may be Reset and reused.
 type Encoder struct {

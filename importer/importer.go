@@ -58,7 +58,7 @@ type Config struct {
 	// first seals them into a write-once segment (RFC 0006, "Imported
 	// rows"). Default DefaultCheckpointWindow.
 	CheckpointWindow int
-	DeadLetterPrefix string // default "ingest/dead-letter"
+	DeadLetterPrefix string // default deadletter.DefaultPrefix, "ingest/dead-letter"
 
 	Prefix string // list objects under it
 	Match  string // glob (path.Match) on the name's base, or on the name below Prefix when it has a '/'
@@ -174,7 +174,7 @@ func New(cfg Config) (*Importer, error) {
 		cfg.CheckpointPath = CheckpointName("ingest", cfg.Job)
 	}
 	if cfg.DeadLetterPrefix == "" {
-		cfg.DeadLetterPrefix = "ingest/dead-letter"
+		cfg.DeadLetterPrefix = deadletter.DefaultPrefix
 	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 4

@@ -198,7 +198,7 @@ func newEnv(t *testing.T, c *corpus) *env {
 	e := &env{t: t, src: src, queue: queue, store: store, om: openmetertest.New(openmetertest.Options{})}
 	t.Cleanup(e.om.Close)
 	m := producer.NewMetrics(nil)
-	e.q = producer.NewQueue(store, "", m)
+	e.q = manifest.NewQueue(store, producer.DefaultManifestPath, producer.QueueOptions(m))
 	var err error
 	e.prod, err = producer.New(queue, e.q, producer.Config{FlushInterval: 20 * time.Millisecond}, m, nil)
 	if err != nil {

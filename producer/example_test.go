@@ -10,6 +10,7 @@ import (
 	"github.com/thanos-io/objstore/providers/filesystem"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -27,7 +28,7 @@ func Example() {
 	// The producer's metrics go on the program's own registry (nil: none).
 	reg := prometheus.NewRegistry()
 	m := producer.NewMetrics(reg)
-	q := producer.NewQueue(memstore.New(), "", m)
+	q := manifest.NewQueue(memstore.New(), producer.DefaultManifestPath, producer.QueueOptions(m))
 	p, err := producer.New(bkt, q, producer.Config{}, m, nil)
 	if err != nil {
 		panic(err)

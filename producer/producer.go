@@ -6,12 +6,15 @@
 // maps to a config key of the command:
 //
 //	DataPrefix        data_prefix          ingest/data
-//	(the queue)       manifest_path        ingest/manifest (DefaultManifestPath; see NewQueue)
+//	(the queue)       manifest_path        ingest/manifest (DefaultManifestPath)
 //	FlushInterval     flush_interval       250ms
 //	FlushSizeBytes    flush_size_bytes     4 MiB
 //	Compression       compression          zstd
 //	MaxBufferedBytes  max_buffered_bytes   128 MiB
 //	GCGracePeriod     gc_grace_period      10m
+//
+// The queue New takes is the manifest package's, with the producer's
+// metrics hooks: manifest.NewQueue(store, DefaultManifestPath, QueueOptions(m)).
 //
 // At shutdown call Drain, wait for in-flight requests, then Close.
 package producer
@@ -33,8 +36,8 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/internal/backoff"
+	"github.com/bucketq/bucketq/internal/defaults"
 	"github.com/bucketq/bucketq/manifest"
-	"github.com/bucketq/bucketq/manifest/cas"
 )
 
 // Config tunes a Producer. Zero fields take their defaults, which are the
@@ -58,24 +61,15 @@ type Config struct {
 	FormatVersion uint16
 }
 
-// NewQueue returns the manifest queue at path (DefaultManifestPath if
-// empty) with QueueOptions(m), ready to pass to New.
-func NewQueue(store cas.Store, path string, m *Metrics) *manifest.Queue {
-	if path == "" {
-		path = DefaultManifestPath
-	}
-	return manifest.NewQueue(store, path, QueueOptions(m))
-}
-
 // Defaults of Config, equal to the bucketq command's defaults.
 const (
-	DefaultDataPrefix        = "ingest/data"
-	DefaultManifestPath      = "ingest/manifest" // the queue's path; see NewQueue
+	DefaultDataPrefix        = defaults.DataPrefix
+	DefaultManifestPath      = "ingest/manifest" // the queue's path: manifest.NewQueue(store, DefaultManifestPath, QueueOptions(m))
 	DefaultFlushInterval     = 250 * time.Millisecond
 	DefaultFlushSizeBytes    = 4 << 20
 	DefaultCompression       = "zstd"
 	DefaultMaxBufferedBytes  = 128 << 20
-	DefaultGCGracePeriod     = 10 * time.Minute
+	DefaultGCGracePeriod     = defaults.GCGracePeriod // the consumer's too
 	DefaultUploadConcurrency = 4
 	DefaultCommitTimeout     = 2 * time.Minute
 )

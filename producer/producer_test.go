@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -206,17 +207,30 @@ func appendAsync(p *Producer, h format.Header, records [][]byte) <-chan error {
 	return ch
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// bubble runs f in a synctest bubble, in parallel with the package's other
+// tests. Time in the bubble is a fake clock that moves only when every
+// goroutine of the test is blocked: flush intervals, seal timers, backoffs
+// and timeouts take no real time, and a duration measured inside is exact.
+// newEnv's producer and all it started must end with f (its Close runs as
+// a cleanup inside the bubble), or the test fails with a deadlock.
+func bubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	t.Parallel()
+	synctest.Test(t, f)
+}
+
+// settled waits, in a bubble, until every other goroutine is blocked
+// without time passing, and fails unless cond then holds.
+func settled(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	synctest.Wait()
+	if !cond() {
+		t.Fatalf("waiting for %s: not so once every goroutine is blocked", what)
 	}
 }
 
+// waitErr returns what an Append sent on ch; in a bubble, 15s of fake time
+// without an answer fail the test.
 func waitErr(t *testing.T, ch <-chan error) error {
 	t.Helper()
 	select {
@@ -228,12 +242,15 @@ func waitErr(t *testing.T, ch <-chan error) error {
 	}
 }
 
+// notReturned checks, in a bubble, that the Append of ch is still waiting
+// once every goroutine is blocked.
 func notReturned(t *testing.T, ch <-chan error, what string) {
 	t.Helper()
+	synctest.Wait()
 	select {
 	case err := <-ch:
 		t.Fatalf("Append returned (%v) %s", err, what)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 }
 
@@ -250,38 +267,41 @@ func (p *Producer) openRecords() int {
 var logsHeader = format.NewHeader(format.SignalLogs, format.EncodingOTLPProtobuf)
 
 func TestAckOnlyAfterCommit(t *testing.T) {
-	release := make(chan struct{})
-	var entered atomic.Bool
-	e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
-		e.store.BeforeWrite = func(string) error {
-			entered.Store(true)
-			<-release
-			return nil
+	bubble(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var entered atomic.Bool
+		e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
+			e.store.BeforeWrite = func(string) error {
+				entered.Store(true)
+				<-release
+				return nil
+			}
+		})
+		ch := appendAsync(e.p, format.EventsHeader, recs("a", 3, 20))
+		settled(t, "in the manifest write", entered.Load)
+		if e.bkt.uploads.Load() != 1 {
+			t.Fatalf("uploads = %d before the commit, want 1", e.bkt.uploads.Load())
+		}
+		notReturned(t, ch, "while its batch was uploaded but not yet committed")
+		close(release)
+		if err := waitErr(t, ch); err != nil {
+			t.Fatal(err)
+		}
+		got := e.readCommitted()
+		if len(got) != 1 || len(got[0].records) != 3 {
+			t.Fatalf("committed %+v, want one batch of 3", got)
+		}
+		if n := val(e.m.BatchSent); n != 1 {
+			t.Errorf("BatchSent = %v", n)
+		}
+		if n := val(e.m.BufferedBytes); n != 0 {
+			t.Errorf("BufferedBytes = %v after commit", n)
 		}
 	})
-	ch := appendAsync(e.p, format.EventsHeader, recs("a", 3, 20))
-	waitFor(t, "the manifest write", entered.Load)
-	if e.bkt.uploads.Load() != 1 {
-		t.Fatalf("uploads = %d before the commit, want 1", e.bkt.uploads.Load())
-	}
-	notReturned(t, ch, "while its batch was uploaded but not yet committed")
-	close(release)
-	if err := waitErr(t, ch); err != nil {
-		t.Fatal(err)
-	}
-	got := e.readCommitted()
-	if len(got) != 1 || len(got[0].records) != 3 {
-		t.Fatalf("committed %+v, want one batch of 3", got)
-	}
-	if n := val(e.m.BatchSent); n != 1 {
-		t.Errorf("BatchSent = %v", n)
-	}
-	if n := val(e.m.BufferedBytes); n != 0 {
-		t.Errorf("BufferedBytes = %v after commit", n)
-	}
 }
 
 func TestAppendFailsWhenNotDurable(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		setup func(*env)
@@ -291,199 +311,257 @@ func TestAppendFailsWhenNotDurable(t *testing.T) {
 		}},
 		{"upload always fails", func(e *env) { e.bkt.failUploads.Store(1 << 40) }},
 	}
+	const timeout = 300 * time.Millisecond
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, CommitTimeout: 300 * time.Millisecond}, tc.setup)
-			start := time.Now()
-			err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10))
-			if err == nil {
-				t.Fatal("Append succeeded although nothing could be committed")
-			}
-			if time.Since(start) > 5*time.Second {
-				t.Errorf("Append took %v, CommitTimeout is 300ms", time.Since(start))
-			}
-			if got := e.readCommitted(); len(got) != 0 {
-				t.Fatalf("manifest has %d entries", len(got))
-			}
-			if val(e.m.BufferedBytes) != 0 {
-				t.Errorf("failed batch still counted as buffered")
-			}
-			if val(e.m.UploadFailures)+val(e.m.CommitFailures) == 0 {
-				t.Errorf("no failure counted")
-			}
+			bubble(t, func(t *testing.T) {
+				e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, CommitTimeout: timeout}, tc.setup)
+				start := time.Now()
+				err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10))
+				if err == nil {
+					t.Fatal("Append succeeded although nothing could be committed")
+				}
+				// The batch is abandoned at its deadline, or at the end of
+				// the retry pause that passes it.
+				if took := time.Since(start); took < timeout || took > timeout+maxBackoff {
+					t.Errorf("Append failed after %v, want CommitTimeout %v (plus at most one pause)", took, timeout)
+				}
+				if got := e.readCommitted(); len(got) != 0 {
+					t.Fatalf("manifest has %d entries", len(got))
+				}
+				if val(e.m.BufferedBytes) != 0 {
+					t.Errorf("failed batch still counted as buffered")
+				}
+				if val(e.m.UploadFailures)+val(e.m.CommitFailures) == 0 {
+					t.Errorf("no failure counted")
+				}
+			})
 		})
 	}
 }
 
-func TestRetriesUploadFailures(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond})
-	e.bkt.failUploads.Store(3)
-	if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
-		t.Fatal(err)
-	}
-	if n := val(e.m.UploadFailures); n != 3 {
-		t.Errorf("UploadFailures = %v, want 3", n)
-	}
-	if got := e.readCommitted(); len(got) != 1 {
-		t.Fatalf("%d entries", len(got))
+// checkPauses checks the pauses between retries, each measured in a bubble
+// from one attempt's start to the next: pause i is the i-th of one jittered
+// backoff from minBackoff to maxBackoff, between half and all of its step
+// (internal/backoff). A second backoff or pause on top of it, or one step
+// skipped, falls outside.
+func checkPauses(t *testing.T, what string, attempts []time.Time, extra time.Duration) {
+	t.Helper()
+	step := minBackoff
+	for i := 1; i < len(attempts); i++ {
+		pause := attempts[i].Sub(attempts[i-1]) - extra
+		if pause < step/2 || pause > step {
+			t.Errorf("%s: pause %d is %v, want one backoff step of %v: in [%v, %v]", what, i, pause, step, step/2, step)
+		}
+		step = min(2*step, maxBackoff)
 	}
 }
 
-func TestRetriesCommitFailures(t *testing.T) {
-	var fails atomic.Int64
-	fails.Store(3)
-	e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
-		// The queue retries internally for RetryTimeout; make each of its
-		// calls give up quickly so the producer's own retry is exercised.
-		e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Millisecond, RetryTimeout: 5 * time.Millisecond})
-		e.store.BeforeWrite = func(string) error {
-			if fails.Add(-1) >= 0 {
-				time.Sleep(10 * time.Millisecond)
-				return errors.New("injected")
+// TestRetriesUploadFailures: a failed upload is retried after one backoff
+// pause, each pause the next step, until it succeeds.
+func TestRetriesUploadFailures(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		const failures = 8 // steps 20ms ... 1.28s, then the 2s cap
+		var attempts []time.Time
+		e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
+			e.bkt.delay = func(string, int64) time.Duration {
+				attempts = append(attempts, time.Now()) // one upload at a time
+				return 0
 			}
-			return nil
+		})
+		e.bkt.failUploads.Store(failures)
+		if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
+			t.Fatal(err)
+		}
+		if n := val(e.m.UploadFailures); n != failures {
+			t.Errorf("UploadFailures = %v, want %d", n, failures)
+		}
+		if len(attempts) != failures+1 {
+			t.Fatalf("%d upload attempts, want %d", len(attempts), failures+1)
+		}
+		checkPauses(t, "upload", attempts, 0)
+		if got := e.readCommitted(); len(got) != 1 {
+			t.Fatalf("%d entries", len(got))
 		}
 	})
-	if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
-		t.Fatal(err)
-	}
-	if n := val(e.m.CommitFailures); n < 1 {
-		t.Errorf("CommitFailures = %v, want >= 1", n)
-	}
-	if got := e.readCommitted(); len(got) != 1 {
-		t.Fatalf("%d entries", len(got))
-	}
+}
+
+// TestRetriesCommitFailures: a failed manifest commit is retried after one
+// backoff pause of internal/backoff's, each the next step up to the cap:
+// the commit loop neither pauses twice nor doubles a step on top of it.
+// The queue gives up after one write here, so every write is one attempt
+// of the producer's own loop.
+func TestRetriesCommitFailures(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		const (
+			failures = 8               // steps 20ms ... 1.28s, then the 2s cap
+			giveUp   = time.Nanosecond // the queue's retry timeout: one write per call
+		)
+		var writes []time.Time
+		e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
+			e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Millisecond, RetryTimeout: giveUp})
+			e.store.BeforeWrite = func(string) error {
+				writes = append(writes, time.Now()) // the committer writes one at a time
+				if len(writes) <= failures {
+					return errors.New("injected manifest outage")
+				}
+				return nil
+			}
+		})
+		if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
+			t.Fatal(err)
+		}
+		if n := val(e.m.CommitFailures); n != failures {
+			t.Errorf("CommitFailures = %v, want %d", n, failures)
+		}
+		if len(writes) != failures+1 {
+			t.Fatalf("%d manifest writes, want %d", len(writes), failures+1)
+		}
+		// Each failed call of the queue ends giveUp after its write.
+		checkPauses(t, "commit", writes, giveUp)
+		if got := e.readCommitted(); len(got) != 1 {
+			t.Fatalf("%d entries", len(got))
+		}
+	})
 }
 
 // A write that landed although the queue reported failure must not be
 // appended a second time when the producer retries.
 func TestUncertainCommitNotDuplicated(t *testing.T) {
-	var lost atomic.Int64
-	var readsFailUntil atomic.Int64 // unix nanos
-	lost.Store(1)
-	e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
-		e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, RetryTimeout: 20 * time.Millisecond})
-		e.store.AfterWrite = func(string) error {
-			if lost.Add(-1) >= 0 {
-				// The queue's own read-back fails too, long enough for
-				// its call to give up.
-				readsFailUntil.Store(time.Now().Add(100 * time.Millisecond).UnixNano())
-				return errors.New("injected lost response")
+	bubble(t, func(t *testing.T) {
+		var lost atomic.Int64
+		var readsFailUntil atomic.Int64 // unix nanos
+		lost.Store(1)
+		e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond}, func(e *env) {
+			e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, RetryTimeout: 20 * time.Millisecond})
+			e.store.AfterWrite = func(string) error {
+				if lost.Add(-1) >= 0 {
+					// The queue's own read-back fails too, long enough for
+					// its call to give up.
+					readsFailUntil.Store(time.Now().Add(100 * time.Millisecond).UnixNano())
+					return errors.New("injected lost response")
+				}
+				return nil
 			}
-			return nil
+			e.store.BeforeRead = func(string) error {
+				if time.Now().UnixNano() < readsFailUntil.Load() {
+					time.Sleep(time.Millisecond)
+					return errors.New("injected read failure")
+				}
+				return nil
+			}
+		})
+		if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
+			t.Fatal(err)
 		}
-		e.store.BeforeRead = func(string) error {
-			if time.Now().UnixNano() < readsFailUntil.Load() {
-				time.Sleep(time.Millisecond)
-				return errors.New("injected read failure")
-			}
-			return nil
+		got := e.readCommitted()
+		if len(got) != 1 {
+			t.Fatalf("manifest has %d entries, want exactly 1 (no duplicate)", len(got))
+		}
+		if val(e.m.CommitFailures) < 1 {
+			t.Fatal("the injected lost response did not reach the producer; test proves nothing")
 		}
 	})
-	if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 2, 10)); err != nil {
-		t.Fatal(err)
-	}
-	got := e.readCommitted()
-	if len(got) != 1 {
-		t.Fatalf("manifest has %d entries, want exactly 1 (no duplicate)", len(got))
-	}
-	if val(e.m.CommitFailures) < 1 {
-		t.Fatal("the injected lost response did not reach the producer; test proves nothing")
-	}
 }
 
 func TestSizeFlushKeepsAppendsWhole(t *testing.T) {
-	// Records of 30 bytes cost 34 in the batch; footer is 7.
-	e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 100, MinSealInterval: time.Hour})
-	a := appendAsync(e.p, format.EventsHeader, recs("a", 2, 30)) // 75 bytes: stays open
-	waitFor(t, "append a accepted", func() bool { return e.p.openRecords() == 2 })
-	notReturned(t, a, "before any flush trigger")
-	b := appendAsync(e.p, format.EventsHeader, recs("b", 2, 30)) // would make 143: seals a first
-	if err := waitErr(t, a); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "append b accepted", func() bool { return e.p.openRecords() == 2 })
-	c := appendAsync(e.p, logsHeader, recs("c", 1, 200)) // larger than the threshold: own batch
-	for _, ch := range []<-chan error{b, c} {
-		if err := waitErr(t, ch); err != nil {
+	bubble(t, func(t *testing.T) {
+		// Records of 30 bytes cost 34 in the batch; footer is 7.
+		e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 100, MinSealInterval: time.Hour})
+		a := appendAsync(e.p, format.EventsHeader, recs("a", 2, 30)) // 75 bytes: stays open
+		settled(t, "append a accepted", func() bool { return e.p.openRecords() == 2 })
+		notReturned(t, a, "before any flush trigger")
+		b := appendAsync(e.p, format.EventsHeader, recs("b", 2, 30)) // would make 143: seals a first
+		if err := waitErr(t, a); err != nil {
 			t.Fatal(err)
 		}
-	}
-	got := e.readCommitted()
-	want := [][][]byte{recs("a", 2, 30), recs("b", 2, 30), recs("c", 1, 200)}
-	if len(got) != len(want) {
-		t.Fatalf("%d batches, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if !slices.EqualFunc(got[i].records, want[i], bytes.Equal) {
-			t.Errorf("batch %d records %q, want %q", i, got[i].records, want[i])
-		}
-	}
-	if h := headerOf(got[2].entry, 0); h != logsHeader {
-		t.Errorf("batch 2 header %v, want %v", h, logsHeader)
-	}
-	if n := val(e.m.BatchCreated); n != 3 {
-		t.Errorf("BatchCreated = %v", n)
-	}
-}
-
-func TestIntervalFlush(t *testing.T) {
-	for _, interval := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond} {
-		t.Run(interval.String(), func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: interval, MinSealInterval: time.Hour})
-			start := time.Now()
-			if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 1, 10)); err != nil {
+		settled(t, "append b accepted", func() bool { return e.p.openRecords() == 2 })
+		c := appendAsync(e.p, logsHeader, recs("c", 1, 200)) // larger than the threshold: own batch
+		for _, ch := range []<-chan error{b, c} {
+			if err := waitErr(t, ch); err != nil {
 				t.Fatal(err)
 			}
-			took := time.Since(start)
-			if took < interval {
-				t.Errorf("flushed after %v, before the %v interval", took, interval)
+		}
+		got := e.readCommitted()
+		want := [][][]byte{recs("a", 2, 30), recs("b", 2, 30), recs("c", 1, 200)}
+		if len(got) != len(want) {
+			t.Fatalf("%d batches, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if !slices.EqualFunc(got[i].records, want[i], bytes.Equal) {
+				t.Errorf("batch %d records %q, want %q", i, got[i].records, want[i])
 			}
-			if took > interval+3*time.Second {
-				t.Errorf("flushed after %v, interval %v", took, interval)
-			}
-			if got := e.readCommitted(); len(got) != 1 {
-				t.Fatalf("%d batches", len(got))
-			}
+		}
+		if h := headerOf(got[2].entry, 0); h != logsHeader {
+			t.Errorf("batch 2 header %v, want %v", h, logsHeader)
+		}
+		if n := val(e.m.BatchCreated); n != 3 {
+			t.Errorf("BatchCreated = %v", n)
+		}
+	})
+}
+
+// TestIntervalFlush: with group commit held back by the cost cap, a batch
+// is sealed by its flush timer, FlushInterval after its first record: the
+// Append is answered then (upload and commit take no time in the bubble).
+func TestIntervalFlush(t *testing.T) {
+	t.Parallel()
+	for _, interval := range []time.Duration{30 * time.Millisecond, 150 * time.Millisecond} {
+		t.Run(interval.String(), func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				e := newEnv(t, Config{FlushInterval: interval, MinSealInterval: time.Hour})
+				start := time.Now()
+				if err := e.p.Append(context.Background(), format.EventsHeader, recs("a", 1, 10)); err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(start); took != interval {
+					t.Errorf("flushed after %v, want the %v interval", took, interval)
+				}
+				if got := e.readCommitted(); len(got) != 1 {
+					t.Fatalf("%d batches", len(got))
+				}
+			})
 		})
 	}
 }
 
 func TestGroupCommit(t *testing.T) {
-	release := make(chan struct{})
-	var calls atomic.Int64
-	e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 50, UploadConcurrency: 8}, func(e *env) {
-		e.store.BeforeWrite = func(string) error {
-			if calls.Add(1) == 1 {
-				<-release
+	bubble(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int64
+		e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 50, UploadConcurrency: 8}, func(e *env) {
+			e.store.BeforeWrite = func(string) error {
+				if calls.Add(1) == 1 {
+					<-release
+				}
+				return nil
 			}
-			return nil
+		})
+		const n = 6
+		chans := []<-chan error{appendAsync(e.p, format.EventsHeader, recs("r0", 1, 60))}
+		settled(t, "first manifest write", func() bool { return calls.Load() == 1 })
+		for i := 1; i < n; i++ {
+			chans = append(chans, appendAsync(e.p, format.EventsHeader, recs(fmt.Sprintf("r%d", i), 1, 60)))
+		}
+		settled(t, "all uploads", func() bool { return e.bkt.uploads.Load() == n })
+		notReturned(t, chans[0], "while the manifest write is held")
+		close(release)
+		for _, ch := range chans {
+			if err := waitErr(t, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if w := e.writes.Load(); w != 2 {
+			t.Errorf("%d manifest writes for %d batches, want 2 (the 5 held-up batches in one group)", w, n)
+		}
+		got := e.readCommitted()
+		if len(got) != n {
+			t.Fatalf("%d entries, want %d", len(got), n)
+		}
+		if c, s := groupHist(t, e.m); c != 2 || s != n {
+			t.Errorf("CommitGroupEntries: %d groups of %v batches, want 2 of %d", c, s, n)
 		}
 	})
-	const n = 6
-	chans := []<-chan error{appendAsync(e.p, format.EventsHeader, recs("r0", 1, 60))}
-	waitFor(t, "first manifest write", func() bool { return calls.Load() == 1 })
-	for i := 1; i < n; i++ {
-		chans = append(chans, appendAsync(e.p, format.EventsHeader, recs(fmt.Sprintf("r%d", i), 1, 60)))
-	}
-	waitFor(t, "all uploads", func() bool { return e.bkt.uploads.Load() == n })
-	notReturned(t, chans[0], "while the manifest write is held")
-	close(release)
-	for _, ch := range chans {
-		if err := waitErr(t, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if w := e.writes.Load(); w != 2 {
-		t.Errorf("%d manifest writes for %d batches, want 2 (the 5 held-up batches in one group)", w, n)
-	}
-	got := e.readCommitted()
-	if len(got) != n {
-		t.Fatalf("%d entries, want %d", len(got), n)
-	}
-	if c, s := groupHist(t, e.m); c != 2 || s != n {
-		t.Errorf("CommitGroupEntries: %d groups of %v batches, want 2 of %d", c, s, n)
-	}
 }
 
 // groupHist returns the sample count and sum of CommitGroupEntries.
@@ -497,82 +575,86 @@ func groupHist(t *testing.T, m *Metrics) (uint64, float64) {
 }
 
 func TestOrderFollowsAcceptanceNotUploadSpeed(t *testing.T) {
-	const n = 6
-	e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 50, UploadConcurrency: n}, func(e *env) {
-		e.bkt.delay = func(_ string, attempt int64) time.Duration {
-			// The earliest batches upload slowest.
-			return time.Duration(n-attempt) * 40 * time.Millisecond
+	bubble(t, func(t *testing.T) {
+		const n = 6
+		e := newEnv(t, Config{FlushInterval: time.Hour, FlushSizeBytes: 50, UploadConcurrency: n}, func(e *env) {
+			e.bkt.delay = func(_ string, attempt int64) time.Duration {
+				// The earliest batches upload slowest.
+				return time.Duration(n-attempt) * 40 * time.Millisecond
+			}
+		})
+		var chans []<-chan error
+		for i := range n {
+			chans = append(chans, appendAsync(e.p, format.EventsHeader, recs(fmt.Sprintf("r%d", i), 1, 60)))
+			settled(t, "batch sealed", func() bool { return val(e.m.BatchCreated) == float64(i+1) })
+		}
+		for _, ch := range chans {
+			if err := waitErr(t, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := e.readCommitted()
+		if len(got) != n {
+			t.Fatalf("%d entries", len(got))
+		}
+		for i, c := range got {
+			if want := fmt.Sprintf("r%d-0-", i); !bytes.HasPrefix(c.records[0], []byte(want)) {
+				t.Errorf("sequence %d holds %q, want %s...", c.entry.Sequence, c.records[0], want)
+			}
 		}
 	})
-	var chans []<-chan error
-	for i := range n {
-		chans = append(chans, appendAsync(e.p, format.EventsHeader, recs(fmt.Sprintf("r%d", i), 1, 60)))
-		waitFor(t, "batch sealed", func() bool { return val(e.m.BatchCreated) == float64(i+1) })
-	}
-	for _, ch := range chans {
-		if err := waitErr(t, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := e.readCommitted()
-	if len(got) != n {
-		t.Fatalf("%d entries", len(got))
-	}
-	for i, c := range got {
-		if want := fmt.Sprintf("r%d-0-", i); !bytes.HasPrefix(c.records[0], []byte(want)) {
-			t.Errorf("sequence %d holds %q, want %s...", c.entry.Sequence, c.records[0], want)
-		}
-	}
 }
 
 func TestBackpressure(t *testing.T) {
-	release := make(chan struct{})
-	e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, MaxBufferedBytes: 1000}, func(e *env) {
-		e.store.BeforeWrite = func(string) error { <-release; return nil }
+	bubble(t, func(t *testing.T) {
+		release := make(chan struct{})
+		e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, MaxBufferedBytes: 1000}, func(e *env) {
+			e.store.BeforeWrite = func(string) error { <-release; return nil }
+		})
+		first := appendAsync(e.p, format.EventsHeader, recs("a", 1, 596)) // 600 buffered
+		settled(t, "buffered", func() bool { return val(e.m.BufferedBytes) == 600 })
+		start := time.Now()
+		err := e.p.Append(context.Background(), format.EventsHeader, recs("b", 1, 596))
+		if !errors.Is(err, ErrBackpressure) {
+			t.Fatalf("err = %v, want ErrBackpressure", err)
+		}
+		if time.Since(start) > time.Second {
+			t.Errorf("backpressure took %v, want at once", time.Since(start))
+		}
+		if n := val(e.m.Backpressure); n != 1 {
+			t.Errorf("Backpressure = %v", n)
+		}
+		// Still fits.
+		small := appendAsync(e.p, format.EventsHeader, recs("c", 1, 396)) // 1000 exactly
+		settled(t, "buffered", func() bool { return val(e.m.BufferedBytes) == 1000 })
+		close(release)
+		for _, ch := range []<-chan error{first, small} {
+			if err := waitErr(t, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := val(e.m.BufferedBytes); n != 0 {
+			t.Errorf("BufferedBytes = %v after commit", n)
+		}
+		if err := e.p.Append(context.Background(), format.EventsHeader, recs("b", 1, 596)); err != nil {
+			t.Fatalf("after the commit released memory: %v", err)
+		}
+		// Larger than the whole bound: refused, never blocks.
+		if err := e.p.Append(context.Background(), format.EventsHeader, recs("d", 1, 2000)); !errors.Is(err, ErrBackpressure) {
+			t.Fatalf("oversized append: %v", err)
+		}
+		got := e.readCommitted()
+		var all []string
+		for _, c := range got {
+			for _, r := range c.records {
+				all = append(all, string(r[:1]))
+			}
+		}
+		slices.Sort(all)
+		if !slices.Equal(all, []string{"a", "b", "c"}) {
+			t.Errorf("committed records %v, want a b c (the refused ones never)", all)
+		}
 	})
-	first := appendAsync(e.p, format.EventsHeader, recs("a", 1, 596)) // 600 buffered
-	waitFor(t, "buffered", func() bool { return val(e.m.BufferedBytes) == 600 })
-	start := time.Now()
-	err := e.p.Append(context.Background(), format.EventsHeader, recs("b", 1, 596))
-	if !errors.Is(err, ErrBackpressure) {
-		t.Fatalf("err = %v, want ErrBackpressure", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Errorf("backpressure took %v, want at once", time.Since(start))
-	}
-	if n := val(e.m.Backpressure); n != 1 {
-		t.Errorf("Backpressure = %v", n)
-	}
-	// Still fits.
-	small := appendAsync(e.p, format.EventsHeader, recs("c", 1, 396)) // 1000 exactly
-	waitFor(t, "buffered", func() bool { return val(e.m.BufferedBytes) == 1000 })
-	close(release)
-	for _, ch := range []<-chan error{first, small} {
-		if err := waitErr(t, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := val(e.m.BufferedBytes); n != 0 {
-		t.Errorf("BufferedBytes = %v after commit", n)
-	}
-	if err := e.p.Append(context.Background(), format.EventsHeader, recs("b", 1, 596)); err != nil {
-		t.Fatalf("after the commit released memory: %v", err)
-	}
-	// Larger than the whole bound: refused, never blocks.
-	if err := e.p.Append(context.Background(), format.EventsHeader, recs("d", 1, 2000)); !errors.Is(err, ErrBackpressure) {
-		t.Fatalf("oversized append: %v", err)
-	}
-	got := e.readCommitted()
-	var all []string
-	for _, c := range got {
-		for _, r := range c.records {
-			all = append(all, string(r[:1]))
-		}
-	}
-	slices.Sort(all)
-	if !slices.Equal(all, []string{"a", "b", "c"}) {
-		t.Errorf("committed records %v, want a b c (the refused ones never)", all)
-	}
 }
 
 type fakeClock struct {
@@ -584,6 +666,7 @@ func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestReuploadBeforeCommitWhenUploadIsOld(t *testing.T) {
+	t.Parallel()
 	const grace = time.Minute
 	cases := []struct {
 		name     string
@@ -596,98 +679,105 @@ func TestReuploadBeforeCommitWhenUploadIsOld(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-			var first atomic.Bool
-			first.Store(true)
-			e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, GCGracePeriod: grace}, func(e *env) {
-				e.store.BeforeWrite = func(string) error {
-					if first.Swap(false) {
-						// The first commit fails and time passes before the retry.
-						clk.Add(tc.advance)
-						return errors.New("injected manifest outage")
+			bubble(t, func(t *testing.T) {
+				clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+				var first atomic.Bool
+				first.Store(true)
+				e := newEnv(t, Config{FlushInterval: 5 * time.Millisecond, GCGracePeriod: grace}, func(e *env) {
+					e.store.BeforeWrite = func(string) error {
+						if first.Swap(false) {
+							// The first commit fails and time passes before the retry.
+							clk.Add(tc.advance)
+							return errors.New("injected manifest outage")
+						}
+						return nil
 					}
-					return nil
+					// One attempt per queue call: the backoff outlasts the timeout.
+					e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Second, RetryTimeout: 50 * time.Millisecond})
+				})
+				e.p.now = clk.Now
+				want := recs("a", 3, 10)
+				if err := e.p.Append(context.Background(), format.EventsHeader, want); err != nil {
+					t.Fatal(err)
 				}
-				// One attempt per queue call: the backoff outlasts the timeout.
-				e.q = manifest.NewQueue(e.store, manifestPath, manifest.Options{MinBackoff: time.Second, RetryTimeout: 50 * time.Millisecond})
+				var files []string
+				err := e.bkt.Iter(context.Background(), DefaultDataPrefix, func(n string) error { files = append(files, n); return nil })
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := e.readCommitted()
+				if len(got) != 1 || !slices.EqualFunc(got[0].records, want, bytes.Equal) {
+					t.Fatalf("committed %+v", got)
+				}
+				reuploads := val(e.m.Reuploads)
+				if tc.reupload {
+					if reuploads != 1 || len(files) != 2 {
+						t.Fatalf("reuploads %v, files %v; want 1 re-upload and 2 files", reuploads, files)
+					}
+					// The committed file is the newer one; the old one is an orphan for GC.
+					if got[0].entry.Location != files[1] {
+						t.Errorf("committed %s, want the re-uploaded %s (files %v)", got[0].entry.Location, files[1], files)
+					}
+				} else if reuploads != 0 || len(files) != 1 || got[0].entry.Location != files[0] {
+					t.Fatalf("reuploads %v, files %v, committed %s; want the first upload committed", reuploads, files, got[0].entry.Location)
+				}
+				if ts := got[0].entry.Metadata[0].IngestionTimeMs; ts != time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli() {
+					t.Errorf("IngestionTimeMs %d is not the clock's time at append", ts)
+				}
 			})
-			e.p.now = clk.Now
-			want := recs("a", 3, 10)
-			if err := e.p.Append(context.Background(), format.EventsHeader, want); err != nil {
-				t.Fatal(err)
-			}
-			var files []string
-			err := e.bkt.Iter(context.Background(), DefaultDataPrefix, func(n string) error { files = append(files, n); return nil })
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := e.readCommitted()
-			if len(got) != 1 || !slices.EqualFunc(got[0].records, want, bytes.Equal) {
-				t.Fatalf("committed %+v", got)
-			}
-			reuploads := val(e.m.Reuploads)
-			if tc.reupload {
-				if reuploads != 1 || len(files) != 2 {
-					t.Fatalf("reuploads %v, files %v; want 1 re-upload and 2 files", reuploads, files)
-				}
-				// The committed file is the newer one; the old one is an orphan for GC.
-				if got[0].entry.Location != files[1] {
-					t.Errorf("committed %s, want the re-uploaded %s (files %v)", got[0].entry.Location, files[1], files)
-				}
-			} else if reuploads != 0 || len(files) != 1 || got[0].entry.Location != files[0] {
-				t.Fatalf("reuploads %v, files %v, committed %s; want the first upload committed", reuploads, files, got[0].entry.Location)
-			}
-			if ts := got[0].entry.Metadata[0].IngestionTimeMs; ts != time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli() {
-				t.Errorf("IngestionTimeMs %d is not the clock's time at append", ts)
-			}
 		})
 	}
 }
 
 func TestCloseFlushesOpenBatch(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
-	ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
-	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := e.p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Committed by the time Close returned.
-	if got := e.readCommitted(); len(got) != 1 || len(got[0].records) != 2 {
-		t.Fatalf("committed %+v", got)
-	}
-	if err := waitErr(t, ch); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.p.Append(ctx, format.EventsHeader, recs("b", 1, 10)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append after Close: %v", err)
-	}
-	if err := e.p.Close(ctx); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
+		ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
+		settled(t, "accepted", func() bool { return e.p.openRecords() == 2 })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Committed by the time Close returned.
+		if got := e.readCommitted(); len(got) != 1 || len(got[0].records) != 2 {
+			t.Fatalf("committed %+v", got)
+		}
+		if err := waitErr(t, ch); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.p.Append(ctx, format.EventsHeader, recs("b", 1, 10)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Append after Close: %v", err)
+		}
+		if err := e.p.Close(ctx); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	})
 }
 
 func TestCloseGivesUpWithContext(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour, CommitTimeout: time.Hour}, func(e *env) {
-		e.store.BeforeWrite = func(string) error { return errors.New("injected manifest outage") }
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour, CommitTimeout: time.Hour}, func(e *env) {
+			e.store.BeforeWrite = func(string) error { return errors.New("injected manifest outage") }
+		})
+		ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
+		settled(t, "accepted", func() bool { return e.p.openRecords() == 2 })
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := e.p.Close(ctx); err == nil {
+			t.Fatal("Close reported success although nothing was committed")
+		}
+		if err := waitErr(t, ch); err == nil {
+			t.Fatal("Append acknowledged data that was never committed")
+		}
+		if err := e.p.Close(context.Background()); err != nil {
+			t.Fatalf("second Close after abort: %v", err)
+		}
 	})
-	ch := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
-	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := e.p.Close(ctx); err == nil {
-		t.Fatal("Close reported success although nothing was committed")
-	}
-	if err := waitErr(t, ch); err == nil {
-		t.Fatal("Append acknowledged data that was never committed")
-	}
-	if err := e.p.Close(context.Background()); err != nil {
-		t.Fatalf("second Close after abort: %v", err)
-	}
 }
 
 func TestConcurrentAppendersExactContents(t *testing.T) {
+	t.Parallel()
 	for _, comp := range []format.Compression{format.CompressionNone, format.CompressionZstd} {
 		t.Run(comp.String(), func(t *testing.T) {
 			e := newEnv(t, Config{FlushInterval: 2 * time.Millisecond, FlushSizeBytes: 2048, Compression: comp.String(), UploadConcurrency: 3})
@@ -778,6 +868,7 @@ func TestConcurrentAppendersExactContents(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	fs, _ := filesystem.NewBucket(t.TempDir())
 	q := manifest.NewQueue(memstore.New(), "m", manifest.Options{})
 	m := NewMetrics(nil)
@@ -835,6 +926,7 @@ func val(c prometheus.Metric) float64 {
 }
 
 func TestQueueOptionsCountWrites(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics(nil)
 	store := memstore.New()
 	q := manifest.NewQueue(store, manifestPath, QueueOptions(m))
@@ -864,12 +956,13 @@ func TestQueueOptionsCountWrites(t *testing.T) {
 // (cmd/bucketq checks the command's side against these constants), and the
 // compression default is what the batches are written with.
 func TestZeroConfigDefaults(t *testing.T) {
+	t.Parallel()
 	fs, err := filesystem.NewBucket(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(nil)
-	q := NewQueue(memstore.New(), "", m)
+	q := manifest.NewQueue(memstore.New(), DefaultManifestPath, QueueOptions(m))
 	p, err := New(fs, q, Config{}, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -880,7 +973,6 @@ func TestZeroConfigDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"data prefix", p.cfg.DataPrefix, "ingest/data"},
-		{"manifest path", q.Path(), "ingest/manifest"},
 		{"flush interval", p.cfg.FlushInterval, 250 * time.Millisecond},
 		{"flush size bytes", p.cfg.FlushSizeBytes, 4 << 20},
 		{"compression", p.cfg.Compression, "zstd"},
@@ -894,9 +986,6 @@ func TestZeroConfigDefaults(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, tc.got, tc.want)
 		}
-	}
-	if q := NewQueue(memstore.New(), "other/manifest", m); q.Path() != "other/manifest" {
-		t.Errorf("NewQueue ignored its path: %q", q.Path())
 	}
 
 	// The default compression is the one batches are written with, and
@@ -942,42 +1031,44 @@ func TestZeroConfigDefaults(t *testing.T) {
 // committed, once Drain is called; Appends after Drain are answered without
 // waiting for the interval too; after Close they fail with ErrClosed.
 func TestDrainAnswersWaitingAppends(t *testing.T) {
-	e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
-	first := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
-	waitFor(t, "accepted", func() bool { return e.p.openRecords() == 2 })
-	notReturned(t, first, "before Drain, with an hour-long flush interval")
+	bubble(t, func(t *testing.T) {
+		e := newEnv(t, Config{FlushInterval: time.Hour, MinSealInterval: time.Hour})
+		first := appendAsync(e.p, format.EventsHeader, recs("a", 2, 10))
+		settled(t, "accepted", func() bool { return e.p.openRecords() == 2 })
+		notReturned(t, first, "before Drain, with an hour-long flush interval")
 
-	e.p.Drain()
-	if err := waitErr(t, first); err != nil {
-		t.Fatalf("waiting Append after Drain: %v", err)
-	}
-	got := e.readCommitted()
-	if len(got) != 1 || len(got[0].records) != 2 || string(got[0].records[0]) != string(recs("a", 2, 10)[0]) {
-		t.Fatalf("committed after Drain: %+v", got)
-	}
+		e.p.Drain()
+		if err := waitErr(t, first); err != nil {
+			t.Fatalf("waiting Append after Drain: %v", err)
+		}
+		got := e.readCommitted()
+		if len(got) != 1 || len(got[0].records) != 2 || string(got[0].records[0]) != string(recs("a", 2, 10)[0]) {
+			t.Fatalf("committed after Drain: %+v", got)
+		}
 
-	// Appends still accepted while draining are sealed at once.
-	second := appendAsync(e.p, logsHeader, recs("b", 1, 10))
-	if err := waitErr(t, second); err != nil {
-		t.Fatalf("Append after Drain: %v", err)
-	}
-	if got := e.readCommitted(); len(got) != 2 || len(got[1].records) != 1 || headerOf(got[1].entry, 0) != logsHeader {
-		t.Fatalf("committed after the second Append: %+v", got)
-	}
-	e.p.Drain() // again: no effect, no panic
+		// Appends still accepted while draining are sealed at once.
+		second := appendAsync(e.p, logsHeader, recs("b", 1, 10))
+		if err := waitErr(t, second); err != nil {
+			t.Fatalf("Append after Drain: %v", err)
+		}
+		if got := e.readCommitted(); len(got) != 2 || len(got[1].records) != 1 || headerOf(got[1].entry, 0) != logsHeader {
+			t.Fatalf("committed after the second Append: %+v", got)
+		}
+		e.p.Drain() // again: no effect, no panic
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := e.p.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.p.Append(ctx, format.EventsHeader, recs("c", 1, 10)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append after Close: %v", err)
-	}
-	e.p.Drain() // after Close: no effect
-	if n := len(e.readCommitted()); n != 2 {
-		t.Fatalf("%d entries after Close, want 2", n)
-	}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.p.Append(ctx, format.EventsHeader, recs("c", 1, 10)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Append after Close: %v", err)
+		}
+		e.p.Drain() // after Close: no effect
+		if n := len(e.readCommitted()); n != 2 {
+			t.Fatalf("%d entries after Close, want 2", n)
+		}
+	})
 }
 
 // TestDamagedManifestFailsAtOnce: a zero-byte or bit-flipped manifest is
@@ -986,29 +1077,34 @@ func TestDrainAnswersWaitingAppends(t *testing.T) {
 // producers held requests ~121 s, then one committed on top of an empty
 // object and the consumer's GC deleted every batch it had listed).
 func TestDamagedManifestFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	good := (&manifest.Manifest{NextSequence: 3, Epoch: 2, Entries: []manifest.Entry{
 		{Sequence: 2, Location: "ingest/data/old.batch", Metadata: []manifest.Metadata{{Payload: format.EventsHeader.Bytes()}}}}}).Encode()
 	flipped := bytes.Clone(good)
 	flipped[12] ^= 0x08
 	for name, damaged := range map[string][]byte{"zero bytes": {}, "one bit flipped": flipped} {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, Config{FlushInterval: time.Millisecond, CommitTimeout: time.Hour, GCGracePeriod: 4 * time.Hour}, func(e *env) {
-				e.store.Put(manifestPath, damaged)
+			bubble(t, func(t *testing.T) {
+				e := newEnv(t, Config{FlushInterval: time.Millisecond, CommitTimeout: time.Hour, GCGracePeriod: 4 * time.Hour}, func(e *env) {
+					e.store.Put(manifestPath, damaged)
+				})
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				err := e.p.Append(ctx, format.EventsHeader, [][]byte{[]byte(`{"id":"1"}`)})
+				var ce *manifest.CorruptError
+				if !errors.As(err, &ce) {
+					t.Fatalf("Append = %v, want an error wrapping *manifest.CorruptError", err)
+				}
+				// Sealed at once, uploaded and refused at the first read:
+				// no time passes in the bubble unless something retried.
+				if waited := time.Since(start); waited != 0 {
+					t.Fatalf("Append failed only after %s: it retried a damaged manifest", waited)
+				}
+				if cur, _, _ := e.store.Read(ctx, manifestPath); !bytes.Equal(cur, damaged) {
+					t.Fatalf("the damaged manifest was overwritten with %d bytes", len(cur))
+				}
 			})
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			err := e.p.Append(ctx, format.EventsHeader, [][]byte{[]byte(`{"id":"1"}`)})
-			var ce *manifest.CorruptError
-			if !errors.As(err, &ce) {
-				t.Fatalf("Append = %v, want an error wrapping *manifest.CorruptError", err)
-			}
-			if waited := time.Since(start); waited > 30*time.Second {
-				t.Fatalf("Append failed only after %s: it retried a damaged manifest", waited)
-			}
-			if cur, _, _ := e.store.Read(ctx, manifestPath); !bytes.Equal(cur, damaged) {
-				t.Fatalf("the damaged manifest was overwritten with %d bytes", len(cur))
-			}
 		})
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/internal/backoff"
 	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 )
@@ -458,12 +459,18 @@ func prefetch(ctx context.Context, bkt objstore.Bucket, entries []planned, n int
 	return order
 }
 
+// fetchAttempts is how often fetch tries a batch file; between attempts it
+// pauses with fetchBackoff (from 100ms, doubling: about 3s in all).
+const fetchAttempts = 6
+
+func fetchBackoff() *backoff.Backoff { return backoff.New(100*time.Millisecond, 1600*time.Millisecond) }
+
 // fetch reads one batch file, retrying transient errors a few times. A
 // file not found is missing (expired or deleted), not an error.
 func fetch(ctx context.Context, bkt objstore.Bucket, p planned) fetched {
 	var err error
-	wait := 100 * time.Millisecond
-	for attempt := 0; attempt < 6; attempt++ {
+	bo := fetchBackoff()
+	for attempt := 1; ; attempt++ {
 		var rc io.ReadCloser
 		rc, err = bkt.Get(ctx, p.e.Location)
 		if err == nil {
@@ -480,16 +487,13 @@ func fetch(ctx context.Context, bkt objstore.Bucket, p planned) fetched {
 		if ctx.Err() != nil {
 			return fetched{p: p, err: ctx.Err()}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fetched{p: p, err: ctx.Err()}
-		case <-t.C:
+		if attempt == fetchAttempts {
+			return fetched{p: p, err: fmt.Errorf("replay: read batch %s (sequence %d): %w", p.e.Location, p.e.Sequence, err)}
 		}
-		wait *= 2
+		if backoff.Sleep(ctx, bo.Next()) != nil {
+			return fetched{p: p, err: ctx.Err()}
+		}
 	}
-	return fetched{p: p, err: fmt.Errorf("replay: read batch %s (sequence %d): %w", p.e.Location, p.e.Sequence, err)}
 }
 
 // pending is one converted event waiting for the next sink request.

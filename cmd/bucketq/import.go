@@ -16,6 +16,7 @@ import (
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/importer"
 	"github.com/bucketq/bucketq/internal/objname"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -119,7 +120,7 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		defer bkt.Close()
 		pm := producer.NewMetrics(nil)
-		q := newQueue(store, cfg, producer.QueueOptions(pm))
+		q := manifest.NewQueue(store, cfg.ManifestPath, queueOptions(cfg, producer.QueueOptions(pm)))
 		prod, err = producer.New(bkt, q, producer.Config{
 			DataPrefix:       cfg.DataPrefix,
 			FlushInterval:    cfg.FlushInterval,

@@ -16,6 +16,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
 	"github.com/bucketq/bucketq/consumer/sink"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/partition"
 	"github.com/bucketq/bucketq/producer"
@@ -51,7 +52,7 @@ func newProducer(bkt objstore.Bucket, store cas.Store, cfg *config.Config, reg p
 	mk := func(p int, st cas.Store) (partition.Producer, error) {
 		pm := producer.NewMetrics(partitionReg(reg, cfg, p))
 		l := cfg.Layout().Partition(p)
-		q := newQueueAt(st, cfg, l.Manifest, producer.QueueOptions(pm))
+		q := manifest.NewQueue(st, l.Manifest, queueOptions(cfg, producer.QueueOptions(pm)))
 		return producer.New(bkt, q, producer.Config{
 			DataPrefix:       l.Data,
 			FlushInterval:    cfg.FlushInterval,
@@ -96,7 +97,7 @@ func newConsumerRun(bkt objstore.Bucket, store cas.Store, cfg *config.Config, co
 				return nil, err
 			}
 		}
-		return consumer.New(bkt, newQueueAt(store, cfg, l.Manifest, consumer.QueueOptions(cm)), conv, snk, cc, cm, log.With("part", "consumer", "partition", strconv.Itoa(p)))
+		return consumer.New(bkt, manifest.NewQueue(store, l.Manifest, queueOptions(cfg, consumer.QueueOptions(cm))), conv, snk, cc, cm, log.With("part", "consumer", "partition", strconv.Itoa(p)))
 	}
 	if cfg.Partitions <= 1 {
 		c, err := mk(0)

@@ -238,7 +238,7 @@ func TestReplayScenarioS3(t *testing.T) {
 	sim.Store(scenarioBase.UnixMilli())
 	var prods []*producer.Producer
 	for range 2 {
-		p, err := producer.New(bkt, producer.NewQueue(store, "", nil), producer.Config{FlushInterval: 2 * time.Millisecond}, nil, log)
+		p, err := producer.New(bkt, manifest.NewQueue(store, producer.DefaultManifestPath, manifest.Options{}), producer.Config{FlushInterval: 2 * time.Millisecond}, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -61,17 +61,13 @@ func openBucket(ctx context.Context, cfg *config.Config, log *slog.Logger) (objs
 	return bkt, store, nil
 }
 
-// newQueue returns the configured queue with the hooks of opts (the
-// producer's or the consumer's QueueOptions, which count its writes and
-// conflicts).
-func newQueue(store cas.Store, cfg *config.Config, opts manifest.Options) *manifest.Queue {
-	return newQueueAt(store, cfg, cfg.ManifestPath, opts)
-}
-
-// newQueueAt is newQueue for the manifest at path (a partition's).
-func newQueueAt(store cas.Store, cfg *config.Config, path string, opts manifest.Options) *manifest.Queue {
+// queueOptions are the options of a queue the command opens with
+// manifest.NewQueue: the hooks of opts (the producer's or the consumer's
+// QueueOptions, which count its writes and conflicts) and the configured
+// manifest version.
+func queueOptions(cfg *config.Config, opts manifest.Options) manifest.Options {
 	opts.Version = cfg.FormatVersion
-	return manifest.NewQueue(store, path, opts)
+	return opts
 }
 
 // newConverter is the CloudEvents pass-through plus the OTLP converters
@@ -184,7 +180,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 		bodyLimits reqbody.Limits
 	)
 	if roles&config.Produce != 0 {
-		readyQ = newQueue(store, cfg, manifest.Options{})
+		readyQ = manifest.NewQueue(store, cfg.ManifestPath, queueOptions(cfg, manifest.Options{}))
 		prod, err = newProducer(bkt, store, cfg, reg, log.With("part", "producer"))
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
@@ -197,7 +193,7 @@ func serveCommand(ctx context.Context, name string, roles config.Role, args []st
 	}
 	if roles&config.Consume != 0 {
 		if readyQ == nil {
-			readyQ = newQueue(store, cfg, manifest.Options{})
+			readyQ = manifest.NewQueue(store, cfg.ManifestPath, queueOptions(cfg, manifest.Options{}))
 		}
 		runConsumer, consReady, err = newConsumerRun(bkt, store, cfg, conv, otlpConvs, snk, reg, log)
 		if err != nil {

@@ -10,6 +10,10 @@ import (
 	"github.com/bucketq/bucketq/internal/backoff"
 )
 
+// DefaultMaxRetryAfter caps an honoured Retry-After unless told otherwise:
+// the consumer's, SendRetrying's and dead-letter redrive's default.
+const DefaultMaxRetryAfter = 10 * time.Minute
+
 // RetryPolicy bounds SendRetrying's waits. Zero fields take the defaults.
 type RetryPolicy struct {
 	MinBackoff, MaxBackoff time.Duration // defaults 200ms and 30s
@@ -45,7 +49,7 @@ func SendRetrying(ctx context.Context, s Sink, events []json.RawMessage, p Retry
 		p.MaxBackoff = max(backoff.DefaultMax, p.MinBackoff)
 	}
 	if p.MaxRetryAfter <= 0 {
-		p.MaxRetryAfter = 10 * time.Minute
+		p.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	var refused []Refusal
 	var send func(from, to int) error

@@ -48,7 +48,7 @@ func TestSameRecordsAsBucketqProduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(pbkt, producer.NewQueue(pstore, "", nil), producer.Config{}, nil, slog.New(slog.DiscardHandler))
+	prod, err := producer.New(pbkt, manifest.NewQueue(pstore, producer.DefaultManifestPath, manifest.Options{}), producer.Config{}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,10 +80,14 @@ func (t Tokens) HTTP(next http.Handler, reject func(w http.ResponseWriter, r *ht
 	})
 }
 
+// RejectMessage is the text of every refusal for a missing or wrong token:
+// HTTP 401 bodies and the gRPC Unauthenticated status.
+const RejectMessage = "missing or invalid bearer token"
+
 // Unauthorized writes the plain-text 401 that HTTP answers when its reject
-// function is nil (a reject function may call it and add to it).
+// function is nil.
 func Unauthorized(w http.ResponseWriter, _ *http.Request) {
-	http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
+	http.Error(w, RejectMessage, http.StatusUnauthorized)
 }
 
 // GRPC returns server options that refuse calls without an accepted token
@@ -107,7 +111,7 @@ func (t Tokens) GRPC(rejected func()) []grpc.ServerOption {
 		if rejected != nil {
 			rejected()
 		}
-		return status.Error(codes.Unauthenticated, "missing or invalid bearer token")
+		return status.Error(codes.Unauthenticated, RejectMessage)
 	}
 	check := func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)

@@ -87,7 +87,7 @@ func NewHandler(app producer.Appender, cfg Config, m *ingestmetrics.Metrics, log
 // unauthorized answers a request without an accepted token (auth.Tokens.HTTP
 // has set WWW-Authenticate): a problem+json 401, counted.
 func (h *handler) unauthorized(w http.ResponseWriter, _ *http.Request) {
-	code := h.fail(w, http.StatusUnauthorized, "missing or invalid bearer token")
+	code := h.fail(w, http.StatusUnauthorized, auth.RejectMessage)
 	h.m.Request(code)
 }
 

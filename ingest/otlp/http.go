@@ -93,11 +93,18 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // unauthorized is the reject function of auth.Tokens.HTTP around the
-// handler: auth's plain-text 401, counted in ingest_requests with front
-// otlp-http and code 401, as the handler counts its own answers (and
-// /api/v1/events its 401s).
+// handler (which has set WWW-Authenticate): a 401 whose body is a
+// google.rpc.Status with code UNAUTHENTICATED, like every other 4xx of
+// OTLP/HTTP, in the request's content type (protobuf when it is neither
+// OTLP type). It is counted in ingest_requests with front otlp-http and
+// code 401, as the handler counts its own answers (and /api/v1/events its
+// 401s). The body is not read.
 func (h *httpHandler) unauthorized(w http.ResponseWriter, r *http.Request) {
-	auth.Unauthorized(w, r)
+	ct := ContentTypeProtobuf
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && mt == ContentTypeJSON {
+		ct = ContentTypeJSON
+	}
+	writeStatus(w, ct, &httpError{code: http.StatusUnauthorized, msg: auth.RejectMessage})
 	h.r.mHTTP.Request(http.StatusUnauthorized)
 }
 
@@ -207,6 +214,8 @@ func grpcCode(httpCode int) codes.Code {
 	switch httpCode {
 	case http.StatusBadRequest:
 		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
 	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
 		return codes.Unimplemented
 	case http.StatusRequestEntityTooLarge:

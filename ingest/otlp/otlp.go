@@ -17,6 +17,7 @@
 //	producer.ErrClosed, any other gRPC UNAVAILABLE + RetryInfo          HTTP 503 + Retry-After
 //	undecodable body              gRPC INVALID_ARGUMENT + BadRequest    HTTP 400 + google.rpc.Status{BadRequest}
 //	body above the size limit     gRPC RESOURCE_EXHAUSTED (grpc-go)     HTTP 413
+//	missing or wrong bearer token gRPC UNAUTHENTICATED                  HTTP 401 + google.rpc.Status{UNAUTHENTICATED}
 //
 // Partial success is never used: a request is stored whole or not at all.
 package otlp

@@ -465,13 +465,13 @@ func TestHTTPAnswersOnlyAfterAppend(t *testing.T) {
 	}
 }
 
-func startGRPC(t *testing.T, app producer.Appender, m *ingestmetrics.Metrics) *grpc.ClientConn {
+func startGRPC(t *testing.T, app producer.Appender, m *ingestmetrics.Metrics, opts ...grpc.ServerOption) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	RegisterGRPC(s, app, m, nil)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/importer"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/producer"
 )
@@ -129,7 +130,7 @@ func importBench(b *testing.B, bc bucketCase) {
 
 func newImportProducer(b *testing.B, bkt objstore.Bucket, store cas.Store) *producer.Producer {
 	m := producer.NewMetrics(nil)
-	p, err := producer.New(bkt, producer.NewQueue(store, "", m), producer.Config{}, m, quiet)
+	p, err := producer.New(bkt, manifest.NewQueue(store, producer.DefaultManifestPath, producer.QueueOptions(m)), producer.Config{}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -115,8 +115,9 @@ type Server struct {
 	// Endpoint is the full ingestion URL (URL + the mode's path).
 	Endpoint string
 
-	srv  *httptest.Server
-	opts Options
+	srv    *httptest.Server // nil for NewInMemory
+	client *http.Client
+	opts   Options
 
 	mu       sync.Mutex
 	events   [][]Event // one slice per accepted request, in arrival order
@@ -132,10 +133,34 @@ type Server struct {
 
 // New starts a server on 127.0.0.1.
 func New(opts Options) *Server {
+	s := newServer(opts)
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.client = s.srv.Client()
+	s.URL = s.srv.URL
+	s.Endpoint = s.srv.URL + opts.Mode.Path()
+	return s
+}
+
+// InMemoryURL is the base URL of a NewInMemory server.
+const InMemoryURL = "http://openmeter.test"
+
+// NewInMemory returns a server without a listener, for tests in a
+// testing/synctest bubble, which cannot use the network: only its Client
+// reaches it (HandlerClient), at InMemoryURL. Made in a bubble, it belongs
+// to that bubble.
+func NewInMemory(opts Options) *Server {
+	s := newServer(opts)
+	s.client = HandlerClient(http.HandlerFunc(s.serve))
+	s.URL = InMemoryURL
+	s.Endpoint = InMemoryURL + opts.Mode.Path()
+	return s
+}
+
+func newServer(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 16 << 20
 	}
-	s := &Server{
+	return &Server{
 		opts:     opts,
 		seen:     map[key]int{},
 		statuses: map[int]int{},
@@ -143,14 +168,51 @@ func New(opts Options) *Server {
 		poison:   opts.Poison,
 		changed:  make(chan struct{}),
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
-	s.Endpoint = s.srv.URL + opts.Mode.Path()
-	return s
 }
 
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+// Client returns an HTTP client that reaches the server: over loopback
+// for New, straight to its handler for NewInMemory.
+func (s *Server) Client() *http.Client { return s.client }
+
+// Close shuts the server down (nothing to do for NewInMemory).
+func (s *Server) Close() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+}
+
+// HandlerClient returns an HTTP client whose requests h serves in the
+// calling goroutine, with no network and no goroutine of its own: what a
+// test in a testing/synctest bubble can use instead of an httptest.Server.
+// The handler sees the request's context, so a client giving up (its
+// context or timeout) cancels a handler that waits on it; the response
+// then fails with the context's error, as over a connection.
+func HandlerClient(h http.Handler) *http.Client {
+	return &http.Client{Transport: handlerTransport{h}}
+}
+
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	sreq := req.Clone(req.Context())
+	if sreq.Body == nil {
+		sreq.Body = http.NoBody
+	}
+	sreq.RequestURI = req.URL.RequestURI()
+	sreq.RemoteAddr = "192.0.2.1:1234"
+	if sreq.Host == "" {
+		sreq.Host = req.URL.Host
+	}
+	w := httptest.NewRecorder()
+	t.h.ServeHTTP(w, sreq)
+	sreq.Body.Close()
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	resp := w.Result()
+	resp.Request = req
+	return resp, nil
+}
 
 // Events returns every accepted event in arrival order, duplicates included.
 func (s *Server) Events() []Event {

@@ -22,6 +22,7 @@ import (
 	"github.com/bucketq/bucketq/ingest/otlp"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/internal/storetest"
+	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/producer"
 )
 
@@ -60,7 +61,7 @@ func TestTelemetrygenThroughCollectorAndProduce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bktB.Close()
-	prod, err := producer.New(bktB, producer.NewQueue(storeB, "", nil),
+	prod, err := producer.New(bktB, manifest.NewQueue(storeB, producer.DefaultManifestPath, manifest.Options{}),
 		producer.Config{MinSealInterval: producer.AutoMinSealInterval(true)}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
