@@ -608,14 +608,16 @@ func TestDecodeDoesNotCopyRecords(t *testing.T) {
 				}
 				in[4] ^= 0xff
 			}
+			if raceEnabled {
+				return // allocation counts are not stable under -race (sync.Pool drops items)
+			}
 			small, _ := format.EncodeBatch(c, recs[:100])
 			allocsSmall := testing.AllocsPerRun(20, func() { format.DecodeBatch(small) })
 			allocsLarge := testing.AllocsPerRun(20, func() { format.DecodeBatch(in) })
 			if allocsLarge != allocsSmall {
 				t.Fatalf("DecodeBatch allocates %v times for 100 records, %v for %d: per-record allocation", allocsSmall, allocsLarge, len(recs))
 			}
-			// 2-4 in a normal build (batch, record slice, zstd output); the
-			// race detector's build of zstd allocates one more.
+			// 2-4 in a normal build (batch, record slice, zstd output).
 			if allocsLarge > 6 {
 				t.Fatalf("DecodeBatch allocates %v times, want at most 6", allocsLarge)
 			}
