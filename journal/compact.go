@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -141,7 +142,7 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 			items = append(items, item{e: e, at: seg.JournaledAtMs, epoch: seg.Epoch})
 		}
 	}
-	slices.SortStableFunc(items, func(a, b item) int { return cmpU64(a.e.Sequence, b.e.Sequence) })
+	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.e.Sequence, b.e.Sequence) })
 	// A sequence names one entry for ever (RFC 0002): duplicates from
 	// overlapping segments are the same entry. It keeps the latest time it
 	// was journaled at.
@@ -247,14 +248,4 @@ func (j *Journal) compactWindow(ctx context.Context, segs []live, all map[string
 		j.m.SegmentsCompacted.Inc()
 	}
 	return errors.Join(errs...)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

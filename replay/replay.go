@@ -8,6 +8,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -732,7 +733,7 @@ func (s *sender) checkpoint() error {
 	s.mu.Unlock()
 	if sent > 0 || len(refused) > 0 {
 		s.sum.EventsSent += sent
-		slices.SortStableFunc(refused, func(a, b Problem) int { return cmpSeq(a.Sequence, b.Sequence) })
+		slices.SortStableFunc(refused, func(a, b Problem) int { return cmp.Compare(a.Sequence, b.Sequence) })
 		for _, p := range refused {
 			s.sum.problem(p)
 		}
@@ -749,16 +750,6 @@ func (s *sender) checkpoint() error {
 	}
 	s.ck.Have, s.ck.Through = true, through
 	return s.ck.save()
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // pacedSink reports each request's outcome to the limiter, as the
