@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -363,19 +362,7 @@ func readQueue(t *testing.T, queue objstore.Bucket, store cas.Store) (map[string
 				t.Fatalf("batch %s: header %v (%v), want %v", e.Location, h, err, format.EventsHeader)
 			}
 		}
-		rc, err := queue.Get(ctx, e.Location)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch, err := format.DecodeBatch(b)
-		if err != nil {
-			t.Fatalf("batch %s: %v", e.Location, err)
-		}
+		batch := readBatch(t, queue, e.Location)
 		for _, rec := range batch.Records {
 			var ev struct {
 				ID   string `json:"id"`

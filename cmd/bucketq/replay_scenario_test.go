@@ -111,19 +111,7 @@ func idsOf(t *testing.T, bkt objstore.Bucket, locs []string) []string {
 	t.Helper()
 	var ids []string
 	for _, l := range locs {
-		rc, err := bkt.Get(context.Background(), l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch, err := format.DecodeBatch(b)
-		if err != nil {
-			t.Fatalf("%s: %v", l, err)
-		}
+		batch := readBatch(t, bkt, l)
 		for _, r := range batch.Records {
 			var e struct{ ID string }
 			if err := json.Unmarshal(r, &e); err != nil {

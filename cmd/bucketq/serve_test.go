@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thanos-io/objstore"
+
 	"github.com/bucketq/bucketq/cmd/bucketq/internal/config"
 	"github.com/bucketq/bucketq/consumer"
 	"github.com/bucketq/bucketq/format"
@@ -30,6 +32,26 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// readBatch reads and decodes the batch object name, failing the test
+// if it cannot.
+func readBatch(t *testing.T, bkt objstore.BucketReader, name string) *format.Batch {
+	t.Helper()
+	rc, err := bkt.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := format.DecodeBatch(b)
+	if err != nil {
+		t.Fatalf("batch %s: %v", name, err)
+	}
+	return batch
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test.
