@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/bucketq/bucketq/internal/openmetertest"
@@ -19,8 +20,8 @@ import (
 // fake: consumer i sends to endpoint(i), which forwards the request
 // unchanged (cancelled when the consumer abandons it) and records every
 // request the API accepted, with its time and consumer. It is how the
-// partitioned chaos test knows who delivered what when, so that it can
-// attribute every duplicate to a kill and check the redelivery bound.
+// chaos tests know who delivered what when, so that they can attribute
+// every duplicate to a kill and check the redelivery bound.
 type sinkRecorder struct {
 	target string
 	srvs   []*httptest.Server
@@ -208,19 +209,32 @@ type bound struct {
 	errs  []string
 }
 
-// redeliveryBound is the at-least-once bound of RFC 0005 for one run: a
+// queueConfig is what the redelivery bound of a run depends on: the
+// consumers' configuration and the clients' requests.
+type queueConfig struct {
+	partitions      int           // partitions; 1 is the single manifest of TestChaos, which no lease table moves
+	dequeueInterval time.Duration // dequeue_interval
+	sinkConcurrency int           // sink_concurrency, fixed (adaptive would be up to 32)
+	sinkBatchSize   int           // sink_batch_size
+	clients         int           // client goroutines, one request in flight each
+	eventsPerReq    int           // events per client request
+}
+
+// redeliveryBound is the at-least-once bound of README "When duplicates
+// happen" (one queue) and RFC 0005 (per partition) for one run: a
 // partition's runner that stops — SIGKILLed, or handing the partition
 // over — leaves queued what it delivered since its last successful dequeue,
-// and the next owner re-sends it. That is at most
+// and the next owner re-sends it. With qc's configuration that is at most
 //
-//   - the events delivered in the last dequeue_interval (1s; a window of 3
+//   - the events delivered in the last dequeue_interval (a window of 3
 //     intervals, as internal/e2e, for a dequeue write that failed and was
 //     retried at the next interval), counted over the whole process,
-//   - per partition it ran: the sink requests answered behind an unfinished
-//     earlier one (a poison batch being bisected, a 429 wait) — the
-//     consumer starts none more than sink_concurrency past the oldest
-//     unfinished one, sink_batch_size events each — plus the delivered part
-//     of one manifest entry (at most two requests per client),
+//   - per partition it ran (the one manifest when qc.partitions is 1): the
+//     sink requests answered behind an unfinished earlier one (a poison
+//     batch being bisected, a 429 wait) — the consumer starts none more
+//     than sink_concurrency past the oldest unfinished one, sink_batch_size
+//     events each — plus the delivered part of one manifest entry (at most
+//     two requests per client),
 //
 // plus the client retries of requests the producer may have committed
 // (one request's events each). A handover is a runner stop like a kill,
@@ -230,11 +244,9 @@ type bound struct {
 // kill of the consumer that delivered the earlier copy (checked against
 // that kill's share of the bound) or be one of the other causes (a
 // handover, a client retry), whose sum is bounded in turn.
-func redeliveryBound(ds []delivery, kills []killRec, moves []ownerChange, consPid map[int]int, clientDups int) bound {
-	const (
-		window       = 3 * partDequeueInterval // as internal/e2e: a failed dequeue is retried an interval later
-		perPartition = partSinkConcurrency*500 + 2*partClients*eventsPerReq
-	)
+func redeliveryBound(qc queueConfig, ds []delivery, kills []killRec, moves []ownerChange, consPid map[int]int, clientDups int) bound {
+	window := 3 * qc.dequeueInterval // as internal/e2e: a failed dequeue is retried an interval later
+	perPartition := qc.sinkConcurrency*qc.sinkBatchSize + 2*qc.clients*qc.eventsPerReq
 	var b bound
 	var lines []string
 	rep := attributeDups(ds, kills)
@@ -242,8 +254,12 @@ func redeliveryBound(ds []delivery, kills []killRec, moves []ownerChange, consPi
 	for _, k := range kills {
 		killedAt[k.pid] = k.at
 	}
-	// held: the partitions a member held just before t.
+	// held: the partitions a member held just before t. A single queue's
+	// consumer holds its manifest from its start (it fences it).
 	held := func(pid int, t time.Time) int {
+		if qc.partitions == 1 {
+			return 1
+		}
 		last := map[int]string{}
 		for _, m := range moves {
 			if m.at.Before(t) {
@@ -260,10 +276,11 @@ func redeliveryBound(ds []delivery, kills []killRec, moves []ownerChange, consPi
 	}
 	for i, k := range kills {
 		h := held(k.pid, k.at)
-		kb := 3*deliveredBefore(ds, k.cons, k.at, partDequeueInterval) + h*perPartition
-		kb = max(kb, deliveredBefore(ds, k.cons, k.at, window)+h*perPartition)
+		inInterval, inWindow := deliveredBefore(ds, k.cons, k.at, qc.dequeueInterval), deliveredBefore(ds, k.cons, k.at, window)
+		kb := max(3*inInterval, inWindow) + h*perPartition
 		b.total += kb
-		lines = append(lines, fmt.Sprintf("kill %d (consumer-%d, held %d partitions): bound %d; duplicates after it %d", i+1, k.cons, h, kb, rep.perKill[i]))
+		lines = append(lines, fmt.Sprintf("kill %d (consumer-%d, held %d partitions): bound %d = max(3 × %d delivered in the last %v, %d in the last %v) + %d × %d; duplicates after it %d",
+			i+1, k.cons, h, kb, inInterval, qc.dequeueInterval, inWindow, window, h, perPartition, rep.perKill[i]))
 		if rep.perKill[i] > kb {
 			b.errs = append(b.errs, fmt.Sprintf("kill %d of consumer-%d: %d duplicates, above its bound %d", i+1, k.cons, rep.perKill[i], kb))
 		}
@@ -290,7 +307,7 @@ func redeliveryBound(ds []delivery, kills []killRec, moves []ownerChange, consPi
 		if c, ok := consPid[memberPid(h.from)]; ok {
 			hb += deliveredBefore(ds, c, h.at, window)
 		} else {
-			hb += partSinkConcurrency * 500 * partPartitions // unknown member: should not happen
+			hb += qc.sinkConcurrency * qc.sinkBatchSize * qc.partitions // unknown member: should not happen
 		}
 	}
 	b.total += hb + clientDups
@@ -309,4 +326,17 @@ func redeliveryBound(ds []delivery, kills []killRec, moves []ownerChange, consPi
 		rep.total, rep.crash, q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), q(1).Round(time.Millisecond), rep.other, b.total))
 	b.text = "redelivery:\n" + strings.Join(lines, "\n")
 	return b
+}
+
+// checkRedelivery fails t if the duplicates the sink counted exceed the
+// bound, or if the bound's own checks (per kill, other causes) failed.
+func checkRedelivery(t *testing.T, sink *openmetertest.Server, rb bound) {
+	t.Helper()
+	t.Log(rb.text)
+	if d := sink.Duplicates(); d > rb.total {
+		t.Errorf("%d duplicates delivered, above the redelivery bound %d", d, rb.total)
+	}
+	for _, e := range rb.errs {
+		t.Error(e)
+	}
 }
