@@ -354,9 +354,9 @@ func TestChaos(t *testing.T) {
 	// happen", per consumer kill and in total: the one manifest is one
 	// partition that never moves (redeliveryBound).
 	rb := redeliveryBound(queueConfig{
-		partitions: 1, dequeueInterval: dequeueInterval, sinkConcurrency: maxSinkConcurrency,
-		sinkBatchSize: sinkBatchSize, clients: clients, eventsPerReq: eventsPerReq,
-	}, rec.deliveries(), killLog, nil, nil, int(retries.Load())*eventsPerReq)
+		partitions: 1, dequeueInterval: dequeueInterval, windowIntervals: 3,
+		sinkConcurrency: maxSinkConcurrency, sinkBatchSize: sinkBatchSize, clients: clients, eventsPerReq: eventsPerReq,
+	}, observed{deliveries: rec.deliveries(), kills: killLog, clientDups: int(retries.Load()) * eventsPerReq})
 	checkRedelivery(t, sink, rb)
 }
 

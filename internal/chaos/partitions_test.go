@@ -381,9 +381,9 @@ dequeue_interval: %s
 	killMu.Lock()
 	ownersMu.Lock()
 	rb := redeliveryBound(queueConfig{
-		partitions: partPartitions, dequeueInterval: partDequeueInterval, sinkConcurrency: partSinkConcurrency,
-		sinkBatchSize: sinkBatchSize, clients: partClients, eventsPerReq: eventsPerReq,
-	}, rec.deliveries(), killLog, moveLog, consPid, int(retries.Load())*eventsPerReq)
+		partitions: partPartitions, dequeueInterval: partDequeueInterval, windowIntervals: 3,
+		sinkConcurrency: partSinkConcurrency, sinkBatchSize: sinkBatchSize, clients: partClients, eventsPerReq: eventsPerReq,
+	}, observed{deliveries: rec.deliveries(), kills: killLog, moves: moveLog, consPid: consPid, clientDups: int(retries.Load()) * eventsPerReq})
 	ownersMu.Unlock()
 	killMu.Unlock()
 	checkRedelivery(t, sink, rb)
