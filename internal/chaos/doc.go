@@ -3,8 +3,9 @@
 // API and a process killer, checking that no acked event is lost:
 //
 //   - TestChaos (chaos_test.go): three producers and one consumer, any of
-//     them killed. `make chaos` runs it at 1M events, `make test` at 100k
-//     (BUCKETQ_CHAOS_EVENTS sets the size).
+//     them killed; duplicates stay within the redelivery bound per
+//     consumer kill (sinkrec_test.go). `make chaos` runs it at 1M events,
+//     `make test` at 100k (BUCKETQ_CHAOS_EVENTS sets the size).
 //   - TestChaosPartitions (partitions_test.go): partitions: 4 (RFC 0005),
 //     three producers and two consumers sharing the partitions through the
 //     lease table, consumers SIGKILLed; it also checks that leases move and

@@ -140,11 +140,15 @@ func s3YAML(bkt, endpoint, access, secret string) string {
 	return fmt.Sprintf("type: S3\nconfig:\n  bucket: %s\n  endpoint: %s\n  access_key: %s\n  secret_key: %s\n  insecure: true\n", bkt, endpoint, access, secret)
 }
 
+// sinkBatchSize is every chaos consumer's sink_batch_size (the default,
+// written by writeChaosConfig), a term of the redelivery bound.
+const sinkBatchSize = 500
+
 // writeChaosConfig writes dir/bucketq.yaml for the processes of a chaos
 // run: the object store, every queue name under run/, the short intervals
 // both chaos tests use (journal kept 2s, flush and poll 100ms, GC every
-// second with gcGrace, no OTLP listeners), and extra keys. It returns the
-// path.
+// second with gcGrace, no OTLP listeners), sink_batch_size (a term of the
+// redelivery bound), and extra keys. It returns the path.
 func writeChaosConfig(t *testing.T, dir, storeYAML, run, extra string) string {
 	t.Helper()
 	indented := "  " + strings.ReplaceAll(strings.TrimRight(storeYAML, "\n"), "\n", "\n  ") + "\n"
@@ -157,9 +161,10 @@ flush_interval: 100ms
 poll_interval: 100ms
 gc_interval: 1s
 gc_grace_period: %[2]s
+sink_batch_size: %[3]d
 otlp_grpc: ""
 otlp_http: ""
-`, run, gcGrace) + extra
+`, run, gcGrace, sinkBatchSize) + extra
 	path := filepath.Join(dir, "bucketq.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

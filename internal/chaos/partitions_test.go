@@ -380,16 +380,13 @@ dequeue_interval: %s
 	// duplicates happen": see redeliveryBound.
 	killMu.Lock()
 	ownersMu.Lock()
-	rb := redeliveryBound(rec.deliveries(), killLog, moveLog, consPid, int(retries.Load())*eventsPerReq)
+	rb := redeliveryBound(queueConfig{
+		partitions: partPartitions, dequeueInterval: partDequeueInterval, windowIntervals: 3,
+		sinkConcurrency: partSinkConcurrency, sinkBatchSize: sinkBatchSize, clients: partClients, eventsPerReq: eventsPerReq,
+	}, observed{deliveries: rec.deliveries(), kills: killLog, moves: moveLog, consPid: consPid, clientDups: int(retries.Load()) * eventsPerReq})
 	ownersMu.Unlock()
 	killMu.Unlock()
-	t.Log(rb.text)
-	if d := sink.Duplicates(); d > rb.total {
-		t.Errorf("%d duplicates delivered, above the redelivery bound %d", d, rb.total)
-	}
-	for _, e := range rb.errs {
-		t.Error(e)
-	}
+	checkRedelivery(t, sink, rb)
 	if ackedN.Load() == 0 {
 		t.Errorf("no event acked")
 	}
