@@ -71,30 +71,37 @@ func Encode(req proto.Message) (rec []byte, h format.Header, items int, err erro
 // pruneEmpty clears, depth first, every set singular message field of m
 // outside a oneof that encodes to nothing. Oneof members (an empty
 // ArrayValue is an empty array, an empty Gauge a gauge) and list elements
-// are kept.
-func pruneEmpty(m protoreflect.Message) {
+// are kept. It reports whether m itself encodes to nothing afterwards: no
+// populated field left and no unknown fields. That is what proto.Size(m) ==
+// 0 says, decided bottom-up in the one walk instead of sizing each subtree
+// again at every level above it (FuzzPruneMatchesSize checks the two agree).
+// The walk is protobuf reflection and costs about a tenth of the producer's
+// CPU on OTLP logs at low concurrency; a walk over the generated types
+// would be cheaper.
+func pruneEmpty(m protoreflect.Message) bool {
 	var empty []protoreflect.FieldDescriptor // cleared after Range, not during it
+	kept := false
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
+		switch {
+		case fd.Message() == nil || fd.IsMap():
+			kept = true
+		case fd.IsList():
 			l := v.List()
 			for i := range l.Len() {
 				pruneEmpty(l.Get(i).Message())
 			}
-			return true
-		}
-		sub := v.Message()
-		pruneEmpty(sub)
-		if fd.ContainingOneof() == nil && proto.Size(sub.Interface()) == 0 {
+			kept = true
+		case pruneEmpty(v.Message()) && fd.ContainingOneof() == nil:
 			empty = append(empty, fd)
+		default:
+			kept = true
 		}
 		return true
 	})
 	for _, fd := range empty {
 		m.Clear(fd)
 	}
+	return !kept && len(m.GetUnknown()) == 0
 }
 
 // NewRequest returns an empty export request of signal s (metrics, logs or

@@ -14,6 +14,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/bucketq/bucketq/format"
 )
@@ -167,5 +168,79 @@ func TestEmptySubmessagesAreAbsent(t *testing.T) {
 	}
 	if av := back.ResourceLogs[0].ScopeLogs[0].LogRecords[0].Attributes[1].Value.GetArrayValue(); av == nil {
 		t.Fatal("the empty array value (a oneof member) was dropped")
+	}
+}
+
+// pruneBySize is pruneEmpty as it was first written, asking proto.Size of
+// every subtree: the reference the one-walk version must agree with.
+func pruneBySize(m protoreflect.Message) {
+	var empty []protoreflect.FieldDescriptor
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := range l.Len() {
+				pruneBySize(l.Get(i).Message())
+			}
+			return true
+		}
+		sub := v.Message()
+		pruneBySize(sub)
+		if fd.ContainingOneof() == nil && proto.Size(sub.Interface()) == 0 {
+			empty = append(empty, fd)
+		}
+		return true
+	})
+	for _, fd := range empty {
+		m.Clear(fd)
+	}
+}
+
+// FuzzPruneMatchesSize: for any request that decodes, pruneEmpty leaves
+// the same message as the proto.Size reference, and reports empty exactly
+// when the result encodes to nothing.
+func FuzzPruneMatchesSize(f *testing.F) {
+	for _, m := range []proto.Message{logsReq(2), metricsReq(), tracesReq()} {
+		b, _ := proto.Marshal(m)
+		f.Add(uint8(0), b)
+	}
+	// Empty resource, scope and body, nested: the shapes pruning is for.
+	f.Add(uint8(0), []byte{0x0a, 0x06, 0x0a, 0x00, 0x12, 0x02, 0x0a, 0x00})
+	f.Add(uint8(1), []byte{0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, s uint8, wire []byte) {
+		sig := []format.SignalType{format.SignalLogs, format.SignalMetrics, format.SignalTraces}[int(s)%3]
+		a, err := NewRequest(sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if proto.Unmarshal(wire, a) != nil {
+			return
+		}
+		b := proto.Clone(a)
+		gotEmpty := pruneEmpty(a.ProtoReflect())
+		pruneBySize(b.ProtoReflect())
+		if !proto.Equal(a, b) {
+			t.Fatalf("pruneEmpty and the proto.Size reference disagree:\n%v\n%v", a, b)
+		}
+		if gotEmpty != (proto.Size(a) == 0) {
+			t.Fatalf("pruneEmpty says empty=%v, proto.Size is %d", gotEmpty, proto.Size(a))
+		}
+	})
+}
+
+func BenchmarkEncodeLogs(b *testing.B) {
+	req := logsReq(100)
+	wire, _ := proto.Marshal(req)
+	b.SetBytes(int64(len(wire)))
+	for b.Loop() {
+		r := &collogspb.ExportLogsServiceRequest{}
+		if err := proto.Unmarshal(wire, r); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, _, err := Encode(r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
