@@ -198,9 +198,10 @@ func pruneBySize(m protoreflect.Message) {
 	}
 }
 
-// FuzzPruneMatchesSize: for any request that decodes, pruneEmpty leaves
-// the same message as the proto.Size reference, and reports empty exactly
-// when the result encodes to nothing.
+// FuzzPruneMatchesSize: for any request that decodes, pruneEmpty and prune
+// (over the generated types) leave the same message as the proto.Size
+// reference, and pruneEmpty reports empty exactly when the result encodes
+// to nothing.
 func FuzzPruneMatchesSize(f *testing.F) {
 	for _, m := range []proto.Message{logsReq(2), metricsReq(), tracesReq()} {
 		b, _ := proto.Marshal(m)
@@ -208,6 +209,54 @@ func FuzzPruneMatchesSize(f *testing.F) {
 	}
 	// Empty resource, scope and body, nested: the shapes pruning is for.
 	f.Add(uint8(0), []byte{0x0a, 0x06, 0x0a, 0x00, 0x12, 0x02, 0x0a, 0x00})
+	// Every singular message field of the three requests set but empty,
+	// also inside lists, key-value lists and oneof members.
+	emptyVal := func() *commonpb.AnyValue { return &commonpb.AnyValue{} }
+	kvs := func() []*commonpb.KeyValue {
+		return []*commonpb.KeyValue{
+			{Key: "e", Value: emptyVal()},
+			{Key: "l", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{{Key: "in", Value: emptyVal()}}}}}},
+			{Key: "a", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{emptyVal(), {Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{{Key: "x", Value: emptyVal()}}}}}}}}}},
+		}
+	}
+	res := func() *resourcepb.Resource { return &resourcepb.Resource{Attributes: kvs()} }
+	scope := func() *commonpb.InstrumentationScope {
+		return &commonpb.InstrumentationScope{Attributes: []*commonpb.KeyValue{{Key: "e", Value: emptyVal()}}}
+	}
+	for _, m := range []proto.Message{
+		&collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{Resource: &resourcepb.Resource{}, ScopeLogs: []*logspb.ScopeLogs{
+			{Scope: &commonpb.InstrumentationScope{}, LogRecords: []*logspb.LogRecord{{Body: emptyVal(), Attributes: kvs()}}},
+			{Scope: scope(), LogRecords: []*logspb.LogRecord{{Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: kvs()}}}}}},
+		}}, {Resource: res()}}},
+		&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{Resource: res(), ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{}, Spans: []*tracepb.Span{
+			{Name: "s", Status: &tracepb.Status{}, Attributes: kvs(), Events: []*tracepb.Span_Event{{Attributes: kvs()}}, Links: []*tracepb.Span_Link{{Attributes: kvs()}}},
+			{Status: &tracepb.Status{Message: "m"}},
+		}}}}}},
+		&colmetricspb.ExportMetricsServiceRequest{ResourceMetrics: []*metricspb.ResourceMetrics{{Resource: &resourcepb.Resource{}, ScopeMetrics: []*metricspb.ScopeMetrics{{Scope: scope(), Metrics: []*metricspb.Metric{
+			{Name: "g", Metadata: kvs(), Data: &metricspb.Metric_Gauge{Gauge: &metricspb.Gauge{DataPoints: []*metricspb.NumberDataPoint{{Attributes: kvs(), Exemplars: []*metricspb.Exemplar{{FilteredAttributes: kvs()}}}}}}},
+			{Name: "s", Data: &metricspb.Metric_Sum{Sum: &metricspb.Sum{DataPoints: []*metricspb.NumberDataPoint{{Attributes: kvs()}}}}},
+			{Name: "h", Data: &metricspb.Metric_Histogram{Histogram: &metricspb.Histogram{DataPoints: []*metricspb.HistogramDataPoint{{Attributes: kvs(), Exemplars: []*metricspb.Exemplar{{FilteredAttributes: kvs()}}}}}}},
+			{Name: "e", Data: &metricspb.Metric_ExponentialHistogram{ExponentialHistogram: &metricspb.ExponentialHistogram{DataPoints: []*metricspb.ExponentialHistogramDataPoint{
+				{Attributes: kvs(), Positive: &metricspb.ExponentialHistogramDataPoint_Buckets{}, Negative: &metricspb.ExponentialHistogramDataPoint_Buckets{BucketCounts: []uint64{1}}, Exemplars: []*metricspb.Exemplar{{FilteredAttributes: kvs()}}},
+			}}}},
+			{Name: "q", Data: &metricspb.Metric_Summary{Summary: &metricspb.Summary{DataPoints: []*metricspb.SummaryDataPoint{{Attributes: kvs()}}}}},
+			{Name: "empty gauge", Data: &metricspb.Metric_Gauge{Gauge: &metricspb.Gauge{}}},
+		}}}}}},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sig := map[string]uint8{"logs": 0, "metrics": 1, "traces": 2}
+		var k uint8
+		switch m.(type) {
+		case *colmetricspb.ExportMetricsServiceRequest:
+			k = sig["metrics"]
+		case *coltracepb.ExportTraceServiceRequest:
+			k = sig["traces"]
+		}
+		f.Add(k, b)
+	}
 	f.Add(uint8(1), []byte{0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, s uint8, wire []byte) {
 		sig := []format.SignalType{format.SignalLogs, format.SignalMetrics, format.SignalTraces}[int(s)%3]
@@ -218,14 +267,18 @@ func FuzzPruneMatchesSize(f *testing.F) {
 		if proto.Unmarshal(wire, a) != nil {
 			return
 		}
-		b := proto.Clone(a)
+		ref, typed := proto.Clone(a), proto.Clone(a)
+		pruneBySize(ref.ProtoReflect())
 		gotEmpty := pruneEmpty(a.ProtoReflect())
-		pruneBySize(b.ProtoReflect())
-		if !proto.Equal(a, b) {
-			t.Fatalf("pruneEmpty and the proto.Size reference disagree:\n%v\n%v", a, b)
+		if !proto.Equal(a, ref) {
+			t.Fatalf("pruneEmpty and the proto.Size reference disagree:\n%v\n%v", a, ref)
 		}
 		if gotEmpty != (proto.Size(a) == 0) {
 			t.Fatalf("pruneEmpty says empty=%v, proto.Size is %d", gotEmpty, proto.Size(a))
+		}
+		prune(typed)
+		if !proto.Equal(typed, ref) {
+			t.Fatalf("prune (generated types) and the proto.Size reference disagree:\n%v\n%v", typed, ref)
 		}
 	})
 }
