@@ -4,13 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,16 +13,9 @@ import (
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"gopkg.in/yaml.v3"
 
-	"github.com/bucketq/bucketq/bucket"
-	"github.com/bucketq/bucketq/consumer"
-	"github.com/bucketq/bucketq/consumer/convert"
-	"github.com/bucketq/bucketq/consumer/convert/otlpconv"
-	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/internal/openmetertest"
 	"github.com/bucketq/bucketq/internal/storetest"
-	"github.com/bucketq/bucketq/manifest"
 )
 
 // BinEnv names a built collector; unset, the tests build (or reuse) the
@@ -50,54 +37,11 @@ const (
 func TestSIGKILLLosesNoAcknowledgedExport(t *testing.T) {
 	storeYAML := storetest.S3BucketYAML(t)
 	bin := collectorBin(t)
-	var objectStore map[string]any
-	if err := yaml.Unmarshal(storeYAML, &objectStore); err != nil {
-		t.Fatal(err)
-	}
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	cfg := map[string]any{
-		"receivers": map[string]any{"otlp": map[string]any{"protocols": map[string]any{"grpc": map[string]any{"endpoint": addr}}}},
-		"exporters": map[string]any{"bucketq": map[string]any{"object_store": objectStore,
-			// A slow seal (the cost cap) keeps exports waiting at the
-			// kill; with sending_queue.wait_for_result: false this test
-			// fails (acknowledged exports queued in memory are lost).
-			"min_seal_interval": "500ms"}},
-		"service": map[string]any{
-			"telemetry": map[string]any{"metrics": map[string]any{"level": "none"}},
-			"pipelines": map[string]any{"logs": map[string]any{"receivers": []string{"otlp"}, "exporters": []string{"bucketq"}}},
-		},
-	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "otelcol.yaml")
-	b, _ := yaml.Marshal(cfg)
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "otelcol.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			out, _ := os.ReadFile(logf.Name())
-			t.Logf("collector log:\n%s", out)
-		}
-	}()
+	// A slow seal (the cost cap) keeps exports waiting at the kill; with
+	// sending_queue.wait_for_result: false this test fails (acknowledged
+	// exports queued in memory are lost).
+	coll := startCollector(t, bin, storeYAML, []string{"logs"}, map[string]any{"min_seal_interval": "500ms"})
+	addr := coll.addr
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -158,10 +102,7 @@ func TestSIGKILLLosesNoAcknowledgedExport(t *testing.T) {
 		}()
 	}
 	time.Sleep(loadBeforeKill)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	coll.kill(t)
 	close(stop)
 	wg.Wait()
 	if len(acked) == 0 {
@@ -170,34 +111,9 @@ func TestSIGKILLLosesNoAcknowledgedExport(t *testing.T) {
 	t.Logf("%d exports sent, %d log records acknowledged before SIGKILL", sent, len(acked))
 
 	// Consume everything in the bucket.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	bkt, store, err := bucket.Open(ctx, storeYAML, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bkt.Close()
-	convs, err := otlpconv.Compile(otlpconv.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := convert.NewRegistry()
-	convs.Register(reg)
-	om := openmetertest.New(openmetertest.Options{})
-	defer om.Close()
-	log := slog.New(slog.DiscardHandler)
-	c, err := consumer.New(bkt, manifest.NewQueue(store, "ingest/manifest", manifest.Options{}), reg,
-		sink.NewHTTP(om.Endpoint, "", sink.HTTPOptions{}), consumer.Config{PollInterval: 50 * time.Millisecond}, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	var missing int
-	for {
+	om := consumeAll(t, storeYAML, func(events []openmetertest.Event) bool {
 		delivered := map[string]string{}
-		for _, ev := range om.Events() {
+		for _, ev := range events {
 			var d struct {
 				Data struct {
 					Body string `json:"body"`
@@ -211,27 +127,15 @@ func TestSIGKILLLosesNoAcknowledgedExport(t *testing.T) {
 			}
 			delivered[d.Data.Body] = ev.Subject
 		}
-		missing = 0
 		for body, subject := range acked {
 			if got, ok := delivered[body]; !ok {
-				missing++
+				return false
 			} else if got != subject {
 				t.Fatalf("%s delivered with subject %q, want %q", body, got, subject)
 			}
 		}
-		if missing == 0 {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("consumer stopped (%v); %d of %d acknowledged log records not delivered", err, missing, len(acked))
-		case <-ctx.Done():
-			t.Fatalf("%d of %d acknowledged log records never delivered", missing, len(acked))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	stopRun()
-	<-done
+		return true
+	})
 	t.Logf("all %d acknowledged log records delivered (%d events accepted, %d distinct)", len(acked), om.Accepted(), om.Distinct())
 }
 

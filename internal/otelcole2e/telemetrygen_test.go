@@ -48,7 +48,7 @@ func TestTelemetrygenThroughCollectorAndProduce(t *testing.T) {
 	ctx := context.Background()
 
 	// The collector on bucket A, all three signals.
-	collAddr := startCollector(t, bin, yamlA, []string{"logs", "metrics", "traces"}, nil)
+	collAddr := startCollector(t, bin, yamlA, []string{"logs", "metrics", "traces"}, nil).addr
 	collConn, err := grpc.NewClient(collAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -178,12 +178,32 @@ func serve(t *testing.T, register func(*grpc.Server)) string {
 	return lis.Addr().String()
 }
 
+// collectorProc is a collector started by startCollector.
+type collectorProc struct {
+	addr   string // its OTLP/gRPC address
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when it has exited
+	err    error         // cmd.Wait's result, once done is closed
+	killed bool
+}
+
+// kill sends SIGKILL and waits for the process to end; the cleanup then
+// expects no clean exit.
+func (c *collectorProc) kill(t *testing.T) {
+	t.Helper()
+	c.killed = true
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+}
+
 // startCollector runs bin with the bucketq exporter on the bucket of
 // storeYAML for the given pipelines (otlp receiver, no processors) and
-// extra exporter keys, waits until its OTLP/gRPC port answers, and returns
-// that address. At cleanup the collector gets SIGTERM and must exit
+// extra exporter keys, and waits until its OTLP/gRPC port answers. At
+// cleanup a collector that was not killed gets SIGTERM and must exit
 // cleanly; its log is printed when t failed.
-func startCollector(t *testing.T, bin string, storeYAML []byte, signals []string, extra map[string]any) string {
+func startCollector(t *testing.T, bin string, storeYAML []byte, signals []string, extra map[string]any) *collectorProc {
 	t.Helper()
 	var objectStore map[string]any
 	if err := yaml.Unmarshal(storeYAML, &objectStore); err != nil {
@@ -222,23 +242,24 @@ func startCollector(t *testing.T, bin string, storeYAML []byte, signals []string
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	c := &collectorProc{addr: addr, cmd: exec.Command(bin, "--config", cfgPath), done: make(chan struct{})}
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logf.Close() }()
+	go func() { c.err = c.cmd.Wait(); logf.Close(); close(c.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("collector exit after SIGTERM: %v", err)
+		if !c.killed {
+			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-c.done:
+				if c.err != nil {
+					t.Errorf("collector exit after SIGTERM: %v", c.err)
+				}
+			case <-time.After(time.Minute):
+				_ = c.cmd.Process.Kill()
+				t.Error("collector did not stop within a minute of SIGTERM")
 			}
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			t.Error("collector did not stop within a minute of SIGTERM")
 		}
 		if t.Failed() {
 			out, _ := os.ReadFile(logPath)
@@ -247,15 +268,14 @@ func startCollector(t *testing.T, bin string, storeYAML []byte, signals []string
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			c.Close()
-			return addr
+			conn.Close()
+			return c
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("collector exited at start: %v", err)
+		case <-c.done:
+			t.Fatalf("collector exited at start: %v", c.err)
 		default:
 		}
 		if time.Now().After(deadline) {
