@@ -5,6 +5,7 @@ import (
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -25,60 +26,50 @@ import (
 func prune(req proto.Message) {
 	switch r := req.(type) {
 	case *collogspb.ExportLogsServiceRequest:
-		for _, rl := range r.ResourceLogs {
-			if rl == nil {
-				continue
-			}
+		each(r.ResourceLogs, func(rl *logspb.ResourceLogs) {
 			rl.Resource = pruneResource(rl.Resource)
-			for _, sl := range rl.ScopeLogs {
-				if sl == nil {
-					continue
-				}
-				sl.Scope = pruneScope(sl.Scope)
-				for _, lr := range sl.LogRecords {
-					if lr == nil {
-						continue
-					}
-					lr.Body = pruneValue(lr.Body)
-					pruneKVs(lr.Attributes)
-				}
-			}
-		}
+			each(rl.ScopeLogs, pruneScopeLogs)
+		})
 	case *coltracepb.ExportTraceServiceRequest:
-		for _, rs := range r.ResourceSpans {
-			if rs == nil {
-				continue
-			}
+		each(r.ResourceSpans, func(rs *tracepb.ResourceSpans) {
 			rs.Resource = pruneResource(rs.Resource)
-			for _, ss := range rs.ScopeSpans {
-				if ss == nil {
-					continue
-				}
-				ss.Scope = pruneScope(ss.Scope)
-				for _, sp := range ss.Spans {
-					pruneSpan(sp)
-				}
-			}
-		}
+			each(rs.ScopeSpans, pruneScopeSpans)
+		})
 	case *colmetricspb.ExportMetricsServiceRequest:
-		for _, rm := range r.ResourceMetrics {
-			if rm == nil {
-				continue
-			}
+		each(r.ResourceMetrics, func(rm *metricspb.ResourceMetrics) {
 			rm.Resource = pruneResource(rm.Resource)
-			for _, sm := range rm.ScopeMetrics {
-				if sm == nil {
-					continue
-				}
-				sm.Scope = pruneScope(sm.Scope)
-				for _, m := range sm.Metrics {
-					pruneMetric(m)
-				}
-			}
-		}
+			each(rm.ScopeMetrics, pruneScopeMetrics)
+		})
 	default:
 		pruneEmpty(req.ProtoReflect())
 	}
+}
+
+// each calls f on every non-nil element of xs.
+func each[T any](xs []*T, f func(*T)) {
+	for _, x := range xs {
+		if x != nil {
+			f(x)
+		}
+	}
+}
+
+func pruneScopeLogs(sl *logspb.ScopeLogs) {
+	sl.Scope = pruneScope(sl.Scope)
+	each(sl.LogRecords, func(lr *logspb.LogRecord) {
+		lr.Body = pruneValue(lr.Body)
+		pruneKVs(lr.Attributes)
+	})
+}
+
+func pruneScopeSpans(ss *tracepb.ScopeSpans) {
+	ss.Scope = pruneScope(ss.Scope)
+	each(ss.Spans, pruneSpan)
+}
+
+func pruneScopeMetrics(sm *metricspb.ScopeMetrics) {
+	sm.Scope = pruneScope(sm.Scope)
+	each(sm.Metrics, pruneMetric)
 }
 
 // orNil returns nil for a message that encodes to nothing, else m.
@@ -107,11 +98,7 @@ func pruneScope(s *commonpb.InstrumentationScope) *commonpb.InstrumentationScope
 }
 
 func pruneKVs(kvs []*commonpb.KeyValue) {
-	for _, kv := range kvs {
-		if kv != nil {
-			kv.Value = pruneValue(kv.Value)
-		}
-	}
+	each(kvs, func(kv *commonpb.KeyValue) { kv.Value = pruneValue(kv.Value) })
 }
 
 // pruneValue prunes inside v and returns nil if v then encodes to nothing
@@ -130,11 +117,7 @@ func pruneInsideValue(v *commonpb.AnyValue) {
 	switch x := v.Value.(type) {
 	case *commonpb.AnyValue_ArrayValue:
 		if x.ArrayValue != nil {
-			for _, e := range x.ArrayValue.Values {
-				if e != nil {
-					pruneInsideValue(e)
-				}
-			}
+			each(x.ArrayValue.Values, pruneInsideValue)
 		}
 	case *commonpb.AnyValue_KvlistValue:
 		if x.KvlistValue != nil {
@@ -144,29 +127,15 @@ func pruneInsideValue(v *commonpb.AnyValue) {
 }
 
 func pruneSpan(sp *tracepb.Span) {
-	if sp == nil {
-		return
-	}
 	pruneKVs(sp.Attributes)
-	for _, ev := range sp.Events {
-		if ev != nil {
-			pruneKVs(ev.Attributes)
-		}
-	}
-	for _, l := range sp.Links {
-		if l != nil {
-			pruneKVs(l.Attributes)
-		}
-	}
+	each(sp.Events, func(ev *tracepb.Span_Event) { pruneKVs(ev.Attributes) })
+	each(sp.Links, func(l *tracepb.Span_Link) { pruneKVs(l.Attributes) })
 	if sp.Status != nil {
 		sp.Status = orNil(sp.Status)
 	}
 }
 
 func pruneMetric(m *metricspb.Metric) {
-	if m == nil {
-		return
-	}
 	pruneKVs(m.Metadata)
 	switch d := m.Data.(type) {
 	case *metricspb.Metric_Gauge:
@@ -179,53 +148,41 @@ func pruneMetric(m *metricspb.Metric) {
 		}
 	case *metricspb.Metric_Histogram:
 		if d.Histogram != nil {
-			for _, dp := range d.Histogram.DataPoints {
-				if dp != nil {
-					pruneKVs(dp.Attributes)
-					pruneExemplars(dp.Exemplars)
-				}
-			}
+			each(d.Histogram.DataPoints, func(dp *metricspb.HistogramDataPoint) {
+				pruneKVs(dp.Attributes)
+				pruneExemplars(dp.Exemplars)
+			})
 		}
 	case *metricspb.Metric_ExponentialHistogram:
 		if d.ExponentialHistogram != nil {
-			for _, dp := range d.ExponentialHistogram.DataPoints {
-				if dp == nil {
-					continue
-				}
+			each(d.ExponentialHistogram.DataPoints, func(dp *metricspb.ExponentialHistogramDataPoint) {
 				pruneKVs(dp.Attributes)
 				pruneExemplars(dp.Exemplars)
-				if dp.Positive != nil {
-					dp.Positive = orNil(dp.Positive)
-				}
-				if dp.Negative != nil {
-					dp.Negative = orNil(dp.Negative)
-				}
-			}
+				dp.Positive = pruneBuckets(dp.Positive)
+				dp.Negative = pruneBuckets(dp.Negative)
+			})
 		}
 	case *metricspb.Metric_Summary:
 		if d.Summary != nil {
-			for _, dp := range d.Summary.DataPoints {
-				if dp != nil {
-					pruneKVs(dp.Attributes)
-				}
-			}
+			each(d.Summary.DataPoints, func(dp *metricspb.SummaryDataPoint) { pruneKVs(dp.Attributes) })
 		}
 	}
 }
 
 func pruneNumberPoints(dps []*metricspb.NumberDataPoint) {
-	for _, dp := range dps {
-		if dp != nil {
-			pruneKVs(dp.Attributes)
-			pruneExemplars(dp.Exemplars)
-		}
-	}
+	each(dps, func(dp *metricspb.NumberDataPoint) {
+		pruneKVs(dp.Attributes)
+		pruneExemplars(dp.Exemplars)
+	})
 }
 
 func pruneExemplars(exs []*metricspb.Exemplar) {
-	for _, ex := range exs {
-		if ex != nil {
-			pruneKVs(ex.FilteredAttributes)
-		}
+	each(exs, func(ex *metricspb.Exemplar) { pruneKVs(ex.FilteredAttributes) })
+}
+
+func pruneBuckets(b *metricspb.ExponentialHistogramDataPoint_Buckets) *metricspb.ExponentialHistogramDataPoint_Buckets {
+	if b == nil {
+		return nil
 	}
+	return orNil(b)
 }
