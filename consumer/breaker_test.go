@@ -18,6 +18,19 @@ import (
 // 400 to every request, as behind a misrouted proxy.
 func refuseAll(openmetertest.Event) bool { return true }
 
+// startHeld starts a consumer on 2 batches of 3 events that the sink
+// refuses one by one: after 2 refusals in a row the breaker holds the
+// queue, and with AuthRetryInterval an hour it keeps holding.
+func startHeld(t *testing.T) (*harness, *running) {
+	h := newHarness(t, openmetertest.Options{Poison: refuseAll})
+	h.events(2, 3)
+	c, _ := h.loggedConsumer(h.config(func(c *Config) {
+		c.MaxConsecutivePoison = 2
+		c.AuthRetryInterval = time.Hour
+	}))
+	return h, start(c)
+}
+
 // loggedConsumer builds a consumer on the harness's HTTP sink whose log
 // lines go to the returned buffer.
 func (h *harness) loggedConsumer(cfg Config) (*Consumer, *syncBuffer) {
@@ -170,13 +183,7 @@ func TestBreakerHeldRetriesAreSlow(t *testing.T) {
 func TestBreakerStopsPromptlyWhileHeld(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, openmetertest.Options{Poison: refuseAll})
-		h.events(2, 3)
-		c, _ := h.loggedConsumer(h.config(func(c *Config) {
-			c.MaxConsecutivePoison = 2
-			c.AuthRetryInterval = time.Hour
-		}))
-		r := start(c)
+		h, r := startHeld(t)
 		held := h.m.SinkEvents.WithLabelValues("held")
 		eventuallyValue(t, "the breaker holding the queue", func() float64 { return value(held) }, func(v float64) bool { return v >= 1 })
 		r.stop(t) // fails unless Run returns within stopPatience, far below the hour

@@ -3,7 +3,6 @@ package consumer
 import (
 	"testing"
 	"testing/synctest"
-	"time"
 
 	"github.com/bucketq/bucketq/internal/openmetertest"
 )
@@ -54,13 +53,7 @@ func TestSinkBreakerOpenGaugeFollowsTheHold(t *testing.T) {
 func TestSinkBreakerOpenGaugeClearedOnStop(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, openmetertest.Options{Poison: refuseAll})
-		h.events(2, 3)
-		c, _ := h.loggedConsumer(h.config(func(c *Config) {
-			c.MaxConsecutivePoison = 2
-			c.AuthRetryInterval = time.Hour
-		}))
-		r := start(c)
+		h, r := startHeld(t)
 		eventuallyValue(t, "sink_breaker_open to become 1 while the breaker holds", func() float64 { return value(h.m.SinkBreakerOpen) }, func(v float64) bool { return v == 1 })
 		r.stop(t)
 		if v := value(h.m.SinkBreakerOpen); v != 0 {
