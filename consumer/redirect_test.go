@@ -1,12 +1,9 @@
 package consumer
 
 import (
-	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -27,23 +24,13 @@ func TestRedirectHoldsTheQueue(t *testing.T) {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				var redirected, final atomic.Int64
-				mux := http.NewServeMux()
-				mux.HandleFunc("/api/v1/events", func(w http.ResponseWriter, r *http.Request) {
-					redirected.Add(1)
-					_, _ = io.Copy(io.Discard, r.Body)
-					http.Redirect(w, r, "/final/api/v1/events", status)
-				})
-				mux.HandleFunc("/final/", func(w http.ResponseWriter, r *http.Request) {
-					final.Add(1)
-					_, _ = io.Copy(io.Discard, r.Body)
-					w.WriteHeader(http.StatusNoContent)
-				})
+				peer := openmetertest.NewRedirector(status)
+				redirected, final := &peer.Redirected, &peer.Final
 
 				h := newHarness(t, openmetertest.Options{})
 				h.events(2, 3)
 				var logs syncBuffer
-				snk := sink.NewHTTP(openmetertest.InMemoryURL+"/api/v1/events", "secret", sink.HTTPOptions{Client: openmetertest.HandlerClient(mux)})
+				snk := sink.NewHTTP(openmetertest.InMemoryURL+"/api/v1/events", "secret", sink.HTTPOptions{Client: openmetertest.HandlerClient(peer)})
 				c, err := New(h.bkt, h.q, convert.NewRegistry(), snk, h.config(nil), h.m, slog.New(slog.NewTextHandler(&logs, nil)))
 				if err != nil {
 					t.Fatal(err)

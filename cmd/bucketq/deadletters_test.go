@@ -854,19 +854,9 @@ func TestRedriveStopsOnRedirect(t *testing.T) {
 	}
 	e.om.SetPoison(nil)
 	for _, status := range []int{301, 302, 303, 307, 308} {
-		var redirected, final atomic.Int64
-		mux := http.NewServeMux()
-		mux.HandleFunc("/api/v1/events", func(w http.ResponseWriter, r *http.Request) {
-			redirected.Add(1)
-			_, _ = io.Copy(io.Discard, r.Body)
-			http.Redirect(w, r, "/final/api/v1/events", status)
-		})
-		mux.HandleFunc("/final/", func(w http.ResponseWriter, r *http.Request) {
-			final.Add(1)
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusNoContent)
-		})
-		srv := httptest.NewServer(mux)
+		peer := openmetertest.NewRedirector(status)
+		redirected, final := &peer.Redirected, &peer.Final
+		srv := httptest.NewServer(peer)
 		code, out, errOut := run(t, nil, "dead-letters", "redrive", "--bucket-dir", e.dir, "--sink", srv.URL+"/api/v1/events", "--timeout", "20s")
 		srv.Close()
 		if code != 1 || !strings.Contains(errOut, "the sink refuses requests") ||

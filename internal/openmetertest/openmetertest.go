@@ -34,6 +34,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -486,3 +487,32 @@ func RetryAfterDate(t time.Time) string { return t.UTC().Format(http.TimeFormat)
 func RetryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(int(d / time.Second))
 }
+
+// Redirector is a sink that answers every POST to /api/v1/events with a
+// redirect of one status to /final/api/v1/events, and 204 there: what a
+// misconfigured proxy or a moved API looks like. A client must not follow
+// it with the body (OpenMeter's ingest takes no redirects), so Final
+// should stay 0.
+type Redirector struct {
+	Redirected, Final atomic.Int64 // requests seen at each path
+	mux               *http.ServeMux
+}
+
+// NewRedirector returns a Redirector answering status (301, 302, 303, 307
+// or 308); serve it with httptest.NewServer or HandlerClient.
+func NewRedirector(status int) *Redirector {
+	r := &Redirector{mux: http.NewServeMux()}
+	r.mux.HandleFunc("/api/v1/events", func(w http.ResponseWriter, req *http.Request) {
+		r.Redirected.Add(1)
+		_, _ = io.Copy(io.Discard, req.Body)
+		http.Redirect(w, req, "/final/api/v1/events", status)
+	})
+	r.mux.HandleFunc("/final/", func(w http.ResponseWriter, req *http.Request) {
+		r.Final.Add(1)
+		_, _ = io.Copy(io.Discard, req.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return r
+}
+
+func (r *Redirector) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
