@@ -2,13 +2,11 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/internal/openmetertest"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -83,72 +82,27 @@ func TestJournalHoldsEveryDequeuedEntry(t *testing.T) {
 	}
 }
 
-// killSwitch makes one consumer "die" at its n-th write to the store
-// (journal uploads and manifest writes alike, counted together), either
-// just before the write (it never lands) or just after it landed (the
-// answer is lost). From then on every write it attempts fails: a dead
-// process changes nothing.
-type killSwitch struct {
-	mu    sync.Mutex
-	at    int
-	after bool
-	n     int
-	dead  bool
-	died  chan struct{}
-	steps []string
-}
-
-var errDead = errors.New("injected: the consumer process is dead")
-
-// write runs do as the consumer's next write, unless it is dead.
-func (k *killSwitch) write(what string, do func() error) error {
-	k.mu.Lock()
-	if k.dead {
-		k.mu.Unlock()
-		return errDead
-	}
-	k.n++
-	k.steps = append(k.steps, what)
-	kill := k.n == k.at
-	if kill && !k.after {
-		k.dead = true
-		close(k.died)
-		k.mu.Unlock()
-		return errDead
-	}
-	k.mu.Unlock()
-	err := do()
-	if kill {
-		k.mu.Lock()
-		k.dead = true
-		close(k.died)
-		k.mu.Unlock()
-		return errDead
-	}
-	return err
-}
-
 type killBucket struct {
 	objstore.Bucket
-	k *killSwitch
+	k *storetest.KillSwitch
 }
 
 func (b *killBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
-	return b.k.write("upload "+name, func() error { return b.Bucket.Upload(ctx, name, r, opts...) })
+	return b.k.Write("upload "+name, func() error { return b.Bucket.Upload(ctx, name, r, opts...) })
 }
 
 func (b *killBucket) Delete(ctx context.Context, name string) error {
-	return b.k.write("delete "+name, func() error { return b.Bucket.Delete(ctx, name) })
+	return b.k.Write("delete "+name, func() error { return b.Bucket.Delete(ctx, name) })
 }
 
 type killStore struct {
 	cas.Store
-	k *killSwitch
+	k *storetest.KillSwitch
 }
 
 func (s *killStore) WriteIf(ctx context.Context, name string, data []byte, v cas.Version) (cas.Version, error) {
 	var out cas.Version
-	err := s.k.write("manifest "+name, func() error {
+	err := s.k.Write("manifest "+name, func() error {
 		var err error
 		out, err = s.Store.WriteIf(ctx, name, data, v)
 		return err
@@ -199,7 +153,7 @@ func TestJournalWriteOrderSurvivesCrashes(t *testing.T) {
 						appended = append(appended, e.Sequence)
 					}
 					j := h.newJournal(time.Hour)
-					k := &killSwitch{at: at, after: after, died: make(chan struct{})}
+					k := &storetest.KillSwitch{At: at, After: after}
 					kb := &killBucket{Bucket: h.bkt, k: k}
 					kj, err := journal.New(kb, journal.Config{Retention: time.Hour}, nil)
 					if err != nil {
@@ -213,9 +167,7 @@ func TestJournalWriteOrderSurvivesCrashes(t *testing.T) {
 					}
 					r1 := start(c1)
 					eventually(t, "queue drained or consumer dead", func() bool {
-						k.mu.Lock()
-						defer k.mu.Unlock()
-						return k.dead || h.queueLen() == 0
+						return k.Dead() || h.queueLen() == 0
 					})
 					r1.cancel()
 					<-r1.done
@@ -230,7 +182,7 @@ func TestJournalWriteOrderSurvivesCrashes(t *testing.T) {
 						t.Fatalf("journal holds %d sequences, %d were appended", len(got), len(appended))
 					}
 					if testing.Verbose() {
-						t.Log(strings.Join(k.steps, "; "))
+						t.Log(strings.Join(k.Steps(), "; "))
 					}
 				})
 			})

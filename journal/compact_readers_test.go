@@ -25,6 +25,7 @@ import (
 	"github.com/bucketq/bucketq/consumer/convert"
 	"github.com/bucketq/bucketq/consumer/sink"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/journal"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
@@ -222,58 +223,25 @@ func (h *history) check(t *testing.T, when string) {
 }
 
 // faultBucket makes a GC process die at its n-th write (upload or
-// delete): before the write (it never lands) or after it (it landed, the
-// answer is lost); every later write of the process fails. Or, with
-// failDelete, only the delete of that one object fails, and the rest of
-// the cycle goes on.
+// delete; storetest.KillSwitch). Or, with failDelete, only the delete of
+// that one object fails, and the rest of the cycle goes on.
 type faultBucket struct {
 	objstore.Bucket
-	mu         sync.Mutex
-	at         int
-	after      bool
+	storetest.KillSwitch
 	failDelete string
-	n          int
-	dead       bool
-	steps      []string
 }
 
 var errInjected = errors.New("injected fault")
 
-func (b *faultBucket) write(what string, do func() error) error {
-	b.mu.Lock()
-	if b.dead {
-		b.mu.Unlock()
-		return errInjected
-	}
-	b.n++
-	b.steps = append(b.steps, what)
-	kill := b.n == b.at
-	if kill && !b.after {
-		b.dead = true
-	}
-	b.mu.Unlock()
-	if kill && !b.after {
-		return errInjected
-	}
-	err := do()
-	if kill {
-		b.mu.Lock()
-		b.dead = true
-		b.mu.Unlock()
-		return errInjected
-	}
-	return err
-}
-
 func (b *faultBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
-	return b.write("upload "+name, func() error { return b.Bucket.Upload(ctx, name, r, opts...) })
+	return b.Write("upload "+name, func() error { return b.Bucket.Upload(ctx, name, r, opts...) })
 }
 
 func (b *faultBucket) Delete(ctx context.Context, name string) error {
 	if name == b.failDelete {
 		return errInjected
 	}
-	return b.write("delete "+name, func() error { return b.Bucket.Delete(ctx, name) })
+	return b.Write("delete "+name, func() error { return b.Bucket.Delete(ctx, name) })
 }
 
 // TestCompactionCrashLeavesReadableJournal kills a GC cycle at each of
@@ -305,15 +273,15 @@ func TestCompactionCrashLeavesReadableJournal(t *testing.T) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			h := newHistory(t)
-			fb := &faultBucket{Bucket: h.bkt, at: f.at, after: f.after}
+			fb := &faultBucket{Bucket: h.bkt, KillSwitch: storetest.KillSwitch{At: f.at, After: f.after}}
 			if f.failDelete >= 0 {
 				fb.failDelete = h.segments(t)[f.failDelete].Name
 			}
 			if err := h.gc(t, fb); err == nil && (f.failDelete >= 0 || f.at <= 1+inputs+3) {
-				t.Fatalf("GC cycle with a fault reported no error; writes: %v", fb.steps)
+				t.Fatalf("GC cycle with a fault reported no error; writes: %v", fb.Steps())
 			}
 			if testing.Verbose() {
-				t.Log(strings.Join(fb.steps, "; "))
+				t.Log(strings.Join(fb.Steps(), "; "))
 			}
 			h.check(t, "after the fault")
 
