@@ -382,3 +382,80 @@ func TestReadersListAgainWhenSegmentsAreMergedAway(t *testing.T) {
 		})
 	}
 }
+
+// mergeAfterList merges the two lowest segments of the journal right
+// after each of the first merges listings of it: a GC cycle compacting
+// between every listing of a reader and its reads, as a busy consumer's GC
+// (every few hundred milliseconds) does to a replay that takes longer.
+type mergeAfterList struct {
+	objstore.Bucket
+	merges int
+}
+
+func (b *mergeAfterList) Iter(ctx context.Context, dir string, f func(string) error, opts ...objstore.IterOption) error {
+	if err := b.Bucket.Iter(ctx, dir, f, opts...); err != nil {
+		return err
+	}
+	if dir != journal.DefaultPrefix+"/" || b.merges == 0 {
+		return nil
+	}
+	b.merges--
+	j, err := journal.Open(b.Bucket, journal.DefaultPrefix)
+	if err != nil {
+		return err
+	}
+	segs, err := j.List(ctx)
+	if err != nil || len(segs) < 2 {
+		return err
+	}
+	bySeq := map[uint64]manifest.Entry{}
+	var at int64
+	for _, s := range segs[:2] {
+		seg, err := j.Read(ctx, s.Name)
+		if err != nil {
+			return err
+		}
+		at = max(at, seg.JournaledAtMs)
+		for _, e := range seg.Entries {
+			bySeq[e.Sequence] = e
+		}
+	}
+	var entries []manifest.Entry
+	for _, e := range bySeq {
+		entries = append(entries, e)
+	}
+	sort.Slice(entries, func(a, c int) bool { return entries[a].Sequence < entries[c].Sequence })
+	data, err := journal.Encode(entries, at, 1)
+	if err != nil {
+		return err
+	}
+	name := journal.Name(journal.DefaultPrefix, entries[0].Sequence, entries[len(entries)-1].Sequence)
+	if err := b.Bucket.Upload(ctx, name, bytes.NewReader(data)); err != nil {
+		return err
+	}
+	for _, s := range segs[:2] {
+		if s.Name != name {
+			if err := b.Bucket.Delete(ctx, s.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestReplayFinishesWhileGCMergesAfterEveryListing: GC merges segments
+// after each of six listings in a row, so every one of replay's plans
+// finds a chosen segment gone. Replay keeps what it read and lists again
+// until a listing holds still, and sends every event exactly once.
+func TestReplayFinishesWhileGCMergesAfterEveryListing(t *testing.T) {
+	for _, sel := range []replay.Selection{{BySeq: true}, {From: base, To: base.Add(time.Hour)}} {
+		t.Run(fmt.Sprintf("byseq=%v", sel.BySeq), func(t *testing.T) {
+			h := newHistory(t)
+			mb := &mergeAfterList{Bucket: h.bkt, merges: 6}
+			sameSet(t, "replay", replayIDs(t, mb, sel), wantIDs(0, historyEntries-1))
+			if mb.merges != 0 {
+				t.Fatalf("replay listed the journal %d times; the test needs 7 to merge after six", 6-mb.merges+1)
+			}
+		})
+	}
+}

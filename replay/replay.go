@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/bucketq/bucketq/consumer"
@@ -175,8 +176,11 @@ type planned struct {
 }
 
 // planAttempts is how many listings plan tries when chosen segments
-// vanish before it reads them.
-const planAttempts = 3
+// vanish before it reads them. Segments read in an earlier attempt are
+// kept, so each attempt reads only what the new listing added (the merged
+// segments GC wrote meanwhile) and a GC cycle shorter than one full read
+// of the journal still lets plan finish.
+const planAttempts = 10
 
 // plan lists the journal and returns the selected entries in sequence
 // order, deduplicated across overlapping segments (a consumer that died
@@ -186,9 +190,10 @@ const planAttempts = 3
 // expired or merged by GC into a segment the listing did not show: plan
 // lists again.
 func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
+	read := map[string][]manifest.Entry{}
 	for attempt := 1; ; attempt++ {
 		var s Summary
-		out, err := planOnce(ctx, j, sel, &s)
+		out, err := planOnce(ctx, j, sel, &s, read)
 		if j.Gone(err) && attempt < planAttempts {
 			continue
 		}
@@ -201,14 +206,25 @@ func plan(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) 
 	}
 }
 
-// planOnce is one attempt of plan, from one listing.
-func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary) ([]planned, error) {
+// planOnce is one attempt of plan, from one listing. read holds the
+// entries of segments read by earlier attempts, by name; a segment's
+// content never changes under its name, so they need no second read.
+func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summary, read map[string][]manifest.Entry) ([]planned, error) {
 	segs, stray, err := j.ListStray(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range stray {
 		sum.problem(Problem{Kind: "stray_object", Location: name, Detail: "under the journal prefix but not named FIRST-LAST" + ".journal (renamed or foreign); not read, so the sequences it may hold are not replayed"})
+	}
+	listed := make(map[string]bool, len(segs))
+	for _, s := range segs {
+		listed[s.Name] = true
+	}
+	for name := range read {
+		if !listed[name] {
+			delete(read, name) // merged or expired: its entries are elsewhere or gone
+		}
 	}
 	var chosen []journal.SegmentRef
 	if sel.BySeq {
@@ -223,15 +239,14 @@ func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summa
 			return nil, err
 		}
 	}
+	if err := readSegments(ctx, j, chosen, read); err != nil {
+		return nil, err
+	}
 	sum.Segments = len(chosen)
 	bySeq := map[uint64]planned{}
 	from, to := sel.From.UnixMilli(), sel.To.UnixMilli()
 	for _, s := range chosen {
-		seg, err := j.Read(ctx, s.Name)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range seg.Entries {
+		for _, e := range read[s.Name] {
 			if _, dup := bySeq[e.Sequence]; dup {
 				continue
 			}
@@ -281,6 +296,50 @@ func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summa
 		sum.problem(Problem{Kind: "gap", Detail: fmt.Sprintf("sequences %d..%d are in no journal segment (still queued, dequeued while the journal was off, or expired)", sel.FromSeq, sel.ToSeq)})
 	}
 	return out, nil
+}
+
+// readParallel is how many segment reads plan has in flight.
+const readParallel = 8
+
+// readSegments reads into read every chosen segment it does not hold yet,
+// readParallel at a time. Every read is tried even when one finds its
+// segment gone (so the next attempt has only the merged segments left to
+// read); a gone segment is then the error, unless another error came.
+func readSegments(ctx context.Context, j *journal.Journal, chosen []journal.SegmentRef, read map[string][]manifest.Entry) error {
+	var todo []string
+	for _, s := range chosen {
+		if _, ok := read[s.Name]; !ok {
+			todo = append(todo, s.Name)
+		}
+	}
+	got := make([][]manifest.Entry, len(todo))
+	errs := make([]error, len(todo))
+	var g errgroup.Group
+	g.SetLimit(readParallel)
+	for i, name := range todo {
+		g.Go(func() error {
+			seg, err := j.Read(ctx, name)
+			if err != nil {
+				errs[i] = err
+				return nil
+			}
+			got[i] = seg.Entries
+			return nil
+		})
+	}
+	g.Wait()
+	var gone error
+	for i, name := range todo {
+		switch {
+		case errs[i] == nil:
+			read[name] = got[i]
+		case j.Gone(errs[i]):
+			gone = errs[i]
+		default:
+			return errs[i]
+		}
+	}
+	return gone
 }
 
 // byTime chooses the segments that may hold records of [From, To).
