@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/bucketq/bucketq/internal/backoff"
@@ -47,13 +48,33 @@ func (o *Options) defaults() {
 	}
 }
 
-// Queue is the queue protocol on one manifest object. It holds no state
-// besides its configuration and is safe for concurrent use.
+// Queue is the queue protocol on one manifest object. It is safe for
+// concurrent use. Besides its configuration it keeps only the manifest its
+// last Append wrote (see appendEntries), a hint the store's conditional
+// write checks: never trusted without it.
 type Queue struct {
 	store cas.Store
 	path  string
 	opts  Options
+
+	mu sync.Mutex
+	// last is the content and version of the manifest as this queue's
+	// last successful Append wrote it. The next Append builds on it
+	// without reading, so a producer that is the manifest's only writer
+	// since then commits with one conditional write instead of a read and
+	// a write (on S3 one request instead of two per ack). A stale last
+	// only costs a conflict, after which the Append reads as before.
+	last     []byte
+	lastV    cas.Version
+	coldRuns int // Appends left that read first, after a guess conflicted
 }
+
+// afterConflict is how many Appends read the manifest first after one
+// built on last conflicted: with several writers on one manifest (other
+// producers, the consumer's dequeues) a guess would often be stale, and
+// each stale guess is a wasted write (a billed PUT of the whole manifest
+// on S3), so guessing resumes only after this many.
+const afterConflict = 16
 
 // NewQueue returns the queue on the manifest object at path. It panics on
 // an unknown opts.Version (a programming error).
@@ -124,16 +145,25 @@ func (q *Queue) retry(ctx context.Context, op string, attempt func(ctx context.C
 	}
 }
 
-// write is one conditional write, counted for metrics.
+// write is one conditional write, counted for metrics. A Fence or Dequeue
+// writes through it, which also drops the Append guess: the consumer's
+// writes are not Appends, and the guess is only ever what an Append wrote.
 func (q *Queue) write(ctx context.Context, b []byte, v cas.Version) error {
+	q.forget(false)
+	_, err := q.writeV(ctx, b, v)
+	return err
+}
+
+// writeV is write without touching the guess, returning the new version.
+func (q *Queue) writeV(ctx context.Context, b []byte, v cas.Version) (cas.Version, error) {
 	if q.opts.OnWrite != nil {
 		q.opts.OnWrite()
 	}
-	_, err := q.store.WriteIf(ctx, q.path, b, v)
+	nv, err := q.store.WriteIf(ctx, q.path, b, v)
 	if errors.Is(err, cas.ErrConflict) && q.opts.OnConflict != nil {
 		q.opts.OnConflict()
 	}
-	return err
+	return nv, err
 }
 
 // Append adds entries to the end of the queue in one conditional write
@@ -158,15 +188,22 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	var seqs []uint64
-	// since is the next_sequence of the manifest the first write of unknown
-	// outcome was based on. next_sequence only grows and a landed write
-	// moves it, so while it is unchanged nothing of ours can be there.
-	// (Recommit starts uncertain with no base: since stays 0, and 0 never
-	// matches a manifest that holds the entries.)
-	var since uint64
-	sinceKnown := false
-	err := q.retry(ctx, "append", func(ctx context.Context, _ int) (bool, error) {
+	st := appendState{uncertain: uncertain}
+	err := q.retry(ctx, "append", func(ctx context.Context, n int) (bool, error) {
+		// The first attempt of a certain Append builds on the manifest
+		// this queue last wrote, if it has it; every other attempt reads.
+		// (Only a certain Append guesses, so the uncertain check below
+		// always runs on what was read.)
+		if b, v, ok := q.guess(n == 0 && !st.uncertain); ok {
+			out, seqs, err := AppendEntries(b, entries, q.opts.Version)
+			if err == nil {
+				f, _ := ReadFooter(b) // AppendEntries read it already
+				return q.commitAppend(ctx, &st, out, v, f.NextSequence, seqs, true)
+			}
+			// A guess that does not decode is not the manifest's damage:
+			// drop it and read.
+			q.forget(false)
+		}
 		b, v, err := q.read(ctx)
 		if err != nil {
 			return false, err
@@ -175,33 +212,94 @@ func (q *Queue) appendEntries(ctx context.Context, uncertain bool, entries []New
 		if err != nil {
 			return false, err
 		}
-		if uncertain && !(sinceKnown && f.NextSequence == since) {
+		if st.uncertain && !(st.sinceKnown && f.NextSequence == st.since) {
 			if found, err := findLocations(b, entries); err != nil {
 				return false, err
 			} else if found != nil {
-				seqs = found
+				st.seqs = found
 				return true, nil
 			}
 		}
-		out, s, err := AppendEntries(b, entries, q.opts.Version)
+		out, seqs, err := AppendEntries(b, entries, q.opts.Version)
 		if err != nil {
 			return true, err
 		}
-		if err := q.write(ctx, out, v); err != nil {
-			// Our stores send a conditional write once, so a conflict is a
-			// refusal; but a store whose client retries can answer 412 to
-			// a write that landed (RFC 0002), so every failed write is
-			// treated as possibly landed. The check costs a walk over the
-			// locations, and nothing when next_sequence has not moved.
-			if !uncertain {
-				uncertain, since, sinceKnown = true, f.NextSequence, true
-			}
-			return false, err
-		}
-		seqs = s
-		return true, nil
+		return q.commitAppend(ctx, &st, out, v, f.NextSequence, seqs, false)
 	})
-	return seqs, err
+	return st.seqs, err
+}
+
+// appendState is what the attempts of one Append share.
+type appendState struct {
+	seqs      []uint64 // the entries' sequences, once known
+	uncertain bool     // a write of ours may have landed
+	// since is the next_sequence of the manifest the first write of
+	// unknown outcome was based on. next_sequence only grows and a landed
+	// write moves it, so while it is unchanged nothing of ours can be
+	// there. (Recommit starts uncertain with no base: since stays 0, and
+	// 0 never matches a manifest that holds the entries.)
+	since      uint64
+	sinceKnown bool
+}
+
+// commitAppend is the write of one Append attempt: out, built on the
+// manifest at version v whose next_sequence was base, gives the entries
+// sequences seqs. guessed says v is the queue's last write, not a read.
+func (q *Queue) commitAppend(ctx context.Context, st *appendState, out []byte, v cas.Version, base uint64, seqs []uint64, guessed bool) (bool, error) {
+	nv, err := q.writeV(ctx, out, v)
+	if err != nil {
+		q.forget(guessed && errors.Is(err, cas.ErrConflict))
+		// Our stores send a conditional write once, so a conflict is a
+		// refusal; but a store whose client retries can answer 412 to a
+		// write that landed (RFC 0002), so every failed write is treated
+		// as possibly landed. The check costs a walk over the locations,
+		// and nothing when next_sequence has not moved. (A guess holds a
+		// footer that was current at its version, so its next_sequence is
+		// as good a base as a read's.)
+		if !st.uncertain {
+			st.uncertain, st.since, st.sinceKnown = true, base, true
+		}
+		return false, err
+	}
+	q.remember(out, nv)
+	st.seqs = seqs
+	return true, nil
+}
+
+// guess returns the manifest this queue last wrote, if want and it has one
+// and no recent guess conflicted.
+func (q *Queue) guess(want bool) ([]byte, cas.Version, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !want || q.last == nil {
+		return nil, "", false
+	}
+	if q.coldRuns > 0 {
+		q.coldRuns--
+		return nil, "", false
+	}
+	return q.last, q.lastV, true
+}
+
+// remember keeps b, just written at version v, for the next Append's
+// guess. AppendEntries returns a new slice every time and nothing writes
+// to it after the write, so it is kept without a copy.
+func (q *Queue) remember(b []byte, v cas.Version) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.last, q.lastV = b, v
+}
+
+// forget drops the guess after any failed write (its outcome may have
+// changed the manifest); conflicted says a guess was stale, and then the
+// next afterConflict Appends read first.
+func (q *Queue) forget(conflicted bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.last, q.lastV = nil, ""
+	if conflicted {
+		q.coldRuns = afterConflict
+	}
 }
 
 // findLocations returns the sequences of entries if the write that
