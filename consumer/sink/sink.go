@@ -88,7 +88,18 @@ func FromURLWith(target, token string, opts HTTPOptions, log *slog.Logger) (Sink
 		if err != nil {
 			return nil, fmt.Errorf("sink %q: %w", target, err)
 		}
-		return &ndjson{w: f, f: f}, nil
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sink %q: %w", target, err)
+		}
+		if !fi.Mode().IsRegular() {
+			// A device or a pipe (file:/dev/null, a FIFO) holds nothing
+			// to make durable, and fsync fails on it (EINVAL): written
+			// as to stdout.
+			return &ndjson{w: f, closer: f}, nil
+		}
+		return &ndjson{w: f, f: f, closer: f}, nil
 	case strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://"):
 		u, err := url.Parse(target)
 		if err != nil || u.Host == "" {
@@ -257,9 +268,10 @@ func encodeArray(events []json.RawMessage) ([]byte, error) {
 
 // ndjson writes one compact JSON event per line.
 type ndjson struct {
-	mu sync.Mutex
-	w  io.Writer
-	f  *os.File // nil for stdout: not fsynced
+	mu     sync.Mutex
+	w      io.Writer
+	f      *os.File  // fsynced after each Send; nil for stdout, a device or a pipe
+	closer io.Closer // the file opened for file:PATH; nil for stdout
 }
 
 func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
@@ -291,8 +303,8 @@ func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
 }
 
 func (s *ndjson) Close() error {
-	if s.f != nil {
-		return s.f.Close()
+	if s.closer != nil {
+		return s.closer.Close()
 	}
 	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +134,36 @@ func TestFileSinkAppendsNDJSON(t *testing.T) {
 	want := "{\"id\":\"x\"}\n{\"id\":\"y\"}\n{\"id\":\"x\"}\n{\"id\":\"y\"}\n"
 	if string(b) != want {
 		t.Fatalf("file = %q, want %q", b, want)
+	}
+}
+
+// TestFileSinkToDevice: file:/dev/null (a benchmark's sink) and a pipe
+// take events; fsync, which fails on them with EINVAL, is not called.
+func TestFileSinkToDevice(t *testing.T) {
+	if _, err := os.Stat("/dev/null"); err != nil {
+		t.Skip("no /dev/null")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, target := range []string{"file:/dev/null", "file:/dev/fd/" + strconv.Itoa(int(w.Fd()))} {
+		s, err := FromURL(target, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(context.Background(), []json.RawMessage{json.RawMessage(`{"id":"x"}`)}); err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("%s: close: %v", target, err)
+		}
+	}
+	w.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "{\"id\":\"x\"}\n" {
+		t.Fatalf("pipe got %q, %v; want the event", got, err)
 	}
 }
 
