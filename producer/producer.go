@@ -592,7 +592,7 @@ func (p *Producer) commit(group []*batch) {
 				lastErr = err
 				p.noteFailure(fmt.Errorf("manifest read: %w", err))
 				p.log.Warn("manifest read failed while checking an uncertain commit", "err", err)
-				_ = backoff.Sleep(p.ctx, bo.Next())
+				p.pause(group, bo)
 				continue
 			}
 			group = rest
@@ -603,7 +603,7 @@ func (p *Producer) commit(group []*batch) {
 
 		if err := p.refreshOld(group); err != nil {
 			lastErr = err
-			_ = backoff.Sleep(p.ctx, bo.Next())
+			p.pause(group, bo)
 			continue
 		}
 
@@ -640,8 +640,21 @@ func (p *Producer) commit(group []*batch) {
 		p.m.CommitFailures.Inc()
 		p.noteFailure(fmt.Errorf("manifest commit: %w", err))
 		p.log.Warn("manifest commit failed, retrying", "location", group[0].name, "batches", len(group), "attempt", attempt, "err", err)
-		_ = backoff.Sleep(p.ctx, bo.Next())
+		p.pause(group, bo)
 	}
+}
+
+// pause waits the next backoff step between two commit attempts, but no
+// longer than the earliest deadline in group: a batch whose CommitTimeout
+// passes during the pause is failed at its deadline by the loop's top, not
+// up to maxBackoff later (its request would have waited that much longer
+// for the same 503).
+func (p *Producer) pause(group []*batch, bo *backoff.Backoff) {
+	d := bo.Next()
+	for _, b := range group {
+		d = min(d, time.Until(b.deadline))
+	}
+	_ = backoff.Sleep(p.ctx, d)
 }
 
 // failIfCorrupt fails the whole group at once if err says the manifest is
