@@ -97,18 +97,24 @@ var commands = []command{
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
 			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; (inspect journal) read and check every segment; exit 1 on damage"),
 		}},
-	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
+	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--partition P] [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
 		summary: "Repair a manifest that no longer decodes (producers answer 503, the consumer refuses to start). Stop the\n" +
 			"consumer first. Every entry whose own CRC-32C verifies is kept, in order; an entry whose checksum fails\n" +
 			"is dropped and listed with its location as read; the walk stops where no entry can be framed. The new\n" +
 			"manifest gets a next_sequence above every sequence seen and a fresh epoch (which fences any consumer).\n" +
 			"The damaged object is saved first as MANIFEST.damaged-TIMESTAMP; no batch file is deleted. Version 1\n" +
-			"manifests carry no checksums and are refused. Check first with: bucketq inspect manifest --verify",
+			"manifests carry no checksums and are refused. Check first with: bucketq inspect manifest --verify\n" +
+			"With partitions > 1 and no --partition, every partition's manifest is checked and each damaged one is\n" +
+			"repaired, with a section per partition and a summary line: each repair is conditional on the bytes it\n" +
+			"read and the partitions share no object, so this is what repairing them one by one would do (a manifest\n" +
+			"that verifies, or was never written, is left alone). Exit 1 if any partition could not be repaired.",
 		examples: []string{
 			"bucketq repair manifest --config bucketq.yaml --dry-run",
 			"bucketq repair manifest --bucket-dir ./data",
+			"bucketq repair manifest --config bucketq.yaml --partition 3",
 		},
 		extra: []string{
+			fmt.Sprintf("  %-34s %s", "--partition P", "with partitions > 1: repair partition P's manifest only (manifest_path with suffix -000P; 0 to partitions-1); default: every damaged one"),
 			fmt.Sprintf("  %-34s %s", "--dry-run", "report what would be kept and dropped; write nothing"),
 			fmt.Sprintf("  %-34s %s", "--requeue-unreferenced", "queue again the CloudEvents batch files under data_prefix the manifest no longer lists"),
 		}},
