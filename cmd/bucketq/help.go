@@ -42,7 +42,7 @@ var commands = []command{
 			"bucketq consume --config bucketq.yaml",
 			"BUCKETQ_SINK_TOKEN=... bucketq consume --bucket-dir ./data --listen 127.0.0.1:8889 --sink https://openmeter.cloud/api/v1/events",
 		}},
-	{name: "import", short: "enqueue usage files (NDJSON, CSV, JSON arrays; gzip, zstd) from a bucket, resumably", usage: "bucketq import [--prefix PREFIX] [--match GLOB] [--job NAME] [--force] [--dry-run] [flags]", roles: config.RolesImport,
+	{name: "import", short: "enqueue usage files (NDJSON, CSV, JSON arrays; gzip, zstd) from a bucket, resumably", usage: "bucketq import [--prefix PREFIX] [--match GLOB] [--job NAME] [--partition P] [--force] [--dry-run] [flags]", roles: config.RolesImport,
 		summary: "Read every object under --prefix of the source bucket (import.source in the config file, same shape as\n" +
 			"object_store, or --source-dir DIR) and enqueue one CloudEvent per row through a producer, into the same\n" +
 			"queue POST /api/v1/events fills: the consumer delivers them like any other event. Rows are NDJSON,\n" +
@@ -64,7 +64,9 @@ var commands = []command{
 			"letters (reason import_row, naming object and row; see bucketq dead-letters list); an unreadable tail\n" +
 			"(a truncated gzip) is one import_object dead letter. Progress is checkpointed per object in the queue's\n" +
 			"bucket (<manifest dir>/import/JOB.checkpoint) once the rows are durable: after a crash, run the same\n" +
-			"command again to resume; done objects are skipped unless --force. Exit 1 if rows were dead-lettered\n" +
+			"command again to resume; done objects are skipped unless --force. With partitions > 1 the rows go to\n" +
+			"partition 0, or --partition P (which a consumer with the same partitions takes); the checkpoint records\n" +
+			"P, and running the job into another partition is refused. Exit 1 if rows were dead-lettered\n" +
 			"or the job failed, 2 for bad flags or config.",
 		examples: []string{
 			"bucketq import --config bucketq.yaml --prefix usage/2026/11/ --match '*.csv.gz' --job nov-2026",
