@@ -239,7 +239,7 @@ var Options = []*Option{
 			return err
 		}},
 	{Key: "partition", Flag: "partition", Arg: "auto|P", Default: "auto", Roles: Produce,
-		Usage: "home partition of this producer (one per zone or per replica ordinal is best); auto hashes the host name; it falls over to another partition on errors or sustained conflicts",
+		Usage: "home partition of this producer (one per zone or per replica ordinal is best); auto hashes the host name; it falls over to another partition on errors, on failing for readiness_failure_threshold, or on sustained conflicts",
 		set: func(c *Config, v string) error {
 			if strings.TrimSpace(v) == "auto" {
 				c.Partition = -1
