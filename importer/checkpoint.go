@@ -20,6 +20,10 @@ import (
 // become version 2 at their first write.
 const CheckpointVersion = 2
 
+// ErrOtherPartition is returned by an import whose job's checkpoint was
+// taken importing into another partition.
+var ErrOtherPartition = errors.New("import: the job's checkpoint is of another partition")
+
 // DefaultCheckpointWindow is the default of Config.CheckpointWindow.
 const DefaultCheckpointWindow = 128
 
@@ -39,9 +43,14 @@ type Checkpoint struct {
 	Job     string `json:"job"`
 	// Segments is the number of segments; Last the hex SHA-256 of the
 	// bytes of segment number Segments ("" when there is none).
-	Segments int64                  `json:"segments,omitempty"`
-	Last     string                 `json:"last,omitempty"`
-	Objects  map[string]ObjectState `json:"objects"`
+	Segments int64  `json:"segments,omitempty"`
+	Last     string `json:"last,omitempty"`
+	// Partition is the partition (RFC 0005) whose queue the job appends
+	// to. Its rows up to this checkpoint are queued there, so a resume
+	// into another partition is refused. Absent (0) in checkpoints of
+	// imports before partitions, which all appended to partition 0.
+	Partition int                    `json:"partition,omitempty"`
+	Objects   map[string]ObjectState `json:"objects"`
 }
 
 // Segment is the JSON body of a sealed checkpoint segment: write-once,
@@ -185,6 +194,9 @@ func decodeHead(b []byte, name, job string) (Checkpoint, error) {
 	if ck.Job != job {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s is of job %q, not %q: it was edited or copied; delete it to start job %q over", name, ck.Job, job, job)
 	}
+	if ck.Partition < 0 {
+		return Checkpoint{}, fmt.Errorf("checkpoint %s has partition %d: %s", name, ck.Partition, startOver(name, job))
+	}
 	if ck.Segments < 0 || (ck.Segments == 0) != (ck.Last == "") || (ck.Last != "" && !isSum(ck.Last)) {
 		return Checkpoint{}, fmt.Errorf("checkpoint %s has segments %d, last %q (want 0 and \"\", or a count and a hex SHA-256): %s", name, ck.Segments, ck.Last, startOver(name, job))
 	}
@@ -260,11 +272,12 @@ type open struct {
 // a new segment and leaves them out of the checkpoint: its size is
 // bounded by the window plus the workers, whatever the job's object count.
 type checkpointer struct {
-	store  cas.Store
-	name   string
-	job    string
-	dry    bool
-	window int
+	store     cas.Store
+	name      string
+	job       string
+	partition int
+	dry       bool
+	window    int
 
 	mu      sync.Mutex
 	sealed  map[string]ObjectState // the segments' states
@@ -279,8 +292,8 @@ type checkpointer struct {
 	wmu sync.Mutex // one write at a time
 }
 
-func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, window int, dry bool) (*checkpointer, error) {
-	c := &checkpointer{store: store, name: name, job: job, dry: dry, window: window,
+func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, partition, window int, dry bool) (*checkpointer, error) {
+	c := &checkpointer{store: store, name: name, job: job, partition: partition, dry: dry, window: window,
 		sealed: map[string]ObjectState{}, open: map[string]open{}, busy: map[string]bool{}}
 	b, v, err := store.Read(ctx, name)
 	switch {
@@ -292,6 +305,10 @@ func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, wind
 	head, err := decodeHead(b, name, job)
 	if err != nil {
 		return nil, err
+	}
+	if head.Partition != partition {
+		return nil, fmt.Errorf("%w: checkpoint %s of job %q was taken importing into partition %d, not %d: the rows it counts are queued in partition %d; "+
+			"resume with --partition %d, or import into partition %d as another job (--job NAME)", ErrOtherPartition, name, job, head.Partition, partition, head.Partition, head.Partition, partition)
 	}
 	if c.sealed, err = readSegments(ctx, store, name, head); err != nil {
 		return nil, err
@@ -345,7 +362,7 @@ func (c *checkpointer) set(ctx context.Context, name string, st ObjectState) err
 		c.mu.Unlock()
 		return nil // a write after our update carried it
 	}
-	head := Checkpoint{Version: CheckpointVersion, Job: c.job, Segments: c.segs, Last: c.last, Objects: make(map[string]ObjectState, len(c.open))}
+	head := Checkpoint{Version: CheckpointVersion, Job: c.job, Partition: c.partition, Segments: c.segs, Last: c.last, Objects: make(map[string]ObjectState, len(c.open))}
 	idle := 0
 	for obj := range c.open {
 		if !c.busy[obj] {

@@ -532,6 +532,8 @@ func FuzzCheckpointDecode(f *testing.F) {
 	f.Add([]byte(`{"version":2,"job":"j","segments":1,"last":"@SUM@","objects":{"b":{"size":5,"modified":"2026-11-01T00:00:00Z","rows":2}}}`), seg)
 	f.Add([]byte(`{"version":1,"job":"j","objects":{"a":{"size":1,"modified":"2026-11-01T00:00:00Z","rows":1,"done":true,"error":"x"}}}`), []byte{})
 	f.Add([]byte(`{"version":2,"job":"j","objects":{}}`), []byte(`{}`))
+	f.Add([]byte(`{"version":2,"job":"j","partition":3,"objects":{}}`), []byte(`{}`))
+	f.Add([]byte(`{"version":2,"job":"j","partition":-1,"objects":{}}`), []byte(`{}`))
 	f.Add([]byte(`{"version":2,"job":"j","segments":2,"last":"@SUM@","objects":null}`), []byte(`{"version":2,"job":"j","seq":2,"prev":"00","objects":{}}`))
 	const name = "ingest/import/j.checkpoint"
 	f.Fuzz(func(t *testing.T, head, seg []byte) {
@@ -549,7 +551,7 @@ func FuzzCheckpointDecode(f *testing.F) {
 			}
 			return
 		}
-		if st.Head.Job != "j" || (st.Head.Version != 1 && st.Head.Version != importer.CheckpointVersion) {
+		if st.Head.Job != "j" || (st.Head.Version != 1 && st.Head.Version != importer.CheckpointVersion) || st.Head.Partition < 0 {
 			t.Fatalf("accepted %+v", st.Head)
 		}
 		for obj, o := range st.Objects {
@@ -572,4 +574,79 @@ func FuzzCheckpointDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImportCheckpointRecordsPartition: a job's checkpoint records the
+// partition it imports into, and a run of the job into another partition
+// is refused before it appends anything (its rows up to the checkpoint are
+// queued in the first one). A checkpoint without the field (written before
+// partitions) is partition 0's.
+func TestImportCheckpointRecordsPartition(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		first       int  // partition of the first, interrupted run; -1: a checkpoint without the field
+		second      int  // partition of the resume
+		refused     bool // the resume fails with ErrOtherPartition
+		wantInCkpt  int  // partition recorded after the resume (or the first run, if refused)
+		wantAppends bool // the resume appended rows
+	}{
+		{name: "same partition 0", first: 0, second: 0, wantInCkpt: 0, wantAppends: true},
+		{name: "same partition 3", first: 3, second: 3, wantInCkpt: 3, wantAppends: true},
+		{name: "0 then 3", first: 0, second: 3, refused: true, wantInCkpt: 0},
+		{name: "3 then 0", first: 3, second: 0, refused: true, wantInCkpt: 3},
+		{name: "3 then 2", first: 3, second: 2, refused: true, wantInCkpt: 3},
+		{name: "before partitions, then 0", first: -1, second: 0, wantInCkpt: 0, wantAppends: true},
+		{name: "before partitions, then 1", first: -1, second: 1, refused: true, wantInCkpt: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := buildCorpus(4, 20)
+			e := newEnv(t, c)
+			ctx := context.Background()
+			name := importer.CheckpointName("ingest", "nov")
+			first := max(tc.first, 0)
+			if _, err := e.importer(&recorder{}, func(c *importer.Config) { c.Partition = first }).Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Interrupted: one object only partly done.
+			st, err := importer.ReadCheckpoint(ctx, e.store, name, "nov")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Head.Partition != first {
+				t.Fatalf("first run recorded partition %d, want %d", st.Head.Partition, first)
+			}
+			objs := st.Objects
+			const partly = "usage/2026/11/ce-000.ndjson"
+			o := objs[partly]
+			o.Rows, o.Done = 5, false
+			objs[partly] = o
+			head := map[string]any{"version": 1, "job": "nov", "objects": objs}
+			if tc.first >= 0 {
+				head["partition"] = tc.first
+			}
+			b, _ := json.Marshal(head)
+			put(t, e.store, name, b)
+
+			rec := &recorder{}
+			_, err = e.importer(rec, func(c *importer.Config) { c.Partition = tc.second }).Run(ctx)
+			if tc.refused {
+				if !errors.Is(err, importer.ErrOtherPartition) || !strings.Contains(err.Error(), fmt.Sprintf("into partition %d, not %d", first, tc.second)) ||
+					!strings.Contains(err.Error(), fmt.Sprintf("resume with --partition %d", first)) {
+					t.Fatalf("resume into partition %d: %v, want ErrOtherPartition naming both", tc.second, err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.appends > 0; got != tc.wantAppends {
+				t.Errorf("resume appended %d times, want appends %v", rec.appends, tc.wantAppends)
+			}
+			st, err = importer.ReadCheckpoint(ctx, e.store, name, "nov")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Head.Partition != tc.wantInCkpt {
+				t.Errorf("checkpoint records partition %d, want %d", st.Head.Partition, tc.wantInCkpt)
+			}
+		})
+	}
 }

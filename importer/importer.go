@@ -51,7 +51,11 @@ type Config struct {
 	Store cas.Store
 	App   producer.Appender
 
-	Job            string // checkpoint name; see CheckpointName
+	Job string // checkpoint name; see CheckpointName
+	// Partition is the partition (RFC 0005) whose queue App appends to,
+	// recorded in the checkpoint: a job resumed with another is refused
+	// (ErrOtherPartition). 0 with one partition.
+	Partition      int
 	CheckpointPath string // the checkpoint object; default CheckpointName("ingest", Job)
 	// CheckpointWindow: once this many objects no worker is reading have
 	// their state in the checkpoint object, the next checkpoint write
@@ -222,7 +226,7 @@ func (im *Importer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	cfg := im.cfg
 	var err error
-	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.CheckpointPath, cfg.Job, cfg.CheckpointWindow, cfg.DryRun)
+	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.CheckpointPath, cfg.Job, cfg.Partition, cfg.CheckpointWindow, cfg.DryRun)
 	if err != nil {
 		return Summary{}, err
 	}

@@ -90,3 +90,25 @@ func (l Layout) checkPair(a, b int) error {
 }
 
 func itoa(p int) string { return fmt.Sprint(p) }
+
+// Choose returns the partitions a command acting on one partition or on
+// all of them works on: p < 0 is every partition 0..n-1, p ≥ 0 is p alone,
+// which must be below n. Refusing p ≥ n keeps a command from writing a
+// queue no consumer configured with n partitions takes (import), or from
+// repairing an object outside the configured layout.
+func Choose(n, p int) ([]int, error) {
+	if n < 1 || n > MaxPartitions {
+		return nil, fmt.Errorf("partitions: %d is outside 1..%d", n, MaxPartitions)
+	}
+	if p >= n {
+		return nil, fmt.Errorf("partition %d is not below partitions %d (partitions are 0 to %d; set partitions as producers and consumers have it)", p, n, n-1)
+	}
+	if p >= 0 {
+		return []int{p}, nil
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return all, nil
+}

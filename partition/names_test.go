@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -75,5 +76,37 @@ func TestHomeFor(t *testing.T) {
 		if c == 0 {
 			t.Errorf("partition %d got no host of 64: %v", p, count)
 		}
+	}
+}
+
+func TestChoose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n, p int
+		want []int
+		err  string // substring of the error, "" for none
+	}{
+		{"all of one", 1, -1, []int{0}, ""},
+		{"all of four", 4, -1, []int{0, 1, 2, 3}, ""},
+		{"one", 4, 3, []int{3}, ""},
+		{"zero of one", 1, 0, []int{0}, ""},
+		{"at the count", 4, 4, nil, "partition 4 is not below partitions 4 (partitions are 0 to 3"},
+		{"above one", 1, 2, nil, "partition 2 is not below partitions 1"},
+		{"far above", 4, MaxPartitions, nil, "not below partitions 4"},
+		{"no partitions", 0, -1, nil, "outside 1..10000"},
+		{"too many", MaxPartitions + 1, 0, nil, "outside 1..10000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Choose(tc.n, tc.p)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Choose(%d, %d) = %v, %v; want error %q", tc.n, tc.p, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("Choose(%d, %d) = %v, %v; want %v", tc.n, tc.p, got, err, tc.want)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,12 @@ type SpreaderConfig struct {
 	// MinStay is the least time at a home before conflicts move the
 	// spreader again (errors move it at once). Default 5s.
 	MinStay time.Duration
+	// FailAfter is readiness_failure_threshold: an Append that finds its
+	// home's producer not ready (producer.Ready(FailAfter): uploads or
+	// commits failing that long) moves the home first, so no new request
+	// waits on a partition known to fail; Ready uses it too. 0: Appends
+	// do not check (the home moves only when an Append fails).
+	FailAfter time.Duration
 }
 
 func (c *SpreaderConfig) defaults() {
@@ -140,19 +147,71 @@ func (s *Spreader) Home() int {
 	return s.home
 }
 
-// Ready is /readyz for the spreader: the home partition's producer commits
-// batches (producer.(*Producer).Ready). A home producer not built yet, or
-// one without a Ready method, is ready.
+// readier is a producer with readiness (*producer.Producer).
+type readier interface{ Ready(time.Duration) error }
+
+// Ready is /readyz for the spreader. It fails only when EVERY partition
+// this spreader could write to is failing: each partition's producer
+// reports failing (producer.(*Producer).Ready(threshold)) and none is left
+// that it has not tried. The body names each failing partition and its
+// last error. A spreader shutting down (Drain, Close) is not ready.
+//
+// Why all and not any: a new request goes to the home, and the home moves
+// off a failing partition (at once with FailAfter set, else when an Append
+// fails there), so while one partition still takes commits this process
+// serves requests. Failing on any partition would take every producer that
+// ever homed on one damaged manifest out of rotation, and keep it out until
+// the batches stuck there time out: one partition's fault would become
+// lost capacity across the fleet, though its requests commit elsewhere.
+// The price: a store refusing every write is seen only once the spreader
+// has tried each partition (about partitions × threshold of traffic); a
+// store that does not answer at all is still caught at once by /readyz's
+// bucket probe.
 func (s *Spreader) Ready(threshold time.Duration) error {
 	s.mu.Lock()
-	pr, home := s.prods[s.home], s.home
+	prods, closed := append([]Producer(nil), s.prods...), s.closed
 	s.mu.Unlock()
-	if r, ok := pr.(interface{ Ready(time.Duration) error }); ok {
-		if err := r.Ready(threshold); err != nil {
-			return fmt.Errorf("partition %d: %w", home, err)
+	if closed {
+		return fmt.Errorf("%w: %w", producer.ErrNotReady, producer.ErrClosed)
+	}
+	writable := false
+	var failing, why []string
+	for p, pr := range prods {
+		r, ok := pr.(readier)
+		if !ok {
+			writable = true // not tried yet (or no readiness): writable as far as is known
+			continue
+		}
+		err := r.Ready(threshold)
+		switch {
+		case errors.Is(err, producer.ErrClosed):
+			return fmt.Errorf("partition %d: %w", p, err)
+		case err == nil:
+			writable = true
+		default:
+			failing = append(failing, itoa(p))
+			why = append(why, fmt.Sprintf("partition %d: %s", p, strings.TrimPrefix(err.Error(), producer.ErrNotReady.Error()+": ")))
 		}
 	}
-	return nil
+	if writable {
+		return nil
+	}
+	return fmt.Errorf("%w: every partition failing (%s): %s", producer.ErrNotReady, strings.Join(failing, ", "), strings.Join(why, "; "))
+}
+
+// homeFailing moves the home off p if p's producer has been failing for
+// FailAfter (not ready), and says whether it did.
+func (s *Spreader) homeFailing(p int, pr Producer) bool {
+	r, ok := pr.(readier)
+	if s.cfg.FailAfter <= 0 || !ok {
+		return false
+	}
+	err := r.Ready(s.cfg.FailAfter)
+	if err == nil || errors.Is(err, producer.ErrClosed) {
+		return false
+	}
+	s.failed(p, err)
+	return true
 }
 
 // Moves counts home changes.
@@ -180,10 +239,17 @@ func (s *Spreader) producerFor(p int) (Producer, error) {
 	return pr, nil
 }
 
-// Append implements producer.Appender on the home partition.
+// Append implements producer.Appender on the home partition. With
+// FailAfter set, a home whose producer has been failing that long is left
+// first (once per Append): the batch goes to the new home instead of
+// waiting on a partition known to fail.
 func (s *Spreader) Append(ctx context.Context, h format.Header, records [][]byte) error {
 	p := s.Home()
 	pr, err := s.producerFor(p)
+	if err == nil && s.homeFailing(p, pr) {
+		p = s.Home()
+		pr, err = s.producerFor(p)
+	}
 	if err != nil {
 		if !errors.Is(err, producer.ErrClosed) {
 			s.failed(p, err)

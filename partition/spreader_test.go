@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -190,5 +191,119 @@ func TestSpreaderMovesToLeastRefused(t *testing.T) {
 	s.mu.Unlock()
 	if s.Home() != 2 {
 		t.Fatalf("moved to %d, want 2 (fewest refusals)", s.Home())
+	}
+}
+
+// readyProducer is a fakeProducer with readiness: notReady is what Ready
+// returns, whatever the threshold.
+type readyProducer struct {
+	*fakeProducer
+	notReady error
+}
+
+func (r *readyProducer) Ready(time.Duration) error { return r.notReady }
+
+func notReady(why string) error { return fmt.Errorf("%w: %s", producer.ErrNotReady, why) }
+
+// TestSpreaderReady: a spreader is not ready only when every partition is
+// failing; a partition not tried yet counts as writable, and one shutting
+// down makes the whole spreader not ready.
+func TestSpreaderReady(t *testing.T) {
+	closing := fmt.Errorf("%w: %w", producer.ErrNotReady, producer.ErrClosed)
+	for _, tc := range []struct {
+		name  string
+		state map[int]error // built partitions and their readiness; others not tried
+		want  string        // substring of the error, "" for ready
+		not   string        // must not be in the error
+	}{
+		{name: "nothing tried", state: nil},
+		{name: "home healthy", state: map[int]error{0: nil}},
+		{name: "home failing, others not tried", state: map[int]error{0: notReady("upload: denied")}},
+		{name: "two failing, one not tried", state: map[int]error{0: notReady("a"), 1: notReady("b")}},
+		{name: "one healthy among failing", state: map[int]error{0: notReady("a"), 1: nil, 2: notReady("c")}},
+		{name: "every partition failing", state: map[int]error{0: notReady("upload: denied"), 1: notReady("manifest damaged"), 2: notReady("c")},
+			want: "producer not ready: every partition failing (0, 1, 2): partition 0: upload: denied; partition 1: manifest damaged; partition 2: c",
+			not:  "partition 0: producer not ready"},
+		{name: "one shutting down", state: map[int]error{0: nil, 1: closing}, want: "partition 1: producer not ready: producer: shutting down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSpreader(SpreaderConfig{Partitions: 3, Home: 0}, memstore.New(), func(p int, st cas.Store) (Producer, error) {
+				return &readyProducer{fakeProducer: &fakeProducer{p: p, store: st}, notReady: tc.state[p]}, nil
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range tc.state {
+				if _, err := s.producerFor(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = s.Ready(time.Second)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Ready = %v, want ready", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, producer.ErrNotReady)):
+				t.Fatalf("Ready = %v, want an ErrNotReady with %q", err, tc.want)
+			case tc.not != "" && strings.Contains(err.Error(), tc.not):
+				t.Fatalf("Ready = %v, must not contain %q", err, tc.not)
+			}
+		})
+	}
+	t.Run("closed", func(t *testing.T) {
+		s, _, _ := newTestSpreader(t, SpreaderConfig{Partitions: 2, Home: 0}, memstore.New(), nil)
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ready(time.Second); !errors.Is(err, producer.ErrClosed) {
+			t.Fatalf("Ready after Close = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// TestSpreaderLeavesFailingHome: with FailAfter set, an Append that finds
+// its home's producer not ready moves the home and commits on the new one;
+// without, it waits on the home as before.
+func TestSpreaderLeavesFailingHome(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failAfter time.Duration
+		home0     error // readiness of partition 0, the first home
+		wantOn    int   // the partition the Append went to
+	}{
+		{name: "home failing", failAfter: time.Second, home0: notReady("upload: denied"), wantOn: 1},
+		{name: "home healthy", failAfter: time.Second, home0: nil, wantOn: 0},
+		{name: "home shutting down", failAfter: time.Second, home0: fmt.Errorf("%w: %w", producer.ErrNotReady, producer.ErrClosed), wantOn: 0},
+		{name: "check off", failAfter: 0, home0: notReady("upload: denied"), wantOn: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prods := map[int]*readyProducer{}
+			s, err := NewSpreader(SpreaderConfig{Partitions: 2, Home: 0, FailAfter: tc.failAfter}, memstore.New(), func(p int, st cas.Store) (Producer, error) {
+				r := &readyProducer{fakeProducer: &fakeProducer{p: p, store: st}}
+				if p == 0 {
+					r.notReady = tc.home0
+				}
+				prods[p] = r
+				return r, nil
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Append(context.Background(), format.EventsHeader, [][]byte{[]byte("{}")}); err != nil {
+				t.Fatal(err)
+			}
+			for p, r := range prods {
+				if want := 0; p == tc.wantOn {
+					want = 1
+					if r.calls != want {
+						t.Errorf("partition %d got %d Appends, want %d", p, r.calls, want)
+					}
+				} else if r.calls != want {
+					t.Errorf("partition %d got %d Appends, want %d", p, r.calls, want)
+				}
+			}
+			if prods[tc.wantOn] == nil || s.Home() != tc.wantOn {
+				t.Errorf("home %d, want %d", s.Home(), tc.wantOn)
+			}
+		})
 	}
 }

@@ -42,7 +42,7 @@ var commands = []command{
 			"bucketq consume --config bucketq.yaml",
 			"BUCKETQ_SINK_TOKEN=... bucketq consume --bucket-dir ./data --listen 127.0.0.1:8889 --sink https://openmeter.cloud/api/v1/events",
 		}},
-	{name: "import", short: "enqueue usage files (NDJSON, CSV, JSON arrays; gzip, zstd) from a bucket, resumably", usage: "bucketq import [--prefix PREFIX] [--match GLOB] [--job NAME] [--force] [--dry-run] [flags]", roles: config.RolesImport,
+	{name: "import", short: "enqueue usage files (NDJSON, CSV, JSON arrays; gzip, zstd) from a bucket, resumably", usage: "bucketq import [--prefix PREFIX] [--match GLOB] [--job NAME] [--partition P] [--force] [--dry-run] [flags]", roles: config.RolesImport,
 		summary: "Read every object under --prefix of the source bucket (import.source in the config file, same shape as\n" +
 			"object_store, or --source-dir DIR) and enqueue one CloudEvent per row through a producer, into the same\n" +
 			"queue POST /api/v1/events fills: the consumer delivers them like any other event. Rows are NDJSON,\n" +
@@ -64,7 +64,9 @@ var commands = []command{
 			"letters (reason import_row, naming object and row; see bucketq dead-letters list); an unreadable tail\n" +
 			"(a truncated gzip) is one import_object dead letter. Progress is checkpointed per object in the queue's\n" +
 			"bucket (<manifest dir>/import/JOB.checkpoint) once the rows are durable: after a crash, run the same\n" +
-			"command again to resume; done objects are skipped unless --force. Exit 1 if rows were dead-lettered\n" +
+			"command again to resume; done objects are skipped unless --force. With partitions > 1 the rows go to\n" +
+			"partition 0, or --partition P (which a consumer with the same partitions takes); the checkpoint records\n" +
+			"P, and running the job into another partition is refused. Exit 1 if rows were dead-lettered\n" +
 			"or the job failed, 2 for bad flags or config.",
 		examples: []string{
 			"bucketq import --config bucketq.yaml --prefix usage/2026/11/ --match '*.csv.gz' --job nov-2026",
@@ -97,18 +99,24 @@ var commands = []command{
 			fmt.Sprintf("  %-34s %s", "--records", "(inspect batch) also print the records"),
 			fmt.Sprintf("  %-34s %s", "--verify", "(inspect manifest) check its checksums, read and check every batch it lists; (inspect journal) read and check every segment; exit 1 on damage"),
 		}},
-	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
+	{name: "repair", short: "repair a damaged manifest, keeping every entry whose checksum verifies", usage: "bucketq repair manifest [--partition P] [--dry-run] [--requeue-unreferenced] [flags]", roles: config.RolesInspect,
 		summary: "Repair a manifest that no longer decodes (producers answer 503, the consumer refuses to start). Stop the\n" +
 			"consumer first. Every entry whose own CRC-32C verifies is kept, in order; an entry whose checksum fails\n" +
 			"is dropped and listed with its location as read; the walk stops where no entry can be framed. The new\n" +
 			"manifest gets a next_sequence above every sequence seen and a fresh epoch (which fences any consumer).\n" +
 			"The damaged object is saved first as MANIFEST.damaged-TIMESTAMP; no batch file is deleted. Version 1\n" +
-			"manifests carry no checksums and are refused. Check first with: bucketq inspect manifest --verify",
+			"manifests carry no checksums and are refused. Check first with: bucketq inspect manifest --verify\n" +
+			"With partitions > 1 and no --partition, every partition's manifest is checked and each damaged one is\n" +
+			"repaired, with a section per partition and a summary line: each repair is conditional on the bytes it\n" +
+			"read and the partitions share no object, so this is what repairing them one by one would do (a manifest\n" +
+			"that verifies, or was never written, is left alone). Exit 1 if any partition could not be repaired.",
 		examples: []string{
 			"bucketq repair manifest --config bucketq.yaml --dry-run",
 			"bucketq repair manifest --bucket-dir ./data",
+			"bucketq repair manifest --config bucketq.yaml --partition 3",
 		},
 		extra: []string{
+			fmt.Sprintf("  %-34s %s", "--partition P", "with partitions > 1: repair partition P's manifest only (manifest_path with suffix -000P; 0 to partitions-1); default: every damaged one"),
 			fmt.Sprintf("  %-34s %s", "--dry-run", "report what would be kept and dropped; write nothing"),
 			fmt.Sprintf("  %-34s %s", "--requeue-unreferenced", "queue again the CloudEvents batch files under data_prefix the manifest no longer lists"),
 		}},

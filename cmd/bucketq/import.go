@@ -17,8 +17,18 @@ import (
 	"github.com/bucketq/bucketq/importer"
 	"github.com/bucketq/bucketq/internal/objname"
 	"github.com/bucketq/bucketq/manifest"
+	"github.com/bucketq/bucketq/partition"
 	"github.com/bucketq/bucketq/producer"
 )
+
+// partitionFlagText is " --partition P" for p ≥ 1, for the commands a
+// message suggests.
+func partitionFlagText(p int) string {
+	if p == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" --partition %d", p)
+}
 
 // importHelpLines are the flags of import beyond its config options.
 func importHelpLines() []string {
@@ -31,6 +41,7 @@ func importHelpLines() []string {
 		fmt.Sprintf("  %-34s %s", "--max-errors N", "stop the job once more than N rows were dead-lettered (default -1: no limit)"),
 		fmt.Sprintf("  %-34s %s", "--format FORMAT", "auto, ndjson, csv or json (overrides import.format; default auto)"),
 		fmt.Sprintf("  %-34s %s", "--dry-run", "read, map and count every row, print the bad ones; write nothing (no queue, checkpoint or dead letters)"),
+		fmt.Sprintf("  %-34s %s", "--partition P", "with partitions > 1: enqueue into partition P (0 to partitions-1; its manifest, data and dead-letter prefix; default 0); the job's checkpoint records P and a run of the job with another P is refused"),
 	}
 }
 
@@ -45,6 +56,7 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	maxErrors := fl.Int("max-errors", -1, "dead letters before stopping")
 	formatFlag := fl.String("format", "", "row format")
 	dryRun := fl.Bool("dry-run", false, "write nothing")
+	part := fl.String("partition", "", "partition")
 	pos, err := fl.Parse(args)
 	if err != nil {
 		return err
@@ -59,6 +71,10 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if *maxErrors < -1 {
 		return usage("--max-errors %d: want -1 (no limit) or more", *maxErrors)
 	}
+	p, err := partitionArg("import", *part)
+	if err != nil {
+		return err
+	}
 	if err := importer.CheckJob(*job); err != nil {
 		return usage("--job: %v", err)
 	}
@@ -72,6 +88,12 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
+	// Partition p ≥ partitions would be a queue no consumer takes: the
+	// rows would be durable but never delivered.
+	if _, err := partition.Choose(cfg.Partitions, p); err != nil {
+		return usage("--partition: %v", err)
+	}
+	l := cfg.Layout().Partition(p)
 	fc, err := importer.ParseFileConfig(cfg.Import)
 	if err != nil {
 		return &config.Error{Msg: "config key \"import\": " + err.Error()}
@@ -106,11 +128,13 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	icfg := importer.Config{
 		Source: srcBkt, Job: *job, Prefix: *prefix, Match: *match, Format: fc.Format, Mapper: mapper,
 		Parallel: *parallel, Force: *force, MaxErrors: *maxErrors, DryRun: *dryRun, DryRunOut: stdout,
-		MaxRowBytes: fc.MaxRowBytes, CheckpointWindow: fc.CheckpointWindow, DeadLetterPrefix: cfg.DeadLetterPrefix, Log: log,
-		CheckpointPath: importer.CheckpointName(path.Dir(cfg.ManifestPath), *job),
+		MaxRowBytes: fc.MaxRowBytes, CheckpointWindow: fc.CheckpointWindow, DeadLetterPrefix: l.DeadLetter, Log: log,
+		// One checkpoint per job whatever the partition: it records the
+		// partition, so a resume into another one is refused.
+		CheckpointPath: importer.CheckpointName(path.Dir(cfg.ManifestPath), *job), Partition: p,
 	}
-	if objname.Within(icfg.CheckpointPath, cfg.DataPrefix) {
-		return &config.Error{Msg: fmt.Sprintf("config key \"manifest_path\": the import checkpoint %s would lie inside data_prefix %q, where garbage collection deletes objects", icfg.CheckpointPath, cfg.DataPrefix)}
+	if objname.Within(icfg.CheckpointPath, l.Data) {
+		return &config.Error{Msg: fmt.Sprintf("config key \"manifest_path\": the import checkpoint %s would lie inside data_prefix %q, where garbage collection deletes objects", icfg.CheckpointPath, l.Data)}
 	}
 	var prod *producer.Producer
 	if !*dryRun {
@@ -120,9 +144,9 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		defer bkt.Close()
 		pm := producer.NewMetrics(nil)
-		q := manifest.NewQueue(store, cfg.ManifestPath, queueOptions(cfg, producer.QueueOptions(pm)))
+		q := manifest.NewQueue(store, l.Manifest, queueOptions(cfg, producer.QueueOptions(pm)))
 		prod, err = producer.New(bkt, q, producer.Config{
-			DataPrefix:       cfg.DataPrefix,
+			DataPrefix:       l.Data,
 			FlushInterval:    cfg.FlushInterval,
 			MinSealInterval:  minSealInterval(cfg),
 			FlushSizeBytes:   cfg.FlushSizeBytes,
@@ -156,10 +180,10 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return fmt.Errorf("import job %q: %w", *job, runErr)
 	}
 	if sum.Stopped != "" {
-		return fmt.Errorf("import job %q stopped: %s; fix the rows (bucketq dead-letters list), then run it again with --job %s to go on", *job, sum.Stopped, *job)
+		return fmt.Errorf("import job %q stopped: %s; fix the rows (bucketq dead-letters list%s), then run it again with --job %s%s to go on", *job, sum.Stopped, partitionFlagText(p), *job, partitionFlagText(p))
 	}
 	if sum.DeadLettered > 0 {
-		return fmt.Errorf("%d rows dead-lettered (bucketq dead-letters list --reason %s)", sum.DeadLettered, importer.ReasonRow)
+		return fmt.Errorf("%d rows dead-lettered (bucketq dead-letters list --reason %s%s)", sum.DeadLettered, importer.ReasonRow, partitionFlagText(p))
 	}
 	return nil
 }

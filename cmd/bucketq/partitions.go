@@ -68,7 +68,7 @@ func newProducer(bkt objstore.Bucket, store cas.Store, cfg *config.Config, reg p
 		return mk(0, store)
 	}
 	host, _ := os.Hostname()
-	return partition.NewSpreader(partition.SpreaderConfig{Partitions: cfg.Partitions, Home: cfg.Partition, HomeKey: host}, store, mk,
+	return partition.NewSpreader(partition.SpreaderConfig{Partitions: cfg.Partitions, Home: cfg.Partition, HomeKey: host, FailAfter: cfg.ReadinessFailureThreshold}, store, mk,
 		func(from, to int, why string) {
 			log.Warn("producer moved to another partition", "from", from, "to", to, "why", why)
 		})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,16 +18,27 @@ import (
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/partition"
 )
 
-// repairCommand runs `bucketq repair manifest [--dry-run]`: it keeps what a
-// damaged manifest can prove (manifest.SalvageManifest), saves the damaged
-// object beside it first, and writes the result with a conditional write on
-// the version it read. It never deletes anything.
+// repairCommand runs `bucketq repair manifest [--partition P] [--dry-run]`:
+// for each manifest it acts on, it keeps what a damaged manifest can prove
+// (manifest.SalvageManifest), saves the damaged object beside it first, and
+// writes the result with a conditional write on the version it read. It
+// never deletes anything.
+//
+// With partitions > 1 and no --partition it checks every partition and
+// repairs each damaged one. That is as safe as repairing them one by one:
+// a manifest that verifies is never written, each repair is conditional on
+// the bytes it read, and the partitions share no object (partition.Layout
+// Check), so repairing one cannot touch another. Asking the operator to
+// name each partition would only slow the recovery of producers answering
+// 503; --dry-run shows the whole plan first.
 func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv config.Env) error {
 	fl := config.NewFlags("repair", config.RolesInspect)
 	dryRun := fl.Bool("dry-run", false, "report what a repair would keep and drop, and write nothing")
 	requeue := fl.Bool("requeue-unreferenced", false, "also queue again every batch file under data_prefix that the repaired manifest does not list and whose records are all CloudEvents (delivered again at least once; the metering API dedups by id)")
+	part := fl.String("partition", "", "partition")
 	pos, err := fl.Parse(args)
 	if err != nil {
 		return err
@@ -34,9 +46,19 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if len(pos) != 1 || pos[0] != "manifest" {
 		return &config.Error{Msg: "repair: want \"repair manifest\""}
 	}
+	p := -1 // every partition
+	if *part != "" {
+		if p, err = partitionArg("repair", *part); err != nil {
+			return err
+		}
+	}
 	cfg, err := fl.Load(getenv)
 	if err != nil {
 		return err
+	}
+	parts, err := partition.Choose(max(cfg.Partitions, 1), p)
+	if err != nil {
+		return &config.Error{Msg: "repair: --partition: " + err.Error()}
 	}
 	// openBucket refuses a missing bucket directory: repairing must not
 	// create one.
@@ -46,24 +68,67 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	defer bkt.Close()
 
-	b, v, err := store.Read(ctx, cfg.ManifestPath)
+	if len(parts) == 1 {
+		_, err := repairManifest(ctx, bkt, store, cfg.Layout().Partition(parts[0]), *dryRun, *requeue, false, stdout)
+		return err
+	}
+	// Every partition: one not written yet is an empty queue, not an error.
+	var errs []error
+	var damaged []string
+	repaired := 0
+	for _, p := range parts {
+		l := cfg.Layout().Partition(p)
+		fmt.Fprintf(stdout, "== partition %d of %d: %s\n", p, len(parts), l.Manifest)
+		bad, err := repairManifest(ctx, bkt, store, l, *dryRun, *requeue, true, stdout)
+		if bad {
+			damaged = append(damaged, strconv.Itoa(p))
+			if err == nil {
+				repaired++
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "  FAILED: %v\n", err)
+			errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+		}
+	}
+	switch {
+	case len(damaged) == 0:
+		fmt.Fprintf(stdout, "%d partitions checked: none damaged\n", len(parts))
+	case *dryRun:
+		fmt.Fprintf(stdout, "%d partitions checked: damaged %s; dry run: nothing written\n", len(parts), strings.Join(damaged, ", "))
+	default:
+		fmt.Fprintf(stdout, "%d partitions checked: damaged %s; %d repaired\n", len(parts), strings.Join(damaged, ", "), repaired)
+	}
+	return errors.Join(errs...)
+}
+
+// repairManifest checks the manifest of the queue l names and repairs it
+// if it is damaged, printing what it finds and does. damaged says whether
+// the manifest was found damaged (whatever the repair's outcome). A
+// missing manifest is an error unless missingOK.
+func repairManifest(ctx context.Context, bkt objstore.Bucket, store cas.Store, l partition.Layout, dryRun, requeue, missingOK bool, stdout io.Writer) (damaged bool, err error) {
+	b, v, err := store.Read(ctx, l.Manifest)
 	if errors.Is(err, cas.ErrNotExist) {
-		return fmt.Errorf("manifest %s: no such object in the bucket: nothing to repair (a missing manifest is an empty queue)", cfg.ManifestPath)
+		if missingOK {
+			fmt.Fprintf(stdout, "manifest %s: not written yet (an empty queue): nothing to repair\n", l.Manifest)
+			return false, nil
+		}
+		return false, fmt.Errorf("manifest %s: no such object in the bucket: nothing to repair (a missing manifest is an empty queue)", l.Manifest)
 	}
 	if err != nil {
-		return fmt.Errorf("reading manifest %s: %w", cfg.ManifestPath, err)
+		return false, fmt.Errorf("reading manifest %s: %w", l.Manifest, err)
 	}
 	_, derr := manifest.Decode(b)
 	s, err := manifest.SalvageManifest(b, time.Now())
 	if errors.Is(err, manifest.ErrNotDamaged) {
-		fmt.Fprintf(stdout, "manifest %s verifies (%d bytes): nothing to repair\n", cfg.ManifestPath, len(b))
-		return nil
+		fmt.Fprintf(stdout, "manifest %s verifies (%d bytes): nothing to repair\n", l.Manifest, len(b))
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("manifest %s: %w", cfg.ManifestPath, err)
+		return true, fmt.Errorf("manifest %s: %w", l.Manifest, err)
 	}
 	m := s.Manifest
-	fmt.Fprintf(stdout, "manifest %s (%d bytes) is damaged: %v\n", cfg.ManifestPath, len(b), derr)
+	fmt.Fprintf(stdout, "manifest %s (%d bytes) is damaged: %v\n", l.Manifest, len(b), derr)
 	if s.FooterOK {
 		fmt.Fprintf(stdout, "  footer as read (unverified): version %d, %d entries, next_sequence %d, epoch %d\n", s.Footer.Version, s.Footer.EntryCount, s.Footer.NextSequence, s.Footer.Epoch)
 	} else {
@@ -80,14 +145,14 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if s.UnreadableFrom >= 0 {
 		fmt.Fprintf(stdout, "  DROP %d bytes from offset %d: no entry can be framed there\n", s.UnreadableBytes, s.UnreadableFrom)
 	}
-	orphans, err := unreferencedBatches(ctx, bkt, cfg.DataPrefix, m)
+	orphans, err := unreferencedBatches(ctx, bkt, l.Data, m)
 	if err != nil {
-		return err
+		return true, err
 	}
 	var requeued int
 	for _, o := range orphans {
 		switch {
-		case o.events > 0 && *requeue:
+		case o.events > 0 && requeue:
 			m.Entries = append(m.Entries, manifest.Entry{Sequence: m.NextSequence, Location: o.name,
 				Metadata: []manifest.Metadata{{StartIndex: 0, IngestionTimeMs: o.modified.UnixMilli(), Payload: format.EventsHeader.Bytes()}}})
 			m.NextSequence++
@@ -102,25 +167,25 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if len(orphans) > 0 && requeued < len(orphans) {
 		fmt.Fprintf(stdout, "  %d batch files under %s are not in the repaired manifest: they may hold acknowledged events whose\n"+
 			"  entries were lost. GC deletes such files once they are older than gc_grace_period: keep the consumer\n"+
-			"  stopped until you have requeued or copied what you need (bucketq inspect batch LOCATION --records).\n", len(orphans)-requeued, cfg.DataPrefix)
+			"  stopped until you have requeued or copied what you need (bucketq inspect batch LOCATION --records).\n", len(orphans)-requeued, l.Data)
 	}
 	fmt.Fprintf(stdout, "  write: %d entries, next_sequence %d, epoch %d (fences any running consumer)\n", len(m.Entries), m.NextSequence, m.Epoch)
-	if *dryRun {
+	if dryRun {
 		fmt.Fprintln(stdout, "dry run: nothing written")
-		return nil
+		return true, nil
 	}
-	saved := fmt.Sprintf("%s.damaged-%s", cfg.ManifestPath, time.Now().UTC().Format("20060102T150405.000Z"))
+	saved := fmt.Sprintf("%s.damaged-%s", l.Manifest, time.Now().UTC().Format("20060102T150405.000Z"))
 	if _, err := store.WriteIf(ctx, saved, b, ""); err != nil {
-		return fmt.Errorf("saving the damaged manifest as %s before repairing: %w (nothing was changed)", saved, err)
+		return true, fmt.Errorf("saving the damaged manifest as %s before repairing: %w (nothing was changed)", saved, err)
 	}
 	fmt.Fprintf(stdout, "saved the damaged object as %s\n", saved)
-	if _, err := store.WriteIf(ctx, cfg.ManifestPath, m.Encode(), v); err != nil {
+	if _, err := store.WriteIf(ctx, l.Manifest, m.Encode(), v); err != nil {
 		if errors.Is(err, cas.ErrConflict) {
-			return fmt.Errorf("manifest %s changed while repairing (is a producer or consumer still running?); run repair again: %w", cfg.ManifestPath, err)
+			return true, fmt.Errorf("manifest %s changed while repairing (is a producer or consumer still running?); run repair again: %w", l.Manifest, err)
 		}
-		return fmt.Errorf("writing the repaired manifest %s: %w", cfg.ManifestPath, err)
+		return true, fmt.Errorf("writing the repaired manifest %s: %w", l.Manifest, err)
 	}
-	fmt.Fprintf(stdout, "repaired %s\n", cfg.ManifestPath)
+	fmt.Fprintf(stdout, "repaired %s\n", l.Manifest)
 	if n := len(s.Dropped); n > 0 || s.UnreadableFrom >= 0 {
 		var locs []string
 		for _, d := range s.Dropped {
@@ -135,7 +200,7 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 			fmt.Fprintf(stdout, "Locations as read from the dropped entries (unverified): %s\n", strings.Join(locs, " "))
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // orphan is a batch file under the data prefix that a manifest does not list.

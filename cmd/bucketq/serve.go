@@ -368,10 +368,12 @@ func shutdown(log *slog.Logger, timeout time.Duration, servers []*listener, prod
 }
 
 // ready is /readyz: the producer commits batches (producer.Ready with
-// readiness_failure_threshold), the consumer holds the queue's lease
-// (consumer.Ready), and the bucket answers and the manifest decodes. A nil
-// prod or cons is not checked. The README's "Running on Kubernetes" lists
-// each answer.
+// readiness_failure_threshold; with partitions > 1 partition.Spreader.Ready:
+// not every partition is failing), the consumer holds the queue's lease
+// (consumer.Ready; with partitions > 1 at least one), and the bucket
+// answers and, with one partition, the manifest decodes. A nil prod or
+// cons is not checked. The README's "Readiness and liveness" lists each
+// answer.
 func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, cfg *config.Config, prod partition.Producer, consReady func() error) error {
 	if r, ok := prod.(interface{ Ready(time.Duration) error }); ok {
 		if err := r.Ready(cfg.ReadinessFailureThreshold); err != nil {
@@ -387,6 +389,13 @@ func ready(ctx context.Context, bkt objstore.Bucket, q *manifest.Queue, cfg *con
 	defer cancel()
 	if _, err := bkt.Exists(ctx, cfg.ManifestPath); err != nil {
 		return fmt.Errorf("bucket unreachable: %v", err)
+	}
+	// With partitions > 1 a damaged manifest is one partition's fault:
+	// its producers' commits fail (the producer check above, once every
+	// partition fails) and its consumer stops (the consumer check), so
+	// partition 0's manifest alone must not take every process out.
+	if cfg.Partitions > 1 {
+		return nil
 	}
 	if _, err := q.Read(ctx); err != nil {
 		return fmt.Errorf("manifest unreadable: %v", err)

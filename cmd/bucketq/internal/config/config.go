@@ -228,7 +228,7 @@ var Options = []*Option{
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
-	{Key: "partitions", Flag: "partitions", Kind: Int, Arg: "N", Default: "1", Roles: Produce | Consume | Inspect,
+	{Key: "partitions", Flag: "partitions", Kind: Int, Arg: "N", Default: "1", Roles: Produce | Consume | Inspect | Import,
 		Usage: "number of partitions, each a queue of its own (RFC 0005): partition 0 is manifest_path/data_prefix/dead_letter_prefix as named, partition p ≥ 1 the same names with suffix -000p; only ever raise it",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
@@ -239,7 +239,7 @@ var Options = []*Option{
 			return err
 		}},
 	{Key: "partition", Flag: "partition", Arg: "auto|P", Default: "auto", Roles: Produce,
-		Usage: "home partition of this producer (one per zone or per replica ordinal is best); auto hashes the host name; it falls over to another partition on errors or sustained conflicts",
+		Usage: "home partition of this producer (one per zone or per replica ordinal is best); auto hashes the host name; it falls over to another partition on errors, on failing for readiness_failure_threshold, or on sustained conflicts",
 		set: func(c *Config, v string) error {
 			if strings.TrimSpace(v) == "auto" {
 				c.Partition = -1
