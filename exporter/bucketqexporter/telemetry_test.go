@@ -3,9 +3,11 @@ package bucketqexporter
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"gopkg.in/yaml.v3"
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/manifest"
@@ -430,5 +433,143 @@ func TestBridgeCoversEveryProducerMetric(t *testing.T) {
 		if got := fmt.Sprintf("%T", m.Data); got != want {
 			t.Errorf("%s: %s, want %s for a Prometheus %s", name, got, want, f.GetType())
 		}
+	}
+}
+
+// TestDocumentedMetricsAreReported: metadata.yaml's telemetry section and
+// the README's metric table name exactly the metrics the exporter
+// reports, with their type, description, unit, attributes and buckets.
+func TestDocumentedMetricsAreReported(t *testing.T) {
+	set, tt := telemetrySettings(t)
+	s := startAllWith(t, dirConfig(t), set)
+	if err := s.logs.ConsumeLogs(context.Background(), testLogs(1, "c")); err != nil {
+		t.Fatal(err) // observes the histograms
+	}
+	var rm metricdata.ResourceMetrics
+	if err := tt.Reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	reported := map[string]metricdata.Metrics{}
+	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Name == metadata.ScopeName {
+			for _, m := range sm.Metrics {
+				reported[m.Name] = m
+			}
+		}
+	}
+	if len(reported) == 0 {
+		t.Fatal("no metric reported under the exporter's scope")
+	}
+
+	var md struct {
+		Telemetry struct {
+			Metrics map[string]struct {
+				Description string   `yaml:"description"`
+				Unit        string   `yaml:"unit"`
+				Attributes  []string `yaml:"attributes"`
+				Sum         *struct {
+					Monotonic bool `yaml:"monotonic"`
+					Async     bool `yaml:"async"`
+				} `yaml:"sum"`
+				Gauge *struct {
+					Async bool `yaml:"async"`
+				} `yaml:"gauge"`
+				Histogram *struct {
+					Bounds []float64 `yaml:"bucket_boundaries"`
+				} `yaml:"histogram"`
+			} `yaml:"metrics"`
+		} `yaml:"telemetry"`
+	}
+	b, err := os.ReadFile("metadata.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &md); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readmeType := map[string]string{} // README row: metric -> first word of its type
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) > 3 && strings.HasPrefix(strings.TrimSpace(cells[1]), "`"+telemetryPrefix) {
+			readmeType[strings.Trim(strings.TrimSpace(cells[1]), "`")] = strings.Fields(cells[2])[0]
+		}
+	}
+
+	for key, doc := range md.Telemetry.Metrics {
+		name := "otelcol_" + key
+		m, ok := reported[name]
+		if !ok {
+			t.Errorf("metadata.yaml: %s is not reported", name)
+			continue
+		}
+		delete(reported, name)
+		if m.Description != doc.Description || m.Unit != doc.Unit {
+			t.Errorf("%s: reported %q (%s), metadata.yaml %q (%s)", name, m.Description, m.Unit, doc.Description, doc.Unit)
+		}
+		var kind string
+		var attrs []attribute.Set
+		switch d := m.Data.(type) {
+		case metricdata.Sum[float64]:
+			kind = "counter"
+			if doc.Sum == nil || !doc.Sum.Monotonic || !doc.Sum.Async {
+				t.Errorf("%s: metadata.yaml does not say sum, monotonic, async", name)
+			}
+			for _, dp := range d.DataPoints {
+				attrs = append(attrs, dp.Attributes)
+			}
+		case metricdata.Gauge[float64]:
+			kind = "gauge"
+			if doc.Gauge == nil || !doc.Gauge.Async {
+				t.Errorf("%s: metadata.yaml does not say gauge, async", name)
+			}
+			for _, dp := range d.DataPoints {
+				attrs = append(attrs, dp.Attributes)
+			}
+		case metricdata.Histogram[float64]:
+			kind = "histogram"
+			if doc.Histogram == nil || len(d.DataPoints) == 0 {
+				t.Errorf("%s: metadata.yaml does not say histogram", name)
+				break
+			}
+			got := d.DataPoints[0].Bounds
+			if len(got) != len(doc.Histogram.Bounds) {
+				t.Errorf("%s: bounds %v, metadata.yaml %v", name, got, doc.Histogram.Bounds)
+			}
+			for i := range min(len(got), len(doc.Histogram.Bounds)) {
+				if math.Abs(got[i]-doc.Histogram.Bounds[i]) > 1e-9*got[i] {
+					t.Errorf("%s: bound %d is %v, metadata.yaml %v", name, i, got[i], doc.Histogram.Bounds[i])
+				}
+			}
+			for _, dp := range d.DataPoints {
+				attrs = append(attrs, dp.Attributes)
+			}
+		default:
+			t.Errorf("%s: %T", name, m.Data)
+		}
+		for _, a := range attrs {
+			var keys []string
+			for _, kv := range a.ToSlice() {
+				keys = append(keys, string(kv.Key))
+			}
+			if !slices.Equal(keys, doc.Attributes) {
+				t.Errorf("%s: attributes %v, metadata.yaml %v", name, keys, doc.Attributes)
+			}
+		}
+		if got, ok := readmeType[name]; !ok {
+			t.Errorf("README: no row for %s", name)
+		} else if strings.TrimSuffix(got, ",") != kind {
+			t.Errorf("README: %s is a %s, the row says %q", name, kind, got)
+		}
+		delete(readmeType, name)
+	}
+	for name := range reported {
+		t.Errorf("%s is reported but not in metadata.yaml's telemetry section", name)
+	}
+	for name := range readmeType {
+		t.Errorf("README row %s names no reported metric", name)
 	}
 }
