@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/bucketq/bucketq/bucket"
@@ -38,13 +39,16 @@ const recordOverhead = 4
 type bqExporter struct {
 	cfg *Config
 	log *zap.Logger
+	// meters is the collector's MeterProvider for this exporter; the
+	// exporter that opens the shared producer bridges its metrics there.
+	meters metric.MeterProvider
 
 	mu   sync.Mutex
 	prod *sharedProducer
 }
 
 func newExporter(cfg *Config, set exporter.Settings) *bqExporter {
-	return &bqExporter{cfg: cfg, log: set.Logger}
+	return &bqExporter{cfg: cfg, log: set.Logger, meters: set.MeterProvider}
 }
 
 // sharedProducer is the producer of one exporter configuration.
@@ -53,6 +57,10 @@ type sharedProducer struct {
 	bkt  objstore.Bucket
 	prod *producer.Producer
 	m    *producer.Metrics
+	// telemetry is the callback registration reporting m to the
+	// collector's telemetry, made once per shared producer and
+	// unregistered by the last shutdown (nil: nothing bridged).
+	telemetry metric.Registration
 }
 
 var (
@@ -71,7 +79,7 @@ func (e *bqExporter) start(ctx context.Context, _ component.Host) error {
 		e.setProducer(sp)
 		return nil
 	}
-	sp, err := openProducer(ctx, e.cfg, e.log)
+	sp, err := openProducer(ctx, e.cfg, e.log, e.meters)
 	if err != nil {
 		return err
 	}
@@ -97,16 +105,13 @@ func (e *bqExporter) producer() *producer.Producer {
 }
 
 // openProducer opens the bucket and the manifest store and starts a
-// producer on them.
-func openProducer(ctx context.Context, cfg *Config, log *zap.Logger) (*sharedProducer, error) {
+// producer on them, its metrics bridged to meters (nil: not reported).
+func openProducer(ctx context.Context, cfg *Config, log *zap.Logger, meters metric.MeterProvider) (_ *sharedProducer, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	slogger := newSlogLogger(log)
-	var (
-		bkt objstore.Bucket
-		err error
-	)
+	var bkt objstore.Bucket
 	dirKey, dir := "bucket_dir", cfg.BucketDir
 	var osYAML []byte
 	if cfg.ObjectStore != nil {
@@ -120,8 +125,23 @@ func openProducer(ctx context.Context, cfg *Config, log *zap.Logger) (*sharedPro
 			return nil, fmt.Errorf("%s: %w (create it, or set create_bucket_dir: true)", dirKey, err)
 		}
 	}
+	var meter metric.Meter
+	if meters != nil {
+		meter = producerMeter(meters)
+	}
+	// The metrics are on a private registry the bridge reports; the queue
+	// options count the manifest writes and conflicts into m, so they are
+	// on it too (buffer_manifest_*{role="producer"}).
+	m, tel, err := bridgeMetrics(meter)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && tel != nil {
+			_ = tel.Unregister()
+		}
+	}()
 	var q *manifest.Queue
-	m := producer.NewMetrics(nil)
 	opts := producer.QueueOptions(m)
 	opts.Version = uint16(cfg.FormatVersion)
 	if osYAML != nil {
@@ -149,7 +169,7 @@ func openProducer(ctx context.Context, cfg *Config, log *zap.Logger) (*sharedPro
 		}
 	}
 	log.Info("bucketq exporter started", zap.String("manifest_path", cfg.ManifestPath), zap.String("data_prefix", cfg.DataPrefix))
-	return &sharedProducer{bkt: bkt, prod: prod, m: m}, nil
+	return &sharedProducer{bkt: bkt, prod: prod, m: m, telemetry: tel}, nil
 }
 
 // shutdown releases the shared producer; the last user seals the open
@@ -191,6 +211,13 @@ func (e *bqExporter) shutdown(ctx context.Context) error {
 	err := sp.prod.Close(ctx)
 	if cerr := sp.bkt.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	// Report the producer until it is closed, then stop: a later producer
+	// of this configuration (a collector reload) registers its own.
+	if sp.telemetry != nil {
+		if uerr := sp.telemetry.Unregister(); uerr != nil && err == nil {
+			err = uerr
+		}
 	}
 	return err
 }

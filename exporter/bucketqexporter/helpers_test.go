@@ -62,17 +62,23 @@ func (s *started) shutdown(c component.Component) error {
 
 func startAll(t *testing.T, cfg *Config) *started {
 	t.Helper()
+	return startAllWith(t, cfg, settings())
+}
+
+// startAllWith is startAll with the settings set (its telemetry).
+func startAllWith(t *testing.T, cfg *Config, set exporter.Settings) *started {
+	t.Helper()
 	ctx := context.Background()
 	f := NewFactory()
 	s := &started{stopped: map[component.Component]bool{}}
 	var err error
-	if s.logs, err = f.CreateLogs(ctx, settings(), cfg); err != nil {
+	if s.logs, err = f.CreateLogs(ctx, set, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if s.metrics, err = f.CreateMetrics(ctx, settings(), cfg); err != nil {
+	if s.metrics, err = f.CreateMetrics(ctx, set, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if s.traces, err = f.CreateTraces(ctx, settings(), cfg); err != nil {
+	if s.traces, err = f.CreateTraces(ctx, set, cfg); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []component.Component{s.logs, s.metrics, s.traces} {
