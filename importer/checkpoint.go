@@ -8,9 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/thanos-io/objstore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bucketq/bucketq/manifest/cas"
 )
@@ -121,7 +128,7 @@ func ReadCheckpoint(ctx context.Context, store cas.Store, name, job string) (Che
 	if err != nil {
 		return CheckpointState{}, err
 	}
-	sealed, err := readSegments(ctx, store, name, head)
+	sealed, _, err := readSegments(ctx, store, name, head, nil)
 	if err != nil {
 		return CheckpointState{}, err
 	}
@@ -138,6 +145,33 @@ func ReadCheckpoint(ctx context.Context, store cas.Store, name, job string) (Che
 // startOver is the advice of every refusal of a damaged checkpoint.
 func startOver(name, job string) string {
 	return fmt.Sprintf("the checkpoint was edited or damaged; delete %s (and the segments under %s.d/) to start job %q over", name, name, job)
+}
+
+// CorruptError is the refusal of a damaged or edited checkpoint: the
+// checkpoint object or one of its segments does not decode, or does not
+// fit the hash chain the checkpoint names (RFC 0006, "Imported rows",
+// decode rules). The job stops: going on would skip objects whose states
+// are lost (rows never imported) or import everything again.
+type CorruptError struct {
+	Checkpoint string // the job's checkpoint object
+	Job        string
+	// Object is the object at fault: Checkpoint or one of its segments
+	// (for a missing segment, the name the chain gives it).
+	Object string
+	// Field is the JSON key at fault ("version", "job", "segments",
+	// "last", "seq", "prev", "objects"), "" when the whole object is (not
+	// JSON, bytes that do not hash to its name, missing).
+	Field  string
+	Detail string // what is wrong, naming Object
+	Err    error  // the decode error, if any
+}
+
+func (e *CorruptError) Error() string { return e.Detail + ": " + startOver(e.Checkpoint, e.Job) }
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+func corrupt(name, job, object, field string, err error, format string, args ...any) *CorruptError {
+	return &CorruptError{Checkpoint: name, Job: job, Object: object, Field: field, Err: err, Detail: fmt.Sprintf(format, args...)}
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown keys (a
@@ -167,10 +201,10 @@ func isSum(s string) bool {
 	return true
 }
 
-func checkStates(objs map[string]ObjectState, what, name, job string) error {
+func checkStates(objs map[string]ObjectState, what, object, name, job string) error {
 	for obj, st := range objs {
 		if st.Rows < 0 || st.Size < 0 {
-			return fmt.Errorf("%s: object %q has rows %d, size %d (negative): %s", what, obj, st.Rows, st.Size, startOver(name, job))
+			return corrupt(name, job, object, "objects", nil, "%s: object %q has rows %d, size %d (negative)", what, obj, st.Rows, st.Size)
 		}
 	}
 	return nil
@@ -180,27 +214,30 @@ func checkStates(objs map[string]ObjectState, what, name, job string) error {
 func decodeHead(b []byte, name, job string) (Checkpoint, error) {
 	var ck Checkpoint
 	if err := decodeStrict(b, &ck); err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint %s is not a checkpoint (%v): delete it to start job %q over", name, err, job)
+		return Checkpoint{}, corrupt(name, job, name, "", err, "checkpoint %s is not a checkpoint (%v)", name, err)
 	}
 	switch ck.Version {
 	case 1:
 		if ck.Segments != 0 || ck.Last != "" {
-			return Checkpoint{}, fmt.Errorf("checkpoint %s of version 1 has segments: %s", name, startOver(name, job))
+			return Checkpoint{}, corrupt(name, job, name, "segments", nil, "checkpoint %s of version 1 has segments", name)
 		}
 	case CheckpointVersion:
 	default:
 		return Checkpoint{}, fmt.Errorf("checkpoint %s has version %d, this bucketq reads 1 and %d", name, ck.Version, CheckpointVersion)
 	}
 	if ck.Job != job {
-		return Checkpoint{}, fmt.Errorf("checkpoint %s is of job %q, not %q: it was edited or copied; delete it to start job %q over", name, ck.Job, job, job)
+		return Checkpoint{}, corrupt(name, job, name, "job", nil, "checkpoint %s is of job %q, not %q (copied or edited)", name, ck.Job, job)
 	}
 	if ck.Partition < 0 {
-		return Checkpoint{}, fmt.Errorf("checkpoint %s has partition %d: %s", name, ck.Partition, startOver(name, job))
+		return Checkpoint{}, corrupt(name, job, name, "partition", nil, "checkpoint %s has partition %d", name, ck.Partition)
 	}
-	if ck.Segments < 0 || (ck.Segments == 0) != (ck.Last == "") || (ck.Last != "" && !isSum(ck.Last)) {
-		return Checkpoint{}, fmt.Errorf("checkpoint %s has segments %d, last %q (want 0 and \"\", or a count and a hex SHA-256): %s", name, ck.Segments, ck.Last, startOver(name, job))
+	if ck.Segments < 0 || (ck.Segments == 0) != (ck.Last == "") {
+		return Checkpoint{}, corrupt(name, job, name, "segments", nil, "checkpoint %s has segments %d, last %q (want 0 and \"\", or a count and a hex SHA-256)", name, ck.Segments, ck.Last)
 	}
-	if err := checkStates(ck.Objects, "checkpoint "+name, name, job); err != nil {
+	if ck.Last != "" && !isSum(ck.Last) {
+		return Checkpoint{}, corrupt(name, job, name, "last", nil, "checkpoint %s has segments %d, last %q (want 0 and \"\", or a count and a hex SHA-256)", name, ck.Segments, ck.Last)
+	}
+	if err := checkStates(ck.Objects, "checkpoint "+name, name, name, job); err != nil {
 		return Checkpoint{}, err
 	}
 	if ck.Objects == nil {
@@ -214,48 +251,237 @@ func decodeHead(b []byte, name, job string) (Checkpoint, error) {
 func decodeSegment(b []byte, name, job string, seq int64, sum string) (Segment, error) {
 	seg := SegmentName(name, seq, sum)
 	if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != sum {
-		return Segment{}, fmt.Errorf("checkpoint segment %s is damaged (its SHA-256 is not the one its name and %s record): %s", seg, name, startOver(name, job))
+		return Segment{}, corrupt(name, job, seg, "", nil, "checkpoint segment %s is damaged (its %d bytes have SHA-256 %x, not the one its name and the chain of %s record)", seg, len(b), got, name)
 	}
 	var s Segment
 	if err := decodeStrict(b, &s); err != nil {
-		return Segment{}, fmt.Errorf("checkpoint segment %s is not a segment (%v): %s", seg, err, startOver(name, job))
+		return Segment{}, corrupt(name, job, seg, "", err, "checkpoint segment %s is not a segment (%v)", seg, err)
 	}
-	if s.Version != CheckpointVersion || s.Job != job || s.Seq != seq || (seq == 1) != (s.Prev == "") || (s.Prev != "" && !isSum(s.Prev)) {
-		return Segment{}, fmt.Errorf("checkpoint segment %s has version %d, job %q, seq %d, prev %q (want %d, %q, %d, and a prev iff seq > 1): %s",
-			seg, s.Version, s.Job, s.Seq, s.Prev, CheckpointVersion, job, seq, startOver(name, job))
+	// Each field on its own, so that the error names the one at fault.
+	bad := func(field string, got any, want string) error {
+		return corrupt(name, job, seg, field, nil, "checkpoint segment %s has %s %v, want %s (it has version %d, job %q, seq %d, prev %q)",
+			seg, field, got, want, s.Version, s.Job, s.Seq, s.Prev)
 	}
-	if err := checkStates(s.Objects, "checkpoint segment "+seg, name, job); err != nil {
+	switch {
+	case s.Version != CheckpointVersion:
+		return Segment{}, bad("version", s.Version, fmt.Sprint(CheckpointVersion))
+	case s.Job != job:
+		return Segment{}, bad("job", fmt.Sprintf("%q", s.Job), fmt.Sprintf("%q", job))
+	case s.Seq != seq:
+		return Segment{}, bad("seq", s.Seq, fmt.Sprintf("%d, its place in the chain and its name", seq))
+	case (seq == 1) != (s.Prev == ""):
+		return Segment{}, bad("prev", fmt.Sprintf("%q", s.Prev), "a prev iff seq > 1")
+	case s.Prev != "" && !isSum(s.Prev):
+		return Segment{}, bad("prev", fmt.Sprintf("%q", s.Prev), "a hex SHA-256")
+	}
+	if err := checkStates(s.Objects, "checkpoint segment "+seg, seg, name, job); err != nil {
 		return Segment{}, err
 	}
 	return s, nil
 }
 
+// segmentReadAhead bounds the segments a start reads at once, and so the
+// segment bytes it holds: read, being read, or waiting for the chain
+// check to reach them.
+const segmentReadAhead = 8
+
+// segmentDir is the folder of the segments of checkpoint name.
+func segmentDir(name string) string { return name + ".d/" }
+
+// parseSegmentName returns the seq and sum of obj if it is the name
+// SegmentName gives a segment of checkpoint name, and ok false for any
+// other object (never touched).
+func parseSegmentName(name, obj string) (seq int64, sum string, ok bool) {
+	rest, found := strings.CutPrefix(obj, segmentDir(name))
+	if !found {
+		return 0, "", false
+	}
+	num, sum, found := strings.Cut(rest, "-")
+	if !found || !isSum(sum) || len(num) < 8 || len(num) > 18 {
+		return 0, "", false
+	}
+	seq, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || seq < 1 || SegmentName(name, seq, sum) != obj {
+		return 0, "", false
+	}
+	return seq, sum, true
+}
+
+// listedSegments are the segment objects of a checkpoint found by a
+// listing, by seq: normally the chain's one, plus segments no checkpoint
+// refers to (a seal cut short, the loser of two imports of one job).
+type listedSegments map[int64][]string
+
+// listSegments lists the segments of checkpoint name in bkt.
+func listSegments(ctx context.Context, bkt objstore.BucketReader, name string) (listedSegments, error) {
+	l := listedSegments{}
+	err := bkt.Iter(ctx, segmentDir(name), func(obj string) error {
+		if seq, _, ok := parseSegmentName(name, obj); ok {
+			l[seq] = append(l[seq], obj)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the segments of checkpoint %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// prefetched is a segment read ahead of the chain check.
+type prefetched struct {
+	name string
+	b    []byte
+	err  error
+}
+
+// prefetcher reads the segments a listing found, newest first, at most
+// segmentReadAhead of them at once and held, ahead of the chain check
+// (readSegments), which takes them in the same order. Only a seq with one
+// listed segment is read ahead: which of several is the chain's is known
+// only once the segment after it is checked.
+type prefetcher struct {
+	ctx    context.Context
+	slots  map[int64]chan prefetched
+	tokens chan struct{} // one per segment read or held
+	cancel context.CancelFunc
+	done   chan struct{}
+	g      errgroup.Group
+}
+
+func startPrefetch(ctx context.Context, store cas.Store, listed listedSegments, upTo int64) *prefetcher {
+	var seqs []int64
+	for seq, names := range listed {
+		if seq <= upTo && len(names) == 1 {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	slices.Reverse(seqs)
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{ctx: ctx, slots: make(map[int64]chan prefetched, len(seqs)), tokens: make(chan struct{}, segmentReadAhead), cancel: cancel, done: make(chan struct{})}
+	p.g.SetLimit(segmentReadAhead)
+	for _, seq := range seqs {
+		p.slots[seq] = make(chan prefetched, 1)
+	}
+	go func() {
+		defer close(p.done)
+		for _, seq := range seqs {
+			select {
+			case p.tokens <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			slot, name := p.slots[seq], listed[seq][0]
+			p.g.Go(func() error {
+				b, _, err := store.Read(ctx, name)
+				slot <- prefetched{name: name, b: b, err: err}
+				return nil
+			})
+		}
+	}()
+	return p
+}
+
+// take returns the bytes of segment seq read ahead if it is the one named
+// want; ok false means the caller reads want itself.
+func (p *prefetcher) take(seq int64, want string) (b []byte, ok bool, err error) {
+	slot, has := p.slots[seq]
+	if !has {
+		return nil, false, nil
+	}
+	var r prefetched
+	select {
+	case r = <-slot:
+		<-p.tokens
+	case <-p.ctx.Done(): // the read may never have started
+		return nil, true, p.ctx.Err()
+	}
+	if r.name != want {
+		return nil, false, nil
+	}
+	return r.b, true, r.err
+}
+
+// stop ends the reads ahead and waits for them.
+func (p *prefetcher) stop() {
+	p.cancel()
+	<-p.done
+	_ = p.g.Wait()
+}
+
 // readSegments reads the chain of segments head refers to, newest first,
-// and returns every object's newest state in them.
-func readSegments(ctx context.Context, store cas.Store, name string, head Checkpoint) (map[string]ObjectState, error) {
+// and returns every object's newest state in them. With listed (nil: no
+// listing), the segments are read ahead in parallel, and it also returns
+// the listed segments at seqs up to head.Segments that are not the
+// chain's: no checkpoint written from now on can refer to them (RFC 0006,
+// "Imported rows").
+func readSegments(ctx context.Context, store cas.Store, name string, head Checkpoint, listed listedSegments) (map[string]ObjectState, []string, error) {
+	var p *prefetcher
+	if len(listed) > 0 {
+		p = startPrefetch(ctx, store, listed, head.Segments)
+		defer p.stop()
+	}
 	sealed := map[string]ObjectState{}
-	sum := head.Last
+	var orphans []string
+	sum, referrer := head.Last, name
 	for seq := head.Segments; seq >= 1; seq-- {
 		seg := SegmentName(name, seq, sum)
-		b, _, err := store.Read(ctx, seg)
+		var (
+			b   []byte
+			err error
+			ok  bool
+		)
+		if p != nil {
+			b, ok, err = p.take(seq, seg)
+		}
+		if !ok {
+			b, _, err = store.Read(ctx, seg)
+		}
 		if errors.Is(err, cas.ErrNotExist) {
-			return nil, fmt.Errorf("checkpoint %s refers to segment %s, which does not exist: %s", name, seg, startOver(name, head.Job))
+			return nil, nil, missingSegment(name, head.Job, referrer, seq, sum, listed)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read checkpoint segment %s: %w", seg, err)
+			return nil, nil, fmt.Errorf("read checkpoint segment %s: %w", seg, err)
 		}
 		s, err := decodeSegment(b, name, head.Job, seq, sum)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for obj, st := range s.Objects {
 			if _, newer := sealed[obj]; !newer {
 				sealed[obj] = st
 			}
 		}
-		sum = s.Prev
+		for _, other := range listed[seq] {
+			if other != seg {
+				orphans = append(orphans, other)
+			}
+		}
+		sum, referrer = s.Prev, seg
 	}
-	return sealed, nil
+	return sealed, orphans, nil
+}
+
+// missingSegment is the error of segment seq with hash sum, which the
+// chain needs (referrer, the checkpoint or segment seq+1, names it) and
+// which does not exist. A listing tells whether the hash is that of a
+// segment of another seq: then referrer's "segments" or "prev" was edited.
+func missingSegment(name, job, referrer string, seq int64, sum string, listed listedSegments) error {
+	seg := SegmentName(name, seq, sum)
+	field := "prev"
+	if referrer == name {
+		field = "segments"
+	}
+	for other, names := range listed {
+		for _, n := range names {
+			if _, s, _ := parseSegmentName(name, n); s == sum && other != seq {
+				return corrupt(name, job, referrer, field, nil,
+					"checkpoint %s refers to segment %s, which does not exist: %s gives hash %s to seq %d, but that is the hash of segment %s, of seq %d",
+					name, seg, referrer, sum, seq, n, other)
+			}
+		}
+	}
+	return corrupt(name, job, seg, "", nil, "checkpoint %s refers to segment %s, which does not exist", name, seg)
 }
 
 // open is an object's state not sealed into a segment yet; gen is the
@@ -273,11 +499,17 @@ type open struct {
 // bounded by the window plus the workers, whatever the job's object count.
 type checkpointer struct {
 	store     cas.Store
+	bkt       objstore.Bucket // deletes unreferenced segments; nil: none
+	log       *slog.Logger
 	name      string
 	job       string
 	partition int
 	dry       bool
 	window    int
+
+	// pending are the segments listed at start with a seq above the
+	// chain's, by seq (changed under wmu and mu).
+	pending map[int64][]string
 
 	mu      sync.Mutex
 	sealed  map[string]ObjectState // the segments' states
@@ -292,9 +524,16 @@ type checkpointer struct {
 	wmu sync.Mutex // one write at a time
 }
 
-func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, partition, window int, dry bool) (*checkpointer, error) {
-	c := &checkpointer{store: store, name: name, job: job, partition: partition, dry: dry, window: window,
+// loadCheckpoint reads the checkpoint name of job and its segments. With
+// bkt (nil: a dry run without a queue), it lists the segments to read
+// them in parallel, and, unless dry, deletes those the chain proves
+// unreferenced and keeps the newer ones for a later seal to decide.
+func loadCheckpoint(ctx context.Context, store cas.Store, bkt objstore.Bucket, log *slog.Logger, name, job string, partition, window int, dry bool) (*checkpointer, error) {
+	c := &checkpointer{store: store, name: name, job: job, partition: partition, dry: dry, window: window, log: log,
 		sealed: map[string]ObjectState{}, open: map[string]open{}, busy: map[string]bool{}}
+	if !dry {
+		c.bkt = bkt
+	}
 	b, v, err := store.Read(ctx, name)
 	switch {
 	case errors.Is(err, cas.ErrNotExist):
@@ -310,14 +549,52 @@ func loadCheckpoint(ctx context.Context, store cas.Store, name, job string, part
 		return nil, fmt.Errorf("%w: checkpoint %s of job %q was taken importing into partition %d, not %d: the rows it counts are queued in partition %d; "+
 			"resume with --partition %d, or import into partition %d as another job (--job NAME)", ErrOtherPartition, name, job, head.Partition, partition, head.Partition, head.Partition, partition)
 	}
-	if c.sealed, err = readSegments(ctx, store, name, head); err != nil {
+	var listed listedSegments
+	if bkt != nil && head.Segments > 0 {
+		// The listing only speeds the reads up and finds orphans: the
+		// chain is read by the names it gives whatever the listing says.
+		if listed, err = listSegments(ctx, bkt, name); err != nil {
+			log.Warn("reading the checkpoint's segments one by one, and deleting no unreferenced one", "error", err)
+		}
+	}
+	var orphans []string
+	if c.sealed, orphans, err = readSegments(ctx, store, name, head, listed); err != nil {
 		return nil, err
 	}
 	for obj, st := range head.Objects {
 		c.open[obj] = open{st: st}
 	}
 	c.segs, c.last, c.version = head.Segments, head.Last, v
+	c.deleteOrphans(ctx, orphans)
+	for seq, names := range listed {
+		if seq > head.Segments {
+			// Newer than the chain: possibly the segment of a seal by
+			// another import of the job whose checkpoint write is still
+			// to come, or one that a seal of the same states creates
+			// again. Deleted once a seal of ours puts another one at
+			// its seq (set).
+			if c.pending == nil {
+				c.pending = map[int64][]string{}
+			}
+			c.pending[seq] = names
+		}
+	}
 	return c, nil
+}
+
+// deleteOrphans deletes segments no checkpoint can refer to any more.
+// A failure is only logged: an orphan left in place is never read.
+func (c *checkpointer) deleteOrphans(ctx context.Context, orphans []string) {
+	if c.bkt == nil {
+		return
+	}
+	for _, o := range orphans {
+		if err := c.bkt.Delete(ctx, o); err != nil && !c.bkt.IsObjNotFoundErr(err) {
+			c.log.Warn("could not delete a checkpoint segment no checkpoint refers to (it is never read; the next run tries again)", "segment", o, "error", err)
+			continue
+		}
+		c.log.Info("deleted a checkpoint segment no checkpoint refers to (a seal cut short, or the loser of two imports of the job)", "segment", o)
+	}
 }
 
 func (c *checkpointer) get(name string) (ObjectState, bool) {
@@ -411,8 +688,8 @@ func (c *checkpointer) set(ctx context.Context, name string, st ObjectState) err
 		return err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.version, c.written = v, gen
+	var orphans []string
 	if seal != nil {
 		c.segs, c.last = head.Segments, head.Last
 		for obj, o := range seal {
@@ -421,7 +698,19 @@ func (c *checkpointer) set(ctx context.Context, name string, st ObjectState) err
 				delete(c.open, obj)
 			}
 		}
+		// The checkpoint now has segment Segments: any other segment of
+		// that seq is unreferenced for good (every later checkpoint
+		// extends this chain).
+		mine := SegmentName(c.name, head.Segments, head.Last)
+		for _, n := range c.pending[head.Segments] {
+			if n != mine {
+				orphans = append(orphans, n)
+			}
+		}
+		delete(c.pending, head.Segments)
 	}
+	c.mu.Unlock()
+	c.deleteOrphans(ctx, orphans)
 	return nil
 }
 

@@ -10,16 +10,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/thanos-io/objstore"
+
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
 	"github.com/bucketq/bucketq/importer"
 	"github.com/bucketq/bucketq/manifest/cas"
+	"github.com/bucketq/bucketq/manifest/cas/fsstore"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
 )
 
@@ -451,50 +456,74 @@ func TestImportRefusesDamagedCheckpointSegments(t *testing.T) {
 			put(t, e.store, name, b)
 		}
 	}
-	// forge rewrites the newest segment through f under its new hash and
-	// points the checkpoint at it.
-	forge := func(f func(*importer.Segment)) func() {
+	// forgeAt rewrites the newest segment through f, stores it under its
+	// new hash as segment seq (its own seq if 0) and points the checkpoint
+	// at it; forge stores it under its own seq.
+	forgeAt := func(seq int64, f func(*importer.Segment)) func() {
 		return func() {
 			var s importer.Segment
 			json.Unmarshal(datas[0], &s)
 			f(&s)
 			b, _ := json.Marshal(s)
+			if seq == 0 {
+				seq = s.Seq
+			}
 			sum := sha256.Sum256(b)
-			put(t, e.store, importer.SegmentName(name, s.Seq, hex.EncodeToString(sum[:])), b)
+			put(t, e.store, importer.SegmentName(name, seq, hex.EncodeToString(sum[:])), b)
 			editHead(func(h *importer.Checkpoint) { h.Last = hex.EncodeToString(sum[:]) })()
 		}
 	}
+	forge := func(f func(*importer.Segment)) func() { return forgeAt(0, f) }
+	// rehash stores b as the newest segment under its hash and points the
+	// checkpoint at it.
+	rehash := func(b []byte) func() {
+		return func() {
+			sum := sha256.Sum256(b)
+			put(t, e.store, importer.SegmentName(name, head.Segments, hex.EncodeToString(sum[:])), b)
+			editHead(func(h *importer.Checkpoint) { h.Last = hex.EncodeToString(sum[:]) })()
+		}
+	}
+	var older importer.Segment // segment K-2: its hash is segment K-1's prev
+	json.Unmarshal(datas[1], &older)
 	flip := append([]byte(nil), datas[1]...)
 	flip[bytes.Index(flip, []byte(`"rows":`))+len(`"rows":`)] ^= 0x01 // a digit of rows
+	// Each refusal is a *CorruptError naming the object at fault (object:
+	// that one exactly, "" any segment of the checkpoint) and the field
+	// (field; "-": not a CorruptError, a version this bucketq does not read).
 	for _, tc := range []struct {
 		name   string
 		damage func()
 		want   string
+		object string
+		field  string
 	}{
-		{"missing oldest segment", func() { e.queue.Delete(ctx, names[len(names)-1]) }, "which does not exist"},
-		{"bit-flipped segment", func() { put(t, e.store, names[1], flip) }, "is damaged"},
-		{"segment count edited", editHead(func(h *importer.Checkpoint) { h.Segments++ }), "which does not exist"},
-		{"last edited", editHead(func(h *importer.Checkpoint) { h.Last = strings.Repeat("0", 64) }), "which does not exist"},
-		{"last not a hash", editHead(func(h *importer.Checkpoint) { h.Last = "zz" }), `last "zz"`},
-		{"segments without last", editHead(func(h *importer.Checkpoint) { h.Last = "" }), "want 0 and"},
-		{"version 1 with segments", editHead(func(h *importer.Checkpoint) { h.Version = 1 }), "of version 1 has segments"},
-		{"version 3", editHead(func(h *importer.Checkpoint) { h.Version = 3 }), "has version 3"},
-		{"segment of another job", forge(func(s *importer.Segment) { s.Job = "dec" }), `job "dec"`},
-		{"segment with another seq", forge(func(s *importer.Segment) { s.Seq++ }), "which does not exist"},
-		{"segment without prev", forge(func(s *importer.Segment) { s.Prev = "" }), "a prev iff seq > 1"},
+		{"missing oldest segment", func() { e.queue.Delete(ctx, names[len(names)-1]) }, "which does not exist", names[len(names)-1], ""},
+		{"bit-flipped segment", func() { put(t, e.store, names[1], flip) }, "is damaged", names[1], ""},
+		{"truncated segment", func() { put(t, e.store, names[1], datas[1][:len(datas[1])/2]) }, "is damaged", names[1], ""},
+		{"empty segment", func() { put(t, e.store, names[0], nil) }, "is damaged", names[0], ""},
+		{"truncated segment, re-hashed", rehash(datas[0][:len(datas[0])/2]), "is not a segment", "", ""},
+		{"segment count edited", editHead(func(h *importer.Checkpoint) { h.Segments++ }), "which does not exist", name, "segments"},
+		{"segment count lowered", editHead(func(h *importer.Checkpoint) { h.Segments-- }), "is the hash of segment " + names[0], name, "segments"},
+		{"last edited", editHead(func(h *importer.Checkpoint) { h.Last = strings.Repeat("0", 64) }), "which does not exist", importer.SegmentName(name, head.Segments, strings.Repeat("0", 64)), ""},
+		{"last not a hash", editHead(func(h *importer.Checkpoint) { h.Last = "zz" }), `last "zz"`, name, "last"},
+		{"segments without last", editHead(func(h *importer.Checkpoint) { h.Last = "" }), "want 0 and", name, "segments"},
+		{"version 1 with segments", editHead(func(h *importer.Checkpoint) { h.Version = 1 }), "of version 1 has segments", name, "segments"},
+		{"version 3", editHead(func(h *importer.Checkpoint) { h.Version = 3 }), "has version 3", "", "-"},
+		{"segment of another job", forge(func(s *importer.Segment) { s.Job = "dec" }), `job "dec"`, "", "job"},
+		{"segment of another version", forge(func(s *importer.Segment) { s.Version = 3 }), "has version 3", "", "version"},
+		{"segment with another seq", forge(func(s *importer.Segment) { s.Seq++ }), "which does not exist", name, "segments"},
+		{"segment renumbered in place", forgeAt(head.Segments, func(s *importer.Segment) { s.Seq-- }), fmt.Sprintf("has seq %d, want %d", head.Segments-1, head.Segments), "", "seq"},
+		{"segment without prev", forge(func(s *importer.Segment) { s.Prev = "" }), "a prev iff seq > 1", "", "prev"},
+		{"segment with a prev not a hash", forge(func(s *importer.Segment) { s.Prev = "ab" }), `prev "ab"`, "", "prev"},
+		{"segment skipping one (prev of the one before)", forge(func(s *importer.Segment) { s.Prev = older.Prev }), "is the hash of segment " + names[2], "", "prev"},
 		{"segment with negative rows", forge(func(s *importer.Segment) {
 			for k, st := range s.Objects {
 				st.Rows = -1
 				s.Objects[k] = st
 				break
 			}
-		}), "negative"},
-		{"segment with an unknown key", func() {
-			b := bytes.Replace(datas[0], []byte(`"prev"`), []byte(`"prew"`), 1)
-			sum := sha256.Sum256(b)
-			put(t, e.store, importer.SegmentName(name, head.Segments, hex.EncodeToString(sum[:])), b)
-			editHead(func(h *importer.Checkpoint) { h.Last = hex.EncodeToString(sum[:]) })()
-		}, "unknown field"},
+		}), "negative", "", "objects"},
+		{"segment with an unknown key", rehash(bytes.Replace(datas[0], []byte(`"prev"`), []byte(`"prew"`), 1)), "unknown field", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.damage()
@@ -512,6 +541,20 @@ func TestImportRefusesDamagedCheckpointSegments(t *testing.T) {
 			if rec.appends != 0 {
 				t.Fatalf("Run with a %s appended %d requests", tc.name, rec.appends)
 			}
+			var ce *importer.CorruptError
+			if tc.field == "-" {
+				if errors.As(err, &ce) {
+					t.Fatalf("Run with a %s: %v is a CorruptError", tc.name, err)
+				}
+				return
+			}
+			if !errors.As(err, &ce) {
+				t.Fatalf("Run with a %s: %v (%T) is not a *CorruptError", tc.name, err, err)
+			}
+			if ce.Checkpoint != name || ce.Job != "nov" || ce.Field != tc.field || !strings.Contains(err.Error(), ce.Object) ||
+				(tc.object != "" && ce.Object != tc.object) || (tc.object == "" && !strings.HasPrefix(ce.Object, name+".d/")) {
+				t.Fatalf("Run with a %s: CorruptError{Checkpoint %q, Job %q, Object %q, Field %q}, want object %q, field %q", tc.name, ce.Checkpoint, ce.Job, ce.Object, ce.Field, tc.object, tc.field)
+			}
 		})
 	}
 	// Restored, the job is whole again.
@@ -523,9 +566,10 @@ func TestImportRefusesDamagedCheckpointSegments(t *testing.T) {
 
 // FuzzCheckpointDecode: whatever bytes the checkpoint and its one segment
 // hold (the segment stored under its true hash, which the checkpoint's
-// "@SUM@" stands for), ReadCheckpoint does not panic, and what it accepts
-// is of the job, has no negative counts, and reads back the same once
-// written again.
+// "@SUM@" stands for), ReadCheckpoint does not panic, what it refuses as
+// damaged is a *CorruptError naming the checkpoint or one of its segments,
+// and what it accepts is of the job, has no negative counts, and reads
+// back the same once written again.
 func FuzzCheckpointDecode(f *testing.F) {
 	mod := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	seg, _ := json.Marshal(importer.Segment{Version: 2, Job: "j", Seq: 1, Objects: map[string]importer.ObjectState{"a": {Size: 10, Modified: mod, Rows: 3, Done: true}}})
@@ -535,6 +579,9 @@ func FuzzCheckpointDecode(f *testing.F) {
 	f.Add([]byte(`{"version":2,"job":"j","partition":3,"objects":{}}`), []byte(`{}`))
 	f.Add([]byte(`{"version":2,"job":"j","partition":-1,"objects":{}}`), []byte(`{}`))
 	f.Add([]byte(`{"version":2,"job":"j","segments":2,"last":"@SUM@","objects":null}`), []byte(`{"version":2,"job":"j","seq":2,"prev":"00","objects":{}}`))
+	f.Add([]byte(`{"version":2,"job":"j","segments":2,"last":"@SUM@","objects":{}}`), []byte(`{"version":2,"job":"j","seq":1,"prev":"","objects":{}}`))
+	f.Add([]byte(`{"version":2,"job":"j","segments":1,"last":"@SUM@","objects":{}}`), []byte(`{"version":2,"job":"j","seq":1,"prev":"","objects":{"a":{"size":1,"modified":"2026-11-01T00:00:00Z","rows":-1}}}`))
+	f.Add([]byte(`{"version":2,"job":"j","segments":1,"last":"@SUM@","objects":{}}`), []byte(`{"version":3,"job":"k","seq":1,"prev":"","objects":{}}`))
 	const name = "ingest/import/j.checkpoint"
 	f.Fuzz(func(t *testing.T, head, seg []byte) {
 		sum := sha256.Sum256(seg)
@@ -548,6 +595,16 @@ func FuzzCheckpointDecode(f *testing.F) {
 		if err != nil {
 			if !strings.Contains(err.Error(), name) {
 				t.Fatalf("error does not name the checkpoint: %v", err)
+			}
+			// Damage is a *CorruptError naming the object at fault; a
+			// version this bucketq does not read is not damage.
+			var ce *importer.CorruptError
+			if errors.As(err, &ce) {
+				if ce.Checkpoint != name || !strings.Contains(err.Error(), ce.Object) || (ce.Object != name && !strings.HasPrefix(ce.Object, name+".d/")) {
+					t.Fatalf("CorruptError %+v: %v", ce, err)
+				}
+			} else if !strings.Contains(err.Error(), "this bucketq reads") {
+				t.Fatalf("not a *CorruptError: %v", err)
 			}
 			return
 		}
@@ -574,6 +631,268 @@ func FuzzCheckpointDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// listSegments returns the objects in the segment folder of checkpoint
+// name, sorted, but for the lock files of a directory bucket.
+func listSegments(t *testing.T, queue objstore.Bucket, name string) []string {
+	t.Helper()
+	var got []string
+	err := queue.Iter(context.Background(), name+".d/", func(n string) error {
+		if !strings.HasSuffix(n, fsstore.LockSuffix) {
+			got = append(got, n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	return got
+}
+
+// exists says whether object name is in store.
+func exists(t *testing.T, store cas.Store, name string) bool {
+	t.Helper()
+	_, _, err := store.Read(context.Background(), name)
+	if err != nil && !errors.Is(err, cas.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// segmentBytes encodes a segment and returns it with its name.
+func segmentBytes(ckName string, s importer.Segment) (string, []byte) {
+	b, _ := json.Marshal(s)
+	sum := sha256.Sum256(b)
+	return importer.SegmentName(ckName, s.Seq, hex.EncodeToString(sum[:])), b
+}
+
+// TestImportDeletesOrphanSegmentAfterCrash: an import killed between the
+// write of a new segment and the checkpoint write that refers to it
+// leaves a segment no checkpoint refers to. The resumed run completes;
+// if its own seal at that seq has other bytes, it deletes the orphan
+// after its checkpoint write, and if it has the same bytes (same states)
+// the orphan is its segment, in the chain, and kept. Either way only the
+// chain's segments are left, and every row is delivered, twice only for
+// the rows of the one lost checkpoint write.
+func TestImportDeletesOrphanSegmentAfterCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		resumeWindow int
+		reused       bool
+	}{
+		{"resumed with another window: other bytes", 3, false},
+		{"resumed with the same window: the same bytes", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := buildCorpus(15, 10)
+			e := newEnv(t, c)
+			ckName := importer.CheckpointName("ingest", "nov")
+			const chunk = 7
+			small := func(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel, cfg.ChunkRows = 2, 1, chunk }
+
+			// Kill at the checkpoint write of the second seal, not
+			// landed: its segment is written, the checkpoint still
+			// names the first.
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			dead := &atomic.Bool{}
+			var orphan string
+			cs := &crashingStore{Store: e.store, checkpoint: ckName, dead: dead, cancel: cancel, kill: func(_ int64, name string, data []byte) (bool, bool) {
+				if name != ckName {
+					orphan = name
+					return false, false
+				}
+				var ck importer.Checkpoint
+				if err := json.Unmarshal(data, &ck); err != nil {
+					t.Error(err)
+				}
+				return ck.Segments == 2, false
+			}}
+			_, err := e.importer(&crashingAppender{app: e.prod, dead: dead}, func(cfg *importer.Config) { small(cfg); cfg.Store = cs }).Run(ctx)
+			if !errors.Is(err, errKilled) {
+				t.Fatalf("run to be killed at the second seal: %v", err)
+			}
+			st, err := importer.ReadCheckpoint(context.Background(), e.store, ckName, "nov")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Head.Segments != 1 || !exists(t, e.store, orphan) || !strings.HasPrefix(orphan, ckName+".d/00000002-") {
+				t.Fatalf("after the kill: checkpoint with %d segments, orphan %q exists %v", st.Head.Segments, orphan, exists(t, e.store, orphan))
+			}
+
+			sum, err := e.importer(e.prod, func(cfg *importer.Config) { small(cfg); cfg.CheckpointWindow = tc.resumeWindow }).Run(context.Background())
+			if err != nil || sum.ObjectsDone+sum.ObjectsSkipped != sum.ObjectsTotal {
+				t.Fatalf("resumed run: %+v, %v", sum, err)
+			}
+			names, _ := segmentChain(t, e.store, ckName) // fails the test if a chain segment is missing
+			if inChain := slices.Contains(names, orphan); inChain != tc.reused || exists(t, e.store, orphan) != tc.reused {
+				t.Errorf("segment %s left by the kill: in the chain %v, exists %v; want both %v", orphan, inChain, exists(t, e.store, orphan), tc.reused)
+			}
+			if listed := listSegments(t, e.queue, ckName); len(listed) != len(names) {
+				t.Errorf("segments listed %v, chain %v: want only the chain's", listed, names)
+			}
+			e.deliver(len(c.good))
+			e.check(c, chunk) // the rows of the one lost checkpoint write: one chunk of the one worker
+
+			if sum, err := e.importer(&recorder{}, small).Run(context.Background()); err != nil || sum.ObjectsSkipped != sum.ObjectsTotal {
+				t.Fatalf("a further run: %+v, %v", sum, err)
+			}
+		})
+	}
+}
+
+// TestImportDeletesOnlyProvablyUnreferencedSegments: at start an import
+// deletes a segment that has the seq of one in the checkpoint's chain but
+// other bytes (the loser of two imports of the job), and nothing else: a
+// segment newer than the chain may be the one another import of the job
+// has just written and is about to refer to with its conditional
+// checkpoint write; once that write lands, the chain needs it.
+func TestImportDeletesOnlyProvablyUnreferencedSegments(t *testing.T) {
+	c := buildCorpus(12, 10)
+	e := newEnv(t, c)
+	ctx := context.Background()
+	small := func(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel = 2, 1 }
+	if _, err := e.importer(e.prod, small).Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckName := importer.CheckpointName("ingest", "nov")
+	headBytes, v, err := e.store.Read(ctx, ckName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head importer.Checkpoint
+	if err := json.Unmarshal(headBytes, &head); err != nil {
+		t.Fatal(err)
+	}
+	chain, datas := segmentChain(t, e.store, ckName)
+	if len(chain) < 3 {
+		t.Fatalf("%d segments, want 3 or more", len(chain))
+	}
+	var prevK importer.Segment // segment K-1, whose hash the loser's segment K names
+	json.Unmarshal(datas[1], &prevK)
+	sumOf := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	mod := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	state := map[string]importer.ObjectState{"usage/2026/11/other.ndjson": {Size: 1, Modified: mod, Rows: 1, Done: true}}
+
+	// The loser of a race at the last seal: seq K, prev the chain's K-1.
+	loser, loserBytes := segmentBytes(ckName, importer.Segment{Version: 2, Job: "nov", Seq: head.Segments, Prev: sumOf(datas[1]), Objects: state})
+	// A loser at seq 1, and one of an older seq whose chain it is not in.
+	loser1, loser1Bytes := segmentBytes(ckName, importer.Segment{Version: 2, Job: "nov", Seq: 1, Objects: state})
+	// The racer: its segment K+1 is written, its checkpoint write (on the
+	// version read before our run) is still to come.
+	racer, racerBytes := segmentBytes(ckName, importer.Segment{Version: 2, Job: "nov", Seq: head.Segments + 1, Prev: head.Last, Objects: state})
+	racerHead, _ := json.Marshal(importer.Checkpoint{Version: 2, Job: "nov", Segments: head.Segments + 1, Last: sumOf(racerBytes), Objects: head.Objects})
+	// Objects that are not segments of this checkpoint.
+	junk := []string{ckName + ".d/notes.txt", ckName + ".d/00000001-" + strings.Repeat("A", 64), ckName + ".d/1-" + head.Last}
+	for _, o := range []struct {
+		name string
+		data []byte
+	}{{loser, loserBytes}, {loser1, loser1Bytes}, {racer, racerBytes}, {junk[0], []byte("x")}, {junk[1], []byte("x")}, {junk[2], []byte("x")}} {
+		put(t, e.store, o.name, o.data)
+	}
+
+	rec := &recorder{}
+	if sum, err := e.importer(rec, small).Run(ctx); err != nil || rec.appends != 0 || sum.ObjectsSkipped != sum.ObjectsTotal {
+		t.Fatalf("run with orphans: %+v, %d appends, %v", sum, rec.appends, err)
+	}
+	for _, n := range []string{loser, loser1} {
+		if exists(t, e.store, n) {
+			t.Errorf("segment %s, of a seq the chain has with other bytes, was not deleted", n)
+		}
+	}
+	for _, n := range append(append([]string{racer}, junk...), chain...) {
+		if !exists(t, e.store, n) {
+			t.Errorf("%s was deleted: it is not provably unreferenced", n)
+		}
+	}
+
+	// The racer's conditional write lands: our run wrote no checkpoint.
+	if _, err := e.store.WriteIf(ctx, ckName, racerHead, v); err != nil {
+		t.Fatalf("the racer's checkpoint write: %v", err)
+	}
+	st, err := importer.ReadCheckpoint(ctx, e.store, ckName, "nov")
+	if err != nil {
+		t.Fatalf("the checkpoint the racer wrote: %v", err)
+	}
+	if st.Head.Segments != head.Segments+1 || st.Objects["usage/2026/11/other.ndjson"].Rows != 1 {
+		t.Fatalf("the racer's checkpoint: %+v", st.Head)
+	}
+	if sum, err := e.importer(rec, small).Run(ctx); err != nil || rec.appends != 0 || sum.ObjectsSkipped != sum.ObjectsTotal {
+		t.Fatalf("run after the racer's write: %+v, %d appends, %v", sum, rec.appends, err)
+	}
+}
+
+// gatedStore holds the Read of one object until open is closed, and
+// counts the reads of other segments started meanwhile.
+type gatedStore struct {
+	cas.Store
+	gate    string
+	open    chan struct{}
+	dir     string
+	started atomic.Int64 // segment reads started
+}
+
+func (s *gatedStore) Read(ctx context.Context, name string) ([]byte, cas.Version, error) {
+	if strings.HasPrefix(name, s.dir) {
+		s.started.Add(1)
+	}
+	if name == s.gate {
+		select {
+		case <-s.open:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+	}
+	return s.Store.Read(ctx, name)
+}
+
+// TestImportReadsSegmentsInParallel: at start the segments are read
+// several at once, but no more than 8 are read or held ahead of the chain
+// check: with the newest one's read held, exactly 8 reads start.
+func TestImportReadsSegmentsInParallel(t *testing.T) {
+	c := buildCorpus(40, 3)
+	e := newEnv(t, c)
+	ctx := context.Background()
+	small := func(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel = 2, 1 }
+	if _, err := e.importer(e.prod, small).Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckName := importer.CheckpointName("ingest", "nov")
+	chain, _ := segmentChain(t, e.store, ckName)
+	if len(chain) < 16 {
+		t.Fatalf("%d segments, want 16 or more", len(chain))
+	}
+	gs := &gatedStore{Store: e.store, gate: chain[0], open: make(chan struct{}), dir: ckName + ".d/"}
+	rec := &recorder{}
+	type result struct {
+		sum importer.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := e.importer(rec, func(cfg *importer.Config) { small(cfg); cfg.Store = gs }).Run(ctx)
+		done <- result{sum, err}
+	}()
+	const readAhead = 8
+	deadline := time.Now().Add(10 * time.Second)
+	for gs.started.Load() < readAhead && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // room for reads beyond the bound
+	started := gs.started.Load()
+	close(gs.open)
+	r := <-done
+	if started != readAhead {
+		t.Errorf("with the newest segment's read held, %d segment reads started, want %d (parallel, and bounded)", started, readAhead)
+	}
+	if r.err != nil || rec.appends != 0 || r.sum.ObjectsSkipped != r.sum.ObjectsTotal {
+		t.Fatalf("run: %+v, %d appends, %v", r.sum, rec.appends, r.err)
+	}
+	if got := gs.started.Load(); got != int64(len(chain)) {
+		t.Errorf("%d segment reads for a chain of %d", got, len(chain))
+	}
 }
 
 // TestImportCheckpointRecordsPartition: a job's checkpoint records the

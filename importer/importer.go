@@ -226,7 +226,7 @@ func (im *Importer) Run(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	cfg := im.cfg
 	var err error
-	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.CheckpointPath, cfg.Job, cfg.Partition, cfg.CheckpointWindow, cfg.DryRun)
+	im.ck, err = loadCheckpoint(ctx, storeOrNil(cfg), cfg.Queue, cfg.Log, cfg.CheckpointPath, cfg.Job, cfg.Partition, cfg.CheckpointWindow, cfg.DryRun)
 	if err != nil {
 		return Summary{}, err
 	}

@@ -510,6 +510,11 @@ func TestImportRefusesDamagedCheckpoint(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), name) {
 				t.Fatalf("Run with a %s checkpoint: err = %v, want one naming %s and saying %q", tc.name, err, name, tc.want)
 			}
+			// Refused on decode: a *CorruptError naming the checkpoint.
+			var ce *importer.CorruptError
+			if tc.name != "rows beyond the object" && (!errors.As(err, &ce) || ce.Object != name || ce.Checkpoint != name) {
+				t.Fatalf("Run with a %s checkpoint: %v (%T) is not a *CorruptError naming %s", tc.name, err, err, name)
+			}
 		})
 	}
 }
