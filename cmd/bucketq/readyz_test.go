@@ -187,7 +187,9 @@ func TestReadyzPartitions(t *testing.T) {
 				time.Sleep(2 * threshold) // its partition, if blocked, is failing for the threshold
 			}
 			ok := 0
-			for collect := time.After(5 * threshold); ok < tc.answers; {
+			// A generous bound: a loaded CI machine may take seconds to
+			// commit; what is tested is which requests are answered.
+			for collect := time.After(20 * time.Second); ok < tc.answers; {
 				select {
 				case code := <-answered:
 					if code/100 != 2 {
