@@ -459,3 +459,53 @@ func TestReplayFinishesWhileGCMergesAfterEveryListing(t *testing.T) {
 		})
 	}
 }
+
+// TestSurveyWhileGCMergesAfterEveryListing: `inspect journal` (Survey)
+// keeps what it read and lists again while segments are merged after each
+// of six listings, and then shows every entry once; a journal that never
+// holds still for ten listings is an error, not a survey missing the
+// merged segments.
+func TestSurveyWhileGCMergesAfterEveryListing(t *testing.T) {
+	ctx := context.Background()
+	for _, verify := range []bool{false, true} {
+		t.Run(fmt.Sprintf("verify=%v", verify), func(t *testing.T) {
+			h := newHistory(t)
+			mb := &mergeAfterList{Bucket: h.bkt, merges: 6}
+			j, err := journal.Open(mb, journal.DefaultPrefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			infos, err := j.Survey(ctx, verify)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs := map[uint64]int{}
+			for _, in := range infos {
+				if in.Err != nil {
+					t.Fatalf("segment %s: %v", in.Name, in.Err)
+				}
+				for s := in.First; s <= in.Last; s++ {
+					seqs[s]++
+				}
+			}
+			for s := range uint64(historyEntries) {
+				if seqs[s] == 0 {
+					t.Fatalf("survey %+v misses sequence %d", infos, s)
+				}
+			}
+			if mb.merges != 0 {
+				t.Fatalf("survey listed the journal %d times; the test needs 7", 6-mb.merges+1)
+			}
+		})
+	}
+	t.Run("never holds still", func(t *testing.T) {
+		h := newHistory(t)
+		j, err := journal.Open(&mergeAfterList{Bucket: h.bkt, merges: 1 << 30}, journal.DefaultPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Survey(ctx, false); err == nil || !strings.Contains(err.Error(), "kept vanishing") {
+			t.Fatalf("Survey of a journal merged after every listing: %v, want the churn error", err)
+		}
+	})
+}

@@ -315,19 +315,32 @@ type SegmentInfo struct {
 // few at a time; the result is in sequence order. A footer that disagrees
 // with the segment's name is an ErrName *CorruptError. A segment deleted
 // since the listing (expired, or merged by compaction into a segment the
-// listing may not show) makes Survey list again, up to sweepAttempts
-// times; the last attempt leaves it out. Only the listing failing is an
-// error; a segment's own trouble is its Err.
+// listing may not show) makes Survey list again, reading only what the
+// new listing added, up to surveyAttempts times; if segments still vanish
+// then, Survey fails rather than leave out the segments they were merged
+// into. Otherwise only the listing failing is an error; a segment's own
+// trouble is its Err.
 func (j *Journal) Survey(ctx context.Context, verify bool) ([]SegmentInfo, error) {
+	// Segments are immutable under their names, so what one attempt read
+	// is kept for the next: each attempt reads only what its listing
+	// added (the segments a compacting GC wrote meanwhile).
+	seen := map[string]SegmentInfo{}
 	for attempt := 1; ; attempt++ {
-		out, gone, err := j.survey(ctx, verify)
-		if err != nil || !gone || attempt == sweepAttempts {
+		out, gone, err := j.survey(ctx, verify, seen)
+		if err != nil || !gone {
 			return out, err
+		}
+		if attempt == surveyAttempts {
+			return out, fmt.Errorf("journal: segments kept vanishing between listing and reading in %d listings in a row (a GC compacting the journal meanwhile?): the survey would miss the segments they were merged into; run it again", attempt)
 		}
 	}
 }
 
-func (j *Journal) survey(ctx context.Context, verify bool) ([]SegmentInfo, bool, error) {
+// surveyAttempts is how many listings Survey tries when listed segments
+// vanish before it reads them.
+const surveyAttempts = 10
+
+func (j *Journal) survey(ctx context.Context, verify bool, seen map[string]SegmentInfo) ([]SegmentInfo, bool, error) {
 	segs, err := j.List(ctx)
 	if err != nil {
 		return nil, false, err
@@ -337,6 +350,10 @@ func (j *Journal) survey(ctx context.Context, verify bool) ([]SegmentInfo, bool,
 	var g errgroup.Group
 	g.SetLimit(8)
 	for i, s := range segs {
+		if info, ok := seen[s.Name]; ok {
+			out[i] = info
+			continue
+		}
 		g.Go(func() error {
 			out[i].SegmentRef = s
 			var err error
@@ -364,6 +381,7 @@ func (j *Journal) survey(ctx context.Context, verify bool) ([]SegmentInfo, bool,
 	kept := out[:0]
 	for i := range out {
 		if !gone[i] {
+			seen[out[i].Name] = out[i]
 			kept = append(kept, out[i])
 		}
 	}
