@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -154,4 +155,49 @@ func TestAppendGuessAfterConsumerWrites(t *testing.T) {
 	if got := locations(m.Entries); !reflect.DeepEqual(got, []string{"a-1", "b-0", "lost-0", "after-0"}) || !reflect.DeepEqual(seqs, []uint64{3}) {
 		t.Fatalf("entries %v, lost append seqs %v; want a-1 b-0 lost-0 after-0 and [3]", got, seqs)
 	}
+}
+
+// TestAppendGuessBacksOffUnderContention: each stale guess in a row
+// doubles how many Appends read first (16, 32, 64, ...), so a producer
+// among many on one manifest wastes few writes on guesses; one guess that
+// lands sets it back to 16.
+func TestAppendGuessBacksOffUnderContention(t *testing.T) {
+	s, o := newCounted()
+	q := manifest.NewQueue(s, qpath, o)
+	other := manifest.NewQueue(s.Store, qpath, fastOpts())
+	ctx := context.Background()
+	appendQ := func(what string, want [3]int64) {
+		t.Helper()
+		if _, err := q.Append(ctx, locs(what, 1)...); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.counts(); got != want {
+			t.Fatalf("%s: reads, writes, conflicts = %v, want %v", what, got, want)
+		}
+	}
+	others := 0
+	staleGuess := func(what string) {
+		t.Helper()
+		// Locations are unique, as a producer's are: an Append that finds
+		// its location already there takes it for its own landed write.
+		others++
+		if _, err := other.Append(ctx, locs(fmt.Sprintf("other%d", others), 1)...); err != nil {
+			t.Fatal(err)
+		}
+		s.counts()
+		appendQ(what, [3]int64{1, 2, 1}) // the guess conflicts, then a read and a write
+	}
+	appendQ("first", [3]int64{1, 1, 0})
+	for _, cold := range []int{16, 32, 64} {
+		staleGuess(fmt.Sprintf("stale guess before %d cold", cold))
+		for i := range cold {
+			appendQ(fmt.Sprintf("cold %d of %d", i+1, cold), [3]int64{1, 1, 0})
+		}
+	}
+	appendQ("a guess that lands", [3]int64{0, 1, 0})
+	staleGuess("stale again after one landed")
+	for i := range 16 {
+		appendQ(fmt.Sprintf("cold %d of 16 after the reset", i+1), [3]int64{1, 1, 0})
+	}
+	appendQ("guessing again", [3]int64{0, 1, 0})
 }

@@ -67,14 +67,21 @@ type Queue struct {
 	last     []byte
 	lastV    cas.Version
 	coldRuns int // Appends left that read first, after a guess conflicted
+	coldLen  int // coldRuns after the next stale guess; 0: afterConflict
 }
 
 // afterConflict is how many Appends read the manifest first after one
 // built on last conflicted: with several writers on one manifest (other
 // producers, the consumer's dequeues) a guess would often be stale, and
 // each stale guess is a wasted write (a billed PUT of the whole manifest
-// on S3), so guessing resumes only after this many.
-const afterConflict = 16
+// on S3), so guessing resumes only after this many. Each further stale
+// guess in a row doubles it, up to maxCold, so under sustained contention
+// (many producers on one manifest) at most one Append in maxCold wastes a
+// write; a guess that lands sets it back.
+const (
+	afterConflict = 16
+	maxCold       = 1024
+)
 
 // NewQueue returns the queue on the manifest object at path. It panics on
 // an unknown opts.Version (a programming error).
@@ -262,6 +269,9 @@ func (q *Queue) commitAppend(ctx context.Context, st *appendState, out []byte, v
 		return false, err
 	}
 	q.remember(out, nv)
+	if guessed {
+		q.landed()
+	}
 	st.seqs = seqs
 	return true, nil
 }
@@ -290,6 +300,14 @@ func (q *Queue) remember(b []byte, v cas.Version) {
 	q.last, q.lastV = b, v
 }
 
+// landed notes that a guess was right: the next stale one makes only
+// afterConflict Appends read first again.
+func (q *Queue) landed() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.coldLen = 0
+}
+
 // forget drops the guess after any failed write (its outcome may have
 // changed the manifest); conflicted says a guess was stale, and then the
 // next afterConflict Appends read first.
@@ -298,7 +316,11 @@ func (q *Queue) forget(conflicted bool) {
 	defer q.mu.Unlock()
 	q.last, q.lastV = nil, ""
 	if conflicted {
-		q.coldRuns = afterConflict
+		if q.coldLen == 0 {
+			q.coldLen = afterConflict
+		}
+		q.coldRuns = q.coldLen
+		q.coldLen = min(2*q.coldLen, maxCold)
 	}
 }
 
