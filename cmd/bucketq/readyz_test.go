@@ -28,51 +28,13 @@ func TestReadyzFollowsCommits(t *testing.T) {
 	if err := os.WriteFile(blocker, []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runMain(ctx, []string{"produce", "--bucket-dir", bucket, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
-			"--flush-interval", "10ms", "--readiness-failure-threshold", "200ms"}, io.Discard, &stderr, func(string) string { return "" })
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit %d:\n%s", code, stderr.String())
-		}
-	}()
-	base := "http://" + addr
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s:\n%s", what, stderr.String())
-			}
-		}
-	}
-	waitUntil("the server", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	base, waitUntil, _ := startReadyzProducer(t, bucket, "--readiness-failure-threshold", "200ms")
 	if code, body := get(t, base+"/readyz"); code != 200 {
 		t.Fatalf("before any failure: /readyz = %d %q", code, body)
 	}
 
 	posted := make(chan int, 1)
-	go func() {
-		ev := `{"specversion":"1.0","id":"r-1","source":"test","type":"t","subject":"c","time":"2025-01-01T00:00:00Z","data":{}}`
-		resp, err := http.Post(base+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev))
-		if err != nil {
-			posted <- -1
-			return
-		}
-		resp.Body.Close()
-		posted <- resp.StatusCode
-	}()
+	go postEventAsync(base, "r-1", posted)
 	var body string
 	waitUntil("/readyz 503", func() bool {
 		var code int
@@ -138,52 +100,14 @@ func TestReadyzPartitions(t *testing.T) {
 					}
 				}
 			}
-			addr := freeAddr(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			var stderr syncBuffer
-			done := make(chan int, 1)
-			go func() {
-				done <- runMain(ctx, []string{"produce", "--bucket-dir", bucket, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
-					"--partitions", "2", "--partition", tc.home, "--flush-interval", "10ms", "--readiness-failure-threshold", threshold.String()},
-					io.Discard, &stderr, func(string) string { return "" })
-			}()
-			defer func() {
-				cancel()
-				if code := <-done; code != 0 {
-					t.Errorf("exit %d:\n%s", code, stderr.String())
-				}
-			}()
-			base := "http://" + addr
-			waitUntil := func(what string, cond func() bool) {
-				t.Helper()
-				for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatalf("timed out waiting for %s:\n%s", what, stderr.String())
-					}
-				}
-			}
-			waitUntil("the server", func() bool {
-				resp, err := http.Get(base + "/healthz")
-				if err == nil {
-					resp.Body.Close()
-				}
-				return err == nil
-			})
+			base, waitUntil, stderr := startReadyzProducer(t, bucket,
+				"--partitions", "2", "--partition", tc.home, "--readiness-failure-threshold", threshold.String())
 			if code, body := get(t, base+"/readyz"); code != 200 {
 				t.Fatalf("before any request: /readyz = %d %q", code, body)
 			}
 			answered := make(chan int, tc.posts)
 			for i := range tc.posts {
-				go func() {
-					ev := fmt.Sprintf(`{"specversion":"1.0","id":"r-%d","source":"test","type":"t","subject":"c","time":"2025-01-01T00:00:00Z","data":{}}`, i)
-					resp, err := http.Post(base+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev))
-					if err != nil {
-						answered <- -1
-						return
-					}
-					resp.Body.Close()
-					answered <- resp.StatusCode
-				}()
+				go postEventAsync(base, fmt.Sprintf("r-%d", i), answered)
 				time.Sleep(2 * threshold) // its partition, if blocked, is failing for the threshold
 			}
 			ok := 0
@@ -241,4 +165,57 @@ func TestReadyzPartitions(t *testing.T) {
 			})
 		})
 	}
+}
+
+// startReadyzProducer runs `bucketq produce` on the directory bucket with
+// a 10ms flush interval and args, until the test ends (when it must have
+// exited 0), and waits until it serves. It returns its base URL, a
+// waitUntil that fails the test, with the producer's log, after 20 s, and
+// the log.
+func startReadyzProducer(t *testing.T, bucket string, args ...string) (string, func(what string, cond func() bool), *syncBuffer) {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runMain(ctx, append([]string{"produce", "--bucket-dir", bucket, "--listen", addr, "--otlp-grpc=", "--otlp-http=",
+			"--flush-interval", "10ms"}, args...), io.Discard, stderr, func(string) string { return "" })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d:\n%s", code, stderr.String())
+		}
+	})
+	base := "http://" + addr
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, stderr.String())
+			}
+		}
+	}
+	waitUntil("the server", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return base, waitUntil, stderr
+}
+
+// postEventAsync posts one CloudEvent with id to base and sends the status
+// code (-1: no answer) to answered.
+func postEventAsync(base, id string, answered chan<- int) {
+	ev := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"test","type":"t","subject":"c","time":"2025-01-01T00:00:00Z","data":{}}`, id)
+	resp, err := http.Post(base+"/api/v1/events", "application/cloudevents+json", strings.NewReader(ev))
+	if err != nil {
+		answered <- -1
+		return
+	}
+	resp.Body.Close()
+	answered <- resp.StatusCode
 }
