@@ -261,6 +261,49 @@ func (j *Journal) Read(ctx context.Context, name string) (*Segment, error) {
 	return s, nil
 }
 
+// ReadNew reads, ioParallel at a time, the entries of each of segs that
+// have does not hold yet, into have by name: a segment never changes under
+// its name, so a reader listing again (after finding a segment merged
+// away) reads only what the new listing added. Every read is tried even
+// when one finds its segment gone; that one's error (Gone) is returned
+// then, unless another read failed otherwise.
+func (j *Journal) ReadNew(ctx context.Context, segs []SegmentRef, have map[string][]manifest.Entry) error {
+	var todo []string
+	for _, s := range segs {
+		if _, ok := have[s.Name]; !ok {
+			todo = append(todo, s.Name)
+		}
+	}
+	got := make([][]manifest.Entry, len(todo))
+	errs := make([]error, len(todo))
+	var g errgroup.Group
+	g.SetLimit(ioParallel)
+	for i, name := range todo {
+		g.Go(func() error {
+			seg, err := j.Read(ctx, name)
+			if err != nil {
+				errs[i] = err
+				return nil
+			}
+			got[i] = seg.Entries
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var gone error
+	for i, name := range todo {
+		switch {
+		case errs[i] == nil:
+			have[name] = got[i]
+		case j.Gone(errs[i]):
+			gone = errs[i]
+		default:
+			return errs[i]
+		}
+	}
+	return gone
+}
+
 // Gone reports whether err, from Read or ReadFooter, says the segment no
 // longer exists: expired, or merged by compaction into another segment,
 // which a new listing shows (RFC 0004, Compaction).

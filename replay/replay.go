@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/thanos-io/objstore"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/bucketq/bucketq/consumer"
@@ -239,7 +238,7 @@ func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summa
 			return nil, err
 		}
 	}
-	if err := readSegments(ctx, j, chosen, read); err != nil {
+	if err := j.ReadNew(ctx, chosen, read); err != nil {
 		return nil, err
 	}
 	sum.Segments = len(chosen)
@@ -296,50 +295,6 @@ func planOnce(ctx context.Context, j *journal.Journal, sel Selection, sum *Summa
 		sum.problem(Problem{Kind: "gap", Detail: fmt.Sprintf("sequences %d..%d are in no journal segment (still queued, dequeued while the journal was off, or expired)", sel.FromSeq, sel.ToSeq)})
 	}
 	return out, nil
-}
-
-// readParallel is how many segment reads plan has in flight.
-const readParallel = 8
-
-// readSegments reads into read every chosen segment it does not hold yet,
-// readParallel at a time. Every read is tried even when one finds its
-// segment gone (so the next attempt has only the merged segments left to
-// read); a gone segment is then the error, unless another error came.
-func readSegments(ctx context.Context, j *journal.Journal, chosen []journal.SegmentRef, read map[string][]manifest.Entry) error {
-	var todo []string
-	for _, s := range chosen {
-		if _, ok := read[s.Name]; !ok {
-			todo = append(todo, s.Name)
-		}
-	}
-	got := make([][]manifest.Entry, len(todo))
-	errs := make([]error, len(todo))
-	var g errgroup.Group
-	g.SetLimit(readParallel)
-	for i, name := range todo {
-		g.Go(func() error {
-			seg, err := j.Read(ctx, name)
-			if err != nil {
-				errs[i] = err
-				return nil
-			}
-			got[i] = seg.Entries
-			return nil
-		})
-	}
-	g.Wait()
-	var gone error
-	for i, name := range todo {
-		switch {
-		case errs[i] == nil:
-			read[name] = got[i]
-		case j.Gone(errs[i]):
-			gone = errs[i]
-		default:
-			return errs[i]
-		}
-	}
-	return gone
 }
 
 // byTime chooses the segments that may hold records of [From, To).
