@@ -97,9 +97,9 @@ func FromURLWith(target, token string, opts HTTPOptions, log *slog.Logger) (Sink
 			// A device or a pipe (file:/dev/null, a FIFO) holds nothing
 			// to make durable, and fsync fails on it (EINVAL): written
 			// as to stdout.
-			return &ndjson{w: f, closer: f}, nil
+			return &ndjson{w: f, f: f}, nil
 		}
-		return &ndjson{w: f, f: f, closer: f}, nil
+		return &ndjson{w: f, f: f, sync: true}, nil
 	case strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://"):
 		u, err := url.Parse(target)
 		if err != nil || u.Host == "" {
@@ -268,10 +268,10 @@ func encodeArray(events []json.RawMessage) ([]byte, error) {
 
 // ndjson writes one compact JSON event per line.
 type ndjson struct {
-	mu     sync.Mutex
-	w      io.Writer
-	f      *os.File  // fsynced after each Send; nil for stdout, a device or a pipe
-	closer io.Closer // the file opened for file:PATH; nil for stdout
+	mu   sync.Mutex
+	w    io.Writer
+	f    *os.File // the file opened for file:PATH; nil for stdout
+	sync bool     // fsync f after each Send: not for a device or a pipe
 }
 
 func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
@@ -294,7 +294,7 @@ func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("sink: write: %w", err)
 	}
-	if s.f != nil {
+	if s.sync {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("sink: fsync %s: %w", s.f.Name(), err)
 		}
@@ -303,8 +303,8 @@ func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
 }
 
 func (s *ndjson) Close() error {
-	if s.closer != nil {
-		return s.closer.Close()
+	if s.f != nil {
+		return s.f.Close()
 	}
 	return nil
 }
