@@ -99,7 +99,7 @@ func FromURLWith(target, token string, opts HTTPOptions, log *slog.Logger) (Sink
 			// as to stdout.
 			return &ndjson{w: f, f: f}, nil
 		}
-		return &ndjson{w: f, f: f, sync: true}, nil
+		return &ndjson{w: f, f: f, fsync: true}, nil
 	case strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://"):
 		u, err := url.Parse(target)
 		if err != nil || u.Host == "" {
@@ -268,10 +268,10 @@ func encodeArray(events []json.RawMessage) ([]byte, error) {
 
 // ndjson writes one compact JSON event per line.
 type ndjson struct {
-	mu   sync.Mutex
-	w    io.Writer
-	f    *os.File // the file opened for file:PATH; nil for stdout
-	sync bool     // fsync f after each Send: not for a device or a pipe
+	mu    sync.Mutex
+	w     io.Writer
+	f     *os.File // the file opened for file:PATH; nil for stdout
+	fsync bool     // fsync f after each Send: not for a device or a pipe
 }
 
 func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
@@ -294,7 +294,7 @@ func (s *ndjson) Send(ctx context.Context, events []json.RawMessage) error {
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("sink: write: %w", err)
 	}
-	if s.sync {
+	if s.fsync {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("sink: fsync %s: %w", s.f.Name(), err)
 		}
