@@ -27,6 +27,13 @@ func newCounted() (*counted, manifest.Options) {
 	return c, o
 }
 
+// newGuessPair returns a counted store, the queue under test on it (its
+// writes and conflicts counted) and another writer of the same manifest.
+func newGuessPair() (*counted, *manifest.Queue, *manifest.Queue) {
+	s, o := newCounted()
+	return s, manifest.NewQueue(s, qpath, o), manifest.NewQueue(s.Store, qpath, fastOpts())
+}
+
 func (c *counted) counts() [3]int64 {
 	return [3]int64{c.reads.Swap(0), c.writes.Swap(0), c.conflicts.Swap(0)}
 }
@@ -67,9 +74,7 @@ func TestAppendBuildsOnItsLastWrite(t *testing.T) {
 // reads and lands after the other's entries, and the next 16 Appends read
 // first instead of guessing again; then guessing resumes.
 func TestAppendGuessConflicts(t *testing.T) {
-	s, o := newCounted()
-	q := manifest.NewQueue(s, qpath, o)
-	other := manifest.NewQueue(s.Store, qpath, fastOpts())
+	s, q, other := newGuessPair()
 	ctx := context.Background()
 	if _, err := q.Append(ctx, locs("mine", 1)...); err != nil {
 		t.Fatal(err)
@@ -162,9 +167,7 @@ func TestAppendGuessAfterConsumerWrites(t *testing.T) {
 // among many on one manifest wastes few writes on guesses; one guess that
 // lands sets it back to 16.
 func TestAppendGuessBacksOffUnderContention(t *testing.T) {
-	s, o := newCounted()
-	q := manifest.NewQueue(s, qpath, o)
-	other := manifest.NewQueue(s.Store, qpath, fastOpts())
+	s, q, other := newGuessPair()
 	ctx := context.Background()
 	appendQ := func(what string, want [3]int64) {
 		t.Helper()
