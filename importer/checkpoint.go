@@ -74,7 +74,7 @@ type Segment struct {
 // SegmentName is the object of segment seq, whose bytes have the hex
 // SHA-256 sum, of the checkpoint named checkpoint.
 func SegmentName(checkpoint string, seq int64, sum string) string {
-	return fmt.Sprintf("%s.d/%08d-%s", checkpoint, seq, sum)
+	return fmt.Sprintf("%s%08d-%s", segmentDir(checkpoint), seq, sum)
 }
 
 // ObjectState is the progress of one source object.
