@@ -50,7 +50,7 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	p, err := partitionArg("dead-letters", *part)
+	p, _, err := partitionArg("dead-letters", fl, *part)
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if *maxErrors < -1 {
 		return usage("--max-errors %d: want -1 (no limit) or more", *maxErrors)
 	}
-	p, err := partitionArg("import", *part)
+	p, _, err := partitionArg("import", fl, *part)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"github.com/bucketq/bucketq/journal"
 	"log/slog"
@@ -22,18 +23,24 @@ import (
 	"github.com/bucketq/bucketq/producer"
 )
 
-// partitionArg parses the --partition flag of a command that acts on one
-// partition's objects (dead-letters, replay): "" is partition 0, whose
-// names are the configured ones.
-func partitionArg(cmd, v string) (int, error) {
+// partitionArg parses the --partition flag (value v) of fl, a command that
+// acts on one partition's objects: not given is partition 0, whose names
+// are the configured ones (given false). Given with an empty value it is
+// an error, not "unset": an unset shell variable must not widen or move
+// what the command acts on.
+func partitionArg(cmd string, fl *config.Flags, v string) (p int, given bool, err error) {
+	fl.Visit(func(f *flag.Flag) { given = given || f.Name == "partition" })
+	if !given {
+		return 0, false, nil
+	}
 	if v == "" {
-		return 0, nil
+		return 0, true, &config.Error{Msg: fmt.Sprintf("%s: --partition was given an empty value: want a partition number from 0 to %d, or leave the flag out", cmd, partition.MaxPartitions-1)}
 	}
-	p, err := strconv.Atoi(v)
+	p, err = strconv.Atoi(v)
 	if err != nil || p < 0 || p >= partition.MaxPartitions {
-		return 0, &config.Error{Msg: fmt.Sprintf("%s: --partition %q: want a partition number from 0 to %d (partition p ≥ 1 uses the configured prefix with suffix -000p)", cmd, v, partition.MaxPartitions-1)}
+		return 0, true, &config.Error{Msg: fmt.Sprintf("%s: --partition %q: want a partition number from 0 to %d (partition p ≥ 1 uses the configured prefix with suffix -000p)", cmd, v, partition.MaxPartitions-1)}
 	}
-	return p, nil
+	return p, true, nil
 }
 
 // partitionReg is the registerer for partition p's metrics: reg itself with

@@ -46,11 +46,12 @@ func repairCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if len(pos) != 1 || pos[0] != "manifest" {
 		return &config.Error{Msg: "repair: want \"repair manifest\""}
 	}
-	p := -1 // every partition
-	if *part != "" {
-		if p, err = partitionArg("repair", *part); err != nil {
-			return err
-		}
+	p, one, err := partitionArg("repair", fl, *part)
+	if err != nil {
+		return err
+	}
+	if !one {
+		p = -1 // every partition
 	}
 	cfg, err := fl.Load(getenv)
 	if err != nil {

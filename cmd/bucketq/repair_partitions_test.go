@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,6 +157,25 @@ func TestRepairPartitions(t *testing.T) {
 				if read(t, dir, b) == nil {
 					t.Errorf("repair deleted %s", b)
 				}
+			}
+		})
+	}
+}
+
+// TestPartitionFlagGivenEmpty: --partition given an empty value (an
+// unset shell variable) is a usage error in every command that takes it,
+// never partition 0 or, for repair, every partition.
+func TestPartitionFlagGivenEmpty(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"repair", "manifest"}, {"import"}, {"replay", "--from-seq", "0"}, {"dead-letters", "list"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := append(append([]string(nil), args...), "--bucket-dir", dir, "--partition", "")
+			code := runMain(context.Background(), args, io.Discard, &stderr, func(string) string { return "" })
+			if code != 2 || !strings.Contains(stderr.String(), "--partition was given an empty value") {
+				t.Fatalf("%v: exit %d, %q; want 2 and the empty-value error", args, code, stderr.String())
 			}
 		})
 	}

@@ -71,7 +71,7 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	p, err := partitionArg("replay", *part)
+	p, _, err := partitionArg("replay", fl, *part)
 	if err != nil {
 		return err
 	}
