@@ -172,8 +172,8 @@ func TestUploadOverlapsCommit(t *testing.T) {
 		if n := e.bkt.uploads.Load(); n != 2 {
 			t.Fatalf("%d uploads with two batches unfinished, want 2: the third batch must wait", n)
 		}
-		if n := e.p.inFlight(); n != pipelineDepth {
-			t.Fatalf("%d batches unfinished, want %d", n, pipelineDepth)
+		if n := e.p.inFlight(); n != DefaultPipelineDepth {
+			t.Fatalf("%d batches unfinished, want %d", n, DefaultPipelineDepth)
 		}
 		close(gate)
 		for i, ch := range []<-chan error{first, second, third} {
@@ -188,6 +188,45 @@ func TestUploadOverlapsCommit(t *testing.T) {
 		}
 		if !slices.Equal(sizes, []int{1, 2, 3}) {
 			t.Fatalf("batch sizes in manifest order %v, want [1 2 3]: one batch per append, in seal order", sizes)
+		}
+	})
+}
+
+// TestPipelineDepthOne: at depth 1 (a directory bucket's) the next batch
+// is sealed only once the one before it is committed: records arriving
+// meanwhile gather in the open batch, however many, and go in one batch.
+func TestPipelineDepthOne(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		e := newEnv(t, Config{FlushInterval: time.Hour, PipelineDepth: 1}, func(e *env) {
+			e.q = manifest.NewQueue(&gatedStore{Store: e.store, gate: gate}, manifestPath, manifest.Options{
+				MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryTimeout: time.Minute,
+			})
+		})
+		first := appendAsync(e.p, format.EventsHeader, recs("first", 1, 10))
+		settled(t, "the first batch uploaded", func() bool { return e.bkt.uploads.Load() == 1 })
+		second := appendAsync(e.p, format.EventsHeader, recs("second", 2, 10))
+		third := appendAsync(e.p, format.EventsHeader, recs("third", 3, 10))
+		settled(t, "the second and third appends in the open batch", func() bool { return e.p.openRecords() == 5 })
+		if n := e.bkt.uploads.Load(); n != 1 {
+			t.Fatalf("%d uploads while the first batch is being committed, want 1 at depth 1", n)
+		}
+		if n := e.p.inFlight(); n != 1 {
+			t.Fatalf("%d batches unfinished, want 1", n)
+		}
+		notReturned(t, first, "before its batch was committed")
+		close(gate)
+		for i, ch := range []<-chan error{first, second, third} {
+			if err := waitErr(t, ch); err != nil {
+				t.Fatalf("append %d: %v", i+1, err)
+			}
+		}
+		var sizes []int
+		for _, c := range e.readCommitted() {
+			sizes = append(sizes, len(c.records))
+		}
+		if !slices.Equal(sizes, []int{1, 5}) {
+			t.Fatalf("batch sizes in manifest order %v, want [1 5]: the first alone, then everything that arrived while it was committed", sizes)
 		}
 	})
 }

@@ -23,6 +23,18 @@ func AutoMinSealInterval(objectStore bool) time.Duration {
 	return 0
 }
 
+// AutoPipelineDepth is the Config.PipelineDepth for a store: on an object
+// store DefaultPipelineDepth (2), so the next batch's PUT overlaps the
+// commit before it; on a directory bucket 1, where overlapping the two
+// stages only splits the same requests into more batches, each costing
+// two new files and four fsyncs of CPU (BENCHMARKS.md §2e).
+func AutoPipelineDepth(objectStore bool) int {
+	if objectStore {
+		return DefaultPipelineDepth
+	}
+	return 1
+}
+
 // CheckManifestPath reports why p cannot be a manifest path (the object
 // name rules of the bucketq command's manifest_path), or nil.
 func CheckManifestPath(p string) error { return objname.Check(p) }

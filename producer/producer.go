@@ -55,6 +55,15 @@ type Config struct {
 	GCGracePeriod     time.Duration // the consumer's GC grace period (must match it); default 10m
 	UploadConcurrency int           // batches encoded and uploaded at once; default 4
 	CommitTimeout     time.Duration // a sealed batch's time to be uploaded and committed, retries included; default 2m, cut to GCGracePeriod/2 if longer
+	// PipelineDepth is how many sealed batches may be unfinished at once
+	// (uploading, uploaded or committing), full batches aside. 2, the
+	// default: the next batch is uploaded while the one before it is
+	// committed, which pays where both stages wait on the network (an
+	// object store). 1: the next batch is sealed once the one before it is
+	// committed, which pays on a directory bucket, where both stages are
+	// this machine's CPU and fsyncs: fewer, larger batches for less CPU per
+	// event. AutoPipelineDepth picks by store; the bucketq command does.
+	PipelineDepth int
 	// FormatVersion is the batch format version written (format.BatchVersion2,
 	// checksummed, when zero; format.BatchVersion1 for opendata readers).
 	// The manifest version is the queue's (manifest.Options.Version).
@@ -72,6 +81,7 @@ const (
 	DefaultGCGracePeriod     = defaults.GCGracePeriod // the consumer's too
 	DefaultUploadConcurrency = 4
 	DefaultCommitTimeout     = 2 * time.Minute
+	DefaultPipelineDepth     = 2 // AutoPipelineDepth: 1 on a directory bucket
 )
 
 // DefaultConfig is the Config a zero Config becomes: every default
@@ -107,16 +117,13 @@ func (c *Config) defaults() {
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = DefaultCommitTimeout
 	}
+	if c.PipelineDepth <= 0 {
+		c.PipelineDepth = DefaultPipelineDepth
+	}
 	if c.FormatVersion == 0 {
 		c.FormatVersion = format.BatchVersion
 	}
 }
-
-// pipelineDepth is how many sealed batches may be unfinished (uploading,
-// uploaded or committing) before the open batch must wait for one of them,
-// full batches aside: two, so that the next batch is written while the one
-// before it is committed (a two-stage pipeline, upload then commit).
-const pipelineDepth = 2
 
 // Retry backoff bounds for uploads and commits.
 const (
@@ -179,7 +186,7 @@ type Producer struct {
 	inflight  sync.WaitGroup     // sealed, not yet completed batches
 	committer sync.WaitGroup
 
-	depth int // pipelineDepth; the benchmark sets 1 for the previous rule
+	depth int // cfg.PipelineDepth; BenchmarkSealRule sets it per round
 
 	mu         sync.Mutex
 	unfinished int         // sealed batches not yet committed or failed
@@ -242,7 +249,7 @@ func New(bkt objstore.Bucket, q *manifest.Queue, cfg Config, m *Metrics, log *sl
 		log:       log.With("component", "producer", "manifest", q.Path()),
 		now:       time.Now,
 		entropy:   ulid.Monotonic(rand.Reader, 0),
-		depth:     pipelineDepth,
+		depth:     cfg.PipelineDepth,
 		uploadSem: make(chan struct{}, cfg.UploadConcurrency),
 		notify:    make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -342,23 +349,26 @@ func (p *Producer) openLocked() {
 }
 
 // groupCommitLocked seals the open batch as soon as it can be written: when
-// no other sealed batch is still being uploaded, fewer than pipelineDepth
+// no other sealed batch is still being uploaded, fewer than PipelineDepth
 // sealed batches are unfinished, and MinSealInterval has passed since the
 // last seal. Otherwise the batch keeps gathering records, and is sealed when
 // the upload before it ends (finishUpload) or a batch is done (complete),
 // when the cost cap allows (capTimer), when it is full, or FlushInterval
 // after its first record, whichever comes first. So a lone request costs one
 // upload and one commit, and under load batches grow with the time the
-// store takes: group commit, as databases do it. The two stages overlap:
-// batch N+1 is uploaded while batch N is committed, so an ack waits for less
-// than a whole upload-and-commit cycle before its batch is sealed. Commits
+// store takes: group commit, as databases do it. At depth 2 the two stages
+// overlap: batch N+1 is uploaded while batch N is committed, so an ack
+// waits for less than a whole upload-and-commit cycle before its batch is
+// sealed; at depth 1 (a directory bucket) it waits for that cycle, and its
+// batch holds every record that arrived meanwhile. Commits
 // stay one at a time and in seal order (commitLoop), and every batch is
 // committed only after its own upload returned, so an ack still means the
 // batch file and its manifest entry are both durable. Concurrent uploads of
 // small batches (seal whenever fewer than 2, 4 or 8 are unfinished) gave
-// fewer events/s on a directory bucket than one batch in flight, and a
-// deeper pipeline (3 or 4) no consistent gain over 2 (BenchmarkSealRule,
-// BENCHMARKS.md §2a).
+// fewer events/s on a directory bucket than one batch in flight, a deeper
+// pipeline (3 or 4) no consistent gain over 2 (BenchmarkSealRule,
+// BENCHMARKS.md §2a), and on a directory bucket depth 1 took a third less
+// CPU per event than 2 behind HTTP clients (§2e).
 func (p *Producer) groupCommitLocked() {
 	b := p.cur
 	if b == nil || b.records == 0 || p.uploading > 0 || p.unfinished >= p.depth {

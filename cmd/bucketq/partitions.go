@@ -64,6 +64,7 @@ func newProducer(bkt objstore.Bucket, store cas.Store, cfg *config.Config, reg p
 			DataPrefix:       l.Data,
 			FlushInterval:    cfg.FlushInterval,
 			MinSealInterval:  minSealInterval(cfg),
+			PipelineDepth:    producer.AutoPipelineDepth(cfg.ObjectStore != nil),
 			FlushSizeBytes:   cfg.FlushSizeBytes,
 			Compression:      cfg.Compression.String(),
 			FormatVersion:    cfg.FormatVersion,

@@ -173,6 +173,7 @@ func (cfg *Config) producerConfig() producer.Config {
 		DataPrefix:       prefix,
 		FlushInterval:    cfg.FlushInterval,
 		MinSealInterval:  minSeal,
+		PipelineDepth:    producer.AutoPipelineDepth(cfg.ObjectStore != nil),
 		FlushSizeBytes:   cfg.FlushSizeBytes,
 		Compression:      cfg.Compression,
 		MaxBufferedBytes: cfg.MaxBufferedBytes,

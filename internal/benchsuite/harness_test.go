@@ -38,11 +38,14 @@ var quiet = slog.New(slog.DiscardHandler)
 type bucketCase struct {
 	name string
 	open func(b *testing.B) (objstore.Bucket, cas.Store)
+	// objectStore: the producer takes an object store's defaults
+	// (producer.AutoPipelineDepth), as the bucketq command would.
+	objectStore bool
 }
 
 var bucketCases = []bucketCase{
-	{"fs", openFS},
-	{"s3", openS3},
+	{"fs", openFS, false},
+	{"s3", openS3, true},
 }
 
 func openFS(b *testing.B) (objstore.Bucket, cas.Store) {

@@ -114,7 +114,7 @@ func ingestBench(b *testing.B, c ingestCase, spec ingestSpec) {
 	store := &CountingStore{Store: rawStore}
 	m := producer.NewMetrics(nil)
 	q := manifest.NewQueue(store, manifestPath, producer.QueueOptions(m))
-	p, err := producer.New(bkt, q, producer.Config{Compression: c.comp.String()}, m, quiet)
+	p, err := producer.New(bkt, q, producer.Config{Compression: c.comp.String(), PipelineDepth: producer.AutoPipelineDepth(c.bucket.objectStore)}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func latencyBench(b *testing.B, bc bucketCase) {
 	bkt, store := bc.open(b)
 	m := producer.NewMetrics(nil)
 	p, err := producer.New(bkt, manifest.NewQueue(store, manifestPath, producer.QueueOptions(m)),
-		producer.Config{Compression: "zstd"}, m, quiet)
+		producer.Config{Compression: "zstd", PipelineDepth: producer.AutoPipelineDepth(bc.objectStore)}, m, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
