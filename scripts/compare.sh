@@ -27,7 +27,10 @@
 # generated" counts (an export error is fatal to telemetrygen, and then this
 # script fails, so all were acked) / telemetrygen's wall time; CPU seconds =
 # utime+stime of the server process (/proc/PID/stat) over that run; peak RSS
-# = its VmHWM (/proc/PID/status) just before it is stopped.
+# = its VmHWM (/proc/PID/status) just before it is stopped. telemetrygen's
+# own CPU per log is printed too, and what twice the collector's logs/s
+# would cost it in cores: the generator shares the machine, so where that
+# nears nproc no server can reach 2× here.
 #
 # `scripts/compare.sh build` only builds (and caches) the tools.
 #
@@ -253,9 +256,10 @@ YAML
 }
 
 # run_cell SIDE WORKERS: one server, one telemetrygen run; sets R_RATE,
-# R_CPU, R_RSS.
+# R_CPU, R_RSS, and R_GEN (telemetrygen's CPU µs per log).
 run_cell() {
 	local side="$1" workers="$2" dir="$WORK/$1-w$2" grpc pid tg t0 t1 c0 c1 s0 s1 logs
+	export GEN_TICKS="$dir/gen.ticks"
 	grpc="$(free_port)"
 	start_side "$side" "$dir" "$grpc"
 	pid="$SIDE_PID"
@@ -265,7 +269,11 @@ run_cell() {
 	t0="$(date +%s.%N)"
 	# In the background and waited for, so a signal to this script is
 	# handled at once (bash runs traps only between foreground commands).
-	timeout 120 "$TELEMETRYGEN" logs --otlp-endpoint "127.0.0.1:$grpc" --otlp-insecure \
+	# Through a shell that, once telemetrygen is reaped, writes its CPU
+	# ticks (the shell's cutime+cstime: its waited-for children) to
+	# gen.ticks: the generator shares the cores with the server.
+	sh -c '"$@"; rc=$?; sed "s/.*) //" /proc/$$/stat | awk "{print \$14 + \$15}" >"$GEN_TICKS"; exit $rc' sh \
+		timeout 120 "$TELEMETRYGEN" logs --otlp-endpoint "127.0.0.1:$grpc" --otlp-insecure \
 		--workers "$workers" --rate 0 --duration "$DURATION" --batch=true --batch-size "$BATCH" \
 		>"$dir/telemetrygen.log" 2>&1 &
 	tg=$!
@@ -291,9 +299,10 @@ run_cell() {
 	logs="${logs% *}"
 	R_RATE="$(awk -v n="$logs" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')"
 	R_CPU="$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", (b - a) / hz}')"
-	log "$side, $workers workers: $logs logs in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')s = $R_RATE logs/s, CPU ${R_CPU}s, peak RSS ${R_RSS} MiB$(
+	R_GEN="$(awk -v t="$(cat "$GEN_TICKS")" -v n="$logs" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+	log "$side, $workers workers: $logs logs in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')s = $R_RATE logs/s, CPU ${R_CPU}s (telemetrygen ${R_GEN} µs/log), peak RSS ${R_RSS} MiB$(
 		[[ "$side" == collector ]] && echo ", exported to the sink during the run: $((s1 - s0)) requests of $((logs / BATCH))")"
-	rm -rf "$dir/queue" "$dir/bucket"
+	# The cells' state is deleted only after the last cell (see "Deleting").
 }
 
 START="$(date -u +%FT%TZ)"
@@ -308,16 +317,26 @@ for w in $WORKERS; do
 	for side in $order; do
 		run_cell "$side" "$w"
 		case "$side" in
-		collector) c_rate="$R_RATE" c_cpu="$R_CPU" c_rss="$R_RSS" ;;
-		bucketq) b_rate="$R_RATE" b_cpu="$R_CPU" b_rss="$R_RSS" ;;
+		collector) c_rate="$R_RATE" c_cpu="$R_CPU" c_rss="$R_RSS" c_gen="$R_GEN" ;;
+		bucketq) b_rate="$R_RATE" b_cpu="$R_CPU" b_rss="$R_RSS" b_gen="$R_GEN" ;;
 		esac
 	done
 	ratio="$(awk -v b="$b_rate" -v c="$c_rate" 'BEGIN {if (c > 0) printf "%.3f", b / c; else print "-"}')"
-	rows+=("| $w | $c_rate | $b_rate | $ratio | $c_cpu | $b_cpu | $c_rss | $b_rss |")
+	# What twice the collector's rate would cost the generator alone, in
+	# cores (at its cheaper µs/log of the two runs): when that nears nproc,
+	# no server can reach 2× on this machine, however little CPU it uses.
+	gen2x="$(awk -v r="$c_rate" -v a="$c_gen" -v b="$b_gen" 'BEGIN {g = (a < b ? a : b); printf "%.2f", 2 * r * g / 1e6}')"
+	rows+=("| $w | $c_rate | $b_rate | $ratio | $c_cpu | $b_cpu | $c_gen / $b_gen | $gen2x | $c_rss | $b_rss |")
 done
 
 echo "# make compare $START..$(date -u +%FT%TZ) nproc=$(nproc) loadavg=$LOAD0 -> $(cut -d' ' -f1-3 /proc/loadavg) $(go version | cut -d' ' -f3-)"
 echo "# telemetrygen $TELEMETRYGEN_VERSION logs, gRPC, $BATCH logs/request, --rate 0, $DURATION per cell; collector otelcol-compare (ocb $OTEL_VERSION) file_storage fsync queue; bucketq produce, directory bucket${COMPARE_BUCKETQ_FLAGS:+, flags: $COMPARE_BUCKETQ_FLAGS}"
-echo "| workers | collector logs/s | bucketq logs/s | bucketq ÷ collector | collector CPU s | bucketq CPU s | collector peak RSS MiB | bucketq peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workers | collector logs/s | bucketq logs/s | bucketq ÷ collector | collector CPU s | bucketq CPU s | telemetrygen CPU µs/log (vs collector / vs bucketq) | telemetrygen cores at 2× the collector's logs/s (of $(nproc)) | collector peak RSS MiB | bucketq peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+# Deleting: on ext4 without a journal (this project's CI machines) a new
+# file's inode is allocated past every inode freed in the last minute or
+# more, one lookup each, so deleting a cell's tens of thousands of batch
+# files between cells made the next cells' file creations several times
+# dearer (BENCHMARKS.md §7). They go after the table instead.
+rm -rf "$WORK"/*-w*
