@@ -76,7 +76,8 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := producer.Config{DataPrefix: "queue/data", FlushInterval: time.Second, MinSealInterval: 500 * time.Millisecond,
-		FlushSizeBytes: 8 << 20, Compression: "none", MaxBufferedBytes: 64 << 20, GCGracePeriod: 20 * time.Minute, FormatVersion: 1}
+		FlushSizeBytes: 8 << 20, Compression: "none", MaxBufferedBytes: 64 << 20, GCGracePeriod: 20 * time.Minute, FormatVersion: 1,
+		PipelineDepth: producer.DefaultPipelineDepth} // an object store's (AutoPipelineDepth)
 	if got := cfg.producerConfig(); got != want {
 		t.Errorf("producer config\n got %+v\nwant %+v", got, want)
 	}
@@ -95,9 +96,15 @@ func TestMinSealIntervalAuto(t *testing.T) {
 	if d, _ := cfg.minSealInterval(); d != 0 {
 		t.Errorf("auto on a directory bucket = %s, want 0", d)
 	}
+	if d := cfg.producerConfig().PipelineDepth; d != 1 {
+		t.Errorf("pipeline depth on a directory bucket = %d, want 1", d)
+	}
 	cfg.BucketDir, cfg.ObjectStore = "", map[string]any{"type": "S3", "config": map[string]any{"bucket": "b"}}
 	if d, _ := cfg.minSealInterval(); d != producer.ObjectStoreMinSealInterval {
 		t.Errorf("auto on an object store = %s, want %s", d, producer.ObjectStoreMinSealInterval)
+	}
+	if d := cfg.producerConfig().PipelineDepth; d != producer.DefaultPipelineDepth {
+		t.Errorf("pipeline depth on an object store = %d, want %d", d, producer.DefaultPipelineDepth)
 	}
 }
 
