@@ -10,7 +10,17 @@ import (
 	"testing"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/keptdir"
 )
+
+// TestMain removes the benchmarks' directories once every test and
+// benchmark has run (keptdir: deleting them between benchmarks slows the
+// next ones on this project's CI file system).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	keptdir.RemoveAll()
+	os.Exit(code)
+}
 
 // onlyReader hides every method but Read, as objstore's metrics wrapper
 // does around the reader a producer uploads.
@@ -21,7 +31,7 @@ type onlyReader struct{ io.Reader }
 // file, copy, fsync, rename, directory fsync. allocs/op and B/op are the
 // figures that do not depend on the disk.
 func BenchmarkDurableUpload(b *testing.B) {
-	bkt, err := bucket.NewDurableFilesystem(b.TempDir())
+	bkt, err := bucket.NewDurableFilesystem(keptdir.New(b))
 	if err != nil {
 		b.Fatal(err)
 	}

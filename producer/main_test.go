@@ -5,13 +5,17 @@ import (
 	"testing"
 
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/keptdir"
 )
 
 // TestMain makes format's shared codecs before any synctest bubble (see
-// format.PrepareCodecs).
+// format.PrepareCodecs), and removes the benchmarks' directories once
+// everything has run (keptdir).
 func TestMain(m *testing.M) {
 	if err := format.PrepareCodecs(); err != nil {
 		panic(err)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	keptdir.RemoveAll()
+	os.Exit(code)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bucketq/bucketq/bucket"
 	"github.com/bucketq/bucketq/format"
+	"github.com/bucketq/bucketq/internal/keptdir"
 	"github.com/bucketq/bucketq/manifest"
 	"github.com/bucketq/bucketq/manifest/cas"
 	"github.com/bucketq/bucketq/manifest/cas/memstore"
@@ -50,7 +51,7 @@ func (s *slowStore) WriteIf(ctx context.Context, name string, data []byte, v cas
 // 1: seal only when no batch is unfinished). x-depth1 is the ratio of
 // events/s. store=sleep-2ms gives every upload and every manifest write 2 ms
 // (about one fsync pair each on a quiet local disk); store=fs is a real
-// directory bucket (fsyncs) under b.TempDir(). Each op runs both rules,
+// directory bucket (fsyncs) under keptdir.New(b). Each op runs both rules,
 // alternating which goes first.
 func BenchmarkSealRule(b *testing.B) {
 	for _, store := range []string{"sleep-2ms", "fs"} {
@@ -86,7 +87,7 @@ func sealRound(b *testing.B, store string, depth, clients, perClient int) (float
 	var st cas.Store
 	switch store {
 	case "fs":
-		fsb, fss, err := bucket.OpenDir(b.TempDir())
+		fsb, fss, err := bucket.OpenDir(keptdir.New(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/bucketq/bucketq/bucket"
+	"github.com/bucketq/bucketq/internal/keptdir"
 	"github.com/bucketq/bucketq/internal/storetest"
 	"github.com/bucketq/bucketq/manifest/cas"
 )
@@ -33,6 +34,15 @@ const manifestPath = "ingest/manifest"
 const eventsPerRequest = 500
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// TestMain removes the benchmarks' bucket directories once every benchmark
+// has run, not after each (keptdir: deleting one benchmark's thousands of
+// batch files slows the next ones on this project's CI file system).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	keptdir.RemoveAll()
+	os.Exit(code)
+}
 
 // bucketCase opens a fresh, empty bucket and its manifest store.
 type bucketCase struct {
@@ -49,7 +59,7 @@ var bucketCases = []bucketCase{
 }
 
 func openFS(b *testing.B) (objstore.Bucket, cas.Store) {
-	bkt, store, err := bucket.OpenDir(b.TempDir())
+	bkt, store, err := bucket.OpenDir(keptdir.New(b))
 	if err != nil {
 		b.Fatal(err)
 	}

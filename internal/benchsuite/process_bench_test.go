@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bucketq/bucketq/internal/childproc"
+	"github.com/bucketq/bucketq/internal/keptdir"
 	"github.com/bucketq/bucketq/internal/storetest"
 )
 
@@ -64,7 +65,7 @@ type producerProc struct {
 // directory, or a fresh prefix of the S3 server) with extra flags.
 func startProducer(b *testing.B, bin, bucket string, extra ...string) *producerProc {
 	b.Helper()
-	dir := b.TempDir()
+	dir := keptdir.New(b)
 	args := []string{"produce", "--listen", freeAddr(b), "--otlp-grpc=", "--otlp-http=", "--log-level", "warn"}
 	switch bucket {
 	case "fs":
