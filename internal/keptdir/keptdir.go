@@ -7,7 +7,9 @@
 // inode freed in the last minute or more, one buffer lookup each, so the
 // tens of thousands of batch files one benchmark deletes made every file
 // the next benchmarks created several times dearer in CPU (BENCHMARKS.md
-// §2e): the order of the benchmarks changed their results.
+// §2e): the order of the benchmarks changed their results. The price: a
+// package's benchmark files all stay on disk until its TestMain ends
+// (a few GiB for internal/benchsuite at make bench's default benchtime).
 package keptdir
 
 import (
