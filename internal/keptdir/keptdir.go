@@ -9,7 +9,7 @@
 // the next benchmarks created several times dearer in CPU (BENCHMARKS.md
 // §2e): the order of the benchmarks changed their results. The price: a
 // package's benchmark files all stay on disk until its TestMain ends
-// (a few GiB for internal/benchsuite at make bench's default benchtime).
+// (for internal/benchsuite, every bucket its ingest benchmarks filled).
 package keptdir
 
 import (
