@@ -114,6 +114,14 @@ type Spreader struct {
 	onMove func(from, to int, why string)
 	closed bool
 	store  cas.Store
+
+	// The spreader's own evidence across partitions, for Ready: failures
+	// (Appends that failed, homes left for failing) since the last Append
+	// that committed on any partition.
+	failingSince time.Time // zero while Appends commit
+	lastFailure  time.Time
+	lastErr      error
+	failures     int
 }
 
 // NewSpreader returns a spreader over the manifests in store; producers are
@@ -163,13 +171,27 @@ type readier interface{ Ready(time.Duration) error }
 // ever homed on one damaged manifest out of rotation, and keep it out until
 // the batches stuck there time out: one partition's fault would become
 // lost capacity across the fleet, though its requests commit elsewhere.
-// The price: a store refusing every write is seen only once the spreader
-// has tried each partition (about partitions × threshold of traffic); a
-// store that does not answer at all is still caught at once by /readyz's
-// bucket probe.
+//
+// A partition's evidence expires (producer.Ready: once nothing waits there
+// and its last failure is threshold old), so with more than two partitions
+// a store refusing every write would never show as every partition failing
+// at once: the spreader moves on, and the partitions it left look writable
+// again before it has tried the last. So the spreader keeps evidence of its
+// own, across partitions: it is not ready either once its Appends have
+// been failing, or its homes been left for failing, for threshold with no
+// Append committed on any partition since, the last failure less than
+// threshold ago. That evidence is passive too, and expires the same way, so
+// a producer taken out of rotation comes back and tries again. A store that
+// does not answer at all is still caught at once by /readyz's bucket probe.
 func (s *Spreader) Ready(threshold time.Duration) error {
 	s.mu.Lock()
 	prods, closed := append([]Producer(nil), s.prods...), s.closed
+	now := s.now()
+	var stuck error
+	if !s.failingSince.IsZero() && now.Sub(s.failingSince) >= threshold && now.Sub(s.lastFailure) < threshold {
+		stuck = fmt.Errorf("%w: no Append committed on any partition for %s: %d failed or left a failing partition, the last %s ago: %v",
+			producer.ErrNotReady, now.Sub(s.failingSince).Round(time.Second), s.failures, now.Sub(s.lastFailure).Round(time.Second), s.lastErr)
+	}
 	s.mu.Unlock()
 	if closed {
 		return fmt.Errorf("%w: %w", producer.ErrNotReady, producer.ErrClosed)
@@ -194,7 +216,7 @@ func (s *Spreader) Ready(threshold time.Duration) error {
 		}
 	}
 	if writable {
-		return nil
+		return stuck
 	}
 	return fmt.Errorf("%w: every partition failing (%s): %s", producer.ErrNotReady, strings.Join(failing, ", "), strings.Join(why, "; "))
 }
@@ -260,13 +282,25 @@ func (s *Spreader) Append(ctx context.Context, h format.Header, records [][]byte
 	if err != nil && !errors.Is(err, producer.ErrBackpressure) && !errors.Is(err, producer.ErrClosed) && ctx.Err() == nil {
 		s.failed(p, err)
 	}
+	if err == nil {
+		s.mu.Lock()
+		s.failingSince, s.lastErr, s.failures = time.Time{}, nil, 0
+		s.mu.Unlock()
+	}
 	return err
 }
 
-// failed moves the home away from p after an Append failed there.
+// failed moves the home away from p after an Append failed there (or its
+// producer was found failing), and records the failure for Ready.
 func (s *Spreader) failed(p int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	if s.failingSince.IsZero() {
+		s.failingSince, s.failures = now, 0
+	}
+	s.lastFailure, s.lastErr = now, fmt.Errorf("partition %d: %w", p, err)
+	s.failures++
 	s.stats[p].errors++
 	if s.home == p {
 		s.moveLocked(fmt.Sprintf("append failed: %v", err))

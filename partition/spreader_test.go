@@ -307,3 +307,71 @@ func TestSpreaderLeavesFailingHome(t *testing.T) {
 		})
 	}
 }
+
+// TestSpreaderReadyWhenEveryPartitionFailsInTurn: a store refusing every
+// write makes each partition fail in turn while the evidence of the ones
+// left behind expires (their producers look ready again), so "every
+// partition failing at once" never holds; the spreader's own evidence
+// still turns it not ready after threshold, an Append that commits
+// anywhere clears that, and with no failure for threshold it expires.
+func TestSpreaderReadyWhenEveryPartitionFailsInTurn(t *testing.T) {
+	const threshold = 30 * time.Second
+	denied := errors.New("upload: access denied")
+	for _, tc := range []struct {
+		name string
+		fail map[int]error
+		want string // "" for ready after the failing Appends
+	}{
+		{name: "every partition refuses", fail: map[int]error{0: denied, 1: denied, 2: denied, 3: denied},
+			want: "no Append committed on any partition for 40s: 5 failed or left a failing partition, the last 0s ago: partition"},
+		{name: "one partition refuses", fail: map[int]error{0: denied}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newClock()
+			s, _, _ := newTestSpreader(t, SpreaderConfig{Partitions: 4, Home: 0, FailAfter: threshold}, memstore.New(), tc.fail)
+			s.now = clock.Now
+			// One Append every 10 s: each fails where the partition refuses
+			// and moves the home on.
+			for i := range 5 {
+				if i > 0 {
+					clock.Add(10 * time.Second)
+				}
+				_ = s.Append(context.Background(), format.EventsHeader, [][]byte{[]byte("{}")})
+			}
+			err := s.Ready(threshold)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Ready = %v, want ready: Appends commit on the other partitions", err)
+			case tc.want != "" && (err == nil || !errors.Is(err, producer.ErrNotReady) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), denied.Error())):
+				t.Fatalf("Ready = %v, want an ErrNotReady with %q and the last error", err, tc.want)
+			}
+			if tc.want == "" {
+				return
+			}
+			// Out of rotation, nothing tried: the evidence expires.
+			clock.Add(threshold)
+			if err := s.Ready(threshold); err != nil {
+				t.Fatalf("Ready %s after the last failure = %v, want ready again (passive evidence expires)", threshold, err)
+			}
+		})
+	}
+	t.Run("a commit clears it", func(t *testing.T) {
+		clock := newClock()
+		s, prods, _ := newTestSpreader(t, SpreaderConfig{Partitions: 2, Home: 0, FailAfter: threshold}, memstore.New(), map[int]error{0: denied, 1: denied})
+		s.now = clock.Now
+		for range 4 {
+			_ = s.Append(context.Background(), format.EventsHeader, [][]byte{[]byte("{}")})
+			clock.Add(15 * time.Second)
+		}
+		if err := s.Ready(threshold); !errors.Is(err, producer.ErrNotReady) {
+			t.Fatalf("Ready = %v, want not ready", err)
+		}
+		prods[s.Home()].fail = nil
+		if err := s.Append(context.Background(), format.EventsHeader, [][]byte{[]byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ready(threshold); err != nil {
+			t.Fatalf("Ready after an Append committed = %v, want ready", err)
+		}
+	})
+}
