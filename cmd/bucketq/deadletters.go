@@ -99,6 +99,11 @@ func deadLettersCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	// A partition at or above partitions has no dead letters: listing it
+	// would report none, and a typo would look like an empty queue.
+	if _, err := partition.Choose(max(cfg.Partitions, 1), p); err != nil {
+		return &config.Error{Msg: fmt.Sprintf("dead-letters %s: --partition: %v", sub, err)}
+	}
 	cfg.DeadLetterPrefix = partition.Suffix(cfg.DeadLetterPrefix, p)
 	var conv convert.Converter
 	if sub == "redrive" {

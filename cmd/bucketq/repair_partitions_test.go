@@ -180,3 +180,41 @@ func TestPartitionFlagGivenEmpty(t *testing.T) {
 		})
 	}
 }
+
+// TestPartitionFlagNotBelowPartitions: --partition at or above partitions
+// is a usage error in every command that takes it, where replay and
+// dead-letters used to report an empty window or queue; below it, with
+// partitions from the flag or the config file, the command runs.
+func TestPartitionFlagNotBelowPartitions(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(t.TempDir(), "bucketq.yaml")
+	if err := os.WriteFile(cfgFile, []byte("bucket_dir: "+dir+"\npartitions: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"repair", "manifest"}, {"import", "--prefix", "usage/"}, {"replay", "--from-seq", "0", "--dry-run"}, {"dead-letters", "list"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			run := func(extra ...string) (int, string) {
+				var stderr bytes.Buffer
+				code := runMain(context.Background(), append(append([]string(nil), args...), extra...), io.Discard, &stderr, func(string) string { return "" })
+				return code, stderr.String()
+			}
+			for _, extra := range [][]string{
+				{"--bucket-dir", dir, "--partition", "1"},
+				{"--bucket-dir", dir, "--partitions", "2", "--partition", "2"},
+				{"--config", cfgFile, "--partition", "3"},
+			} {
+				if code, stderr := run(extra...); code != 2 || !strings.Contains(stderr, "is not below partitions") {
+					t.Errorf("%v %v: exit %d, %q; want 2 and the partition error", args, extra, code, stderr)
+				}
+			}
+			if args[0] == "import" || args[0] == "repair" {
+				return // below partitions they need files and a manifest this bucket does not have
+			}
+			if code, stderr := run("--config", cfgFile, "--partition", "2"); code != 0 {
+				t.Errorf("%v --partition 2 with partitions: 3 in the config: exit %d, %q; want 0", args, code, stderr)
+			}
+		})
+	}
+}

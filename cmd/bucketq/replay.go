@@ -157,6 +157,11 @@ func replayCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
+	// A partition at or above partitions has no journal: replaying it
+	// would report 0 events, and a typo would look like an empty window.
+	if _, err := partition.Choose(max(cfg.Partitions, 1), p); err != nil {
+		return bad("--partition: %v", err)
+	}
 	conv, err := newConverter(cfg)
 	if err != nil {
 		return err

@@ -228,7 +228,7 @@ var Options = []*Option{
 	{Key: "manifest_path", Flag: "manifest-path", Arg: "NAME", Default: producer.DefaultManifestPath, Roles: Produce | Consume | Inspect | Import,
 		Usage: "object name of the manifest (the queue)",
 		set:   func(c *Config, v string) error { c.ManifestPath = v; return objname.Check(v) }},
-	{Key: "partitions", Flag: "partitions", Kind: Int, Arg: "N", Default: "1", Roles: Produce | Consume | Inspect | Import,
+	{Key: "partitions", Flag: "partitions", Kind: Int, Arg: "N", Default: "1", Roles: Produce | Consume | Inspect | DeadLetters | Replay | Import,
 		Usage: "number of partitions, each a queue of its own (RFC 0005): partition 0 is manifest_path/data_prefix/dead_letter_prefix as named, partition p ≥ 1 the same names with suffix -000p; only ever raise it",
 		set: func(c *Config, v string) error {
 			n, err := parsePositive(v)
