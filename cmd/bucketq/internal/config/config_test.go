@@ -556,7 +556,7 @@ func TestDeadLettersRole(t *testing.T) {
 	var flags []string
 	f := NewFlags("dead-letters", RolesDeadLetters)
 	f.VisitAll(func(fl *flag.Flag) { flags = append(flags, fl.Name) })
-	want := []string{"bucket-dir", "config", "dead-letter-prefix", "log-format", "log-level", "sink", "sink-batch-size", "sink-concurrency", "sink-token"}
+	want := []string{"bucket-dir", "config", "dead-letter-prefix", "log-format", "log-level", "partitions", "sink", "sink-batch-size", "sink-concurrency", "sink-token"}
 	if !reflect.DeepEqual(flags, want) {
 		t.Errorf("dead-letters flags %q, want %q", flags, want)
 	}
