@@ -539,7 +539,7 @@ func helpFlags(t *testing.T, cmd string) []string {
 // ignore are neither listed nor accepted (exit 2 naming the flag).
 func TestDeadLettersTakesOnlyItsFlags(t *testing.T) {
 	got := helpFlags(t, "dead-letters")
-	want := []string{"--config", "--bucket-dir", "object_store:", "--dead-letter-prefix", "--sink", "--sink-token",
+	want := []string{"--config", "--bucket-dir", "object_store:", "--partitions", "--dead-letter-prefix", "--sink", "--sink-token",
 		"--sink-batch-size", "--sink-concurrency", "conversion:", "--log-level", "--log-format", "--reason", "--json", "--dry-run", "--timeout", "--partition"}
 	if !slices.Equal(got, want) {
 		t.Errorf("dead-letters help lists\n %q\nwant\n %q", got, want)
@@ -938,7 +938,7 @@ func TestDeadLettersPartition(t *testing.T) {
 	if code != 0 || !strings.Contains(out0, "1 dead letters under ingest/dead-letter/") {
 		t.Fatalf("list: exit %d, stdout %q, stderr %q", code, out0, err0)
 	}
-	code, out2, err2 := e.deadLetters("list", "--partition", "2")
+	code, out2, err2 := e.deadLetters("list", "--partitions", "3", "--partition", "2")
 	if code != 0 || !strings.Contains(out2, "ingest/dead-letter-0002/") || strings.Contains(out2, "batch_missing") {
 		t.Fatalf("list --partition 2: exit %d, stdout %q, stderr %q; want partition 2's prefix, empty", code, out2, err2)
 	}
