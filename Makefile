@@ -51,7 +51,7 @@ run: build
 # line: end time, load average). Results and how to read them: BENCHMARKS.md.
 # Without the S3 server (its variants skip): make bench BENCH_SERVICES=
 BENCH_SERVICES   ?= ./scripts/with-services.sh
-BENCH_PKGS       ?= ./format ./manifest ./producer ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv ./consumer ./journal
+BENCH_PKGS       ?= ./format ./bucket ./manifest ./producer ./manifest/cas/s3store ./ingest/httpevents ./consumer/convert/otlpconv ./consumer ./journal
 BENCH_SUITE_TIME ?= 2x
 bench:
 	@mkdir -p .cache
