@@ -39,7 +39,8 @@ unit:
 run: build
 	$(BIN) run --create-bucket-dir
 
-# bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy, seal rule,
+# bench: the micro benchmarks of BENCH_PKGS (codec vs raw zstd/memcpy, a directory-bucket
+# ack vs a log-file append, seal rule,
 # manifest codec and queue, HTTP handler, S3 manifest commits with and
 # without group commit, OTLP conversion vs protobuf unmarshal, GC cycle at
 # 10k/100k/1M batch files, journal compaction of 10k/100k segments) at the default
