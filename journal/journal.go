@@ -268,33 +268,12 @@ func (j *Journal) Read(ctx context.Context, name string) (*Segment, error) {
 // when one finds its segment gone; that one's error (Gone) is returned
 // then, unless another read failed otherwise.
 func (j *Journal) ReadNew(ctx context.Context, segs []SegmentRef, have map[string][]manifest.Entry) error {
-	var todo []string
-	for _, s := range segs {
-		if _, ok := have[s.Name]; !ok {
-			todo = append(todo, s.Name)
-		}
-	}
-	got := make([][]manifest.Entry, len(todo))
-	errs := make([]error, len(todo))
-	var g errgroup.Group
-	g.SetLimit(ioParallel)
-	for i, name := range todo {
-		g.Go(func() error {
-			seg, err := j.Read(ctx, name)
-			if err != nil {
-				errs[i] = err
-				return nil
-			}
-			got[i] = seg.Entries
-			return nil
-		})
-	}
-	_ = g.Wait()
+	names, got, errs := readUncached(ctx, j, segs, have)
 	var gone error
-	for i, name := range todo {
+	for i, name := range names {
 		switch {
 		case errs[i] == nil:
-			have[name] = got[i]
+			have[name] = got[i].Entries
 		case j.Gone(errs[i]):
 			gone = errs[i]
 		default:
@@ -302,6 +281,29 @@ func (j *Journal) ReadNew(ctx context.Context, segs []SegmentRef, have map[strin
 		}
 	}
 	return gone
+}
+
+// readUncached reads, ioParallel at a time, each of segs whose name is not
+// a key of have, and returns those names with each one's segment or read
+// error. Every read is tried, whatever the others return.
+func readUncached[V any](ctx context.Context, j *Journal, segs []SegmentRef, have map[string]V) (names []string, got []*Segment, errs []error) {
+	for _, s := range segs {
+		if _, ok := have[s.Name]; !ok {
+			names = append(names, s.Name)
+		}
+	}
+	got = make([]*Segment, len(names))
+	errs = make([]error, len(names))
+	var g errgroup.Group
+	g.SetLimit(ioParallel)
+	for i, name := range names {
+		g.Go(func() error {
+			got[i], errs[i] = j.Read(ctx, name)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return names, got, errs
 }
 
 // Gone reports whether err, from Read or ReadFooter, says the segment no
@@ -530,41 +532,19 @@ const sweepAttempts = 3
 // ioParallel at a time. It returns the name of one that was deleted since
 // the listing, or an error for one that cannot be read or decoded.
 func (j *Journal) readAll(ctx context.Context, segs []SegmentRef) (gone string, err error) {
-	var todo []string
-	for _, s := range segs {
-		if _, ok := j.cache[s.Name]; !ok {
-			todo = append(todo, s.Name)
-		}
-	}
-	got := make([]cached, len(todo))
-	missing := make([]bool, len(todo))
-	var g errgroup.Group
-	g.SetLimit(ioParallel)
-	for i, name := range todo {
-		g.Go(func() error {
-			seg, err := j.Read(ctx, name)
-			if err != nil {
-				if j.Gone(err) {
-					missing[i] = true
-					return nil
-				}
-				return fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", name, err)
-			}
-			c := cached{journaledAtMs: seg.JournaledAtMs, locations: make([]string, len(seg.Entries))}
-			for k, e := range seg.Entries {
+	names, got, errs := readUncached(ctx, j, segs, j.cache)
+	for i, name := range names {
+		switch {
+		case errs[i] == nil:
+			c := cached{journaledAtMs: got[i].JournaledAtMs, locations: make([]string, len(got[i].Entries))}
+			for k, e := range got[i].Entries {
 				c.locations[k] = e.Location
 			}
-			got[i] = c
-			return nil
-		})
-	}
-	err = g.Wait()
-	for i, name := range todo {
-		switch {
-		case missing[i]:
+			j.cache[name] = c
+		case j.Gone(errs[i]):
 			gone = name
-		case got[i].locations != nil:
-			j.cache[name] = got[i]
+		case err == nil:
+			err = fmt.Errorf("journal: segment %s unreadable, so no batch file can be deleted: %w", name, errs[i])
 		}
 	}
 	if err != nil {
