@@ -430,14 +430,8 @@ func segmentChain(t *testing.T, store cas.Store, name string) ([]string, [][]byt
 // and a checkpoint whose segment fields are edited, stop the job with an
 // error naming the checkpoint, never a panic and never rows skipped.
 func TestImportRefusesDamagedCheckpointSegments(t *testing.T) {
-	c := buildCorpus(12, 10)
-	e := newEnv(t, c)
-	ctx := context.Background()
-	small := func(c *importer.Config) { c.CheckpointWindow = 2; c.Parallel = 1 }
-	if _, err := e.importer(e.prod, small).Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	name := importer.CheckpointName("ingest", "nov")
+	e, name := importedInSegments(t, buildCorpus(12, 10))
+	ctx, small := context.Background(), smallWindow
 	good, _, err := e.store.Read(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -750,14 +744,8 @@ func TestImportDeletesOrphanSegmentAfterCrash(t *testing.T) {
 // has just written and is about to refer to with its conditional
 // checkpoint write; once that write lands, the chain needs it.
 func TestImportDeletesOnlyProvablyUnreferencedSegments(t *testing.T) {
-	c := buildCorpus(12, 10)
-	e := newEnv(t, c)
-	ctx := context.Background()
-	small := func(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel = 2, 1 }
-	if _, err := e.importer(e.prod, small).Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ckName := importer.CheckpointName("ingest", "nov")
+	e, ckName := importedInSegments(t, buildCorpus(12, 10))
+	ctx, small := context.Background(), smallWindow
 	headBytes, v, err := e.store.Read(ctx, ckName)
 	if err != nil {
 		t.Fatal(err)
@@ -852,14 +840,8 @@ func (s *gatedStore) Read(ctx context.Context, name string) ([]byte, cas.Version
 // several at once, but no more than 8 are read or held ahead of the chain
 // check: with the newest one's read held, exactly 8 reads start.
 func TestImportReadsSegmentsInParallel(t *testing.T) {
-	c := buildCorpus(40, 3)
-	e := newEnv(t, c)
-	ctx := context.Background()
-	small := func(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel = 2, 1 }
-	if _, err := e.importer(e.prod, small).Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ckName := importer.CheckpointName("ingest", "nov")
+	e, ckName := importedInSegments(t, buildCorpus(40, 3))
+	ctx, small := context.Background(), smallWindow
 	chain, _ := segmentChain(t, e.store, ckName)
 	if len(chain) < 16 {
 		t.Fatalf("%d segments, want 16 or more", len(chain))
@@ -968,4 +950,20 @@ func TestImportCheckpointRecordsPartition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// smallWindow seals a checkpoint segment every two objects, one object at
+// a time, so that a small corpus makes a chain of segments.
+func smallWindow(cfg *importer.Config) { cfg.CheckpointWindow, cfg.Parallel = 2, 1 }
+
+// importedInSegments imports c once with smallWindow and returns the
+// environment and the job's checkpoint name, for tests of what a second
+// import makes of the segments the first one sealed.
+func importedInSegments(t *testing.T, c *corpus) (*env, string) {
+	t.Helper()
+	e := newEnv(t, c)
+	if _, err := e.importer(e.prod, smallWindow).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return e, importer.CheckpointName("ingest", "nov")
 }
