@@ -145,17 +145,7 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		defer bkt.Close()
 		pm := producer.NewMetrics(nil)
 		q := manifest.NewQueue(store, l.Manifest, queueOptions(cfg, producer.QueueOptions(pm)))
-		prod, err = producer.New(bkt, q, producer.Config{
-			DataPrefix:       l.Data,
-			FlushInterval:    cfg.FlushInterval,
-			MinSealInterval:  minSealInterval(cfg),
-			PipelineDepth:    producer.AutoPipelineDepth(cfg.ObjectStore != nil),
-			FlushSizeBytes:   cfg.FlushSizeBytes,
-			Compression:      cfg.Compression.String(),
-			FormatVersion:    cfg.FormatVersion,
-			MaxBufferedBytes: cfg.MaxBufferedBytes,
-			GCGracePeriod:    cfg.GCGracePeriod,
-		}, pm, log.With("part", "producer"))
+		prod, err = producer.New(bkt, q, producerConfig(cfg, l.Data), pm, log.With("part", "producer"))
 		if err != nil {
 			return fmt.Errorf("starting producer: %w", err)
 		}

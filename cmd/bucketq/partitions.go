@@ -43,6 +43,23 @@ func partitionArg(cmd string, fl *config.Flags, v string) (p int, given bool, er
 	return p, true, nil
 }
 
+// producerConfig is the producer configuration of cfg for the queue whose
+// batches go under dataPrefix (one partition's): the store's automatic
+// cost cap and pipeline depth unless min_seal_interval is set.
+func producerConfig(cfg *config.Config, dataPrefix string) producer.Config {
+	return producer.Config{
+		DataPrefix:       dataPrefix,
+		FlushInterval:    cfg.FlushInterval,
+		MinSealInterval:  minSealInterval(cfg),
+		PipelineDepth:    producer.AutoPipelineDepth(cfg.ObjectStore != nil),
+		FlushSizeBytes:   cfg.FlushSizeBytes,
+		Compression:      cfg.Compression.String(),
+		FormatVersion:    cfg.FormatVersion,
+		MaxBufferedBytes: cfg.MaxBufferedBytes,
+		GCGracePeriod:    cfg.GCGracePeriod,
+	}
+}
+
 // partitionReg is the registerer for partition p's metrics: reg itself with
 // one partition (today's metric names and labels exactly), else reg with
 // the constant label partition="p" (bounded by the partition count).
@@ -60,17 +77,7 @@ func newProducer(bkt objstore.Bucket, store cas.Store, cfg *config.Config, reg p
 		pm := producer.NewMetrics(partitionReg(reg, cfg, p))
 		l := cfg.Layout().Partition(p)
 		q := manifest.NewQueue(st, l.Manifest, queueOptions(cfg, producer.QueueOptions(pm)))
-		return producer.New(bkt, q, producer.Config{
-			DataPrefix:       l.Data,
-			FlushInterval:    cfg.FlushInterval,
-			MinSealInterval:  minSealInterval(cfg),
-			PipelineDepth:    producer.AutoPipelineDepth(cfg.ObjectStore != nil),
-			FlushSizeBytes:   cfg.FlushSizeBytes,
-			Compression:      cfg.Compression.String(),
-			FormatVersion:    cfg.FormatVersion,
-			MaxBufferedBytes: cfg.MaxBufferedBytes,
-			GCGracePeriod:    cfg.GCGracePeriod,
-		}, pm, log.With("partition", p))
+		return producer.New(bkt, q, producerConfig(cfg, l.Data), pm, log.With("partition", p))
 	}
 	if cfg.Partitions <= 1 {
 		return mk(0, store)
