@@ -83,6 +83,11 @@ YAML
 	# shellcheck disable=SC2086
 	"$BQ" "$MODE" "${mode_args[@]}" "${where[@]}" --listen "127.0.0.1:$PORT" --otlp-grpc= --otlp-http= --log-level warn ${PRODUCE_FLAGS:-} >"$D.log" 2>&1 &
 	P=$!
+	# The cells' buckets are deleted on exit, not between cells: on ext4
+	# without a journal (this project's CI machines) a new file's inode is
+	# allocated past every inode freed in the last minute or more, so
+	# deleting one cell's batch files (~90k at 64 × 1) made the next cells'
+	# file creations several times dearer.
 	trap 'kill $P 2>/dev/null && wait $P 2>/dev/null; rm -rf "${done_dirs[@]}" "$D" "$D.log"' EXIT
 	for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$PORT/readyz" && break; sleep 0.1; done
 	t0=$(cpu_ticks $P)
@@ -113,9 +118,4 @@ PY
 	rm -f "$D.log"
 	done_dirs+=("$D")
 done
-# Deleted after the last cell, not between cells: on ext4 without a journal
-# (this project's CI machines) a new file's inode is allocated past every
-# inode freed in the last minute or more, so deleting one cell's batch files
-# (~90k at 64 × 1) made the next cells' file creations several times dearer.
-rm -rf "${done_dirs[@]}"
 echo "# done $(date -u +%FT%TZ) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
