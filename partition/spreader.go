@@ -115,13 +115,10 @@ type Spreader struct {
 	closed bool
 	store  cas.Store
 
-	// The spreader's own evidence across partitions, for Ready: failures
-	// (Appends that failed, homes left for failing) since the last Append
-	// that committed on any partition.
-	failingSince time.Time // zero while Appends commit
-	lastFailure  time.Time
-	lastErr      error
-	failures     int
+	// The spreader's own evidence across partitions, for Ready: Appends
+	// that failed and homes left for failing, since the last Append that
+	// committed on any partition.
+	health producer.FailureEvidence
 }
 
 // NewSpreader returns a spreader over the manifests in store; producers are
@@ -186,13 +183,8 @@ type readier interface{ Ready(time.Duration) error }
 func (s *Spreader) Ready(threshold time.Duration) error {
 	s.mu.Lock()
 	prods, closed := append([]Producer(nil), s.prods...), s.closed
-	now := s.now()
-	var stuck error
-	if !s.failingSince.IsZero() && now.Sub(s.failingSince) >= threshold && now.Sub(s.lastFailure) < threshold {
-		stuck = fmt.Errorf("%w: no Append committed on any partition for %s: %d failed or left a failing partition, the last %s ago: %v",
-			producer.ErrNotReady, now.Sub(s.failingSince).Round(time.Second), s.failures, now.Sub(s.lastFailure).Round(time.Second), s.lastErr)
-	}
 	s.mu.Unlock()
+	stuck := s.health.Failing(s.now(), threshold, false, "no Append committed on any partition", "failed or left a failing partition")
 	if closed {
 		return fmt.Errorf("%w: %w", producer.ErrNotReady, producer.ErrClosed)
 	}
@@ -283,9 +275,7 @@ func (s *Spreader) Append(ctx context.Context, h format.Header, records [][]byte
 		s.failed(p, err)
 	}
 	if err == nil {
-		s.mu.Lock()
-		s.failingSince, s.lastErr, s.failures = time.Time{}, nil, 0
-		s.mu.Unlock()
+		s.health.Succeeded()
 	}
 	return err
 }
@@ -295,12 +285,7 @@ func (s *Spreader) Append(ctx context.Context, h format.Header, records [][]byte
 func (s *Spreader) failed(p int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	if s.failingSince.IsZero() {
-		s.failingSince, s.failures = now, 0
-	}
-	s.lastFailure, s.lastErr = now, fmt.Errorf("partition %d: %w", p, err)
-	s.failures++
+	s.health.Failed(s.now(), fmt.Errorf("partition %d: %w", p, err))
 	s.stats[p].errors++
 	if s.home == p {
 		s.moveLocked(fmt.Sprintf("append failed: %v", err))

@@ -204,7 +204,7 @@ type Producer struct {
 
 	corrupt atomic.Bool // the last commit found the manifest damaged
 
-	health commitHealth // for Ready
+	health FailureEvidence // of uploads and commits, for Ready
 }
 
 // New returns a running producer. Call Close to flush and stop it. m are its

@@ -7,40 +7,60 @@ import (
 	"time"
 )
 
-// commitHealth is the producer's recent record of uploads and commits, the
-// evidence behind Ready.
-type commitHealth struct {
+// FailureEvidence is passive evidence that writes fail: the failures
+// since the last success, and when. The producer's Ready judges its uploads
+// and commits by it, and partition.Spreader its Appends across partitions.
+// The zero value holds no failure. It is safe for concurrent use.
+type FailureEvidence struct {
 	mu           sync.Mutex
-	failingSince time.Time // first failure since the last commit; zero while commits succeed
+	failingSince time.Time // first failure since the last success; zero while writes succeed
 	lastFailure  time.Time
 	lastErr      error
 	failures     int // since failingSince
 }
 
-// noteFailure records a failed upload, manifest read or manifest commit.
-func (p *Producer) noteFailure(err error) {
-	now := p.now()
-	h := &p.health
-	h.mu.Lock()
-	if h.failingSince.IsZero() {
-		h.failingSince = now
-		h.failures = 0
+// Failed records a failure at now.
+func (e *FailureEvidence) Failed(now time.Time, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failingSince.IsZero() {
+		e.failingSince, e.failures = now, 0
 	}
-	h.lastFailure = now
-	h.lastErr = err
-	h.failures++
-	h.mu.Unlock()
+	e.lastFailure, e.lastErr = now, err
+	e.failures++
 }
 
-// noteCommitted records a batch committed to the manifest: the store works.
-func (p *Producer) noteCommitted() {
-	h := &p.health
-	h.mu.Lock()
-	h.failingSince = time.Time{}
-	h.lastErr = nil
-	h.failures = 0
-	h.mu.Unlock()
+// Succeeded records a success: it clears the failures.
+func (e *FailureEvidence) Succeeded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failingSince, e.lastErr, e.failures = time.Time{}, nil, 0
 }
+
+// Failing returns nil unless writes have been failing for at least
+// threshold with no success since and the evidence is current: work is
+// still waiting, or the last failure is less than threshold old. Then it
+// returns an error wrapping ErrNotReady: what (the writes that have not
+// succeeded), for how long, how many failures (of the kind failures names)
+// and the last one.
+func (e *FailureEvidence) Failing(now time.Time, threshold time.Duration, waiting bool, what, failures string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failingSince.IsZero() || now.Sub(e.failingSince) < threshold {
+		return nil
+	}
+	if !waiting && now.Sub(e.lastFailure) >= threshold {
+		return nil // stale: nothing tried since
+	}
+	return fmt.Errorf("%w: %s for %s: %d %s, the last %s ago: %v",
+		ErrNotReady, what, now.Sub(e.failingSince).Round(time.Second), e.failures, failures, now.Sub(e.lastFailure).Round(time.Second), e.lastErr)
+}
+
+// noteFailure records a failed upload, manifest read or manifest commit.
+func (p *Producer) noteFailure(err error) { p.health.Failed(p.now(), err) }
+
+// noteCommitted records a batch committed to the manifest: the store works.
+func (p *Producer) noteCommitted() { p.health.Succeeded() }
 
 // ErrNotReady wraps every error Ready returns.
 var ErrNotReady = errors.New("producer not ready")
@@ -69,16 +89,5 @@ func (p *Producer) Ready(threshold time.Duration) error {
 	if closing {
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrClosed)
 	}
-	now := p.now()
-	h := &p.health
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failingSince.IsZero() || now.Sub(h.failingSince) < threshold {
-		return nil
-	}
-	if waiting == 0 && now.Sub(h.lastFailure) >= threshold {
-		return nil // stale: nothing tried since
-	}
-	return fmt.Errorf("%w: no batch committed for %s: %d upload or manifest failures, the last %s ago: %v",
-		ErrNotReady, now.Sub(h.failingSince).Round(time.Second), h.failures, now.Sub(h.lastFailure).Round(time.Second), h.lastErr)
+	return p.health.Failing(p.now(), threshold, waiting > 0, "no batch committed", "upload or manifest failures")
 }
